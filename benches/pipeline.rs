@@ -1,0 +1,128 @@
+//! End-to-end benchmark of `ducktail index` against the raw read+parse ceiling, on generated
+//! trees. Prints one markdown table.
+//!
+//! ```text
+//! cargo bench --bench pipeline -- --files 10000,100000
+//! ```
+//!
+//! Trees are generated once (seeded) under `$CARGO_TARGET_DIR/bench-trees/` and reused; each size
+//! runs: the raw ceiling (read + JSON-parse every file with the same thread count, write nothing),
+//! a cold `ducktail index` (files/s, peak RSS of the process), and a second `index` with nothing
+//! changed (the reconcile cost: scan + compare).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut sizes = vec![10_000usize, 100_000];
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        if argument == "--files" {
+            let list = arguments.next().expect("--files takes a comma-separated list");
+            sizes = list.split(',').map(|size| size.trim().parse().expect("a number of files")).collect();
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let trees = target.join("bench-trees");
+    println!("machine: {threads} cores; warm page cache (each tree is read once before timing)\n");
+    println!("| files | raw read+parse files/s | index cold files/s | index / raw | peak RSS MB | reconcile unchanged s |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for size in sizes {
+        let opencode = trees.join(format!("seed42-{size}"));
+        ensure_tree(&opencode, size);
+        let files = list_files(&opencode.join("storage"));
+        let _ = raw_ceiling(&files, threads); // warm the page cache
+        let raw = raw_ceiling(&files, threads);
+        let db = trees.join(format!("bench-{size}.duckdb"));
+        let _ = std::fs::remove_file(&db);
+        let _ = std::fs::remove_file(format!("{}.wal", db.display()));
+        let (cold, peak_rss) = run_index(&opencode, &db);
+        let (warm, _) = run_index(&opencode, &db);
+        let raw_rate = files.len() as f64 / raw.as_secs_f64();
+        let index_rate = files.len() as f64 / cold.as_secs_f64();
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.3} |",
+            files.len(),
+            raw_rate,
+            index_rate,
+            index_rate / raw_rate,
+            peak_rss as f64 / 1024.0,
+            warm.as_secs_f64()
+        );
+    }
+}
+
+fn ensure_tree(opencode: &Path, size: usize) {
+    let marker = opencode.join(".complete");
+    if marker.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(opencode);
+    let config = ducktail_generator::GeneratorConfig { seed: 42, target_files: size, ..Default::default() };
+    ducktail_generator::generate(opencode, &config).expect("generate the bench tree");
+    std::fs::write(marker, b"").unwrap();
+}
+
+fn list_files(storage: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(storage)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.into_path())
+        .collect()
+}
+
+/// Reads and parses every file with `threads` threads, writing nothing.
+fn raw_ceiling(files: &[PathBuf], threads: usize) -> Duration {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let parsed = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(index) else { break };
+                if let Ok(bytes) = std::fs::read(path) {
+                    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+                        parsed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(parsed.load(Ordering::Relaxed) > 0);
+    started.elapsed()
+}
+
+/// Runs `ducktail index` and returns its wall time and peak RSS in KiB (sampled from /proc).
+fn run_index(opencode: &Path, db: &Path) -> (Duration, u64) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
+        .args(["index", "--opencode"])
+        .arg(opencode)
+        .arg("--db")
+        .arg(db)
+        .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run ducktail index");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:")) {
+                let kib: u64 = line.split_whitespace().nth(1).and_then(|value| value.parse().ok()).unwrap_or(0);
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait for index") {
+            assert!(status.success(), "ducktail index failed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (started.elapsed(), peak_kib)
+}

@@ -1,0 +1,1 @@
+//! ducktail-generator

@@ -1,0 +1,55 @@
+//! The daemon's HTTP server: health probes and the read API, served from reader connections.
+//!
+//! # Layout
+//! - [`serve`] builds the actix-web server on a bound listener.
+//! - `wire` holds every request and response type; `routes` the handlers; [`ApiError`] maps
+//!   failures to a status code and a JSON body.
+//!
+//! It only reads: every query runs on a reader connection on the blocking pool, never on the
+//! writer's connection and never on the async executor. It names no DuckDB type.
+
+mod routes;
+mod wire;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix::Recipient;
+use actix_web::{web, App, HttpServer};
+use ducktail_pipeline::messages::GetPipelineStatus;
+use ducktail_pipeline::settings::HttpSettings;
+use ducktail_pipeline::status::StatusBoard;
+use ducktail_store::ReaderPool;
+
+pub use wire::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Reader connections.
+    pub readers: ReaderPool,
+    /// Pipeline counters and readiness.
+    pub board: Arc<StatusBoard>,
+    /// Asks the accumulator for its backlog.
+    pub pipeline_status: Recipient<GetPipelineStatus>,
+    /// `[http]` settings.
+    pub settings: HttpSettings,
+}
+
+/// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are
+/// left to the caller.
+pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|error, _| ApiError::bad_request(error.to_string()).into()))
+            .configure(routes::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,82 @@
+//! HTTP handlers.
+
+use std::time::Duration;
+
+use actix_web::{get, post, web, HttpResponse};
+use ducktail_store::COUNTED_TABLES;
+
+use crate::wire::*;
+use crate::HttpState;
+
+/// Longest a `POST /api/sql` query may run.
+const SQL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config.service(livez).service(readyz).service(stats).service(sql);
+}
+
+#[get("/livez")]
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(Probe { status: "ok" })
+}
+
+#[get("/readyz")]
+async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
+    if state.board.is_ready() {
+        HttpResponse::Ok().json(Probe { status: "ok" })
+    } else {
+        HttpResponse::ServiceUnavailable().json(Probe { status: "starting" })
+    }
+}
+
+#[get("/api/stats")]
+async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
+    let readers = state.readers.clone();
+    let status = web::block(move || readers.reader().and_then(|reader| reader.status(0)))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    let pipeline = state.pipeline_status.send(ducktail_pipeline::messages::GetPipelineStatus).await.unwrap_or_default();
+    let latency = state.board.latency_summary();
+    let millis = |duration: Duration| duration.as_secs_f64() * 1_000.0;
+    let last_commit = state.board.last_commit_unix_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let body = Stats {
+        tables: COUNTED_TABLES.iter().copied().zip(status.tables.iter().map(|count| count.rows)).collect(),
+        files_by_status: status.files_by_status.into_iter().collect(),
+        last_indexed_at: status.last_indexed_at,
+        last_commit_unix_ms: (last_commit > 0).then_some(last_commit),
+        ready: state.board.is_ready(),
+        pending_files: pipeline.pending,
+        batches_in_flight: pipeline.in_flight,
+        latency_ms: LatencyMs { samples: latency.samples, p50: millis(latency.p50), p95: millis(latency.p95), p99: millis(latency.p99) },
+        actor_restarts: state.board.actor_restarts.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[post("/api/sql")]
+async fn sql(state: web::Data<HttpState>, request: web::Json<SqlRequest>) -> Result<HttpResponse, ApiError> {
+    if !state.settings.sql_enabled {
+        return Err(ApiError::forbidden("the SQL API is off; set http.sql_enabled = true in the config to enable it"));
+    }
+    let request = request.into_inner();
+    let first_word = request.sql.trim_start().split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("").to_ascii_uppercase();
+    const ALLOWED: [&str; 7] = ["SELECT", "WITH", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE", "FROM"];
+    if !ALLOWED.contains(&first_word.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "only a single read-only statement is allowed (SELECT, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, FROM); got `{first_word}`"
+        )));
+    }
+    let max_rows = request.max_rows.unwrap_or(state.settings.sql_max_rows).min(state.settings.sql_max_rows);
+    let reader = state.readers.reader().map_err(|error| ApiError::internal(error.to_string()))?;
+    let canceller = reader.canceller();
+    let query = web::block(move || reader.query_json(&request.sql, max_rows));
+    let rows = match tokio::time::timeout(SQL_TIMEOUT, query).await {
+        Ok(result) => result.map_err(|error| ApiError::internal(error.to_string()))?.map_err(|error| ApiError::bad_request(error.to_string()))?,
+        Err(_) => {
+            canceller.cancel();
+            return Err(ApiError::timeout(format!("query ran longer than {} s and was cancelled", SQL_TIMEOUT.as_secs())));
+        }
+    };
+    Ok(HttpResponse::Ok().json(SqlResponse { columns: rows.columns, rows: rows.rows, truncated: rows.truncated }))
+}

@@ -1,0 +1,117 @@
+//! Request and response types of the HTTP API, and the JSON error type.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+
+/// An API failure: a status code and a message, sent as `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// 400: the request is wrong.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+    /// 403: the feature is turned off.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, message: message.into() }
+    }
+    /// 500: the server failed.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+    /// 504: the query ran out of time.
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::GATEWAY_TIMEOUT, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody { error: &self.message })
+    }
+}
+
+/// Body of every error response.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    /// What went wrong and, where there is one, the fix.
+    pub error: &'a str,
+}
+
+/// `GET /livez`, `GET /readyz`.
+#[derive(Serialize)]
+pub struct Probe {
+    /// `ok`, or `starting` while the catch-up runs.
+    pub status: &'static str,
+}
+
+/// `GET /api/stats`.
+#[derive(Serialize)]
+pub struct Stats {
+    /// Rows per table.
+    pub tables: std::collections::BTreeMap<&'static str, i64>,
+    /// Files per `file_index.status`.
+    pub files_by_status: std::collections::BTreeMap<String, i64>,
+    /// Newest `file_index.indexed_at`.
+    pub last_indexed_at: Option<String>,
+    /// Unix milliseconds of the daemon's last commit, if any.
+    pub last_commit_unix_ms: Option<u64>,
+    /// Whether the startup catch-up has committed.
+    pub ready: bool,
+    /// Paths waiting to be batched.
+    pub pending_files: usize,
+    /// Batches being decoded or written.
+    pub batches_in_flight: usize,
+    /// Event→commit latency percentiles over recent files, in milliseconds.
+    pub latency_ms: LatencyMs,
+    /// Actor restarts since start.
+    pub actor_restarts: u64,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Serialize)]
+pub struct LatencyMs {
+    /// Samples.
+    pub samples: usize,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// `POST /api/sql` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One SELECT / WITH / VALUES / DESCRIBE / SHOW / SUMMARIZE statement.
+    pub sql: String,
+    /// Row cap (at most `http.sql_max_rows`).
+    pub max_rows: Option<usize>,
+}
+
+/// `POST /api/sql` response.
+#[derive(Serialize)]
+pub struct SqlResponse {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Whether rows beyond the cap were left out.
+    pub truncated: bool,
+}

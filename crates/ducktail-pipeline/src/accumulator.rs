@@ -1,0 +1,521 @@
+//! The Accumulator: dedupes pending paths and cuts batches (size, window, or at once when the
+//! writer is idle), keeps at most `max_in_flight` batches out, and pushes back on producers.
+//!
+//! [`AccumulatorCore`] holds all the logic as a plain struct; [`Accumulator`] is the actix shell.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::messages::*;
+use crate::Links;
+use crate::settings::Settings;
+use crate::status::StatusBoard;
+use crate::supervision::{catch_panic, Faults};
+
+/// Batching rules, from `[pipeline]` and `[index]`.
+#[derive(Debug, Clone)]
+pub struct BatchRules {
+    /// Cut when this many paths are eligible.
+    pub max_files: usize,
+    /// Batch size while a large backlog drains (startup catch-up, bursts).
+    pub backlog_batch_files: usize,
+    /// Cut at the latest this long after the oldest eligible path arrived.
+    pub window: Duration,
+    /// Cut at once when nothing is in flight.
+    pub adaptive: bool,
+    /// Batches out at once.
+    pub max_in_flight: usize,
+    /// Distinct pending paths before new ones are refused.
+    pub max_pending: usize,
+    /// A path committed less than this long ago waits before it is batched again, so a file
+    /// rewritten on every streamed token is committed a few times a second, not every time.
+    pub min_rewrite_interval: Duration,
+    /// First retry delay of a not-ready path; doubles per attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl BatchRules {
+    /// Rules from settings.
+    pub fn from_settings(settings: &Settings) -> BatchRules {
+        let pipeline = &settings.pipeline;
+        BatchRules {
+            max_files: pipeline.max_files,
+            backlog_batch_files: settings.index.batch_files.max(pipeline.max_files),
+            window: Duration::from_millis(pipeline.window_ms),
+            adaptive: pipeline.adaptive,
+            max_in_flight: pipeline.max_in_flight,
+            max_pending: pipeline.max_pending,
+            min_rewrite_interval: Duration::from_millis(pipeline.min_rewrite_interval_ms),
+            retry_base: Duration::from_millis((pipeline.settle_ms / 4).max(10)),
+            retry_max: Duration::from_millis(pipeline.retry_backoff_max_ms.max(10)),
+        }
+    }
+}
+
+/// One pending path.
+#[derive(Debug, Clone)]
+struct PendingPath {
+    kind: ducktail_model::FileKind,
+    /// First observation of the change not yet committed (latency is measured from here).
+    observed_at: Instant,
+    /// Not batched before this instant (rewrite throttling or retry backoff).
+    eligible_at: Instant,
+    /// Whether this is a scheduled retry (does not block draining).
+    is_retry: bool,
+}
+
+/// The accumulator's state and rules, without actix.
+#[derive(Debug)]
+pub struct AccumulatorCore {
+    rules: BatchRules,
+    pending: HashMap<PathBuf, PendingPath>,
+    in_flight: HashMap<u64, Vec<PathBuf>>,
+    in_flight_paths: HashSet<PathBuf>,
+    last_committed: HashMap<PathBuf, Instant>,
+    retry_attempts: HashMap<PathBuf, u32>,
+    next_batch_id: u64,
+    /// Set when a path was refused for lack of room: a rescan must find it later.
+    refused_since_rescan: bool,
+}
+
+impl AccumulatorCore {
+    /// An empty accumulator.
+    pub fn new(rules: BatchRules) -> AccumulatorCore {
+        AccumulatorCore {
+            rules,
+            pending: HashMap::new(),
+            in_flight: HashMap::new(),
+            in_flight_paths: HashSet::new(),
+            last_committed: HashMap::new(),
+            retry_attempts: HashMap::new(),
+            next_batch_id: 1,
+            refused_since_rescan: false,
+        }
+    }
+
+    /// Accepts paths; a path already pending keeps its first observation time. Paths beyond
+    /// `max_pending` are refused and remembered as "a rescan is needed".
+    pub fn offer(&mut self, paths: Vec<ObservedPath>, origin: Origin, now: Instant) -> Backlog {
+        for observed in paths {
+            let throttled_until = self.throttled(&observed.path, now);
+            if let Some(existing) = self.pending.get_mut(&observed.path) {
+                if existing.is_retry && origin != Origin::Retry {
+                    // A fresh change beats a scheduled retry: look at it now.
+                    existing.is_retry = false;
+                    existing.eligible_at = throttled_until;
+                }
+                continue;
+            }
+            if self.pending.len() >= self.rules.max_pending {
+                self.refused_since_rescan = true;
+                continue;
+            }
+            let eligible_at = if origin == Origin::Retry { observed.observed_at.max(now) } else { throttled_until };
+            let observed_at = if origin == Origin::Retry { now } else { observed.observed_at };
+            self.pending.insert(
+                observed.path,
+                PendingPath { kind: observed.kind, observed_at, eligible_at, is_retry: origin == Origin::Retry },
+            );
+        }
+        self.backlog()
+    }
+
+    fn throttled(&self, path: &PathBuf, now: Instant) -> Instant {
+        match self.last_committed.get(path) {
+            Some(committed) => (*committed + self.rules.min_rewrite_interval).max(now),
+            None => now,
+        }
+    }
+
+    /// The current backlog and whether producers should wait.
+    pub fn backlog(&self) -> Backlog {
+        Backlog { pending: self.pending.len(), over_high_water: self.pending.len() >= self.rules.max_pending * 3 / 4 }
+    }
+
+    /// Whether producers waiting for capacity may go on.
+    pub fn below_low_water(&self) -> bool {
+        self.pending.len() <= self.rules.max_pending / 2
+    }
+
+    /// Cuts the next batch if the rules say so. `draining` cuts whatever is pending now,
+    /// ignoring windows and throttles (but not retry backoff).
+    pub fn next_batch(&mut self, now: Instant, draining: bool) -> Option<DecodeBatch> {
+        if self.in_flight.len() >= self.rules.max_in_flight {
+            return None;
+        }
+        let eligible: Vec<&PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(path, pending)| {
+                !self.in_flight_paths.contains(*path) && (pending.eligible_at <= now || (draining && !pending.is_retry))
+            })
+            .map(|(path, _)| path)
+            .collect();
+        if eligible.is_empty() {
+            return None;
+        }
+        let oldest = eligible.iter().filter_map(|path| self.pending.get(*path)).map(|pending| pending.observed_at.max(pending.eligible_at)).min()?;
+        let writer_idle = self.in_flight.is_empty();
+        let cut = draining
+            || eligible.len() >= self.rules.max_files
+            || (self.rules.adaptive && writer_idle)
+            || oldest + self.rules.window <= now;
+        if !cut {
+            return None;
+        }
+        let size = if eligible.len() > 10 * self.rules.max_files { self.rules.backlog_batch_files } else { self.rules.max_files };
+        let chosen: Vec<PathBuf> = eligible.into_iter().take(size).cloned().collect();
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        let mut paths = Vec::with_capacity(chosen.len());
+        for path in &chosen {
+            if let Some(pending) = self.pending.remove(path) {
+                paths.push(ObservedPath { path: path.clone(), kind: pending.kind, observed_at: pending.observed_at });
+            }
+            self.in_flight_paths.insert(path.clone());
+        }
+        self.in_flight.insert(batch_id, chosen);
+        Some(DecodeBatch { batch_id, paths })
+    }
+
+    /// When the next cut could happen without new input, if ever. A full in-flight window
+    /// needs no timer: the next [`BatchCommitted`] pumps again.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        if self.in_flight.len() >= self.rules.max_in_flight {
+            return None;
+        }
+        self.pending
+            .iter()
+            .filter(|(path, _)| !self.in_flight_paths.contains(*path))
+            .map(|(_, pending)| {
+                if pending.eligible_at > now {
+                    pending.eligible_at
+                } else {
+                    pending.observed_at.max(pending.eligible_at) + self.rules.window
+                }
+            })
+            .min()
+    }
+
+    /// A batch committed: free its paths and schedule retries of those not ready yet.
+    pub fn committed(&mut self, batch_id: u64, not_ready: Vec<ObservedPath>, now: Instant) {
+        if let Some(paths) = self.in_flight.remove(&batch_id) {
+            let not_ready_paths: HashSet<&PathBuf> = not_ready.iter().map(|observed| &observed.path).collect();
+            for path in paths {
+                self.in_flight_paths.remove(&path);
+                if !not_ready_paths.contains(&path) {
+                    self.retry_attempts.remove(&path);
+                }
+                // Changed again while in flight (a streamed file): throttle the next commit.
+                if let Some(pending) = self.pending.get_mut(&path) {
+                    pending.eligible_at = pending.eligible_at.max(now + self.rules.min_rewrite_interval);
+                }
+                self.last_committed.insert(path, now);
+            }
+        }
+        for observed in not_ready {
+            self.schedule_retry(observed, now);
+        }
+        // Forget throttling marks that can no longer matter, so the map stays small.
+        let horizon = self.rules.min_rewrite_interval;
+        self.last_committed.retain(|_, committed| now.saturating_duration_since(*committed) < horizon);
+    }
+
+    /// A batch failed: free its paths and retry all of them with backoff.
+    pub fn failed(&mut self, batch_id: u64, paths: Vec<ObservedPath>, now: Instant) {
+        if let Some(in_flight) = self.in_flight.remove(&batch_id) {
+            for path in in_flight {
+                self.in_flight_paths.remove(&path);
+            }
+        }
+        for observed in paths {
+            self.schedule_retry(observed, now);
+        }
+    }
+
+    fn schedule_retry(&mut self, observed: ObservedPath, now: Instant) {
+        let attempts = self.retry_attempts.entry(observed.path.clone()).or_insert(0);
+        *attempts = attempts.saturating_add(1);
+        let delay = self.rules.retry_base.saturating_mul(1 << (*attempts - 1).min(16)).min(self.rules.retry_max);
+        let retry_at = now + delay;
+        match self.pending.get_mut(&observed.path) {
+            // A newer change is already pending: it will be looked at anyway.
+            Some(_) => {}
+            None => {
+                self.pending.insert(
+                    observed.path,
+                    PendingPath { kind: observed.kind, observed_at: now, eligible_at: retry_at, is_retry: true },
+                );
+            }
+        }
+    }
+
+    /// Pending and in-flight counts.
+    pub fn status(&self) -> PipelineStatus {
+        PipelineStatus { pending: self.pending.len(), in_flight: self.in_flight.len() }
+    }
+
+    /// Nothing pending (scheduled retries aside) and nothing in flight.
+    pub fn is_drained(&self) -> bool {
+        self.in_flight.is_empty() && self.pending.values().all(|pending| pending.is_retry)
+    }
+
+    /// Takes the "a path was refused" flag.
+    pub fn take_refused(&mut self) -> bool {
+        std::mem::take(&mut self.refused_since_rescan)
+    }
+}
+
+/// The actix shell around [`AccumulatorCore`].
+pub struct Accumulator {
+    /// Batching state; rebuilt empty on restart (a rescan recovers what it held).
+    core: AccumulatorCore,
+    /// Where batches go (decoders) and who rescans (reconciler).
+    links: Arc<Links>,
+    /// Producers waiting for the backlog to shrink.
+    capacity_waiters: Vec<oneshot::Sender<()>>,
+    /// Shutdown / readiness waiters for "drained".
+    drain_waiters: Vec<oneshot::Sender<()>>,
+    /// The pending wake-up timer.
+    timer: Option<SpawnHandle>,
+    /// Shared counters.
+    board: Arc<StatusBoard>,
+    /// Test seams.
+    faults: Arc<Faults>,
+    /// The storage root, for full rescans.
+    storage_root: PathBuf,
+}
+
+impl Accumulator {
+    /// A new accumulator sending batches to `decoders`.
+    pub fn new(rules: BatchRules, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>, storage_root: PathBuf) -> Accumulator {
+        Accumulator {
+            core: AccumulatorCore::new(rules),
+            links,
+            capacity_waiters: Vec::new(),
+            drain_waiters: Vec::new(),
+            timer: None,
+            board,
+            faults,
+            storage_root,
+        }
+    }
+
+    /// Cuts every batch the rules allow, re-arms the timer and wakes waiters.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let draining = !self.drain_waiters.is_empty();
+        while let Some(batch) = self.core.next_batch(now, draining) {
+            // Bounded: at most max_in_flight batches are ever outstanding.
+            self.links.decoders().do_send(batch);
+        }
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(wakeup) = self.core.next_wakeup(Instant::now()) {
+            let delay = wakeup.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.pump(ctx);
+            }));
+        }
+        if self.core.below_low_water() {
+            for waiter in self.capacity_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            if self.core.take_refused() {
+                // Harmless if lost: the periodic scan finds the refused paths too.
+                self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "paths were refused while the backlog was full" });
+            }
+        }
+        if self.core.is_drained() {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Accumulator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+    }
+}
+
+impl Supervised for Accumulator {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Pending paths are lost with the old state; a full rescan finds every one of them,
+        // because none of them was committed.
+        self.core = AccumulatorCore::new(self.core.rules.clone());
+        self.capacity_waiters.clear();
+        self.timer = None;
+        self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "the accumulator restarted" });
+    }
+}
+
+impl Handler<PathsChanged> for Accumulator {
+    type Result = MessageResult<PathsChanged>;
+    fn handle(&mut self, message: PathsChanged, ctx: &mut Self::Context) -> Self::Result {
+        let (faults, board) = (self.faults.clone(), self.board.clone());
+        let result = catch_panic("accumulator", &board, || {
+            faults.maybe_panic("accumulator", &board);
+            self.core.offer(message.paths, message.origin, Instant::now())
+        });
+        match result {
+            Some(backlog) => {
+                self.pump(ctx);
+                MessageResult(backlog)
+            }
+            None => {
+                ctx.stop();
+                MessageResult(Backlog { pending: 0, over_high_water: true })
+            }
+        }
+    }
+}
+
+impl Handler<WaitForCapacity> for Accumulator {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _message: WaitForCapacity, _ctx: &mut Self::Context) -> Self::Result {
+        let (sender, receiver) = oneshot::channel();
+        if self.core.below_low_water() {
+            let _ = sender.send(());
+        } else {
+            self.capacity_waiters.push(sender);
+        }
+        Box::pin(async move {
+            let _ = receiver.await;
+        })
+    }
+}
+
+impl Handler<BatchCommitted> for Accumulator {
+    type Result = ();
+    fn handle(&mut self, message: BatchCommitted, ctx: &mut Self::Context) {
+        self.core.committed(message.batch_id, message.not_ready, Instant::now());
+        self.pump(ctx);
+    }
+}
+
+impl Handler<BatchFailed> for Accumulator {
+    type Result = ();
+    fn handle(&mut self, message: BatchFailed, ctx: &mut Self::Context) {
+        tracing::warn!(batch_id = message.batch_id, files = message.paths.len(), reason = %message.reason, "batch failed; retrying its files");
+        self.board.batches_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.core.failed(message.batch_id, message.paths, Instant::now());
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Drain> for Accumulator {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _message: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let (sender, receiver) = oneshot::channel();
+        self.drain_waiters.push(sender);
+        self.pump(ctx);
+        Box::pin(async move {
+            let _ = receiver.await;
+        })
+    }
+}
+
+impl Handler<GetPipelineStatus> for Accumulator {
+    type Result = MessageResult<GetPipelineStatus>;
+    fn handle(&mut self, _message: GetPipelineStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ducktail_model::FileKind;
+
+    fn rules() -> BatchRules {
+        BatchRules {
+            max_files: 3,
+            backlog_batch_files: 10,
+            window: Duration::from_millis(200),
+            adaptive: true,
+            max_in_flight: 1,
+            max_pending: 8,
+            min_rewrite_interval: Duration::from_millis(250),
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+        }
+    }
+
+    fn observed(name: &str, at: Instant) -> ObservedPath {
+        ObservedPath { path: PathBuf::from(name), kind: FileKind::Part, observed_at: at }
+    }
+
+    #[test]
+    fn a_lone_file_is_cut_at_once_when_idle_and_duplicates_collapse() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now), observed("a", now)], Origin::Watcher, now);
+        let batch = core.next_batch(now, false).expect("idle writer: cut at once");
+        assert_eq!(batch.paths.len(), 1);
+        assert!(core.next_batch(now, false).is_none(), "max_in_flight bounds batches out");
+    }
+
+    #[test]
+    fn a_path_in_flight_is_not_batched_twice_and_rewrites_are_throttled() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        let first = core.next_batch(now, false).unwrap();
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        core.committed(first.batch_id, Vec::new(), now);
+        // Committed just now: the rewrite waits for min_rewrite_interval.
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        assert!(core.next_batch(now, false).is_none());
+        assert!(core.next_batch(now + Duration::from_millis(260), false).is_some());
+    }
+
+    #[test]
+    fn without_adaptive_the_window_or_size_cuts() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(BatchRules { adaptive: false, max_in_flight: 4, ..rules() });
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        assert!(core.next_batch(now, false).is_none());
+        assert!(core.next_batch(now + Duration::from_millis(200), false).is_some());
+        core.offer(vec![observed("b", now), observed("c", now), observed("d", now)], Origin::Watcher, now);
+        assert_eq!(core.next_batch(now, false).unwrap().paths.len(), 3);
+    }
+
+    #[test]
+    fn backlog_is_bounded_and_refusals_request_a_rescan() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        let paths = (0..20).map(|index| observed(&format!("p{index}"), now)).collect();
+        let backlog = core.offer(paths, Origin::Reconciler, now);
+        assert_eq!(backlog.pending, 8);
+        assert!(backlog.over_high_water);
+        assert!(core.take_refused());
+    }
+
+    #[test]
+    fn not_ready_paths_are_retried_with_growing_backoff() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        let batch = core.next_batch(now, false).unwrap();
+        core.committed(batch.batch_id, vec![observed("a", now)], now);
+        assert!(core.is_drained(), "a scheduled retry does not block draining");
+        assert!(core.next_batch(now + Duration::from_millis(50), false).is_none());
+        let retry = core.next_batch(now + Duration::from_millis(100), false).unwrap();
+        core.committed(retry.batch_id, vec![observed("a", now)], now + Duration::from_millis(100));
+        assert!(core.next_batch(now + Duration::from_millis(250), false).is_none(), "second retry waits 200 ms");
+        assert!(core.next_batch(now + Duration::from_millis(300), false).is_some());
+    }
+}

@@ -1,0 +1,114 @@
+//! Wiring and shutdown of the supervised actor tree behind `ducktail run`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use ducktail_sources::opencode::storage_root;
+use ducktail_store::{ReaderPool, Store, StoreError};
+
+use crate::accumulator::{Accumulator, BatchRules};
+use crate::decoder::Decoder;
+use crate::index::{decode_limits, on_delete_policy};
+use crate::messages::{Checkpoint, Drain, FlushTraces, GetPipelineStatus, PipelineStatus};
+use crate::reconciler::Reconciler;
+use crate::settings::Settings;
+use crate::status::StatusBoard;
+use crate::supervision::Faults;
+use crate::trace_builder::TraceBuilder;
+use crate::watcher::{StopWatching, Watcher};
+use crate::writer::Writer;
+use crate::Links;
+
+/// A running pipeline: the handles the binary and the HTTP server need.
+pub struct Daemon {
+    /// Counters for health and readiness.
+    pub board: Arc<StatusBoard>,
+    /// Reader connections for the HTTP API.
+    pub readers: ReaderPool,
+    /// Every actor's address.
+    links: Arc<Links>,
+    /// The watcher (not linked: nobody sends to it but the daemon).
+    watcher: Addr<Watcher>,
+}
+
+impl Daemon {
+    /// Starts every actor. Must be called inside a running actix `System`. The store is moved
+    /// into the writer; readers are cloned from it first.
+    pub fn start(settings: &Settings, opencode_dir: &Path, store: Store) -> Result<Daemon, StoreError> {
+        let readers = store.reader_pool()?;
+        let board = Arc::new(StatusBoard::default());
+        let faults = Faults::new(&settings.faults);
+        let links = Arc::new(Links::default());
+        let root = storage_root(opencode_dir);
+
+        let slot: Arc<Mutex<Option<Store>>> = Arc::new(Mutex::new(Some(store)));
+        let on_delete = on_delete_policy(settings.pipeline.on_delete);
+        let writer = {
+            let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
+            SyncArbiter::start(1, move || Writer::new(slot.clone(), on_delete, links.clone(), board.clone(), faults.clone()))
+        };
+        let decoders = {
+            let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
+            let (root, limits, settle) = (root.clone(), decode_limits(settings), settings.pipeline.settle());
+            SyncArbiter::start(settings.decode.thread_count(), move || {
+                Decoder::new(root.clone(), limits.clone(), settle, links.clone(), board.clone(), faults.clone())
+            })
+        };
+        let trace_builder = {
+            let (links, board, faults, readers) = (links.clone(), board.clone(), faults.clone(), readers.clone());
+            SyncArbiter::start(1, move || TraceBuilder::new(readers.clone(), links.clone(), board.clone(), faults.clone()))
+        };
+        let accumulator = {
+            let rules = BatchRules::from_settings(settings);
+            let (links, board, faults, root) = (links.clone(), board.clone(), faults.clone(), root.clone());
+            Supervisor::start(move |_| Accumulator::new(rules, links, board, faults, root))
+        };
+        // Every link is set before the reconciler and watcher start producing messages.
+        let _ = links.writer.set(writer);
+        let _ = links.decoders.set(decoders);
+        let _ = links.trace_builder.set(trace_builder);
+        let _ = links.accumulator.set(accumulator);
+        {
+            let (links_for_actor, board, faults, root, readers) = (links.clone(), board.clone(), faults.clone(), root.clone(), readers.clone());
+            let interval = settings.reconcile.interval;
+            let links = links.clone();
+            // The link is set inside the constructor closure, before the actor's first scan runs.
+            Supervisor::start(move |ctx: &mut Context<Reconciler>| {
+                let _ = links.reconciler.set(ctx.address());
+                Reconciler::new(root, readers, links_for_actor, interval, board, faults)
+            });
+        }
+        // The first trace builder may have started before the links existed.
+        links.trace_builder().do_send(crate::messages::RecomputeAllTraces);
+        let watcher = {
+            let (links, board, faults, root) = (links.clone(), board.clone(), faults.clone(), root.clone());
+            let retry = settings.reconcile.interval.min(Duration::from_secs(5));
+            Supervisor::start(move |_| Watcher::new(root, retry, links, board, faults))
+        };
+        Ok(Daemon { board, readers, links, watcher })
+    }
+
+    /// The pipeline's current load.
+    pub async fn status(&self) -> PipelineStatus {
+        self.links.accumulator().send(GetPipelineStatus).await.unwrap_or_default()
+    }
+
+    /// A handle for asking the pipeline's load from elsewhere (the HTTP server).
+    pub fn status_recipient(&self) -> Recipient<GetPipelineStatus> {
+        self.links.accumulator().clone().recipient()
+    }
+
+    /// Stops watching, commits everything pending, checkpoints. Gives up waiting after
+    /// `deadline` (what is not committed then is found by the next start's catch-up).
+    pub async fn shutdown(self, deadline: Duration) {
+        let _ = self.watcher.send(StopWatching).await;
+        let drained = tokio::time::timeout(deadline, self.links.accumulator().send(Drain)).await;
+        if drained.is_err() {
+            tracing::warn!(?deadline, "pending work did not drain in time; the next start catches up");
+        }
+        let _ = tokio::time::timeout(deadline, self.links.trace_builder().send(FlushTraces)).await;
+        let _ = tokio::time::timeout(deadline, self.links.writer().send(Checkpoint)).await;
+    }
+}

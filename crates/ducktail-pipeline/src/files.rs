@@ -1,0 +1,145 @@
+//! Turning a path into what the writer needs: decoded records, "not ready yet", or a removal.
+//!
+//! Both the one-shot indexer and the live decoders go through [`resolve_path`], so the rules for
+//! files being written (settle delay) and files that vanished are the same everywhere.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ducktail_model::{DecodedFile, FileKind, FileOutcome, FileStatus};
+use ducktail_sources::opencode::{decode_file, DecodeLimits, ScannedFile};
+use ducktail_store::{FileIndexEntry, RemovedFile};
+
+/// `file_index.source` of the OpenCode JSON tree.
+pub const OPENCODE_JSON_SOURCE: &str = "opencode_json";
+
+/// What a path turned out to be when it was looked at.
+#[derive(Debug)]
+pub enum Resolved {
+    /// The file exists; here is what decoding it produced.
+    Present(DecodedFile),
+    /// The file is gone.
+    Gone(RemovedFile),
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos() as i64)
+}
+
+/// Reads and decodes `path`, applying the settle rule: a failure of a file changed less than
+/// `settle` ago is `NotReady` (it is probably being written); a "not ready" file that has been
+/// quiet for `settle` is a real error.
+pub fn resolve_path(storage_root: &Path, path: &Path, kind: FileKind, limits: &DecodeLimits, settle: Duration) -> Resolved {
+    let mut decoded = decode_file(storage_root, path, kind, limits);
+    if !matches!(decoded.outcome, FileOutcome::Decoded(_)) && std::fs::symlink_metadata(path).is_err() {
+        return Resolved::Gone(RemovedFile { path: path.to_string_lossy().into_owned() });
+    }
+    let age_ns = now_ns().saturating_sub(decoded.stamp.mtime_ns);
+    let fresh = age_ns < settle.as_nanos() as i64;
+    decoded.outcome = match decoded.outcome {
+        FileOutcome::Failed(message) if fresh => FileOutcome::NotReady(message),
+        FileOutcome::NotReady(message) if !fresh => FileOutcome::Failed(message),
+        other => other,
+    };
+    Resolved::Present(decoded)
+}
+
+/// What a scan found compared with the index.
+#[derive(Debug, Default)]
+pub struct Differences {
+    /// Files that are new, changed, or were left pending.
+    pub changed: Vec<ScannedFile>,
+    /// Indexed paths no longer on disk, with the kind they were indexed as.
+    pub removed: Vec<(PathBuf, FileKind)>,
+    /// Files whose stamp matches the index: nothing to do.
+    pub unchanged: usize,
+}
+
+/// The reconciler's view of one indexed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedState {
+    /// The file's kind.
+    pub kind: FileKind,
+    /// mtime and size when last processed.
+    pub stamp: ducktail_model::FileStamp,
+    /// The outcome then.
+    pub status: FileStatus,
+    /// Mark of the last scan that saw the file on disk (mark-and-sweep finds removals without a
+    /// second set of every path).
+    pub seen_in_scan: u32,
+}
+
+/// Builds the in-memory view of `file_index` for one source.
+pub fn index_view(entries: Vec<FileIndexEntry>, source: &str) -> HashMap<PathBuf, IndexedState> {
+    entries
+        .into_iter()
+        .filter(|entry| entry.source == source)
+        .map(|entry| (PathBuf::from(entry.path), IndexedState { kind: entry.kind, stamp: entry.stamp, status: entry.status, seen_in_scan: 0 }))
+        .collect()
+}
+
+/// Compares what is on disk under `scope` with what is indexed there. A file is unchanged when
+/// its (mtime, size) equal the indexed ones and it is not pending; errors are retried only when
+/// the file changes. `scan_mark` must differ from the previous call's.
+pub fn diff(
+    on_disk: impl IntoIterator<Item = ScannedFile>,
+    indexed: &mut HashMap<PathBuf, IndexedState>,
+    scope: &Path,
+    scan_mark: u32,
+) -> Differences {
+    let mut differences = Differences::default();
+    for file in on_disk {
+        match indexed.get_mut(&file.path) {
+            Some(state) => {
+                state.seen_in_scan = scan_mark;
+                if state.stamp == file.stamp && state.status != FileStatus::Pending {
+                    differences.unchanged += 1;
+                } else {
+                    differences.changed.push(file);
+                }
+            }
+            None => differences.changed.push(file),
+        }
+    }
+    for (path, state) in indexed.iter() {
+        if state.seen_in_scan != scan_mark && path.starts_with(scope) {
+            differences.removed.push((path.clone(), state.kind));
+        }
+    }
+    differences
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ducktail_model::FileStamp;
+
+    fn scanned(path: &str, mtime_ns: i64) -> ScannedFile {
+        ScannedFile { path: PathBuf::from(path), kind: FileKind::Part, record_id: "prt".into(), stamp: FileStamp { mtime_ns, size: 1 } }
+    }
+
+    fn state(mtime_ns: i64, status: FileStatus) -> IndexedState {
+        IndexedState { kind: FileKind::Part, stamp: FileStamp { mtime_ns, size: 1 }, status, seen_in_scan: 0 }
+    }
+
+    #[test]
+    fn diff_finds_new_changed_pending_removed_and_skips_unchanged_and_errors() {
+        let mut indexed = HashMap::from([
+            (PathBuf::from("/s/a"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/s/b"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/s/c"), state(1, FileStatus::Pending)),
+            (PathBuf::from("/s/d"), state(1, FileStatus::Error)),
+            (PathBuf::from("/s/gone"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/elsewhere/x"), state(1, FileStatus::Indexed)),
+        ]);
+        let disk = vec![scanned("/s/a", 1), scanned("/s/b", 2), scanned("/s/c", 1), scanned("/s/d", 1), scanned("/s/new", 1)];
+        let differences = diff(disk, &mut indexed, Path::new("/s"), 1);
+        let mut changed: Vec<_> = differences.changed.iter().map(|file| file.path.to_str().unwrap()).collect();
+        changed.sort();
+        assert_eq!(changed, ["/s/b", "/s/c", "/s/new"]);
+        assert_eq!(differences.unchanged, 2);
+        assert_eq!(differences.removed, vec![(PathBuf::from("/s/gone"), FileKind::Part)]);
+    }
+}

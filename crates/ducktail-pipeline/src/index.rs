@@ -1,0 +1,220 @@
+//! The one-shot indexer behind `ducktail index`: scan, skip what is unchanged, decode the rest
+//! in parallel, write in batches, retry what was not ready once, remove what disappeared, and
+//! recompute the derived traces.
+//!
+//! Decoder threads feed the writing thread through a bounded channel, so decoding overlaps
+//! writing while memory stays bounded by a few batches.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ducktail_model::{FileKind, FileOutcome};
+use ducktail_sources::opencode::{scan_storage, storage_root, DecodeLimits, ScannedFile};
+use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
+
+use crate::files::{diff, index_view, now_ns, resolve_path, Resolved, OPENCODE_JSON_SOURCE};
+use crate::settings::{OnDeleteSetting, Settings};
+
+/// Why an index run could not complete (bad files are not failures: they are counted).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The OpenCode directory has no `storage/` folder.
+    #[error("OpenCode storage folder {path} does not exist; pass --opencode with the folder that holds `storage/` (default ~/.local/share/opencode)")]
+    MissingStorage {
+        /// The folder looked for.
+        path: PathBuf,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an index run did, for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct IndexSummary {
+    /// Files found on disk per kind.
+    pub files_by_kind: BTreeMap<&'static str, usize>,
+    /// Files found on disk.
+    pub scanned: usize,
+    /// Files skipped because their stamp matched the index.
+    pub unchanged: usize,
+    /// Files whose records were written.
+    pub indexed: usize,
+    /// Files recorded as errors.
+    pub errors: usize,
+    /// Indexed files no longer on disk.
+    pub removed: usize,
+    /// Entries the directory walk could not read.
+    pub scan_errors: Vec<String>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl IndexSummary {
+    /// Files decoded per second of wall time.
+    pub fn files_per_second(&self) -> f64 {
+        (self.indexed + self.errors) as f64 / self.duration.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Reports progress as (files processed, files to process).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+/// Converts the configured delete policy into the store's.
+pub fn on_delete_policy(setting: OnDeleteSetting) -> OnDelete {
+    match setting {
+        OnDeleteSetting::Remove => OnDelete::Remove,
+        OnDeleteSetting::Keep => OnDelete::Keep,
+    }
+}
+
+/// Decode limits from settings.
+pub fn decode_limits(settings: &Settings) -> DecodeLimits {
+    DecodeLimits { max_text_bytes: settings.decode.max_text_bytes, max_file_bytes: settings.decode.max_file_bytes }
+}
+
+/// Indexes the OpenCode tree under `opencode_dir` into `store` once.
+pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
+    let started = Instant::now();
+    let root = storage_root(opencode_dir);
+    if !root.is_dir() {
+        return Err(IndexError::MissingStorage { path: root });
+    }
+    let mut summary = IndexSummary::default();
+    let mut on_disk = Vec::new();
+    for entry in scan_storage(&root) {
+        match entry {
+            Ok(file) => {
+                *summary.files_by_kind.entry(file.kind.as_str()).or_default() += 1;
+                on_disk.push(file);
+            }
+            Err(error) => summary.scan_errors.push(error.to_string()),
+        }
+    }
+    summary.scanned = on_disk.len();
+    let mut indexed = index_view(store.reader()?.file_index()?, OPENCODE_JSON_SOURCE);
+    let differences = diff(on_disk, &mut indexed, &root, 1);
+    summary.unchanged = differences.unchanged;
+    let total = differences.changed.len();
+    progress(0, total);
+
+    let limits = decode_limits(settings);
+    let on_delete = on_delete_policy(settings.pipeline.on_delete);
+    // Everything fresh is decoded with no settle window so first attempts are fast; failures
+    // are retried once below, after they had time to settle.
+    let mut retry: Vec<(PathBuf, FileKind)> = Vec::new();
+    let processed = AtomicUsize::new(0);
+    let mut write_error: Option<StoreError> = None;
+    let batch_files = settings.index.batch_files;
+    let threads = settings.decode.thread_count();
+    let changed = &differences.changed;
+    let next_chunk = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (sender, receiver) = crossbeam_channel::bounded::<Vec<Resolved>>(threads * 2);
+        let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
+        for _ in 0..threads {
+            let sender = sender.clone();
+            let (root, limits, next_chunk) = (&root, &limits, &next_chunk);
+            scope.spawn(move || loop {
+                let start = next_chunk.fetch_add(chunk_size, Ordering::Relaxed);
+                if start >= changed.len() {
+                    break;
+                }
+                let chunk: &[ScannedFile] = &changed[start..(start + chunk_size).min(changed.len())];
+                let resolved: Vec<Resolved> =
+                    chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
+                if sender.send(resolved).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(sender);
+        let mut pending = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
+        let flush = |batch: &mut WriteBatch, store: &mut Store, summary: &mut IndexSummary| -> Result<(), StoreError> {
+            let files = batch.files.len() + batch.removed.len();
+            let report = store.write_batch(batch)?;
+            summary.indexed += report.indexed;
+            summary.removed += report.removed;
+            batch.files.clear();
+            batch.removed.clear();
+            progress(processed.fetch_add(files, Ordering::Relaxed) + files, total);
+            Ok(())
+        };
+        for resolved in receiver.iter() {
+            if write_error.is_some() {
+                continue; // drain so decoder threads finish
+            }
+            for item in resolved {
+                match item {
+                    Resolved::Present(file) if matches!(file.outcome, FileOutcome::Decoded(_)) => pending.files.push(file),
+                    Resolved::Present(file) => {
+                        retry.push((file.path.clone(), file.kind));
+                        processed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Resolved::Gone(removed) => pending.removed.push(removed),
+                }
+            }
+            if pending.files.len() >= batch_files {
+                if let Err(error) = flush(&mut pending, store, &mut summary) {
+                    write_error = Some(error);
+                }
+            }
+        }
+        if write_error.is_none() && !(pending.files.is_empty() && pending.removed.is_empty()) {
+            if let Err(error) = flush(&mut pending, store, &mut summary) {
+                write_error = Some(error);
+            }
+        }
+    });
+    if let Some(error) = write_error {
+        return Err(error.into());
+    }
+
+    // Failed files get one more chance once they have been quiet for the settle delay: a file
+    // caught mid-write by OpenCode parses on the second read; a broken one fails again.
+    if !retry.is_empty() {
+        wait_until_settled(&retry, settings.pipeline.settle());
+        let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
+        for (path, kind) in &retry {
+            match resolve_path(&root, path, *kind, &limits, Duration::ZERO) {
+                Resolved::Present(mut file) => {
+                    if let FileOutcome::NotReady(message) = file.outcome {
+                        file.outcome = FileOutcome::Failed(message);
+                    }
+                    batch.files.push(file);
+                }
+                Resolved::Gone(removed) => batch.removed.push(removed),
+            }
+        }
+        let report = store.write_batch(&batch)?;
+        summary.indexed += report.indexed;
+        summary.errors += report.errors;
+        summary.removed += report.removed;
+    }
+
+    if !differences.removed.is_empty() {
+        let removed = differences.removed.iter().map(|(path, _)| RemovedFile { path: path.to_string_lossy().into_owned() }).collect();
+        let batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, removed, files: Vec::new() };
+        summary.removed += store.write_batch(&batch)?.removed;
+    }
+    store.refresh_derived(&TraceScope::All)?;
+    progress(total, total);
+    summary.duration = started.elapsed();
+    Ok(summary)
+}
+
+/// Sleeps until every file in `files` has been unmodified for `settle` (at most `settle`).
+fn wait_until_settled(files: &[(PathBuf, FileKind)], settle: Duration) {
+    let newest_mtime_ns = files
+        .iter()
+        .filter_map(|(path, _)| std::fs::symlink_metadata(path).ok())
+        .map(|metadata| ducktail_sources::opencode::stamp_of(&metadata).mtime_ns)
+        .max()
+        .unwrap_or(0);
+    let quiet_for = Duration::from_nanos(now_ns().saturating_sub(newest_mtime_ns).max(0) as u64);
+    if let Some(remaining) = settle.checked_sub(quiet_for) {
+        std::thread::sleep(remaining);
+    }
+}

@@ -1,0 +1,74 @@
+//! The live pipeline and the one-shot indexer: how files on disk become committed rows.
+//!
+//! # Layout
+//! - [`index::index_once`]: the synchronous `ducktail index` run.
+//! - [`daemon::Daemon`]: the supervised actor tree behind `ducktail run` — [`watcher::Watcher`],
+//!   [`reconciler::Reconciler`], [`accumulator::Accumulator`], the [`decoder::Decoder`] pool, the
+//!   [`writer::Writer`] and the [`trace_builder::TraceBuilder`] — exchanging the typed messages of
+//!   [`messages`]. Each actor is a thin shell; logic that can be tested without actix lives in
+//!   plain structs and functions ([`accumulator::AccumulatorCore`], [`files::diff`],
+//!   [`watcher::translate`]).
+//! - [`settings`]: the typed configuration; [`status`]: the counters health reads.
+//!
+//! This crate never names duckdb (the store does the SQL) nor HTTP (the http crate serves). Blocking
+//! work — DuckDB calls, file reads, directory walks — never runs on the async executor: the writer,
+//! decoders and trace builder are sync actors on their own threads, and scans run on the blocking
+//! pool.
+
+pub mod accumulator;
+pub mod daemon;
+pub mod decoder;
+pub mod files;
+pub mod index;
+pub mod messages;
+pub mod reconciler;
+pub mod settings;
+pub mod status;
+pub mod supervision;
+pub mod trace_builder;
+pub mod watcher;
+pub mod writer;
+
+#[cfg(test)]
+mod model_test;
+
+use std::sync::OnceLock;
+
+use actix::Addr;
+
+/// The actors' addresses, filled once by the daemon after every actor exists. Actors that
+/// restart keep reaching each other through it, because supervised addresses stay valid.
+#[derive(Default)]
+pub struct Links {
+    accumulator: OnceLock<Addr<accumulator::Accumulator>>,
+    decoders: OnceLock<Addr<decoder::Decoder>>,
+    writer: OnceLock<Addr<writer::Writer>>,
+    reconciler: OnceLock<Addr<reconciler::Reconciler>>,
+    trace_builder: OnceLock<Addr<trace_builder::TraceBuilder>>,
+}
+
+macro_rules! link_getter {
+    ($name:ident, $ty:ty) => {
+        /// The address; the daemon sets every link before any message flows.
+        pub fn $name(&self) -> &Addr<$ty> {
+            self.$name.get().expect(concat!(stringify!($name), " link used before the daemon wired it"))
+        }
+    };
+}
+
+impl Links {
+    /// Whether the daemon has set every link.
+    pub fn is_wired(&self) -> bool {
+        self.accumulator.get().is_some()
+            && self.decoders.get().is_some()
+            && self.writer.get().is_some()
+            && self.reconciler.get().is_some()
+            && self.trace_builder.get().is_some()
+    }
+
+    link_getter!(accumulator, accumulator::Accumulator);
+    link_getter!(decoders, decoder::Decoder);
+    link_getter!(writer, writer::Writer);
+    link_getter!(reconciler, reconciler::Reconciler);
+    link_getter!(trace_builder, trace_builder::TraceBuilder);
+}

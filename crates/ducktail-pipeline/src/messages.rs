@@ -1,0 +1,182 @@
+//! Every message of the live pipeline, grouped by the edge it travels.
+//!
+//! Data path (bounded: asks with awaited replies, or one message per in-flight batch):
+//! Watcher/Reconciler → Accumulator ([`PathsChanged`], [`WaitForCapacity`]) → Decoder pool
+//! ([`DecodeBatch`]) → Writer ([`WriteDecoded`]) → subscribers ([`BatchCommitted`]).
+//! Derived data: TraceBuilder → Writer ([`ReplaceDerived`]).
+//! Control: [`Rescan`], [`Drain`], [`GetPipelineStatus`], [`BatchFailed`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix::Message;
+use ducktail_model::{DecodedFile, FileKind, FileStamp, FileStatus};
+use ducktail_store::{DerivedRows, RemovedFile};
+
+/// A path that needs a look, and when the change was first observed (for latency).
+#[derive(Debug, Clone)]
+pub struct ObservedPath {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Its kind, from its place in the tree.
+    pub kind: FileKind,
+    /// When the watcher or reconciler saw the change.
+    pub observed_at: Instant,
+}
+
+/// Who noticed a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A filesystem event.
+    Watcher,
+    /// A scan (startup catch-up, periodic, or on demand).
+    Reconciler,
+    /// A retry of a file that was not ready or whose batch failed.
+    Retry,
+}
+
+/// Watcher | Reconciler → Accumulator, ask. Paths to (re)examine; the decoder decides whether each
+/// is present or gone. Reply: the backlog after accepting them. A dropped message is recovered by
+/// the next reconcile.
+#[derive(Debug, Message)]
+#[rtype(result = "Backlog")]
+pub struct PathsChanged {
+    /// The paths.
+    pub paths: Vec<ObservedPath>,
+    /// Who noticed.
+    pub origin: Origin,
+}
+
+/// Reply to [`PathsChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Distinct paths waiting to be batched.
+    pub pending: usize,
+    /// Whether the sender should wait ([`WaitForCapacity`]) before sending more.
+    pub over_high_water: bool,
+}
+
+/// Watcher | Reconciler → Accumulator, ask. Resolves once the backlog is below its low-water
+/// mark: this is how back-pressure reaches the producers.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WaitForCapacity;
+
+/// Accumulator → Decoder pool, tell (at most `max_in_flight` outstanding). A batch to read and
+/// decode; the result goes to the Writer. If lost, [`BatchFailed`] re-queues the paths.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DecodeBatch {
+    /// Identifies the batch in [`BatchCommitted`] / [`BatchFailed`].
+    pub batch_id: u64,
+    /// The paths, deduplicated.
+    pub paths: Vec<ObservedPath>,
+}
+
+/// Decoder → Writer, tell (one per in-flight batch). A decoded batch to commit.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WriteDecoded {
+    /// The batch.
+    pub batch_id: u64,
+    /// Files present on disk, with their observation time.
+    pub files: Vec<(DecodedFile, Instant)>,
+    /// Files gone from disk, with their observation time.
+    pub removed: Vec<(RemovedFile, Instant, FileKind)>,
+}
+
+/// What the index now says about one committed path.
+#[derive(Debug, Clone)]
+pub struct CommittedFile {
+    /// The path.
+    pub path: PathBuf,
+    /// Its kind.
+    pub kind: FileKind,
+    /// Stamp and status, or `None` when the file was removed.
+    pub state: Option<(FileStamp, FileStatus)>,
+}
+
+/// Writer → Accumulator, Reconciler, TraceBuilder and the status board, tell (one per batch). A
+/// batch is durable. Losing it only delays trace updates or bookkeeping until the next scan.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct BatchCommitted {
+    /// The batch.
+    pub batch_id: u64,
+    /// Every path of the batch and what the index now says about it.
+    pub files: Vec<CommittedFile>,
+    /// Paths committed as `pending` (not ready): the accumulator retries them with backoff.
+    pub not_ready: Vec<ObservedPath>,
+    /// Sessions whose records changed.
+    pub touched_sessions: BTreeSet<String>,
+    /// Per file, time from observation to commit.
+    pub latencies: Vec<Duration>,
+    /// Time spent in the transaction.
+    pub commit_duration: Duration,
+}
+
+/// Decoder | Writer → Accumulator, tell. A batch could not be committed (database error, or a
+/// panic in the decoder or writer); its paths are re-queued with backoff.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BatchFailed {
+    /// The batch.
+    pub batch_id: u64,
+    /// Its paths.
+    pub paths: Vec<ObservedPath>,
+    /// Why, for the log.
+    pub reason: String,
+}
+
+/// TraceBuilder → Writer, tell (at most one per committed batch). Derived rows to replace.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReplaceDerived(pub DerivedRows);
+
+/// Daemon → TraceBuilder, ask. Replies once every earlier [`BatchCommitted`] has been turned into
+/// [`ReplaceDerived`] (its mailbox is FIFO), so a following [`Checkpoint`] lands after them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushTraces;
+
+/// Daemon → TraceBuilder, tell. Recompute every trace (after wiring at startup).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RecomputeAllTraces;
+
+/// Anyone → Reconciler, tell. Compare disk and index under `scope` (the storage root for a full
+/// scan). Dropping one is harmless: the periodic scan covers it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Rescan {
+    /// Directory to scan.
+    pub scope: PathBuf,
+    /// Why, for the log.
+    pub reason: &'static str,
+}
+
+/// Daemon → Accumulator, ask. Cut everything pending into batches now (ignoring windows and
+/// retry delays) and reply once nothing is pending or in flight. Used at shutdown.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Daemon → Writer, ask. Fold the WAL into the database file (clean shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Checkpoint;
+
+/// HTTP | daemon → Accumulator, ask. Reply: the pipeline's current load.
+#[derive(Debug, Message)]
+#[rtype(result = "PipelineStatus")]
+pub struct GetPipelineStatus;
+
+/// Reply to [`GetPipelineStatus`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// Distinct paths waiting to be batched (including scheduled retries).
+    pub pending: usize,
+    /// Batches being decoded or written.
+    pub in_flight: usize,
+}

@@ -1,0 +1,273 @@
+//! The Reconciler: owns "what is on disk vs. what is indexed". It loads the file index once,
+//! does the startup catch-up, rescans periodically and on demand, and feeds what is new, changed
+//! or gone to the accumulator.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ducktail_sources::opencode::{classify, scan_storage, stamp_of, ScannedFile};
+use ducktail_store::ReaderPool;
+
+use crate::files::{diff, index_view, Differences, IndexedState, OPENCODE_JSON_SOURCE};
+use crate::messages::*;
+use crate::status::StatusBoard;
+use crate::supervision::{catch_panic, Faults};
+use crate::Links;
+
+/// Paths per [`PathsChanged`] message from a scan.
+const SCAN_CHUNK: usize = 1_000;
+
+/// Lists the OpenCode files under `scope` (the whole tree when `scope` is the storage root).
+pub fn scan_scope(storage_root: &Path, scope: &Path) -> (Vec<ScannedFile>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    if scope == storage_root {
+        for entry in scan_storage(storage_root) {
+            match entry {
+                Ok(file) => files.push(file),
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        return (files, errors);
+    }
+    for entry in walkdir::WalkDir::new(scope).follow_links(false) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                errors.push(error.to_string());
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Some((kind, record_id)) = classify(storage_root, entry.path()) else { continue };
+        match entry.metadata() {
+            Ok(metadata) => files.push(ScannedFile { path: entry.path().to_owned(), kind, record_id, stamp: stamp_of(&metadata) }),
+            Err(error) => errors.push(format!("{}: {error}", entry.path().display())),
+        }
+    }
+    (files, errors)
+}
+
+/// The reconciler actor.
+pub struct Reconciler {
+    /// `<opencode>/storage`.
+    storage_root: PathBuf,
+    /// Path → indexed state. `None` while a scan has it on a blocking thread (or before loading).
+    view: Option<HashMap<PathBuf, IndexedState>>,
+    /// Commits that arrived while the view was out; applied when it returns.
+    buffered_commits: Vec<BatchCommitted>,
+    /// Increments per scan (mark-and-sweep of removals).
+    scan_mark: u32,
+    /// A scan is running.
+    scanning: bool,
+    /// Scopes requested while a scan ran.
+    queued_scopes: Vec<PathBuf>,
+    /// Reader connections for loading the file index.
+    readers: ReaderPool,
+    /// The accumulator.
+    links: Arc<Links>,
+    /// Time between full scans.
+    interval: Duration,
+    /// Shared counters (readiness is set here).
+    board: Arc<StatusBoard>,
+    /// Test seams.
+    faults: Arc<Faults>,
+}
+
+impl Reconciler {
+    /// A reconciler for the tree under `storage_root`.
+    pub fn new(storage_root: PathBuf, readers: ReaderPool, links: Arc<Links>, interval: Duration, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Reconciler {
+        Reconciler {
+            storage_root,
+            view: None,
+            buffered_commits: Vec::new(),
+            scan_mark: 0,
+            scanning: false,
+            queued_scopes: Vec::new(),
+            readers,
+            links,
+            interval,
+            board,
+            faults,
+        }
+    }
+
+    fn apply_commit(view: &mut HashMap<PathBuf, IndexedState>, committed: &BatchCommitted) {
+        for file in &committed.files {
+            match file.state {
+                Some((stamp, status)) => {
+                    let seen_in_scan = view.get(&file.path).map_or(0, |state| state.seen_in_scan);
+                    view.insert(file.path.clone(), IndexedState { kind: file.kind, stamp, status, seen_in_scan });
+                }
+                None => {
+                    view.remove(&file.path);
+                }
+            }
+        }
+    }
+
+    fn request_scan(&mut self, scope: PathBuf, reason: &'static str, ctx: &mut Context<Self>) {
+        if self.scanning {
+            if !self.queued_scopes.iter().any(|queued| scope.starts_with(queued)) {
+                self.queued_scopes.retain(|queued| !queued.starts_with(&scope));
+                self.queued_scopes.push(scope);
+            }
+            return;
+        }
+        self.scanning = true;
+        self.scan_mark = self.scan_mark.wrapping_add(1);
+        let mark = self.scan_mark;
+        let view = self.view.take();
+        let readers = self.readers.clone();
+        let storage_root = self.storage_root.clone();
+        let is_catch_up = !self.board.is_ready();
+        tracing::debug!(scope = %scope.display(), reason, "scan started");
+        let started = Instant::now();
+        let scan = actix_rt::task::spawn_blocking(move || -> Result<(HashMap<PathBuf, IndexedState>, Differences, Vec<String>), (Option<HashMap<PathBuf, IndexedState>>, String)> {
+            let mut view = match view {
+                Some(view) => view,
+                None => match readers.reader().and_then(|reader| reader.file_index()) {
+                    Ok(entries) => index_view(entries, OPENCODE_JSON_SOURCE),
+                    Err(error) => return Err((None, error.to_string())),
+                },
+            };
+            if !storage_root.is_dir() {
+                return Err((Some(view), format!("OpenCode storage folder {} does not exist (yet); waiting for it", storage_root.display())));
+            }
+            let (files, errors) = scan_scope(&storage_root, &scope);
+            let differences = diff(files, &mut view, &scope, mark);
+            Ok((view, differences, errors))
+        });
+        ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
+            act.scanning = false;
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(join_error) => Err((None, format!("scan thread failed: {join_error}"))),
+            };
+            match outcome {
+                Ok((mut view, differences, errors)) => {
+                    for committed in act.buffered_commits.drain(..) {
+                        Reconciler::apply_commit(&mut view, &committed);
+                    }
+                    act.view = Some(view);
+                    for error in errors.iter().take(10) {
+                        tracing::warn!(%error, "could not read part of the tree");
+                    }
+                    act.board.scans_completed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        changed = differences.changed.len(),
+                        removed = differences.removed.len(),
+                        unchanged = differences.unchanged,
+                        scan_ms = started.elapsed().as_millis() as u64,
+                        "scan finished"
+                    );
+                    act.send_differences(differences, is_catch_up, ctx);
+                }
+                Err((view, reason)) => {
+                    if view.is_some() {
+                        act.view = view;
+                    }
+                    tracing::warn!(%reason, "scan failed; retrying at the next interval");
+                    if is_catch_up {
+                        // Nothing to catch up from: serve what the database holds.
+                        act.board.ready.store(true, Ordering::Release);
+                    }
+                }
+            }
+            if let Some(next) = act.queued_scopes.pop() {
+                act.request_scan(next, "queued while another scan ran", ctx);
+            }
+        }));
+    }
+
+    fn send_differences(&mut self, differences: Differences, is_catch_up: bool, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut paths: Vec<ObservedPath> = differences
+            .changed
+            .into_iter()
+            .map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: now })
+            .collect();
+        paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath { path, kind, observed_at: now }));
+        let accumulator = self.links.accumulator().clone();
+        let board = self.board.clone();
+        let sending = async move {
+            let mut remaining = paths;
+            while !remaining.is_empty() {
+                let rest = remaining.split_off(remaining.len().min(SCAN_CHUNK));
+                let chunk = std::mem::replace(&mut remaining, rest);
+                match accumulator.send(PathsChanged { paths: chunk, origin: Origin::Reconciler }).await {
+                    Ok(backlog) if backlog.over_high_water => {
+                        let _ = accumulator.send(WaitForCapacity).await;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        // The accumulator is restarting; it asks for a full rescan itself.
+                        tracing::warn!(%error, "accumulator unavailable; the next scan resends");
+                        break;
+                    }
+                }
+            }
+            if is_catch_up {
+                let _ = accumulator.send(Drain).await;
+                board.ready.store(true, Ordering::Release);
+                tracing::info!("startup catch-up committed; ready");
+            }
+        };
+        ctx.spawn(actix::fut::wrap_future(sending));
+    }
+}
+
+impl Actor for Reconciler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        let root = self.storage_root.clone();
+        self.request_scan(root, "startup catch-up", ctx);
+        ctx.run_interval(self.interval, |act, ctx| {
+            let root = act.storage_root.clone();
+            act.request_scan(root, "periodic reconcile", ctx);
+        });
+    }
+}
+
+impl Supervised for Reconciler {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Rebuild the view from the database; the full scan in `started` recovers anything the
+        // old incarnation had in flight.
+        self.view = None;
+        self.buffered_commits.clear();
+        self.scanning = false;
+        self.queued_scopes.clear();
+    }
+}
+
+impl Handler<Rescan> for Reconciler {
+    type Result = ();
+    fn handle(&mut self, rescan: Rescan, ctx: &mut Self::Context) {
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        if catch_panic("reconciler", &board, || faults.maybe_panic("reconciler", &board)).is_none() {
+            ctx.stop();
+            return;
+        }
+        self.request_scan(rescan.scope, rescan.reason, ctx);
+    }
+}
+
+impl Handler<BatchCommitted> for Reconciler {
+    type Result = ();
+    fn handle(&mut self, committed: BatchCommitted, _ctx: &mut Self::Context) {
+        match self.view.as_mut() {
+            Some(view) => Reconciler::apply_commit(view, &committed),
+            None if self.scanning => self.buffered_commits.push(committed),
+            // No view yet: the first load reads the database, which already holds this commit.
+            None => {}
+        }
+    }
+}

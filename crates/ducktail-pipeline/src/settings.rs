@@ -1,0 +1,273 @@
+//! Typed configuration of the whole program; `config/default.toml` documents every key.
+//!
+//! The binary layers defaults < file < environment < flags into [`Settings`]; every section
+//! denies unknown keys so a typo is an error naming the key, never a silently ignored setting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything ducktail can be told.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[sources]`: where the data comes from.
+    pub sources: SourcesSettings,
+    /// `[database]`: the DuckDB file and its tuning.
+    pub database: DatabaseSettings,
+    /// `[decode]`: limits on what is read and stored.
+    pub decode: DecodeSettings,
+    /// `[pipeline]`: batching and back-pressure of the live pipeline.
+    pub pipeline: PipelineSettings,
+    /// `[index]`: the one-shot indexer.
+    pub index: IndexSettings,
+    /// `[reconcile]`: the periodic full comparison of disk and index.
+    pub reconcile: ReconcileSettings,
+    /// `[http]`: the daemon's HTTP server.
+    pub http: HttpSettings,
+    /// `[log]`: logging.
+    pub log: LogSettings,
+    /// `[faults]`: fault injection for tests; all off by default.
+    pub faults: FaultSettings,
+}
+
+/// `[sources]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesSettings {
+    /// `[sources.opencode]`.
+    pub opencode: OpenCodeSettings,
+}
+
+/// `[sources.opencode]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenCodeSettings {
+    /// The OpenCode data directory (the folder holding `storage/`). Empty means
+    /// `$XDG_DATA_HOME/opencode` (`~/.local/share/opencode`).
+    pub path: PathBuf,
+}
+
+impl Default for OpenCodeSettings {
+    fn default() -> Self {
+        OpenCodeSettings { path: PathBuf::new() }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// The DuckDB file. Empty means `$XDG_DATA_HOME/ducktail/ducktail.duckdb`.
+    pub path: PathBuf,
+    /// DuckDB `memory_limit` (e.g. "1GB"); empty keeps DuckDB's default.
+    pub memory_limit: String,
+    /// DuckDB worker threads; 0 keeps DuckDB's default (one per core).
+    pub threads: u32,
+}
+
+/// `[decode]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSettings {
+    /// Longest text, tool input or tool output stored per part, in bytes; longer is cut and
+    /// flagged in `parts.content_truncated`.
+    pub max_text_bytes: usize,
+    /// Largest file read at all, in bytes; larger files are recorded as errors.
+    pub max_file_bytes: u64,
+    /// Decoder threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        DecodeSettings { max_text_bytes: 1 << 20, max_file_bytes: 256 << 20, threads: 0 }
+    }
+}
+
+impl DecodeSettings {
+    /// Decoder threads to run, resolving 0 to the number of cores.
+    pub fn thread_count(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(2, |cores| cores.get())
+        }
+    }
+}
+
+/// What happens to the records of a deleted file.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeleteSetting {
+    /// Remove them.
+    #[default]
+    Remove,
+    /// Keep them as history.
+    Keep,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// A batch is cut as soon as it holds this many files.
+    pub max_files: usize,
+    /// A batch is cut at the latest this long after its first file arrived.
+    pub window_ms: u64,
+    /// Cut a batch at once when the writer is idle, so a lone file is not held for the window.
+    pub adaptive: bool,
+    /// Batches decoded or being written at the same time; bounds memory and latency.
+    pub max_in_flight: usize,
+    /// Distinct paths waiting to be batched before new arrivals are refused (back-pressure).
+    pub max_pending: usize,
+    /// A file that fails to decode within this long of its last change is "not ready yet".
+    pub settle_ms: u64,
+    /// A file committed less than this long ago waits before it is committed again, so a file
+    /// rewritten on every streamed token is committed a few times a second (its final content
+    /// always lands).
+    pub min_rewrite_interval_ms: u64,
+    /// Longest wait between retries of a file that is not ready.
+    pub retry_backoff_max_ms: u64,
+    /// `remove` or `keep` the records of deleted files.
+    pub on_delete: OnDeleteSetting,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            max_files: 100,
+            window_ms: 200,
+            adaptive: true,
+            max_in_flight: 2,
+            max_pending: 100_000,
+            settle_ms: 500,
+            min_rewrite_interval_ms: 250,
+            retry_backoff_max_ms: 5_000,
+            on_delete: OnDeleteSetting::Remove,
+        }
+    }
+}
+
+impl PipelineSettings {
+    /// `settle_ms` as a duration.
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+}
+
+/// `[index]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    /// Files per transaction during a one-shot index or a large catch-up.
+    pub batch_files: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings { batch_files: 5_000 }
+    }
+}
+
+/// `[reconcile]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileSettings {
+    /// Time between full comparisons of disk and index, e.g. "30s".
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings { interval: Duration::from_secs(30) }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address the daemon listens on; port 0 picks a free port.
+    pub listen: String,
+    /// Enables `POST /api/sql` (read-only SQL for power users).
+    pub sql_enabled: bool,
+    /// Most rows `POST /api/sql` returns.
+    pub sql_max_rows: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000 }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. "info" or "ducktail_pipeline=debug"; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { level: "info".to_owned(), format: LogFormat::Human }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[faults]`: test seams. Never enable them in production.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSettings {
+    /// Name of an actor (watcher, reconciler, accumulator, decoder, writer, trace_builder) that
+    /// panics once, while handling its first message after startup catch-up.
+    pub panic_actor: String,
+    /// The watcher drops every filesystem event (only the reconciler finds changes).
+    pub drop_watch_events: bool,
+}
+
+impl Settings {
+    /// Checks values that parse but make no sense; the error names the key and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("pipeline.max_files", self.pipeline.max_files),
+            ("pipeline.max_in_flight", self.pipeline.max_in_flight),
+            ("pipeline.max_pending", self.pipeline.max_pending),
+            ("index.batch_files", self.index.batch_files),
+            ("decode.max_text_bytes", self.decode.max_text_bytes),
+            ("http.sql_max_rows", self.http.sql_max_rows),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1 (got 0)"));
+            }
+        }
+        if self.reconcile.interval < Duration::from_millis(100) {
+            return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));
+        }
+        const ACTORS: [&str; 7] = ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder"];
+        if !ACTORS.contains(&self.faults.panic_actor.as_str()) {
+            return Err(format!(
+                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder (got {:?})",
+                self.faults.panic_actor
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! The Watcher: turns notify's filesystem events into [`PathsChanged`] for the accumulator, and
+//! asks the reconciler to rescan where events may have been lost (new directories, queue
+//! overflow, watcher errors).
+//!
+//! Back-pressure: notify's thread hands events over a bounded channel; when the accumulator's
+//! backlog is high the watcher stops reading, the channel fills, notify's thread blocks, and the
+//! kernel queue overflows into a rescan request — memory stays bounded and nothing is lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ducktail_sources::opencode::classify;
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use crate::messages::*;
+use crate::status::StatusBoard;
+use crate::supervision::{catch_panic, Faults};
+use crate::Links;
+
+/// Events buffered between notify's thread and the watcher actor.
+const EVENT_CHANNEL_CAPACITY: usize = 4_096;
+/// Most events folded into one [`PathsChanged`].
+const EVENTS_PER_MESSAGE: usize = 4_096;
+
+/// What a run of events asks for.
+#[derive(Debug, Default)]
+pub struct Translated {
+    /// Files to look at.
+    pub paths: Vec<ObservedPath>,
+    /// Directories to rescan (events inside them may have been lost).
+    pub rescans: Vec<PathBuf>,
+}
+
+/// Maps notify events onto OpenCode files and rescan requests.
+pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>, now: Instant) -> Translated {
+    let mut translated = Translated::default();
+    for event in events {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "filesystem watcher error; rescanning");
+                translated.rescans.push(storage_root.to_owned());
+                continue;
+            }
+        };
+        if event.need_rescan() {
+            translated.rescans.push(storage_root.to_owned());
+            continue;
+        }
+        if matches!(event.kind, EventKind::Access(_)) {
+            continue;
+        }
+        for path in event.paths {
+            if let Some((kind, _)) = classify(storage_root, &path) {
+                translated.paths.push(ObservedPath { path, kind, observed_at: now });
+            } else if matches!(event.kind, EventKind::Create(notify::event::CreateKind::Folder)) || path.is_dir() {
+                // A new (or renamed) directory: files written into it before the watch was
+                // added produced no events.
+                if path.starts_with(storage_root) {
+                    translated.rescans.push(path);
+                }
+            }
+        }
+    }
+    translated.rescans.sort();
+    translated.rescans.dedup();
+    translated
+}
+
+/// Daemon → Watcher, ask. Stop watching (shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopWatching;
+
+/// The watcher actor.
+pub struct Watcher {
+    /// `<opencode>/storage`.
+    storage_root: PathBuf,
+    /// The live notify watcher; dropping it ends the event stream.
+    notify: Option<notify::RecommendedWatcher>,
+    /// How long to wait before retrying to attach when the tree is missing.
+    retry_interval: Duration,
+    /// Set at shutdown: never attach again.
+    stopped: bool,
+    /// Accumulator and reconciler.
+    links: Arc<Links>,
+    /// Shared counters.
+    board: Arc<StatusBoard>,
+    /// Test seams.
+    faults: Arc<Faults>,
+}
+
+impl Watcher {
+    /// A watcher of the tree under `storage_root`.
+    pub fn new(storage_root: PathBuf, retry_interval: Duration, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Watcher {
+        Watcher { storage_root, notify: None, retry_interval, stopped: false, links, board, faults }
+    }
+
+    fn attach(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let (sender, receiver) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let watcher = notify::recommended_watcher(move |event| {
+            // Blocks notify's thread when the actor is behind: that is the back-pressure.
+            let _ = sender.blocking_send(event);
+        });
+        let mut watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::error!(%error, "cannot create a filesystem watcher; relying on periodic reconcile");
+                return;
+            }
+        };
+        if let Err(error) = watcher.watch(&self.storage_root, RecursiveMode::Recursive) {
+            tracing::warn!(path = %self.storage_root.display(), %error, "cannot watch the OpenCode storage folder yet; retrying");
+            ctx.run_later(self.retry_interval, |act, ctx| act.attach(ctx));
+            return;
+        }
+        tracing::debug!(path = %self.storage_root.display(), "watching");
+        self.notify = Some(watcher);
+        self.spawn_event_loop(receiver, ctx);
+    }
+
+    fn spawn_event_loop(&mut self, mut receiver: mpsc::Receiver<notify::Result<notify::Event>>, ctx: &mut Context<Self>) {
+        let storage_root = self.storage_root.clone();
+        let accumulator = self.links.accumulator().clone();
+        let reconciler = self.links.reconciler().clone();
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let event_loop = async move {
+            while let Some(first) = receiver.recv().await {
+                let mut events = vec![first];
+                while events.len() < EVENTS_PER_MESSAGE {
+                    match receiver.try_recv() {
+                        Ok(event) => events.push(event),
+                        Err(_) => break,
+                    }
+                }
+                if faults.drop_watch_events {
+                    continue;
+                }
+                let now = Instant::now();
+                let translated = catch_panic("watcher", &board, || {
+                    faults.maybe_panic("watcher", &board);
+                    translate(&storage_root, events, now)
+                });
+                let Some(translated) = translated else { return true };
+                for scope in translated.rescans {
+                    // Harmless if lost: the periodic reconcile covers it.
+                    reconciler.do_send(Rescan { scope, reason: "new directory or lost watch events" });
+                }
+                if translated.paths.is_empty() {
+                    continue;
+                }
+                match accumulator.send(PathsChanged { paths: translated.paths, origin: Origin::Watcher }).await {
+                    Ok(backlog) if backlog.over_high_water => {
+                        let _ = accumulator.send(WaitForCapacity).await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => reconciler.do_send(Rescan { scope: storage_root.clone(), reason: "accumulator unavailable" }),
+                }
+            }
+            false
+        };
+        ctx.spawn(actix::fut::wrap_future(event_loop).map(|panicked, act: &mut Watcher, ctx: &mut Context<Self>| {
+            if panicked {
+                ctx.stop();
+            } else if act.notify.is_some() && !act.stopped {
+                // The channel closed under a live watcher: start over.
+                act.notify = None;
+                act.attach(ctx);
+            }
+        }));
+    }
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.attach(ctx);
+    }
+}
+
+impl Supervised for Watcher {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.notify = None;
+        // Events between the panic and the new watch are lost: rescan everything.
+        self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "the watcher restarted" });
+    }
+}
+
+impl Handler<StopWatching> for Watcher {
+    type Result = ();
+    fn handle(&mut self, _message: StopWatching, _ctx: &mut Self::Context) {
+        self.stopped = true;
+        self.notify = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    #[test]
+    fn events_map_to_files_and_new_directories_to_rescans() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("storage");
+        std::fs::create_dir_all(root.join("part/msg_a")).unwrap();
+        let part = root.join("part/msg_a/prt_b.json");
+        let events = vec![
+            Ok(notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(part.clone())),
+            Ok(notify::Event::new(EventKind::Create(CreateKind::Folder)).add_path(root.join("part/msg_a"))),
+            Ok(notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(root.join("part/msg_a/prt_b.json.tmp"))),
+        ];
+        let translated = translate(&root, events, Instant::now());
+        assert_eq!(translated.paths.len(), 1);
+        assert_eq!(translated.paths[0].path, part);
+        assert_eq!(translated.rescans, vec![root.join("part/msg_a")]);
+    }
+
+    #[test]
+    fn an_overflow_asks_for_a_full_rescan() {
+        let root = PathBuf::from("/nonexistent/storage");
+        let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        let translated = translate(&root, vec![Ok(overflow)], Instant::now());
+        assert_eq!(translated.rescans, vec![root]);
+    }
+}

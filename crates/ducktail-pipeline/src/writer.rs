@@ -1,0 +1,177 @@
+//! The Writer: the one actor that owns the read-write DuckDB connection.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix::prelude::*;
+use ducktail_model::{FileOutcome, FileStatus};
+use ducktail_store::{OnDelete, RemovedFile, Store, WriteBatch};
+
+use crate::files::OPENCODE_JSON_SOURCE;
+use crate::messages::*;
+use crate::status::StatusBoard;
+use crate::supervision::{catch_panic, Faults};
+use crate::Links;
+
+/// Hands the one [`Store`] from a stopped writer to its replacement.
+pub type StoreSlot = Arc<Mutex<Option<Store>>>;
+
+/// The single writer. Runs on its own thread (a one-thread `SyncArbiter`) because every call into
+/// DuckDB blocks.
+pub struct Writer {
+    /// Where the store waits between writer incarnations.
+    slot: StoreSlot,
+    /// The store while this writer runs.
+    store: Option<Store>,
+    /// Policy for removed files' records.
+    on_delete: OnDelete,
+    /// Subscribers of [`BatchCommitted`] and the accumulator for [`BatchFailed`].
+    links: Arc<Links>,
+    /// Shared counters.
+    board: Arc<StatusBoard>,
+    /// Test seams.
+    faults: Arc<Faults>,
+}
+
+impl Writer {
+    /// A writer that takes its store from `slot` when it starts.
+    pub fn new(slot: StoreSlot, on_delete: OnDelete, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Writer {
+        Writer { slot, store: None, on_delete, links, board, faults }
+    }
+
+    fn commit(&mut self, decoded: WriteDecoded) -> Result<BatchCommitted, (String, Vec<ObservedPath>)> {
+        let observed: Vec<ObservedPath> = decoded
+            .files
+            .iter()
+            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at })
+            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at }))
+            .collect();
+        let Some(store) = self.store.as_mut() else {
+            return Err(("the writer has no database connection".to_owned(), observed));
+        };
+        let mut observed_at = Vec::with_capacity(decoded.files.len());
+        let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete: self.on_delete, ..Default::default() };
+        for (file, at) in decoded.files {
+            observed_at.push(at);
+            batch.files.push(file);
+        }
+        let removed_kinds: Vec<_> = decoded.removed.iter().map(|(_, _, kind)| *kind).collect();
+        batch.removed = decoded.removed.into_iter().map(|(removed, _, _)| removed).collect::<Vec<RemovedFile>>();
+        let report = match store.write_batch(&batch) {
+            Ok(report) => report,
+            Err(error) => return Err((error.to_string(), observed)),
+        };
+        let committed_at = Instant::now();
+        let mut committed = BatchCommitted {
+            batch_id: decoded.batch_id,
+            files: Vec::with_capacity(batch.files.len() + batch.removed.len()),
+            not_ready: Vec::new(),
+            touched_sessions: report.touched_sessions,
+            latencies: Vec::with_capacity(batch.files.len()),
+            commit_duration: report.duration,
+        };
+        for (file, at) in batch.files.into_iter().zip(observed_at) {
+            let status = match &file.outcome {
+                FileOutcome::Decoded(_) => {
+                    committed.latencies.push(committed_at.saturating_duration_since(at));
+                    FileStatus::Indexed
+                }
+                FileOutcome::NotReady(_) => {
+                    committed.not_ready.push(ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: at });
+                    FileStatus::Pending
+                }
+                FileOutcome::Failed(_) => FileStatus::Error,
+            };
+            committed.files.push(CommittedFile { path: file.path, kind: file.kind, state: Some((file.stamp, status)) });
+        }
+        for (removed, kind) in batch.removed.into_iter().zip(removed_kinds) {
+            committed.files.push(CommittedFile { path: PathBuf::from(removed.path), kind, state: None });
+        }
+        Ok(committed)
+    }
+}
+
+impl Actor for Writer {
+    type Context = SyncContext<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.store = self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if self.store.is_none() {
+            tracing::error!("writer started without a database connection");
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(store) = self.store.take() {
+            // A panic may have left a transaction open; the next writer starts clean.
+            store.rollback_open_transaction();
+            *self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(store);
+        }
+    }
+}
+
+impl Handler<WriteDecoded> for Writer {
+    type Result = ();
+    fn handle(&mut self, decoded: WriteDecoded, ctx: &mut Self::Context) {
+        let batch_id = decoded.batch_id;
+        let paths: Vec<ObservedPath> = decoded
+            .files
+            .iter()
+            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at })
+            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at }))
+            .collect();
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let span = tracing::debug_span!("write_batch", batch_id, files = paths.len());
+        let _entered = span.enter();
+        let result = catch_panic("writer", &board, || {
+            faults.maybe_panic("writer", &board);
+            self.commit(decoded)
+        });
+        match result {
+            Some(Ok(committed)) => {
+                board.record_commit(committed.files.len(), &committed.latencies);
+                tracing::debug!(files = committed.files.len(), commit_ms = committed.commit_duration.as_millis() as u64, "batch committed");
+                // Bounded: one message per committed batch to each subscriber.
+                self.links.trace_builder().do_send(committed.clone());
+                self.links.reconciler().do_send(committed.clone());
+                self.links.accumulator().do_send(committed);
+            }
+            Some(Err((reason, observed))) => {
+                tracing::error!(batch_id, %reason, "batch could not be committed; its files will be retried");
+                self.links.accumulator().do_send(BatchFailed { batch_id, paths: observed, reason });
+            }
+            None => {
+                self.links.accumulator().do_send(BatchFailed { batch_id, paths, reason: "writer panicked".to_owned() });
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<ReplaceDerived> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
+        let board = self.board.clone();
+        let result = catch_panic("writer", &board, || match self.store.as_mut() {
+            Some(store) => store.replace_derived(&message.0).map_err(|error| error.to_string()),
+            None => Err("the writer has no database connection".to_owned()),
+        });
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(reason)) => tracing::warn!(%reason, "could not replace derived traces; they refresh on the next change"),
+            None => ctx.stop(),
+        }
+    }
+}
+
+impl Handler<Checkpoint> for Writer {
+    type Result = ();
+    fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
+        if let Some(store) = &self.store {
+            if let Err(error) = store.checkpoint() {
+                tracing::warn!(%error, "checkpoint failed; DuckDB replays the WAL at next open");
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Reading the outside world, synchronously: ducktail's sources of records.
+//!
+//! This crate owns everything that turns bytes on disk into [`ducktail_model`] records:
+//!
+//! - [`opencode`] — OpenCode's JSON storage tree (`~/.local/share/opencode/storage/`): which file
+//!   is what ([`classify`]), walking the tree ([`scan_storage`], yielding [`ScannedFile`]s with
+//!   their [`FileStamp`](ducktail_model::FileStamp)), and decoding one file into
+//!   [`Records`](ducktail_model::Records) ([`decode_file`], [`decode_bytes`]).
+//!
+//! Every function here is synchronous and cheap to call from a worker thread; the pipeline decides
+//! when and how often to call them.
+//!
+//! Invariants:
+//! - This crate never writes, renames or deletes anything it reads: OpenCode owns its files.
+//! - A bad file is an outcome, never a panic or an abort: decoding returns
+//!   [`FileOutcome::NotReady`](ducktail_model::FileOutcome::NotReady) for files that may still be
+//!   being written and [`FileOutcome::Failed`](ducktail_model::FileOutcome::Failed) with a reason
+//!   for the rest; scanning reports a per-path [`ScanError`] and goes on.
+//! - Symbolic links, FIFOs and other non-regular files are never opened for reading.
+//! - It knows nothing about the database or the HTTP server: it names neither duckdb nor actix.
+
+pub mod opencode;
+
+pub use opencode::decode::{decode_bytes, decode_file, DecodeLimits};
+pub use opencode::layout::classify;
+pub use opencode::scan::{
+    scan_storage, stamp_of, storage_root, ScanError, ScannedFile, StorageScan,
+};

@@ -1,0 +1,433 @@
+//! Walking an OpenCode storage root and listing its record files with their stamps.
+//!
+//! The walk only enters the six known top-level folders and only to the depth their layout has
+//! (see [`layout::LAYOUTS`]), so plugin folders, `quarantine/`, `snapshot/`-sized git trees and
+//! stray deep folders cost nothing. It never follows symbolic links, skips hidden folders and
+//! files, and takes each file's stamp from the `lstat` the walk already needed.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ducktail_model::{FileKind, FileStamp};
+use walkdir::WalkDir;
+
+use super::layout::{self, LAYOUTS};
+
+/// One record file found by [`scan_storage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    /// The file's path: the storage root joined with its relative path.
+    pub path: PathBuf,
+    /// Its kind, from its place in the tree.
+    pub kind: FileKind,
+    /// The id its name claims (the file stem).
+    pub record_id: String,
+    /// Its modification time and size when it was listed.
+    pub stamp: FileStamp,
+}
+
+/// Why part of a scan failed. Each error names the path; the scan goes on after it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The storage root does not exist.
+    #[error("OpenCode storage folder {} does not exist; check the configured OpenCode data directory", path.display())]
+    MissingRoot {
+        /// The storage root that was asked for.
+        path: PathBuf,
+    },
+    /// The storage root exists but is not a folder.
+    #[error("OpenCode storage folder {} is not a directory", path.display())]
+    NotADirectory {
+        /// The storage root that was asked for.
+        path: PathBuf,
+    },
+    /// A folder could not be listed or a file could not be stat'ed.
+    #[error("could not read {}: {source}", path.display())]
+    Io {
+        /// The folder or file that failed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ScanError {
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ScanError::MissingRoot { path }
+            | ScanError::NotADirectory { path }
+            | ScanError::Io { path, .. } => path,
+        }
+    }
+}
+
+/// `<opencode data dir>/storage`: the root of the JSON tree (the data dir is
+/// `$XDG_DATA_HOME/opencode`, by default `~/.local/share/opencode`).
+pub fn storage_root(opencode_dir: &Path) -> PathBuf {
+    opencode_dir.join("storage")
+}
+
+/// A file's stamp from its metadata: modification time in nanoseconds since the epoch, and size.
+pub fn stamp_of(metadata: &Metadata) -> FileStamp {
+    let mtime_ns = metadata
+        .mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(metadata.mtime_nsec());
+    FileStamp {
+        mtime_ns,
+        size: i64::try_from(metadata.len()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Lists every record file below `storage_root`, lazily, folder by folder (project, session,
+/// message, part, todo, session_diff), in directory order.
+///
+/// Only regular files at their layout's exact depth whose names are `<id>.json` are listed;
+/// symbolic links (to files or folders), FIFOs, sockets, hidden names and `*.tmp` files are
+/// skipped silently, as are files and folders that vanish during the walk. A missing or
+/// non-folder storage root is the single error yielded; other errors name their path and the
+/// walk goes on.
+pub fn scan_storage(storage_root: &Path) -> StorageScan {
+    let root_error = match std::fs::metadata(storage_root) {
+        Ok(metadata) if metadata.is_dir() => None,
+        Ok(_) => Some(ScanError::NotADirectory {
+            path: storage_root.to_path_buf(),
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Some(ScanError::MissingRoot {
+            path: storage_root.to_path_buf(),
+        }),
+        Err(source) => Some(ScanError::Io {
+            path: storage_root.to_path_buf(),
+            source,
+        }),
+    };
+    let next_layout = if root_error.is_some() {
+        LAYOUTS.len()
+    } else {
+        0
+    };
+    StorageScan {
+        storage_root: storage_root.to_path_buf(),
+        pending_error: root_error,
+        next_layout,
+        current: None,
+    }
+}
+
+/// The iterator [`scan_storage`] returns.
+pub struct StorageScan {
+    /// The root being scanned.
+    storage_root: PathBuf,
+    /// An error to yield before anything else (the root check).
+    pending_error: Option<ScanError>,
+    /// Index into [`LAYOUTS`] of the next top-level folder to walk.
+    next_layout: usize,
+    /// The walk of the current top-level folder, with its file kind and layout depth.
+    current: Option<(FileKind, usize, walkdir::IntoIter)>,
+}
+
+impl std::fmt::Debug for StorageScan {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("StorageScan")
+            .field("storage_root", &self.storage_root)
+            .field("next_layout", &self.next_layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageScan {
+    /// Starts the walk of the next top-level folder that exists as a real folder; returns an
+    /// error when one cannot even be stat'ed, and `None` when no folder is left.
+    fn open_next_folder(&mut self) -> Option<Result<(), ScanError>> {
+        while self.next_layout < LAYOUTS.len() {
+            let (folder_name, kind, depth) = LAYOUTS[self.next_layout];
+            self.next_layout += 1;
+            let folder = self.storage_root.join(folder_name);
+            match std::fs::symlink_metadata(&folder) {
+                // A symbolic link in place of a folder is not followed, like every other link.
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => continue,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Some(Err(ScanError::Io {
+                        path: folder,
+                        source,
+                    }))
+                }
+            }
+            let walk = WalkDir::new(folder)
+                .follow_links(false)
+                .follow_root_links(false)
+                .min_depth(depth - 1)
+                .max_depth(depth - 1)
+                .into_iter();
+            self.current = Some((kind, depth, walk));
+            return Some(Ok(()));
+        }
+        None
+    }
+}
+
+impl Iterator for StorageScan {
+    type Item = Result<ScannedFile, ScanError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.pending_error.take() {
+            return Some(Err(error));
+        }
+        loop {
+            let Some((kind, depth, walk)) = self.current.as_mut() else {
+                match self.open_next_folder()? {
+                    Ok(()) => continue,
+                    Err(error) => return Some(Err(error)),
+                }
+            };
+            let (kind, depth) = (*kind, *depth);
+            let Some(entry) = walk.next() else {
+                self.current = None;
+                continue;
+            };
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    if error.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                        continue;
+                    }
+                    let path = error
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| self.storage_root.clone());
+                    return Some(Err(ScanError::Io {
+                        path,
+                        source: error.into(),
+                    }));
+                }
+            };
+            // The walk's file type comes from lstat (links are not followed), so this skips
+            // links, FIFOs, sockets and folders sitting where files belong.
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Some(record_id) = layout::record_id_of_file_name(entry.file_name()) else {
+                continue;
+            };
+            // The middle folder of a three-level layout is an id; hidden ones are temp folders.
+            // (walkdir's filter_entry never sees entries above min_depth, so check it here.)
+            if depth == 3 {
+                let folder = entry.path().parent().and_then(Path::file_name);
+                if !folder.is_some_and(layout::is_id_folder_name) {
+                    continue;
+                }
+            }
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                Err(error) => {
+                    if error.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                        continue;
+                    }
+                    return Some(Err(ScanError::Io {
+                        path: entry.into_path(),
+                        source: error.into(),
+                    }));
+                }
+            };
+            if !metadata.file_type().is_file() {
+                continue;
+            }
+            return Some(Ok(ScannedFile {
+                stamp: stamp_of(&metadata),
+                path: entry.into_path(),
+                kind,
+                record_id,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::process::Command;
+
+    fn write(root: &Path, relative: &str, contents: &str) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    fn scanned(root: &Path) -> BTreeSet<(FileKind, String, String)> {
+        scan_storage(root)
+            .map(|file| {
+                let file = file.unwrap();
+                let relative = file
+                    .path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (file.kind, relative, file.record_id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scan_lists_the_six_layouts_and_nothing_else() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path();
+        let wanted = [
+            (FileKind::Project, "project/global.json", "global"),
+            (FileKind::Session, "session/global/ses_1.json", "ses_1"),
+            (
+                FileKind::Session,
+                "session/my proj/ses \"q\" 'x'.json",
+                "ses \"q\" 'x'",
+            ),
+            (FileKind::Message, "message/ses_1/msg_1.json", "msg_1"),
+            (FileKind::Part, "part/msg_1/prt_1.json", "prt_1"),
+            (FileKind::Part, "part/msg_1/prt 2.json", "prt 2"),
+            (FileKind::Todo, "todo/ses_1.json", "ses_1"),
+            (FileKind::SessionDiff, "session_diff/ses_1.json", "ses_1"),
+        ];
+        for (_, relative, _) in wanted {
+            write(root, relative, "{}");
+        }
+        for noise in [
+            "migration",
+            "project/global.json.tmp",
+            "project/.oc-global.json.1.2.tmp",
+            "project/deep/global.json",
+            "session/ses_top.json",
+            "session/global/deeper/ses_2.json",
+            "session/.hidden/ses_3.json",
+            "message/ses_1/msg_1.txt",
+            "part/msg_1/prt_3.json.tmp",
+            "quarantine/1700000000/part/msg_1/prt_1.json",
+            "session_share/ses_1.json",
+            "agent-usage-reminder/ses_1.json",
+            "todo/ses_1/nested.json",
+        ] {
+            write(root, noise, "{}");
+        }
+        // A folder where a file belongs, links to a file and to a folder, and a FIFO.
+        fs::create_dir_all(root.join("todo/folder.json")).unwrap();
+        symlink(root.join("todo/ses_1.json"), root.join("todo/link.json")).unwrap();
+        symlink(root.join("part/msg_1"), root.join("part/msg_link")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "msg_x/prt_x.json", "{}");
+        symlink(outside.path(), root.join("message_alias")).unwrap();
+        let fifo = root.join("part/msg_1/fifo.json");
+        let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+
+        let expected: BTreeSet<_> = wanted
+            .iter()
+            .map(|(kind, relative, id)| (*kind, relative.to_string(), id.to_string()))
+            .collect();
+        assert_eq!(scanned(root), expected);
+    }
+
+    #[test]
+    fn a_symlinked_top_level_folder_is_not_followed() {
+        let temp = tempfile::tempdir().unwrap();
+        let real = tempfile::tempdir().unwrap();
+        write(real.path(), "msg_1/prt_1.json", "{}");
+        symlink(real.path(), temp.path().join("part")).unwrap();
+        assert!(scanned(temp.path()).is_empty());
+    }
+
+    #[test]
+    fn stamps_match_lstat() {
+        let temp = tempfile::tempdir().unwrap();
+        write(temp.path(), "todo/ses_1.json", "[1,2,3]");
+        let file = scan_storage(temp.path()).next().unwrap().unwrap();
+        let metadata = fs::symlink_metadata(&file.path).unwrap();
+        assert_eq!(file.stamp.size, 7);
+        assert_eq!(
+            file.stamp.mtime_ns,
+            metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec()
+        );
+        assert!(file.stamp.mtime_ns > 1_500_000_000_000_000_000);
+    }
+
+    #[test]
+    fn a_missing_root_is_one_error_naming_the_path() {
+        let temp = tempfile::tempdir().unwrap();
+        let missing = temp.path().join("nope/storage");
+        let results: Vec<_> = scan_storage(&missing).collect();
+        assert_eq!(results.len(), 1);
+        let error = results.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(error, ScanError::MissingRoot { .. }));
+        assert_eq!(error.path(), missing);
+        assert!(
+            error.to_string().contains(&missing.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_as_root_is_an_error() {
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("storage");
+        fs::write(&file, "x").unwrap();
+        let results: Vec<_> = scan_storage(&file).collect();
+        assert!(matches!(
+            results.as_slice(),
+            [Err(ScanError::NotADirectory { .. })]
+        ));
+    }
+
+    #[test]
+    fn an_empty_root_yields_nothing() {
+        let temp = tempfile::tempdir().unwrap();
+        assert_eq!(scan_storage(temp.path()).count(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_folder_is_reported_and_the_scan_goes_on() {
+        use std::os::unix::fs::PermissionsExt;
+        // Permission bits do not apply to root.
+        if running_as_root() {
+            return;
+        }
+        let temp = tempfile::tempdir().unwrap();
+        write(temp.path(), "message/ses_1/msg_1.json", "{}");
+        write(temp.path(), "todo/ses_1.json", "[]");
+        let locked = temp.path().join("message/ses_1");
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+        let results: Vec<_> = scan_storage(temp.path()).collect();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+        let errors: Vec<_> = results
+            .iter()
+            .filter_map(|result| result.as_ref().err())
+            .collect();
+        assert_eq!(errors.len(), 1, "{results:?}");
+        assert_eq!(errors[0].path(), locked);
+        assert!(results
+            .iter()
+            .any(|result| matches!(result, Ok(file) if file.kind == FileKind::Todo)));
+    }
+
+    fn running_as_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|output| output.stdout.starts_with(b"0\n"))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn storage_root_is_below_the_data_dir() {
+        assert_eq!(
+            storage_root(Path::new("/home/u/.local/share/opencode")),
+            PathBuf::from("/home/u/.local/share/opencode/storage")
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The DuckDB side of ducktail: the schema and its migrations, the batch writer, derived-trace
+//! computation and the read queries.
+//!
+//! # Layout
+//! - [`Store`] owns the one read-write connection. [`Store::write_batch`] writes a [`WriteBatch`]
+//!   (decoded files and removed paths) in one transaction, records and `file_index` rows together.
+//! - [`Store::reader`] hands out [`Reader`]s: connections to the same database used only for reads,
+//!   which see committed batches only (DuckDB's MVCC), so they never block the writer.
+//! - `traces` computes `agent_traces` and `delegations` for a set of sessions (reading), and the
+//!   store replaces those rows (writing).
+//! - `schema` holds the append-only migrations applied by [`Store::open`].
+//!
+//! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
+//! it receives already-decoded records and never reads a source file itself.
+
+mod reader;
+mod schema;
+mod traces;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+pub use reader::{rfc3339_from_micros, value_to_json, FileIndexEntry, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
+pub use traces::{DerivedRows, TraceScope};
+pub use writer::{BatchReport, OnDelete, RemovedFile, WriteBatch};
+
+/// Re-exported so callers can hold values of the read API without naming duckdb themselves.
+pub use duckdb::types::Value as SqlValue;
+
+/// Errors of the store; each names the database path and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds DuckDB's write lock on the file.
+    #[error(
+        "database {path} is locked by another process ({detail}); stop the other ducktail (or the \
+         program holding it) or pass another --db"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// DuckDB's message.
+        detail: String,
+    },
+    /// The database file or its directory cannot be created or opened.
+    #[error("cannot open database {path}: {detail}; check that the directory exists and is writable, or pass another --db")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying message.
+        detail: String,
+    },
+    /// A migration failed.
+    #[error("cannot migrate database {path} to schema version {version}: {detail}; `ducktail rebuild` recreates it from the sources")]
+    Migration {
+        /// The database file.
+        path: PathBuf,
+        /// The migration that failed.
+        version: i32,
+        /// DuckDB's message.
+        detail: String,
+    },
+    /// The database was written by a newer ducktail.
+    #[error("database {path} has schema version {found}, newer than this ducktail knows ({known}); upgrade ducktail or pass another --db")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i32,
+        /// Newest version this build knows.
+        known: i32,
+    },
+    /// A statement failed while writing or reading.
+    #[error("database {path}: {context}: {source}")]
+    Query {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done.
+        context: &'static str,
+        /// DuckDB's error.
+        #[source]
+        source: duckdb::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Tuning of the DuckDB instance, from the `[database]` config section.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// DuckDB `memory_limit`, e.g. `"1GB"`; `None` keeps DuckDB's default (80% of RAM).
+    pub memory_limit: Option<String>,
+    /// DuckDB worker threads; `None` keeps DuckDB's default (one per core).
+    pub threads: Option<u32>,
+}
+
+/// The database, with its one read-write connection.
+pub struct Store {
+    /// The read-write connection. Only the owner of the `Store` writes; readers are clones.
+    connection: duckdb::Connection,
+    /// The database file, for error messages.
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
+                path: path.to_owned(),
+                detail: format!("cannot create directory {}: {error}", parent.display()),
+            })?;
+        }
+        // SQL never needs the filesystem or network here (records arrive through the Appender),
+        // so user SQL through the API cannot read files either.
+        let mut config = duckdb::Config::default()
+            .enable_external_access(false)
+            .map_err(|error| open_error(path, error))?;
+        if let Some(limit) = &options.memory_limit {
+            config = config.max_memory(limit).map_err(|error| open_error(path, error))?;
+        }
+        if let Some(threads) = options.threads {
+            config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
+        }
+        let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
+        let store = Store { connection, path: path.to_owned() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an in-memory database (tests and benchmarks).
+    pub fn open_in_memory() -> Result<Store> {
+        let path = PathBuf::from(":memory:");
+        let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
+        let store = Store { connection, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new read-only-by-rule connection to the same database.
+    pub fn reader(&self) -> Result<Reader> {
+        let connection = self.connection.try_clone().map_err(|source| self.query_error("opening a reader connection", source))?;
+        Ok(Reader::new(connection, self.path.clone()))
+    }
+
+    /// A cloneable source of reader connections for other threads.
+    pub fn reader_pool(&self) -> Result<ReaderPool> {
+        let template = self.connection.try_clone().map_err(|source| self.query_error("opening a reader connection", source))?;
+        Ok(ReaderPool { template: std::sync::Arc::new(std::sync::Mutex::new(template)), path: self.path.clone() })
+    }
+
+    /// Rolls back a transaction left open by an interrupted batch; a no-op otherwise.
+    pub fn rollback_open_transaction(&self) {
+        let _ = self.connection.execute_batch("ROLLBACK");
+    }
+
+    /// Forces a checkpoint so the WAL is folded into the database file (used at clean shutdown).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.connection.execute_batch("CHECKPOINT").map_err(|source| self.query_error("checkpointing", source))
+    }
+
+    /// The current schema version of the open database.
+    pub fn schema_version(&self) -> Result<i32> {
+        self.connection
+            .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+            .map_err(|source| self.query_error("reading the schema version", source))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.connection
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+            )
+            .map_err(|source| self.query_error("creating schema_migrations", source))?;
+        let current = self.schema_version()?;
+        let known = schema::MIGRATIONS.last().map_or(0, |migration| migration.version);
+        if current > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: current, known });
+        }
+        for migration in schema::MIGRATIONS.iter().filter(|migration| migration.version > current) {
+            let sql = format!(
+                "BEGIN TRANSACTION;\n{}\nINSERT INTO schema_migrations VALUES ({}, '{}', now());\nCOMMIT;",
+                migration.sql,
+                migration.version,
+                migration.name.replace('\'', "''")
+            );
+            if let Err(error) = self.connection.execute_batch(&sql) {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                return Err(StoreError::Migration { path: self.path.clone(), version: migration.version, detail: error.to_string() });
+            }
+            tracing::info!(version = migration.version, name = migration.name, "applied schema migration");
+        }
+        Ok(())
+    }
+
+    fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
+        StoreError::Query { path: self.path.clone(), context, source }
+    }
+}
+
+/// Hands out reader connections to the same database from any thread.
+#[derive(Clone)]
+pub struct ReaderPool {
+    /// A connection used only to clone readers from.
+    template: std::sync::Arc<std::sync::Mutex<duckdb::Connection>>,
+    /// The database file, for error messages.
+    path: PathBuf,
+}
+
+impl ReaderPool {
+    /// A new reader connection.
+    pub fn reader(&self) -> Result<Reader> {
+        let template = self.template.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connection = template
+            .try_clone()
+            .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", source })?;
+        Ok(Reader::new(connection, self.path.clone()))
+    }
+}
+
+fn open_error(path: &Path, error: duckdb::Error) -> StoreError {
+    let detail = error.to_string();
+    if detail.contains("Could not set lock") || detail.contains("Conflicting lock") {
+        StoreError::Locked { path: path.to_owned(), detail }
+    } else {
+        StoreError::Open { path: path.to_owned(), detail }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! Read-only access: connections cloned from the writer's database that see committed batches only.
+
+use std::path::PathBuf;
+
+use duckdb::types::Value;
+use ducktail_model::{FileKind, FileStamp, FileStatus};
+
+use crate::{Result, StoreError};
+
+/// A connection used only for reads. DuckDB's MVCC gives it a consistent snapshot per statement,
+/// so it never sees a half-written batch and never blocks the writer.
+pub struct Reader {
+    /// The cloned connection; never used for writes to the main database.
+    connection: duckdb::Connection,
+    /// The database file, for error messages.
+    path: PathBuf,
+}
+
+/// One row of `file_index`, as the reconciler needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIndexEntry {
+    /// `file_index.file_path`.
+    pub path: String,
+    /// `file_index.source`.
+    pub source: String,
+    /// The file's kind.
+    pub kind: FileKind,
+    /// The stamp the file had when last processed.
+    pub stamp: FileStamp,
+    /// Its status.
+    pub status: FileStatus,
+    /// Consecutive failed attempts.
+    pub attempts: i32,
+}
+
+/// Row count of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCount {
+    /// Table name.
+    pub table: &'static str,
+    /// Rows.
+    pub rows: i64,
+}
+
+/// A file recorded with `status='error'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentError {
+    /// The file.
+    pub path: String,
+    /// Why it failed.
+    pub message: String,
+    /// When it was last tried, as text (UTC).
+    pub at: String,
+}
+
+/// What `ducktail status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexStatus {
+    /// Row counts of every table.
+    pub tables: Vec<TableCount>,
+    /// Files per status.
+    pub files_by_status: Vec<(String, i64)>,
+    /// Newest `indexed_at`, as text (UTC).
+    pub last_indexed_at: Option<String>,
+    /// The newest errors.
+    pub recent_errors: Vec<RecentError>,
+}
+
+/// The tables `status` and `/api/stats` count, in display order.
+pub const COUNTED_TABLES: [&str; 12] = [
+    "projects",
+    "sessions",
+    "messages",
+    "parts",
+    "step_events",
+    "file_operations",
+    "todos",
+    "file_diffs",
+    "delegations",
+    "agent_traces",
+    "file_index",
+    "schema_migrations",
+];
+
+impl Reader {
+    pub(crate) fn new(connection: duckdb::Connection, path: PathBuf) -> Reader {
+        Reader { connection, path }
+    }
+
+    /// Opens the database file read-only, for read commands while no daemon holds it.
+    pub fn open_read_only(path: &std::path::Path) -> Result<Reader> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                detail: "no such file (run `ducktail index` first)".to_owned(),
+            });
+        }
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|error| StoreError::Open { path: path.to_owned(), detail: error.to_string() })?;
+        let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| {
+            let detail = error.to_string();
+            if detail.contains("lock") {
+                StoreError::Locked { path: path.to_owned(), detail }
+            } else {
+                StoreError::Open { path: path.to_owned(), detail }
+            }
+        })?;
+        Ok(Reader { connection, path: path.to_owned() })
+    }
+
+    fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
+        StoreError::Query { path: self.path.clone(), context, source }
+    }
+
+    /// Runs `sql` and returns its first column as strings.
+    pub(crate) fn query_strings(&self, sql: &str, context: &'static str) -> Result<Vec<String>> {
+        let mut statement = self.connection.prepare(sql).map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows)
+    }
+
+    /// Runs `sql` and returns `columns` values per row.
+    pub(crate) fn query_values(&self, sql: &str, columns: usize, context: &'static str) -> Result<Vec<Vec<Value>>> {
+        let mut statement = self.connection.prepare(sql).map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([], |row| (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>())
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<Vec<Value>>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows)
+    }
+
+    /// Runs a read query and returns column names and rows of values (the SQL API and tests).
+    pub fn query(&self, sql: &str) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+        let context = "running a query";
+        let mut statement = self.connection.prepare(sql).map_err(|source| self.query_error(context, source))?;
+        let mut rows = statement.query([]).map_err(|source| self.query_error(context, source))?;
+        let mut out = Vec::new();
+        let mut names = Vec::new();
+        while let Some(row) = rows.next().map_err(|source| self.query_error(context, source))? {
+            if names.is_empty() {
+                names = row.as_ref().column_names();
+            }
+            let values = (0..names.len())
+                .map(|index| row.get::<_, Value>(index))
+                .collect::<duckdb::Result<Vec<Value>>>()
+                .map_err(|source| self.query_error(context, source))?;
+            out.push(values);
+        }
+        if names.is_empty() {
+            names = rows.as_ref().map(|statement| statement.column_names()).unwrap_or_default();
+        }
+        Ok((names, out))
+    }
+
+    /// Every `file_index` row, for the reconciler's view of what is indexed.
+    pub fn file_index(&self) -> Result<Vec<FileIndexEntry>> {
+        let context = "loading file_index";
+        let mut statement = self
+            .connection
+            .prepare("SELECT file_path, source, kind, mtime_ns, size, status, attempts FROM file_index")
+            .map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([], |row| {
+                let kind: String = row.get(2)?;
+                let status: String = row.get(5)?;
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, kind, row.get::<_, i64>(3)?, row.get::<_, i64>(4)?, status, row.get::<_, i32>(6)?))
+            })
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(path, source, kind, mtime_ns, size, status, attempts)| {
+                Some(FileIndexEntry {
+                    path,
+                    source,
+                    kind: FileKind::parse(&kind)?,
+                    stamp: FileStamp { mtime_ns, size },
+                    status: FileStatus::parse(&status)?,
+                    attempts,
+                })
+            })
+            .collect())
+    }
+
+    /// Counts, statuses and recent errors for `ducktail status`.
+    pub fn status(&self, recent_errors: usize) -> Result<IndexStatus> {
+        let mut status = IndexStatus::default();
+        for table in COUNTED_TABLES {
+            let rows: i64 = self
+                .connection
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                .map_err(|source| self.query_error("counting rows", source))?;
+            status.tables.push(TableCount { table, rows });
+        }
+        let by_status = self.query_values("SELECT status, count(*) FROM file_index GROUP BY status ORDER BY status", 2, "counting files by status")?;
+        for row in by_status {
+            if let [Value::Text(name), Value::BigInt(count)] = row.as_slice() {
+                status.files_by_status.push((name.clone(), *count));
+            }
+        }
+        status.last_indexed_at = self
+            .connection
+            .query_row("SELECT CAST(max(indexed_at) AS VARCHAR) FROM file_index", [], |row| row.get::<_, Option<String>>(0))
+            .map_err(|source| self.query_error("reading the last indexed time", source))?;
+        let errors = self.query_values(
+            &format!(
+                "SELECT file_path, coalesce(error_message, ''), CAST(indexed_at AS VARCHAR) FROM file_index
+                 WHERE status = 'error' ORDER BY indexed_at DESC, file_path LIMIT {recent_errors}"
+            ),
+            3,
+            "reading recent errors",
+        )?;
+        for row in errors {
+            if let [Value::Text(path), Value::Text(message), Value::Text(at)] = row.as_slice() {
+                status.recent_errors.push(RecentError { path: path.clone(), message: message.clone(), at: at.clone() });
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Rows of a read query as JSON values, for the HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each a value per column.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Whether more rows existed than were returned.
+    pub truncated: bool,
+}
+
+/// Cancels the query running on a reader from another thread.
+#[derive(Clone)]
+pub struct QueryCanceller(std::sync::Arc<duckdb::InterruptHandle>);
+
+impl QueryCanceller {
+    /// Interrupts the running query (it fails with "Interrupted").
+    pub fn cancel(&self) {
+        self.0.interrupt();
+    }
+}
+
+impl Reader {
+    /// A handle that can interrupt this reader's running query from another thread.
+    pub fn canceller(&self) -> QueryCanceller {
+        QueryCanceller(self.connection.interrupt_handle())
+    }
+
+    /// Runs one read-only query and returns at most `max_rows` rows as JSON. The query is wrapped
+    /// as a subquery, so only a single SELECT / WITH / VALUES / DESCRIBE / SHOW / SUMMARIZE
+    /// statement can run; file and network access is disabled database-wide at open.
+    pub fn query_json(&self, sql: &str, max_rows: usize) -> Result<JsonRows> {
+        let trimmed = sql.trim().trim_end_matches(';').trim();
+        let wrapped = format!("SELECT * FROM ({trimmed}\n) AS user_query LIMIT {}", max_rows + 1);
+        let (columns, rows) = self.query(&wrapped)?;
+        let truncated = rows.len() > max_rows;
+        let rows = rows.into_iter().take(max_rows).map(|row| row.iter().map(value_to_json).collect()).collect();
+        Ok(JsonRows { columns, rows, truncated })
+    }
+}
+
+/// Converts a DuckDB value to JSON; timestamps become RFC 3339 UTC strings.
+pub fn value_to_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(flag) => Json::Bool(*flag),
+        Value::TinyInt(number) => (*number).into(),
+        Value::SmallInt(number) => (*number).into(),
+        Value::Int(number) => (*number).into(),
+        Value::BigInt(number) => (*number).into(),
+        Value::UTinyInt(number) => (*number).into(),
+        Value::USmallInt(number) => (*number).into(),
+        Value::UInt(number) => (*number).into(),
+        Value::UBigInt(number) => (*number).into(),
+        Value::HugeInt(number) => i64::try_from(*number).map_or_else(|_| Json::String(number.to_string()), Into::into),
+        Value::UHugeInt(number) => u64::try_from(*number).map_or_else(|_| Json::String(number.to_string()), Into::into),
+        Value::Float(number) => serde_json::Number::from_f64(f64::from(*number)).map_or(Json::Null, Json::Number),
+        Value::Double(number) => serde_json::Number::from_f64(*number).map_or(Json::Null, Json::Number),
+        Value::Decimal(number) => Json::String(number.to_string()),
+        Value::Timestamp(unit, amount) => Json::String(rfc3339_from_micros(unit.to_micros(*amount))),
+        Value::Text(text) | Value::Enum(text) => Json::String(text.clone()),
+        Value::Date32(days) => Json::String(rfc3339_from_micros(i64::from(*days) * 86_400_000_000)[..10].to_owned()),
+        Value::List(items) | Value::Array(items) => Json::Array(items.iter().map(value_to_json).collect()),
+        Value::Union(inner) => value_to_json(inner),
+        other => Json::String(format!("{other:?}")),
+    }
+}
+
+/// Formats microseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn rfc3339_from_micros(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
+        second_of_day / 3_600,
+        second_of_day % 3_600 / 60,
+        second_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::rfc3339_from_micros;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339_from_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339_from_micros(1_770_298_070_786_000), "2026-02-05T13:27:50.786000Z");
+        assert_eq!(rfc3339_from_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,188 @@
+//! The database schema as an append-only list of versioned migrations, applied at open.
+
+/// One schema step. Migrations are append-only: never edit one that has shipped, add a new one.
+pub(crate) struct Migration {
+    /// Strictly increasing from 1; stored in `schema_migrations.version`.
+    pub version: i32,
+    /// A short name for logs and `schema_migrations.name`.
+    pub name: &'static str,
+    /// The statements, run in one transaction with the bookkeeping row.
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "opencode records, derived traces and the file index",
+    sql: r#"
+CREATE TABLE projects (
+    id              VARCHAR NOT NULL,
+    worktree        VARCHAR,
+    vcs             VARCHAR,
+    name            VARCHAR,
+    created_at      TIMESTAMPTZ,
+    updated_at      TIMESTAMPTZ,
+    initialized_at  TIMESTAMPTZ,
+    source          VARCHAR NOT NULL,
+    raw             VARCHAR,
+    raw_size        BIGINT,
+    raw_truncated   BOOLEAN
+);
+CREATE TABLE sessions (
+    id                 VARCHAR NOT NULL,
+    project_id         VARCHAR,
+    parent_id          VARCHAR,
+    slug               VARCHAR,
+    title              VARCHAR,
+    directory          VARCHAR,
+    version            VARCHAR,
+    created_at         TIMESTAMPTZ,
+    updated_at         TIMESTAMPTZ,
+    archived_at        TIMESTAMPTZ,
+    summary_additions  BIGINT,
+    summary_deletions  BIGINT,
+    summary_files      BIGINT,
+    share_url          VARCHAR,
+    source             VARCHAR NOT NULL,
+    raw                VARCHAR,
+    raw_size           BIGINT,
+    raw_truncated      BOOLEAN
+);
+CREATE TABLE messages (
+    id                  VARCHAR NOT NULL,
+    session_id          VARCHAR NOT NULL,
+    role                VARCHAR,
+    parent_id           VARCHAR,
+    agent               VARCHAR,
+    mode                VARCHAR,
+    provider_id         VARCHAR,
+    model_id            VARCHAR,
+    cost                DOUBLE,
+    tokens_input        BIGINT,
+    tokens_output       BIGINT,
+    tokens_reasoning    BIGINT,
+    tokens_cache_read   BIGINT,
+    tokens_cache_write  BIGINT,
+    tokens_total        BIGINT,
+    finish_reason       VARCHAR,
+    error_name          VARCHAR,
+    error_message       VARCHAR,
+    is_summary          BOOLEAN,
+    created_at          TIMESTAMPTZ,
+    completed_at        TIMESTAMPTZ,
+    source              VARCHAR NOT NULL,
+    raw                 VARCHAR,
+    raw_size            BIGINT,
+    raw_truncated       BOOLEAN
+);
+CREATE TABLE parts (
+    id                 VARCHAR NOT NULL,
+    session_id         VARCHAR NOT NULL,
+    message_id         VARCHAR NOT NULL,
+    part_type          VARCHAR NOT NULL,
+    text               VARCHAR,
+    tool_name          VARCHAR,
+    tool_status        VARCHAR,
+    call_id            VARCHAR,
+    tool_title         VARCHAR,
+    tool_input         VARCHAR,
+    tool_output        VARCHAR,
+    tool_error         VARCHAR,
+    child_session_id   VARCHAR,
+    subagent_type      VARCHAR,
+    started_at         TIMESTAMPTZ,
+    ended_at           TIMESTAMPTZ,
+    content_truncated  BOOLEAN,
+    source             VARCHAR NOT NULL,
+    raw                VARCHAR,
+    raw_size           BIGINT,
+    raw_truncated      BOOLEAN
+);
+CREATE TABLE step_events (
+    id                  VARCHAR NOT NULL,
+    session_id          VARCHAR NOT NULL,
+    message_id          VARCHAR NOT NULL,
+    event_type          VARCHAR NOT NULL,
+    reason              VARCHAR,
+    cost                DOUBLE,
+    tokens_input        BIGINT,
+    tokens_output       BIGINT,
+    tokens_reasoning    BIGINT,
+    tokens_cache_read   BIGINT,
+    tokens_cache_write  BIGINT,
+    tokens_total        BIGINT,
+    snapshot            VARCHAR
+);
+CREATE TABLE file_operations (
+    id          VARCHAR NOT NULL,
+    session_id  VARCHAR NOT NULL,
+    message_id  VARCHAR NOT NULL,
+    operation   VARCHAR NOT NULL,
+    file_path   VARCHAR,
+    status      VARCHAR,
+    additions   BIGINT,
+    deletions   BIGINT,
+    started_at  TIMESTAMPTZ
+);
+CREATE TABLE todos (
+    session_id  VARCHAR NOT NULL,
+    position    INTEGER NOT NULL,
+    todo_id     VARCHAR,
+    content     VARCHAR,
+    status      VARCHAR,
+    priority    VARCHAR
+);
+CREATE TABLE file_diffs (
+    session_id    VARCHAR NOT NULL,
+    position      INTEGER NOT NULL,
+    file          VARCHAR,
+    status        VARCHAR,
+    additions     BIGINT,
+    deletions     BIGINT,
+    before_bytes  BIGINT,
+    after_bytes   BIGINT
+);
+CREATE TABLE delegations (
+    id                VARCHAR NOT NULL,
+    session_id        VARCHAR NOT NULL,
+    child_session_id  VARCHAR NOT NULL,
+    parent_agent      VARCHAR,
+    child_agent       VARCHAR,
+    created_at        TIMESTAMPTZ
+);
+CREATE TABLE agent_traces (
+    trace_id            VARCHAR NOT NULL,
+    session_id          VARCHAR NOT NULL,
+    parent_trace_id     VARCHAR,
+    child_session_id    VARCHAR NOT NULL,
+    parent_agent        VARCHAR,
+    subagent_type       VARCHAR,
+    status              VARCHAR,
+    started_at          TIMESTAMPTZ,
+    ended_at            TIMESTAMPTZ,
+    tokens_input        BIGINT,
+    tokens_output       BIGINT,
+    tokens_reasoning    BIGINT,
+    tokens_cache_read   BIGINT,
+    tokens_cache_write  BIGINT,
+    cost                DOUBLE
+);
+CREATE TABLE file_index (
+    file_path      VARCHAR PRIMARY KEY,
+    source         VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,
+    mtime          TIMESTAMPTZ,
+    mtime_ns       BIGINT NOT NULL,
+    size           BIGINT NOT NULL,
+    record_id      VARCHAR,
+    status         VARCHAR NOT NULL,
+    error_message  VARCHAR,
+    attempts       INTEGER NOT NULL,
+    indexed_at     TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE pipeline_state (
+    key    VARCHAR PRIMARY KEY,
+    value  VARCHAR
+);
+"#,
+}];

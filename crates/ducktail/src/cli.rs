@@ -1,0 +1,109 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ducktail keeps a DuckDB database in step, in real time, with the session files AI coding
+/// agents (OpenCode) write, and serves it over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "ducktail", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ~/.config/ducktail/config.toml when it exists.
+    #[arg(long, global = true, env = "DUCKTAIL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data comes from and goes to.
+#[derive(Debug, Clone, Args)]
+pub struct Locations {
+    /// OpenCode data directory (the folder holding `storage/`). Default: ~/.local/share/opencode.
+    #[arg(long, value_name = "DIR")]
+    pub opencode: Option<PathBuf>,
+    /// DuckDB database file. Default: ~/.local/share/ducktail/ducktail.duckdb.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// The database to read.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseOnly {
+    /// DuckDB database file. Default: ~/.local/share/ducktail/ducktail.duckdb.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Index the OpenCode tree once (catch up) and exit.
+    Index {
+        /// Source and database.
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Run the daemon: catch up, then follow changes live and serve the HTTP API.
+    Run {
+        /// Source and database.
+        #[command(flatten)]
+        locations: Locations,
+        /// Address to listen on (port 0 picks a free port). Default: 127.0.0.1:7337.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Show row counts, file statuses and the newest errors.
+    Status {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseOnly,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How many recent errors to list.
+        #[arg(long, default_value_t = 10)]
+        errors: usize,
+    },
+    /// Run one read-only SQL query and print the rows as tab-separated text.
+    Query {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseOnly,
+        /// The query.
+        sql: String,
+    },
+    /// Delete the database and index everything again from the sources.
+    Rebuild {
+        /// Source and database.
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Generate a realistic OpenCode tree, index it, and show what you can ask.
+    Demo {
+        /// Approximate number of files to generate.
+        #[arg(long, default_value_t = 3_000)]
+        files: usize,
+        /// Where to put the tree and database. Default: a new folder under the temp directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Write a seeded, realistic OpenCode tree (for tests and benchmarks).
+    Generate {
+        /// Output OpenCode data directory (gets a `storage/` folder).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Approximate number of files.
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        /// Random seed; the same seed gives the same tree.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Deliberately bad files to include.
+        #[arg(long, default_value_t = 0)]
+        bad_files: usize,
+    },
+}

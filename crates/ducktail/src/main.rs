@@ -1,0 +1,317 @@
+//! The `ducktail` binary: argument parsing, configuration layering, logging, and wiring of the
+//! library crates into commands. Glue only — no indexing logic lives here.
+//!
+//! Exit codes: 0 success (also when some files were bad: they are recorded and counted);
+//! 1 the command could not complete (missing directory, locked or unwritable database …);
+//! 2 bad arguments or configuration.
+
+mod cli;
+mod settings_loader;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ducktail_pipeline::index::{index_once, IndexSummary};
+use ducktail_pipeline::settings::{LogFormat, Settings};
+use ducktail_store::{Reader, Store, StoreOptions};
+
+use crate::cli::{Cli, Command};
+
+/// A failure that is the user's input (exit code 2) rather than the run's (exit code 1).
+#[derive(Debug)]
+struct UsageError(anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let settings = settings_loader::load(cli.config.as_deref()).map_err(|error| anyhow::Error::new(UsageError(error)))?;
+    init_logging(&settings);
+    match cli.command {
+        Command::Index { locations } => {
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            let summary = index(&settings, &opencode, &database)?;
+            print_summary(&summary, &database);
+            Ok(())
+        }
+        Command::Rebuild { locations } => {
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            for path in [database.clone(), PathBuf::from(format!("{}.wal", database.display()))] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error).with_context(|| format!("cannot remove {}; is a daemon still running?", path.display())),
+                }
+            }
+            let summary = index(&settings, &opencode, &database)?;
+            print_summary(&summary, &database);
+            Ok(())
+        }
+        Command::Run { locations, listen } => {
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            let listen = match listen {
+                Some(address) => address.to_string(),
+                None => settings.http.listen.clone(),
+            };
+            run_daemon(settings, &opencode, &database, &listen)
+        }
+        Command::Status { database, json, errors } => {
+            let database = settings_loader::database_file(database.db.as_deref(), &settings);
+            status(&database, json, errors)
+        }
+        Command::Query { database, sql } => {
+            let database = settings_loader::database_file(database.db.as_deref(), &settings);
+            query(&database, &sql)
+        }
+        Command::Demo { files, dir } => demo(&settings, files, dir),
+        Command::Generate { out, files, seed, bad_files } => {
+            let config = ducktail_generator::GeneratorConfig { seed, target_files: files, bad_files, ..Default::default() };
+            let tree = ducktail_generator::generate(&out, &config).with_context(|| format!("cannot write the tree under {}", out.display()))?;
+            println!("wrote {} files under {}", tree.total_files, out.join("storage").display());
+            for (kind, count) in &tree.files_by_kind {
+                println!("  {kind:<13} {count}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        memory_limit: Some(settings.database.memory_limit.clone()).filter(|limit| !limit.is_empty()),
+        threads: Some(settings.database.threads).filter(|threads| *threads > 0),
+    }
+}
+
+fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexSummary> {
+    let mut store = Store::open(database, &store_options(settings))?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} indexing [{bar:40}] {pos}/{len} files ({per_sec}, eta {eta})")
+                .expect("static progress template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let summary = index_once(&mut store, opencode, settings, &progress)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    store.checkpoint()?;
+    Ok(summary)
+}
+
+fn print_summary(summary: &IndexSummary, database: &Path) {
+    let kinds: Vec<String> = summary.files_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
+    println!("indexed into {}", database.display());
+    println!("  files on disk: {} ({})", summary.scanned, kinds.join(", "));
+    println!(
+        "  indexed {}, unchanged {}, errors {}, removed {} in {:.2} s ({:.0} files/s)",
+        summary.indexed,
+        summary.unchanged,
+        summary.errors,
+        summary.removed,
+        summary.duration.as_secs_f64(),
+        summary.files_per_second()
+    );
+    for error in summary.scan_errors.iter().take(10) {
+        println!("  could not read: {error}");
+    }
+    if summary.errors > 0 {
+        println!("  `ducktail status --db {}` lists the files that failed and why", database.display());
+    }
+}
+
+fn status(database: &Path, json: bool, errors: usize) -> Result<()> {
+    let reader = Reader::open_read_only(database)?;
+    let status = reader.status(errors)?;
+    if json {
+        let body = serde_json::json!({
+            "tables": status.tables.iter().map(|count| (count.table, count.rows)).collect::<std::collections::BTreeMap<_, _>>(),
+            "files_by_status": status.files_by_status.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "last_indexed_at": status.last_indexed_at,
+            "recent_errors": status.recent_errors.iter().map(|error| serde_json::json!({"path": error.path, "message": error.message, "at": error.at})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    println!("database {}", database.display());
+    for count in &status.tables {
+        println!("  {:<18} {:>10}", count.table, count.rows);
+    }
+    let by_status: Vec<String> = status.files_by_status.iter().map(|(name, count)| format!("{name} {count}")).collect();
+    println!("files: {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });
+    println!("last indexed: {}", status.last_indexed_at.as_deref().unwrap_or("never"));
+    if !status.recent_errors.is_empty() {
+        println!("newest errors:");
+        for error in &status.recent_errors {
+            println!("  {}  {}\n      {}", error.at, error.path, error.message);
+        }
+    }
+    Ok(())
+}
+
+fn query(database: &Path, sql: &str) -> Result<()> {
+    let reader = Reader::open_read_only(database)?;
+    let rows = reader.query_json(sql, usize::MAX / 2)?;
+    println!("{}", rows.columns.join("\t"));
+    for row in rows.rows {
+        let cells: Vec<String> = row
+            .into_iter()
+            .map(|value| match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Null => "NULL".to_owned(),
+                other => other.to_string(),
+            })
+            .collect();
+        println!("{}", cells.join("\t"));
+    }
+    Ok(())
+}
+
+/// Example questions `demo` answers, with their SQL.
+const DEMO_QUERIES: [(&str, &str); 4] = [
+    (
+        "Cost and tokens per day (from finish steps: the real totals)",
+        "SELECT CAST(date_trunc('day', m.created_at) AS DATE) AS day, count(DISTINCT m.session_id) AS sessions, \
+         sum(s.tokens_input) AS input, sum(s.tokens_output) AS output, sum(s.tokens_cache_read) AS cache_read, \
+         round(sum(s.cost), 4) AS cost_usd \
+         FROM step_events s JOIN messages m ON m.id = s.message_id WHERE s.event_type = 'finish' \
+         GROUP BY ALL ORDER BY day LIMIT 5",
+    ),
+    (
+        "Tool calls and error rate per tool",
+        "SELECT tool_name, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors \
+         FROM parts WHERE part_type = 'tool' GROUP BY ALL ORDER BY calls DESC LIMIT 8",
+    ),
+    (
+        "Most expensive root sessions, with their sub-agent delegations",
+        "SELECT s.id, left(s.title, 40) AS title, round(r.cost, 4) AS own_cost_usd, \
+         (SELECT count(*) FROM delegations d WHERE d.session_id = s.id) AS delegations \
+         FROM sessions s JOIN agent_traces r ON r.trace_id = 'root_' || s.id \
+         ORDER BY r.cost DESC LIMIT 5",
+    ),
+    (
+        "Delegation depth: traces by how far below a root they run",
+        "WITH RECURSIVE tree AS (SELECT trace_id, 0 AS depth FROM agent_traces WHERE parent_trace_id IS NULL \
+         UNION ALL SELECT t.trace_id, tree.depth + 1 FROM agent_traces t JOIN tree ON t.parent_trace_id = tree.trace_id) \
+         SELECT depth, count(*) AS traces FROM tree GROUP BY depth ORDER BY depth",
+    ),
+];
+
+fn demo(settings: &Settings, files: usize, dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("ducktail-demo-{}", std::process::id())));
+    let opencode = dir.join("opencode");
+    let database = dir.join("ducktail.duckdb");
+    let config = ducktail_generator::GeneratorConfig { target_files: files, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &config).with_context(|| format!("cannot write the demo tree under {}", opencode.display()))?;
+    println!("generated a realistic OpenCode tree: {} files ({} sessions) under {}", tree.total_files, tree.sessions, opencode.display());
+    let summary = index(settings, &opencode, &database)?;
+    print_summary(&summary, &database);
+    let reader = Reader::open_read_only(&database)?;
+    for (question, sql) in DEMO_QUERIES {
+        println!("\n## {question}\n{sql}\n");
+        let rows = reader.query_json(sql, 20)?;
+        println!("{}", rows.columns.join(" | "));
+        for row in rows.rows {
+            let cells: Vec<String> = row
+                .into_iter()
+                .map(|value| match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                })
+                .collect();
+            println!("{}", cells.join(" | "));
+        }
+    }
+    println!("\nAsk your own questions:\n  ducktail query --db {} \"SELECT * FROM agent_traces LIMIT 10\"", database.display());
+    println!("Follow it live:\n  ducktail run --opencode {} --db {}", opencode.display(), database.display());
+    Ok(())
+}
+
+fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str) -> Result<()> {
+    // Bind first so the first log line can state the address (port 0 picks a free one).
+    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}; pass another --listen"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "ducktail listening on http://{address}");
+    let store = Store::open(database, &store_options(&settings))?;
+    let system = actix::System::new();
+    let result: Result<()> = system.block_on(async move {
+        let daemon = ducktail_pipeline::daemon::Daemon::start(&settings, opencode, store)?;
+        let state = ducktail_http::HttpState {
+            readers: daemon.readers.clone(),
+            board: daemon.board.clone(),
+            pipeline_status: daemon.status_recipient(),
+            settings: settings.http.clone(),
+        };
+        let server = ducktail_http::serve(listener, state)?;
+        let server_handle = server.handle();
+        actix_rt::spawn(server);
+        wait_for_shutdown_signal().await;
+        tracing::info!("shutting down: flushing pending files");
+        server_handle.stop(true).await;
+        daemon.shutdown(Duration::from_secs(10)).await;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    });
+    result
+}
+
+async fn wait_for_shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,241 @@
+//! `ducktail index` end to end: the shared fixtures, generated trees, idempotency, changes,
+//! deletions, moves and bad files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::expected::Expected;
+use crate::support::*;
+
+/// Checks every contract table against expectations computed from the JSON itself.
+fn assert_matches_tree(opencode: &Path, db: &Path) {
+    let expected = Expected::from_tree(opencode);
+    let column = |sql: &str| -> Vec<String> { rows(db, sql).into_iter().map(|mut row| row.remove(0)).collect() };
+
+    let sessions: BTreeMap<String, Option<String>> = rows(db, "SELECT id, parent_id FROM sessions")
+        .into_iter()
+        .map(|row| (row[0].clone(), Some(row[1].clone()).filter(|parent| parent != "NULL")))
+        .collect();
+    assert_eq!(sessions, expected.sessions, "sessions and their parents");
+    assert_eq!(column("SELECT id FROM projects ORDER BY id").into_iter().collect::<BTreeSet<_>>(), expected.projects);
+
+    let messages: BTreeMap<String, (String, i64, f64)> = rows(db, "SELECT id, session_id, tokens_input, coalesce(cost, 0) FROM messages")
+        .into_iter()
+        .map(|row| (row[0].clone(), (row[1].clone(), row[2].parse().unwrap(), row[3].parse().unwrap())))
+        .collect();
+    assert_eq!(messages.len(), expected.messages.len(), "message count");
+    for (id, (session, tokens, cost)) in &expected.messages {
+        let actual = &messages[id];
+        assert_eq!((&actual.0, actual.1), (session, *tokens), "message {id}");
+        assert!((actual.2 - cost).abs() < 1e-9, "cost of message {id}: {} vs {cost}", actual.2);
+    }
+    assert_eq!(column("SELECT id FROM parts").into_iter().collect::<BTreeSet<_>>(), expected.parts, "part ids");
+    assert_eq!(scalar(db, "SELECT count(*) - count(DISTINCT id) FROM parts"), 0, "no duplicate parts");
+
+    let sums: BTreeMap<String, (i64, i64, f64)> = rows(
+        db,
+        "SELECT session_id, sum(tokens_input), sum(tokens_output), sum(coalesce(cost, 0)) FROM step_events WHERE event_type = 'finish' GROUP BY 1",
+    )
+    .into_iter()
+    .map(|row| (row[0].clone(), (row[1].parse().unwrap(), row[2].parse().unwrap(), row[3].parse().unwrap())))
+    .collect();
+    assert_eq!(sums.keys().collect::<Vec<_>>(), expected.finish_sums.keys().collect::<Vec<_>>(), "sessions with finish steps");
+    for (session, (input, output, cost)) in &expected.finish_sums {
+        let actual = sums[session];
+        assert_eq!((actual.0, actual.1), (*input, *output), "finish-step token sums of {session}");
+        assert!((actual.2 - cost).abs() < 1e-9, "finish-step cost of {session}");
+    }
+
+    let delegations: BTreeSet<(String, String, String)> = rows(db, "SELECT id, session_id, child_session_id FROM delegations")
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone(), row[2].clone()))
+        .collect();
+    assert_eq!(delegations, expected.delegations, "delegation edges");
+
+    let trace_parents: BTreeMap<String, Option<String>> =
+        rows(db, "SELECT trace_id, parent_trace_id FROM agent_traces WHERE trace_id NOT LIKE 'root_%'")
+            .into_iter()
+            .map(|row| (row[0].clone(), Some(row[1].clone()).filter(|parent| parent != "NULL")))
+            .collect();
+    assert_eq!(trace_parents, expected.task_trace_parents(), "task trace parents");
+    let roots: BTreeSet<String> = column("SELECT child_session_id FROM agent_traces WHERE trace_id LIKE 'root_%'").into_iter().collect();
+    let expected_roots: BTreeSet<String> = expected.sessions.iter().filter(|(_, parent)| parent.is_none()).map(|(id, _)| id.clone()).collect();
+    assert_eq!(roots, expected_roots, "one root trace per root session");
+    // Each trace's tokens are its own session's finish-step sums.
+    for row in rows(db, "SELECT trace_id, child_session_id, tokens_input FROM agent_traces") {
+        let expected_input = expected.finish_sums.get(&row[1]).map_or(0, |sums| sums.0);
+        assert_eq!(row[2].parse::<i64>().unwrap(), expected_input, "tokens of trace {}", row[0]);
+    }
+
+    assert_eq!(scalar(db, "SELECT count(*) FROM todos") as usize, expected.todos, "todo items");
+    assert_eq!(scalar(db, "SELECT count(*) FROM file_diffs") as usize, expected.file_diffs, "diff items");
+    let statuses: BTreeMap<String, String> =
+        rows(db, "SELECT file_path, status FROM file_index").into_iter().map(|row| (row[0].clone(), row[1].clone())).collect();
+    for path in &expected.good_files {
+        assert_eq!(statuses.get(path_str(path)).map(String::as_str), Some("indexed"), "{}", path.display());
+    }
+    for path in &expected.bad_files {
+        assert_eq!(statuses.get(path_str(path)).map(String::as_str), Some("error"), "{}", path.display());
+    }
+    assert_eq!(statuses.len(), expected.good_files.len() + expected.bad_files.len(), "file_index has exactly the OpenCode files");
+}
+
+#[test]
+fn every_shared_fixture_tree_indexes_exactly() {
+    let fixtures = shared_opencode_fixtures();
+    let mut trees = 0;
+    for entry in std::fs::read_dir(&fixtures).expect("../shared/fixtures/opencode-json exists") {
+        let opencode = entry.unwrap().path();
+        if !opencode.join("storage").is_dir() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.duckdb");
+        index(&opencode, &db);
+        assert_matches_tree(&opencode, &db);
+        trees += 1;
+    }
+    assert!(trees >= 4, "expected the four fixture trees, found {trees}");
+}
+
+#[test]
+fn generated_tree_with_bad_files_indexes_exactly_and_reindex_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let config = ducktail_generator::GeneratorConfig { seed: 7, target_files: 3_000, bad_files: 10, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &config).unwrap();
+    let db = dir.path().join("db.duckdb");
+    let first = index(&opencode, &db);
+    assert!(first.contains("errors 10"), "{first}");
+    assert_matches_tree(&opencode, &db);
+    let before = snapshot(&db);
+    let second = index(&opencode, &db);
+    assert!(second.contains("indexed 0,"), "second run must skip unchanged files: {second}");
+    assert!(second.contains(&format!("unchanged {}", tree.total_files)), "{second}");
+    assert_same_snapshot(&snapshot(&db), &before);
+    let errors = rows(&db, "SELECT error_message FROM file_index WHERE status = 'error'");
+    assert!(errors.iter().all(|row| !row[0].is_empty() && row[0] != "NULL"), "every error has a message: {errors:?}");
+}
+
+#[test]
+fn changes_deletions_moves_and_bad_files_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let db = dir.path().join("db.duckdb");
+    index(&opencode, &db);
+    let storage = opencode.join("storage");
+
+    // Change: a step-finish part gets new tokens; its row is replaced, not duplicated.
+    let part = walkdir::WalkDir::new(storage.join("part"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_type().is_file() && std::fs::read_to_string(entry.path()).unwrap().contains("\"step-finish\""))
+        .unwrap()
+        .into_path();
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&part).unwrap()).unwrap();
+    value["tokens"]["input"] = 123_456.into();
+    std::fs::write(&part, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    let part_id = value["id"].as_str().unwrap().to_owned();
+
+    // Move: a session file goes to another project folder.
+    let session = walkdir::WalkDir::new(storage.join("session")).min_depth(2).into_iter().filter_map(Result::ok).find(|entry| entry.file_type().is_file()).unwrap().into_path();
+    let session_id = session.file_stem().unwrap().to_string_lossy().into_owned();
+    let moved_dir = storage.join("session/0123456789abcdef0123456789abcdef01234567");
+    std::fs::create_dir_all(&moved_dir).unwrap();
+    std::fs::rename(&session, moved_dir.join(session.file_name().unwrap())).unwrap();
+
+    // Delete: a message file disappears.
+    let message = walkdir::WalkDir::new(storage.join("message")).min_depth(2).into_iter().filter_map(Result::ok).find(|entry| entry.file_type().is_file()).unwrap().into_path();
+    let message_id = message.file_stem().unwrap().to_string_lossy().into_owned();
+    std::fs::remove_file(&message).unwrap();
+
+    // Bad files of every kind, next to good neighbours; and things that must be ignored.
+    let bad_dir = storage.join("part/msg_badbadbadbad0000000000000000");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let bad: [(&str, &[u8]); 6] = [
+        ("prt_empty0000000000000000000000.json", b""),
+        ("prt_nul00000000000000000000000.json", &[0u8; 413]),
+        ("prt_trunc000000000000000000000.json", b"{\"id\": \"prt_trunc\", \"sessionID\": \"ses_x\", \"type\": \"te"),
+        ("prt_notjson0000000000000000000.json", b"hello"),
+        ("prt_idnum00000000000000000000.json", b"{\"id\": 42, \"sessionID\": \"ses_x\", \"messageID\": \"msg_x\", \"type\": \"text\"}"),
+        ("prt_array0000000000000000000000.json", b"[1, 2]"),
+    ];
+    for (name, contents) in bad {
+        std::fs::write(bad_dir.join(name), contents).unwrap();
+    }
+    std::fs::write(bad_dir.join("prt_good with space 'quote'.json"), br#"{"id":"prt_goodspace","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"ok"}"#).unwrap();
+    std::fs::write(bad_dir.join("prt_tmp.json.tmp"), b"{").unwrap();
+    std::fs::create_dir_all(storage.join("agent-usage-reminder")).unwrap();
+    std::fs::write(storage.join("agent-usage-reminder/ses_x.json"), b"{}").unwrap();
+    std::os::unix::fs::symlink(&part, bad_dir.join("prt_symlink000000000000000000.json")).unwrap();
+
+    let summary = index(&opencode, &db);
+    assert!(summary.contains("errors 6"), "{summary}");
+    assert_eq!(scalar(&db, &format!("SELECT tokens_input FROM step_events WHERE id = '{part_id}'")), 123_456);
+    assert_eq!(scalar(&db, &format!("SELECT count(*) FROM step_events WHERE id = '{part_id}'")), 1);
+    assert_eq!(scalar(&db, &format!("SELECT count(*) FROM sessions WHERE id = '{session_id}'")), 1, "moved session stays one row");
+    assert_eq!(rows(&db, &format!("SELECT project_id FROM sessions WHERE id = '{session_id}'"))[0][0], "0123456789abcdef0123456789abcdef01234567");
+    assert_eq!(scalar(&db, &format!("SELECT count(*) FROM messages WHERE id = '{message_id}'")), 0, "deleted message is gone");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id = 'prt_goodspace'"), 1);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM file_index WHERE file_path LIKE '%.tmp' OR file_path LIKE '%symlink%' OR file_path LIKE '%agent-usage%'"), 0);
+    let messages: BTreeMap<String, String> = rows(&db, "SELECT file_path, error_message FROM file_index WHERE status = 'error'")
+        .into_iter()
+        .map(|row| (Path::new(&row[0]).file_name().unwrap().to_string_lossy().into_owned(), row[1].clone()))
+        .collect();
+    assert!(messages["prt_empty0000000000000000000000.json"].contains("empty"), "{messages:?}");
+    assert!(messages["prt_nul00000000000000000000000.json"].contains("NUL"), "{messages:?}");
+    assert!(messages["prt_trunc000000000000000000000.json"].contains("truncated"), "{messages:?}");
+    assert!(messages["prt_notjson0000000000000000000.json"].contains("JSON"), "{messages:?}");
+    assert!(messages["prt_idnum00000000000000000000.json"].contains("`id`"), "{messages:?}");
+    assert!(messages["prt_array0000000000000000000000.json"].contains("object"), "{messages:?}");
+    assert_matches_tree(&opencode, &db);
+
+    // A bad file that is fixed is retried because it changed.
+    std::fs::write(bad_dir.join("prt_notjson0000000000000000000.json"), br#"{"id":"prt_fixed","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"fixed"}"#).unwrap();
+    index(&opencode, &db);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id = 'prt_fixed'"), 1);
+}
+
+#[test]
+fn index_fails_clearly_without_a_storage_folder_or_with_a_locked_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ducktail(&["index", "--opencode", path_str(&dir.path().join("nope")), "--db", path_str(&dir.path().join("db.duckdb"))], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist") && stderr.contains("--opencode"), "{stderr}");
+
+    let output = ducktail(&["index", "--opencode", path_str(dir.path()), "--db", "/proc/ducktail-cannot-write/db.duckdb"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/proc/ducktail-cannot-write"), "names the path");
+
+    let output = ducktail(&["status", "--db", path_str(&dir.path().join("missing.duckdb"))], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ducktail index"));
+}
+
+#[test]
+fn a_bad_config_value_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[pipeline]\nwindow_ms = \"soon\"\n").unwrap();
+    let output = ducktail(&["status"], Some(&config));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("window_ms"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn status_reports_counts_and_newest_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let config = ducktail_generator::GeneratorConfig { seed: 3, target_files: 300, bad_files: 2, ..Default::default() };
+    ducktail_generator::generate(&opencode, &config).unwrap();
+    let db = dir.path().join("db.duckdb");
+    index(&opencode, &db);
+    let output = ducktail(&["status", "--db", path_str(&db), "--json"], None);
+    assert!(output.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["files_by_status"]["error"], 2);
+    assert_eq!(status["recent_errors"].as_array().unwrap().len(), 2);
+    assert!(status["tables"]["parts"].as_i64().unwrap() > 100);
+}

@@ -1,0 +1,208 @@
+//! `ducktail run` end to end: live changes, bursts, streaming rewrites, crashes, injected
+//! panics, lost watch events and shutdown with pending work.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A minimal valid part file.
+fn part_json(id: &str, message: &str, text: &str) -> String {
+    format!(r#"{{"id":"{id}","sessionID":"ses_live","messageID":"{message}","type":"text","text":"{text}"}}"#)
+}
+
+fn write_part(storage: &Path, message: &str, id: &str, text: &str) -> PathBuf {
+    let dir = storage.join("part").join(message);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{id}.json"));
+    std::fs::write(&path, part_json(id, message, text)).unwrap();
+    path
+}
+
+fn fresh_tree(dir: &Path, files: usize, seed: u64) -> PathBuf {
+    let opencode = dir.join("opencode");
+    let config = ducktail_generator::GeneratorConfig { seed, target_files: files, ..Default::default() };
+    ducktail_generator::generate(&opencode, &config).unwrap();
+    opencode
+}
+
+/// After the daemon stopped: its database must equal a fresh index of the same tree.
+fn assert_equals_fresh_index(opencode: &Path, db: &Path, scratch: &Path) {
+    let fresh = scratch.join(format!("fresh-{}.duckdb", std::process::id()));
+    let _ = std::fs::remove_file(&fresh);
+    index(opencode, &fresh);
+    assert_same_snapshot(&snapshot(db), &snapshot(&fresh));
+}
+
+#[test]
+fn live_create_modify_delete_rename_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 300, 11);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let storage = opencode.join("storage");
+    let initial_parts = daemon.scalar("SELECT count(*) FROM parts");
+    assert!(initial_parts > 100, "catch-up indexed the tree before ready");
+
+    let created = Instant::now();
+    let path = write_part(&storage, "msg_live0000000000000000000001", "prt_live_a", "first");
+    wait_until("created part visible", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_live_a'") == 1);
+    eprintln!("create → visible through the API in {:?}", created.elapsed());
+
+    std::fs::write(&path, part_json("prt_live_a", "msg_live0000000000000000000001", "second")).unwrap();
+    wait_until("modified part visible", DEADLINE, || daemon.sql("SELECT text FROM parts WHERE id = 'prt_live_a'") == vec![vec!["second".to_owned()]]);
+    assert_eq!(daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_live_a'"), 1);
+
+    let renamed = storage.join("part/msg_live0000000000000000000001/prt_live_b.json");
+    std::fs::write(&path, part_json("prt_live_b", "msg_live0000000000000000000001", "renamed")).unwrap();
+    std::fs::rename(&path, &renamed).unwrap();
+    wait_until("rename followed", DEADLINE, || {
+        daemon.scalar("SELECT count(*) FROM parts WHERE id IN ('prt_live_a', 'prt_live_b')") == 1
+            && daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_live_b'") == 1
+    });
+
+    std::fs::remove_file(&renamed).unwrap();
+    wait_until("deleted part gone", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_live_%'") == 0);
+    wait_until("file_index forgets it", DEADLINE, || daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%prt_live_%'") == 0);
+
+    let status = daemon.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
+fn a_burst_of_ten_thousand_files_is_indexed_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    std::fs::create_dir_all(opencode.join("storage")).unwrap();
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let generator = ducktail_generator::GeneratorConfig { seed: 5, target_files: 10_000, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
+    let started = Instant::now();
+    wait_until("burst indexed", Duration::from_secs(180), || {
+        daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'") == tree.total_files as i64
+    });
+    eprintln!("{} files indexed live in {:?}", tree.total_files, started.elapsed());
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
+fn a_streamed_part_is_committed_a_few_times_and_ends_with_its_final_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 50, 2);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let before = daemon.get_json("/api/stats")["latency_ms"]["samples"].as_u64().unwrap();
+    let dir_path = opencode.join("storage/part/msg_stream000000000000000000001");
+    std::fs::create_dir_all(&dir_path).unwrap();
+    let path = dir_path.join("prt_stream.json");
+    let mut text = String::new();
+    let started = Instant::now();
+    for token in 0..100 {
+        text.push_str(&format!("tok{token} "));
+        let full = part_json("prt_stream", "msg_stream000000000000000000001", &text);
+        // OpenCode truncates then writes: readers can see an empty or half-written file.
+        std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+        std::fs::write(&path, &full).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("100 rewrites in {:?}", started.elapsed());
+    let final_text = text.clone();
+    wait_until("final content committed", DEADLINE, || {
+        daemon.sql("SELECT text FROM parts WHERE id = 'prt_stream'") == vec![vec![final_text.clone()]]
+            && daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%prt_stream%' AND status = 'indexed'") == 1
+    });
+    let commits = daemon.get_json("/api/stats")["latency_ms"]["samples"].as_u64().unwrap() - before;
+    assert!(commits <= 15, "a file rewritten 100 times in ~1 s was committed {commits} times");
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn kill_dash_nine_during_a_burst_loses_nothing_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 500, 9);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    for cycle in 0..3u64 {
+        let daemon = Daemon::start(&opencode, &db, &config);
+        let extra = ducktail_generator::GeneratorConfig { seed: 100 + cycle, target_files: 2_000, ..Default::default() };
+        let writer = {
+            let opencode = opencode.clone();
+            std::thread::spawn(move || ducktail_generator::generate(&opencode, &extra).unwrap())
+        };
+        // Kill while the burst is being written and committed.
+        wait_until("some of the burst committed", DEADLINE, || daemon.get_json("/api/stats")["tables"]["file_index"].as_i64().unwrap() > 600);
+        daemon.kill();
+        writer.join().unwrap();
+    }
+    let daemon = Daemon::start(&opencode, &db, &config);
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
+fn an_injected_panic_in_each_actor_is_recovered_without_loss() {
+    for actor in ["watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder"] {
+        let dir = tempfile::tempdir().unwrap();
+        let opencode = fresh_tree(dir.path(), 200, 4);
+        let db = dir.path().join("db.duckdb");
+        let config = test_config(dir.path(), &format!("[faults]\npanic_actor = \"{actor}\"\n[reconcile]\ninterval = \"1s\"\n"));
+        let daemon = Daemon::start(&opencode, &db, &config);
+        let storage = opencode.join("storage");
+        for index in 0..20 {
+            write_part(&storage, "msg_panic000000000000000000001", &format!("prt_panic_{index:02}"), "x");
+        }
+        wait_until(&format!("{actor}: files indexed after the panic"), DEADLINE, || {
+            daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_panic_%'") == 20
+        });
+        wait_until(&format!("{actor}: restart counted"), DEADLINE, || daemon.get_json("/api/stats")["actor_restarts"].as_u64().unwrap() >= 1);
+        assert!(daemon.terminate().success(), "{actor}: clean exit");
+        assert_equals_fresh_index(&opencode, &db, dir.path());
+    }
+}
+
+#[test]
+fn the_reconciler_recovers_everything_the_watcher_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 100, 8);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "[faults]\ndrop_watch_events = true\n[reconcile]\ninterval = \"1s\"\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let storage = opencode.join("storage");
+    for index in 0..50 {
+        write_part(&storage, "msg_lost0000000000000000000001", &format!("prt_lost_{index:02}"), "x");
+    }
+    wait_until("reconcile found every dropped file", Duration::from_secs(20), || {
+        daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_lost_%'") == 50
+    });
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
+fn sigterm_flushes_pending_work_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 100, 12);
+    let db = dir.path().join("db.duckdb");
+    // Batches wait for a long window and never cut early: files stay pending until shutdown.
+    let config = test_config(dir.path(), "[pipeline]\nadaptive = false\nwindow_ms = 600000\nmax_files = 100000\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let storage = opencode.join("storage");
+    for index in 0..50 {
+        write_part(&storage, "msg_term0000000000000000000001", &format!("prt_term_{index:02}"), "x");
+    }
+    wait_until("all 50 pending", DEADLINE, || daemon.get_json("/api/stats")["pending_files"].as_u64().unwrap() >= 50);
+    assert_eq!(daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_term_%'"), 0, "held by the window");
+    let started = Instant::now();
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id LIKE 'prt_term_%'"), 50, "pending files were flushed");
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `ducktail` binary on real and generated OpenCode trees. All
+//! integration tests build into this one binary.
+
+mod expected;
+mod index;
+mod live;
+mod support;
+mod tidy;
