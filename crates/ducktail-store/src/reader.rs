@@ -256,7 +256,9 @@ impl Reader {
     /// statement can run; file and network access is disabled database-wide at open.
     pub fn query_json(&self, sql: &str, max_rows: usize) -> Result<JsonRows> {
         let trimmed = sql.trim().trim_end_matches(';').trim();
-        let wrapped = format!("SELECT * FROM ({trimmed}\n) AS user_query LIMIT {}", max_rows + 1);
+        // One row past the cap tells us whether the result was truncated; DuckDB's LIMIT is an i64.
+        let limit = max_rows.saturating_add(1).min(i64::MAX as usize);
+        let wrapped = format!("SELECT * FROM ({trimmed}\n) AS user_query LIMIT {limit}");
         let (columns, rows) = self.query(&wrapped)?;
         let truncated = rows.len() > max_rows;
         let rows = rows.into_iter().take(max_rows).map(|row| row.iter().map(value_to_json).collect()).collect();

@@ -74,7 +74,9 @@ usage AS (
     SELECT session_id,
            sum(tokens_input) AS tokens_input, sum(tokens_output) AS tokens_output,
            sum(tokens_reasoning) AS tokens_reasoning, sum(tokens_cache_read) AS tokens_cache_read,
-           sum(tokens_cache_write) AS tokens_cache_write, sum(cost) AS cost
+           sum(tokens_cache_write) AS tokens_cache_write,
+           -- Ordered so the floating-point total does not depend on the order rows were written.
+           sum(cost ORDER BY id) AS cost
     FROM step_events
     WHERE event_type = 'finish'
       AND session_id IN (SELECT child_session_id FROM scoped_task UNION SELECT id FROM roots)
