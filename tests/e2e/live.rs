@@ -8,6 +8,9 @@ use crate::support::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A reconcile interval no test outlives: whatever these tests see, the watcher delivered.
+const WATCHER_ONLY: &str = "[reconcile]\ninterval = \"1h\"\n";
+
 /// A minimal valid part file.
 fn part_json(id: &str, message: &str, text: &str) -> String {
     format!(r#"{{"id":"{id}","sessionID":"ses_live","messageID":"{message}","type":"text","text":"{text}"}}"#)
@@ -41,7 +44,7 @@ fn live_create_modify_delete_rename_are_followed() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = fresh_tree(dir.path(), 300, 11);
     let db = dir.path().join("db.duckdb");
-    let config = test_config(dir.path(), "");
+    let config = test_config(dir.path(), WATCHER_ONLY);
     let daemon = Daemon::start(&opencode, &db, &config);
     let storage = opencode.join("storage");
     let initial_parts = daemon.scalar("SELECT count(*) FROM parts");
@@ -79,7 +82,7 @@ fn a_burst_of_ten_thousand_files_is_indexed_exactly() {
     let opencode = dir.path().join("opencode");
     std::fs::create_dir_all(opencode.join("storage")).unwrap();
     let db = dir.path().join("db.duckdb");
-    let config = test_config(dir.path(), "");
+    let config = test_config(dir.path(), WATCHER_ONLY);
     let daemon = Daemon::start(&opencode, &db, &config);
     let generator = ducktail_generator::GeneratorConfig { seed: 5, target_files: 10_000, ..Default::default() };
     let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
@@ -97,7 +100,7 @@ fn a_streamed_part_is_committed_a_few_times_and_ends_with_its_final_content() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = fresh_tree(dir.path(), 50, 2);
     let db = dir.path().join("db.duckdb");
-    let config = test_config(dir.path(), "");
+    let config = test_config(dir.path(), WATCHER_ONLY);
     let daemon = Daemon::start(&opencode, &db, &config);
     let before = daemon.get_json("/api/stats")["latency_ms"]["samples"].as_u64().unwrap();
     let dir_path = opencode.join("storage/part/msg_stream000000000000000000001");

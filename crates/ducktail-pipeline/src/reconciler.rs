@@ -127,6 +127,7 @@ impl Reconciler {
         let readers = self.readers.clone();
         let storage_root = self.storage_root.clone();
         let is_catch_up = !self.board.is_ready();
+        let is_full_scan = scope == self.storage_root;
         tracing::debug!(scope = %scope.display(), reason, "scan started");
         let started = Instant::now();
         let scan = actix_rt::task::spawn_blocking(move || -> Result<(HashMap<PathBuf, IndexedState>, Differences, Vec<String>), (Option<HashMap<PathBuf, IndexedState>>, String)> {
@@ -160,13 +161,14 @@ impl Reconciler {
                         tracing::warn!(%error, "could not read part of the tree");
                     }
                     act.board.scans_completed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        changed = differences.changed.len(),
-                        removed = differences.removed.len(),
-                        unchanged = differences.unchanged,
-                        scan_ms = started.elapsed().as_millis() as u64,
-                        "scan finished"
-                    );
+                    let (changed, removed) = (differences.changed.len(), differences.removed.len());
+                    let scan_ms = started.elapsed().as_millis() as u64;
+                    // Whole-tree scans are rare and worth a line; new-directory scans are not.
+                    if is_full_scan {
+                        tracing::info!(changed, removed, unchanged = differences.unchanged, scan_ms, "scan finished");
+                    } else {
+                        tracing::debug!(changed, removed, unchanged = differences.unchanged, scan_ms, "scan finished");
+                    }
                     act.send_differences(differences, is_catch_up, ctx);
                 }
                 Err((view, reason)) => {

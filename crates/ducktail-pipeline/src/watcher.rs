@@ -2,12 +2,18 @@
 //! asks the reconciler to rescan where events may have been lost (new directories, queue
 //! overflow, watcher errors).
 //!
+//! New directories: notify reports a directory's creation *before* it adds the inotify watch on
+//! it, so a scan started on that event can run before the watch exists and miss files written in
+//! between. The watcher therefore first adds the watch itself (idempotent; it returns only once
+//! notify's thread has the directory watched) and only then asks for the rescan: every file is
+//! either seen by the scan or produces an event.
+//!
 //! Back-pressure: notify's thread hands events over a bounded channel; when the accumulator's
 //! backlog is high the watcher stops reading, the channel fills, notify's thread blocks, and the
 //! kernel queue overflows into a rescan request — memory stays bounded and nothing is lost.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -70,6 +76,17 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
     translated
 }
 
+/// Makes sure `directory` is watched before it is scanned (see the module doc). A directory
+/// that is already gone or cannot be watched is still scanned; the periodic reconcile covers the
+/// rest.
+fn watch_new_directory(watcher: &Weak<Mutex<notify::RecommendedWatcher>>, directory: &Path) {
+    let Some(watcher) = watcher.upgrade() else { return };
+    let mut watcher = watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Err(error) = watcher.watch(directory, RecursiveMode::Recursive) {
+        tracing::debug!(path = %directory.display(), %error, "could not watch a new directory");
+    }
+}
+
 /// Daemon → Watcher, ask. Stop watching (shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -79,8 +96,9 @@ pub struct StopWatching;
 pub struct Watcher {
     /// `<opencode>/storage`.
     storage_root: PathBuf,
-    /// The live notify watcher; dropping it ends the event stream.
-    notify: Option<notify::RecommendedWatcher>,
+    /// The live notify watcher; dropping it ends the event stream. Shared (weakly) with the
+    /// threads that add watches on new directories.
+    notify: Option<Arc<Mutex<notify::RecommendedWatcher>>>,
     /// How long to wait before retrying to attach when the tree is missing.
     retry_interval: Duration,
     /// Set at shutdown: never attach again.
@@ -121,11 +139,18 @@ impl Watcher {
             return;
         }
         tracing::debug!(path = %self.storage_root.display(), "watching");
+        let watcher = Arc::new(Mutex::new(watcher));
+        let handle = Arc::downgrade(&watcher);
         self.notify = Some(watcher);
-        self.spawn_event_loop(receiver, ctx);
+        self.spawn_event_loop(receiver, handle, ctx);
     }
 
-    fn spawn_event_loop(&mut self, mut receiver: mpsc::Receiver<notify::Result<notify::Event>>, ctx: &mut Context<Self>) {
+    fn spawn_event_loop(
+        &mut self,
+        mut receiver: mpsc::Receiver<notify::Result<notify::Event>>,
+        watcher: Weak<Mutex<notify::RecommendedWatcher>>,
+        ctx: &mut Context<Self>,
+    ) {
         let storage_root = self.storage_root.clone();
         let accumulator = self.links.accumulator().clone();
         let reconciler = self.links.reconciler().clone();
@@ -149,8 +174,17 @@ impl Watcher {
                 });
                 let Some(translated) = translated else { return true };
                 for scope in translated.rescans {
-                    // Harmless if lost: the periodic reconcile covers it.
-                    reconciler.do_send(Rescan { scope, reason: "new directory or lost watch events" });
+                    if scope == storage_root {
+                        reconciler.do_send(Rescan { scope, reason: "lost watch events" });
+                        continue;
+                    }
+                    // Off this loop: `watch` waits for notify's thread, which may itself be
+                    // waiting for this loop to take its events.
+                    let (watcher, reconciler) = (watcher.clone(), reconciler.clone());
+                    actix_rt::task::spawn_blocking(move || {
+                        watch_new_directory(&watcher, &scope);
+                        reconciler.do_send(Rescan { scope, reason: "new directory" });
+                    });
                 }
                 if translated.paths.is_empty() {
                     continue;
