@@ -1,0 +1,198 @@
+//! Live benchmark of `ducktail run`: event→commit latency at paced write rates, and the sustained
+//! rate when one process writes files as fast as it can. Prints one markdown table.
+//!
+//! ```text
+//! cargo bench --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
+//! ```
+//!
+//! Each row starts a fresh daemon on an empty tree, then writes generated OpenCode files (the
+//! seeded generator's plan, in its natural order: messages before their parts, new directories
+//! as OpenCode makes them). Latency is the daemon's own measure, from the watcher observing a
+//! change to the commit of the batch holding it (`GET /api/stats`, `latency_ms`); inotify delivers
+//! an event within microseconds of the write, so this is the write→visible time a reader sees.
+//! The sustained rate is files / (first write → last file committed), and the backlog column is
+//! the most files seen pending (sampled every 20 ms) — it must stay bounded.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    rates: Vec<u64>,
+    seconds: u64,
+    burst: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000 };
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
+        match argument.as_str() {
+            "--rates" => options.rates = value().split(',').map(|rate| rate.trim().parse().expect("a rate in files/s")).collect(),
+            "--seconds" => options.seconds = value().parse().expect("seconds"),
+            "--burst" => options.burst = value().parse().expect("a number of files"),
+            // `cargo bench` passes --bench; ignore anything else it adds.
+            _ => {}
+        }
+    }
+    options
+}
+
+fn main() {
+    let options = options();
+    let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+    println!("machine: {cores} cores; one writer process (this bench) and the daemon share them\n");
+    println!("| offered rate | files | achieved write rate | committed files/s | p50 ms | p95 ms | p99 ms | max backlog |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in &options.rates {
+        let files = (*rate * options.seconds) as usize;
+        print_row(&format!("{rate} files/s"), run(files, Some(*rate)));
+    }
+    if options.burst > 0 {
+        print_row("as fast as possible", run(options.burst, None));
+    }
+}
+
+struct Outcome {
+    files: usize,
+    write_seconds: f64,
+    commit_seconds: f64,
+    latency: serde_json::Value,
+    max_backlog: u64,
+}
+
+fn print_row(label: &str, outcome: Outcome) {
+    let ms = |key: &str| outcome.latency[key].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "| {label} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+        outcome.files,
+        outcome.files as f64 / outcome.write_seconds,
+        outcome.files as f64 / outcome.commit_seconds,
+        ms("p50"),
+        ms("p95"),
+        ms("p99"),
+        outcome.max_backlog
+    );
+}
+
+/// Writes `files` generated files at `rate` files/s (or unpaced) under a running daemon.
+fn run(files: usize, rate: Option<u64>) -> Outcome {
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let opencode = scratch.path().join("opencode");
+    std::fs::create_dir_all(opencode.join("storage")).unwrap();
+    let daemon = Daemon::start(&opencode, &scratch.path().join("bench.duckdb"), scratch.path());
+
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let max_backlog = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, max_backlog, base_url) = (stop_sampling.clone(), max_backlog.clone(), daemon.base_url.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(stats) = get_json(&base_url, "/api/stats") {
+                    max_backlog.fetch_max(stats["pending_files"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let config = ducktail_generator::GeneratorConfig { seed: 7, target_files: files, ..Default::default() };
+    let plan: Vec<_> = ducktail_generator::plan(&config).take(files).collect();
+    let started = Instant::now();
+    for (index, file) in plan.iter().enumerate() {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let path = opencode.join(&file.relative_path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &file.contents).unwrap();
+    }
+    let write_seconds = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let indexed = daemon.scalar("SELECT count(*) FROM file_index");
+        if indexed >= plan.len() as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not index {} files within 10 minutes ({indexed} so far)", plan.len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let commit_seconds = started.elapsed().as_secs_f64();
+    stop_sampling.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
+    daemon.stop();
+    Outcome { files: plan.len(), write_seconds, commit_seconds, latency, max_backlog: max_backlog.load(Ordering::Relaxed) }
+}
+
+fn get_json(base_url: &str, path: &str) -> Option<serde_json::Value> {
+    ureq::get(&format!("{base_url}{path}")).timeout(Duration::from_secs(10)).call().ok()?.into_json().ok()
+}
+
+/// `ducktail run` on port 0 with the SQL API on.
+struct Daemon {
+    child: Child,
+    base_url: String,
+}
+
+impl Daemon {
+    fn start(opencode: &Path, db: &Path, scratch: &Path) -> Daemon {
+        let config = scratch.join("bench.toml");
+        std::fs::write(&config, "[http]\nsql_enabled = true\n").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
+            .arg("run")
+            .arg("--opencode")
+            .arg(opencode)
+            .arg("--db")
+            .arg(db)
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
+            .env("RUST_LOG", "warn,ducktail=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ducktail run");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let (false, Some(start)) = (sent, line.find("http://")) {
+                    let address: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+                    sent = sender.send(address).is_ok();
+                }
+            }
+        });
+        let base_url = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
+        let daemon = Daemon { child, base_url };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("{}/readyz", daemon.base_url)).call().is_err() {
+            assert!(Instant::now() < deadline, "the daemon did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        let response: serde_json::Value = ureq::post(&format!("{}/api/sql", self.base_url))
+            .timeout(Duration::from_secs(30))
+            .send_json(serde_json::json!({ "sql": sql }))
+            .expect("POST /api/sql")
+            .into_json()
+            .expect("a JSON answer");
+        response["rows"][0][0].as_i64().unwrap_or_else(|| panic!("not an integer: {response}"))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
