@@ -3,7 +3,7 @@
 //! Data path (bounded: asks with awaited replies, or one message per in-flight batch):
 //! Watcher/Reconciler → Accumulator ([`PathsChanged`], [`WaitForCapacity`]) → Decoder pool
 //! ([`DecodeBatch`]) → Writer ([`WriteDecoded`]) → subscribers ([`BatchCommitted`]).
-//! Derived data: TraceBuilder → Writer ([`ReplaceDerived`]).
+//! Derived data: TraceBuilder → itself ([`ComputeDirtyTraces`]) → Writer ([`ReplaceDerived`]).
 //! Control: [`Rescan`], [`Drain`], [`GetPipelineStatus`], [`BatchFailed`].
 
 use std::collections::BTreeSet;
@@ -135,10 +135,18 @@ pub struct BatchFailed {
 pub struct ReplaceDerived(pub DerivedRows);
 
 /// Daemon → TraceBuilder, ask. Replies once every earlier [`BatchCommitted`] has been turned into
-/// [`ReplaceDerived`] (its mailbox is FIFO), so a following [`Checkpoint`] lands after them.
+/// [`ReplaceDerived`] (it recomputes whatever is still dirty first), so a following
+/// [`Checkpoint`] lands after them.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct FlushTraces;
+
+/// TraceBuilder → itself, tell. Recompute the sessions marked dirty so far. Queued behind the
+/// [`BatchCommitted`] messages already waiting, so one recompute covers all of them: under load
+/// traces are recomputed once per recompute time, not once per batch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ComputeDirtyTraces;
 
 /// Daemon → TraceBuilder, tell. Recompute every trace (after wiring at startup).
 #[derive(Debug, Message)]

@@ -66,7 +66,8 @@ pub struct Reconciler {
     scan_mark: u32,
     /// A scan is running.
     scanning: bool,
-    /// Scopes requested while a scan ran.
+    /// Scopes requested while a scan ran; the next scan covers all of them in one pass (a burst
+    /// of new directories would otherwise cost one round trip per directory).
     queued_scopes: Vec<PathBuf>,
     /// Reader connections for loading the file index.
     readers: ReaderPool,
@@ -120,6 +121,11 @@ impl Reconciler {
             }
             return;
         }
+        self.start_scan(vec![scope], reason, ctx);
+    }
+
+    /// Scans `scopes` (disjoint: none inside another) in one pass on the blocking pool.
+    fn start_scan(&mut self, scopes: Vec<PathBuf>, reason: &'static str, ctx: &mut Context<Self>) {
         self.scanning = true;
         self.scan_mark = self.scan_mark.wrapping_add(1);
         let mark = self.scan_mark;
@@ -127,8 +133,8 @@ impl Reconciler {
         let readers = self.readers.clone();
         let storage_root = self.storage_root.clone();
         let is_catch_up = !self.board.is_ready();
-        let is_full_scan = scope == self.storage_root;
-        tracing::debug!(scope = %scope.display(), reason, "scan started");
+        let is_full_scan = scopes.contains(&self.storage_root);
+        tracing::debug!(scopes = scopes.len(), first = %scopes[0].display(), reason, "scan started");
         let started = Instant::now();
         let scan = actix_rt::task::spawn_blocking(move || -> Result<(HashMap<PathBuf, IndexedState>, Differences, Vec<String>), (Option<HashMap<PathBuf, IndexedState>>, String)> {
             let mut view = match view {
@@ -141,8 +147,16 @@ impl Reconciler {
             if !storage_root.is_dir() {
                 return Err((Some(view), format!("OpenCode storage folder {} does not exist (yet); waiting for it", storage_root.display())));
             }
-            let (files, errors) = scan_scope(&storage_root, &scope);
-            let differences = diff(files, &mut view, &scope, mark);
+            let mut differences = Differences::default();
+            let mut errors = Vec::new();
+            for scope in &scopes {
+                let (files, scope_errors) = scan_scope(&storage_root, scope);
+                let found = diff(files, &mut view, scope, mark);
+                differences.changed.extend(found.changed);
+                differences.removed.extend(found.removed);
+                differences.unchanged += found.unchanged;
+                errors.extend(scope_errors);
+            }
             Ok((view, differences, errors))
         });
         ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
@@ -182,8 +196,9 @@ impl Reconciler {
                     }
                 }
             }
-            if let Some(next) = act.queued_scopes.pop() {
-                act.request_scan(next, "queued while another scan ran", ctx);
+            let queued = std::mem::take(&mut act.queued_scopes);
+            if !queued.is_empty() {
+                act.start_scan(queued, "queued while another scan ran", ctx);
             }
         }));
     }

@@ -1,7 +1,12 @@
 //! The TraceBuilder: recomputes `agent_traces` and `delegations` for the sessions a batch touched
 //! (and their children), reading through its own reader connection, and hands the rows to the
 //! Writer. It never writes.
+//!
+//! Coalescing: a [`BatchCommitted`] only marks its sessions dirty and, if nothing was dirty,
+//! queues a [`ComputeDirtyTraces`] to itself behind the batches already waiting. A burst of
+//! batches therefore costs one recompute per recompute time, not one per batch.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -18,6 +23,8 @@ pub struct TraceBuilder {
     readers: ReaderPool,
     /// This incarnation's reader.
     reader: Option<Reader>,
+    /// Sessions committed since the last recompute.
+    dirty: BTreeSet<String>,
     /// The writer, which applies the rows.
     links: Arc<Links>,
     /// Shared counters.
@@ -29,7 +36,7 @@ pub struct TraceBuilder {
 impl TraceBuilder {
     /// A trace builder reading through `readers`.
     pub fn new(readers: ReaderPool, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> TraceBuilder {
-        TraceBuilder { readers, reader: None, links, board, faults }
+        TraceBuilder { readers, reader: None, dirty: BTreeSet::new(), links, board, faults }
     }
 
     fn recompute(&mut self, scope: &TraceScope) -> Result<(), String> {
@@ -37,7 +44,9 @@ impl TraceBuilder {
             self.reader = Some(self.readers.reader().map_err(|error| error.to_string())?);
         }
         let reader = self.reader.as_ref().expect("reader was just opened");
+        let started = std::time::Instant::now();
         let rows = reader.compute_derived(scope).map_err(|error| error.to_string())?;
+        tracing::debug!(compute_ms = started.elapsed().as_millis() as u64, "derived traces computed");
         // Bounded: at most one message per committed batch.
         self.links.writer().do_send(ReplaceDerived(rows));
         Ok(())
@@ -73,26 +82,50 @@ impl Handler<RecomputeAllTraces> for TraceBuilder {
     }
 }
 
+impl TraceBuilder {
+    /// Recomputes every dirty session now.
+    fn compute_dirty(&mut self, ctx: &mut SyncContext<Self>) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let sessions = std::mem::take(&mut self.dirty);
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let result = catch_panic("trace_builder", &board, || {
+            faults.maybe_panic("trace_builder", &board);
+            self.recompute(&TraceScope::Sessions(sessions))
+        });
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(reason)) => tracing::warn!(%reason, "trace recompute failed; traces refresh on the next change"),
+            // The next incarnation starts with a full recompute, so the lost dirty set is covered.
+            None => ctx.stop(),
+        }
+    }
+}
+
 impl Handler<BatchCommitted> for TraceBuilder {
     type Result = ();
     fn handle(&mut self, committed: BatchCommitted, ctx: &mut Self::Context) {
         if committed.touched_sessions.is_empty() {
             return;
         }
-        let (board, faults) = (self.board.clone(), self.faults.clone());
-        let result = catch_panic("trace_builder", &board, || {
-            faults.maybe_panic("trace_builder", &board);
-            self.recompute(&TraceScope::Sessions(committed.touched_sessions))
-        });
-        match result {
-            Some(Ok(())) => {}
-            Some(Err(reason)) => tracing::warn!(%reason, "trace recompute failed; traces refresh on the next change"),
-            None => ctx.stop(),
+        if self.dirty.is_empty() {
+            ctx.address().do_send(ComputeDirtyTraces);
         }
+        self.dirty.extend(committed.touched_sessions);
+    }
+}
+
+impl Handler<ComputeDirtyTraces> for TraceBuilder {
+    type Result = ();
+    fn handle(&mut self, _message: ComputeDirtyTraces, ctx: &mut Self::Context) {
+        self.compute_dirty(ctx);
     }
 }
 
 impl Handler<FlushTraces> for TraceBuilder {
     type Result = ();
-    fn handle(&mut self, _message: FlushTraces, _ctx: &mut Self::Context) {}
+    fn handle(&mut self, _message: FlushTraces, ctx: &mut Self::Context) {
+        self.compute_dirty(ctx);
+    }
 }

@@ -153,12 +153,13 @@ impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
         let board = self.board.clone();
+        let started = std::time::Instant::now();
         let result = catch_panic("writer", &board, || match self.store.as_mut() {
             Some(store) => store.replace_derived(&message.0).map_err(|error| error.to_string()),
             None => Err("the writer has no database connection".to_owned()),
         });
         match result {
-            Some(Ok(())) => {}
+            Some(Ok(())) => tracing::debug!(write_ms = started.elapsed().as_millis() as u64, "derived traces replaced"),
             Some(Err(reason)) => tracing::warn!(%reason, "could not replace derived traces; they refresh on the next change"),
             None => ctx.stop(),
         }

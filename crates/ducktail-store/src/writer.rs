@@ -76,6 +76,19 @@ struct Grouped<'a> {
 }
 
 impl<'a> Grouped<'a> {
+    /// Whether this batch holds keys of `key_set` (a `stage_keys.tbl` value).
+    fn has_keys(&self, key_set: &str) -> bool {
+        match key_set {
+            "project" => !self.projects.is_empty(),
+            "session" => !self.sessions.is_empty(),
+            "message" => !self.messages.is_empty(),
+            "part" => !self.parts.is_empty(),
+            "todo" => !self.todos.is_empty(),
+            "session_diff" => !self.file_diffs.is_empty(),
+            _ => true,
+        }
+    }
+
     fn add(&mut self, records: &'a Records) {
         match records {
             Records::Project(project) => {
@@ -111,17 +124,21 @@ CREATE TEMP TABLE IF NOT EXISTS stage_removed (file_path VARCHAR NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS stage_gone (kind VARCHAR, record_id VARCHAR);
 ";
 
-/// Statements that delete the rows a batch replaces; `stage_keys.tbl` names the key set.
-const DELETE_REPLACED: &str = "
-DELETE FROM projects WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'project');
-DELETE FROM sessions WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'session');
-DELETE FROM messages WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'message');
-DELETE FROM parts WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');
-DELETE FROM step_events WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');
-DELETE FROM file_operations WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');
-DELETE FROM todos WHERE session_id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'todo');
-DELETE FROM file_diffs WHERE session_id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'session_diff');
-";
+/// Per key set (`stage_keys.tbl`), the statements that delete the rows a batch replaces. Each
+/// statement scans its table, so only the sets a batch actually has are run.
+const DELETE_REPLACED: [(&str, &str); 6] = [
+    ("project", "DELETE FROM projects WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'project');"),
+    ("session", "DELETE FROM sessions WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'session');"),
+    ("message", "DELETE FROM messages WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'message');"),
+    (
+        "part",
+        "DELETE FROM parts WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');
+         DELETE FROM step_events WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');
+         DELETE FROM file_operations WHERE id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'part');",
+    ),
+    ("todo", "DELETE FROM todos WHERE session_id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'todo');"),
+    ("session_diff", "DELETE FROM file_diffs WHERE session_id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'session_diff');"),
+];
 
 /// Upserts the staged `file_index` rows; `attempts` counts consecutive failures of a path.
 const MERGE_FILE_INDEX: &str = "
@@ -218,7 +235,15 @@ impl Store {
             }
         }
         self.stage_keys(&grouped).map_err(|source| self.query_error("staging record keys", source))?;
-        self.connection.execute_batch(DELETE_REPLACED).map_err(|source| self.query_error("deleting replaced records", source))?;
+        let deletes: String = DELETE_REPLACED
+            .iter()
+            .filter(|(key_set, _)| grouped.has_keys(key_set))
+            .map(|(_, statements)| *statements)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !deletes.is_empty() {
+            self.connection.execute_batch(&deletes).map_err(|source| self.query_error("deleting replaced records", source))?;
+        }
         self.append_records(&grouped, batch.source).map_err(|source| self.query_error("appending records", source))?;
         self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
         self.connection.execute_batch(MERGE_FILE_INDEX).map_err(|source| self.query_error("merging file_index", source))?;
