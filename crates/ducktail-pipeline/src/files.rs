@@ -3,7 +3,7 @@
 //! Both the one-shot indexer and the live decoders go through [`resolve_path`], so the rules for
 //! files being written (settle delay) and files that vanished are the same everywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,13 +80,16 @@ pub fn index_view(entries: Vec<FileIndexEntry>, source: &str) -> HashMap<PathBuf
         .collect()
 }
 
-/// Compares what is on disk under `scope` with what is indexed there. A file is unchanged when
-/// its (mtime, size) equal the indexed ones and it is not pending; errors are retried only when
-/// the file changes. `scan_mark` must differ from the previous call's.
+/// Compares what is on disk under `scopes` (disjoint directories) with what is indexed there. A
+/// file is unchanged when its (mtime, size) equal the indexed ones and it is not pending; errors
+/// are retried only when the file changes. `scan_mark` must differ from the previous call's.
+///
+/// The sweep for removals visits the index once, whatever the number of scopes: a burst of new
+/// directories can queue thousands of them.
 pub fn diff(
     on_disk: impl IntoIterator<Item = ScannedFile>,
     indexed: &mut HashMap<PathBuf, IndexedState>,
-    scope: &Path,
+    scopes: &[PathBuf],
     scan_mark: u32,
 ) -> Differences {
     let mut differences = Differences::default();
@@ -103,8 +106,9 @@ pub fn diff(
             None => differences.changed.push(file),
         }
     }
+    let scopes: HashSet<&Path> = scopes.iter().map(PathBuf::as_path).collect();
     for (path, state) in indexed.iter() {
-        if state.seen_in_scan != scan_mark && path.starts_with(scope) {
+        if state.seen_in_scan != scan_mark && path.ancestors().any(|ancestor| scopes.contains(ancestor)) {
             differences.removed.push((path.clone(), state.kind));
         }
     }
@@ -135,11 +139,26 @@ mod tests {
             (PathBuf::from("/elsewhere/x"), state(1, FileStatus::Indexed)),
         ]);
         let disk = vec![scanned("/s/a", 1), scanned("/s/b", 2), scanned("/s/c", 1), scanned("/s/d", 1), scanned("/s/new", 1)];
-        let differences = diff(disk, &mut indexed, Path::new("/s"), 1);
+        let differences = diff(disk, &mut indexed, &[PathBuf::from("/s")], 1);
         let mut changed: Vec<_> = differences.changed.iter().map(|file| file.path.to_str().unwrap()).collect();
         changed.sort();
         assert_eq!(changed, ["/s/b", "/s/c", "/s/new"]);
         assert_eq!(differences.unchanged, 2);
         assert_eq!(differences.removed, vec![(PathBuf::from("/s/gone"), FileKind::Part)]);
+    }
+
+    #[test]
+    fn several_scopes_sweep_removals_only_inside_them() {
+        let mut indexed = HashMap::from([
+            (PathBuf::from("/s/part/m1/a"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/s/part/m2/b"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/s/part/m3/c"), state(1, FileStatus::Indexed)),
+            (PathBuf::from("/s/part/m10/d"), state(1, FileStatus::Indexed)),
+        ]);
+        let scopes = [PathBuf::from("/s/part/m1"), PathBuf::from("/s/part/m2")];
+        let differences = diff(vec![scanned("/s/part/m2/b", 1)], &mut indexed, &scopes, 1);
+        assert_eq!(differences.unchanged, 1);
+        // m10 shares m1's text prefix but is not inside it; m3 was not scanned.
+        assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);
     }
 }

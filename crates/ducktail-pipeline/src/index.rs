@@ -95,7 +95,7 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
     }
     summary.scanned = on_disk.len();
     let mut indexed = index_view(store.reader()?.file_index()?, OPENCODE_JSON_SOURCE);
-    let differences = diff(on_disk, &mut indexed, &root, 1);
+    let differences = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
     summary.unchanged = differences.unchanged;
     let total = differences.changed.len();
     progress(0, total);

@@ -107,7 +107,7 @@ impl Simulation {
             .iter()
             .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, record_id: String::new(), stamp: *stamp })
             .collect();
-        let differences = diff(on_disk, &mut self.index, &PathBuf::from("/s"), self.scan_mark);
+        let differences = diff(on_disk, &mut self.index, &[PathBuf::from("/s")], self.scan_mark);
         let mut paths: Vec<ObservedPath> =
             differences.changed.into_iter().map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now }).collect();
         paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath { path, kind, observed_at: self.now }));

@@ -147,16 +147,14 @@ impl Reconciler {
             if !storage_root.is_dir() {
                 return Err((Some(view), format!("OpenCode storage folder {} does not exist (yet); waiting for it", storage_root.display())));
             }
-            let mut differences = Differences::default();
+            let mut files = Vec::new();
             let mut errors = Vec::new();
             for scope in &scopes {
-                let (files, scope_errors) = scan_scope(&storage_root, scope);
-                let found = diff(files, &mut view, scope, mark);
-                differences.changed.extend(found.changed);
-                differences.removed.extend(found.removed);
-                differences.unchanged += found.unchanged;
+                let (scope_files, scope_errors) = scan_scope(&storage_root, scope);
+                files.extend(scope_files);
                 errors.extend(scope_errors);
             }
+            let differences = diff(files, &mut view, &scopes, mark);
             Ok((view, differences, errors))
         });
         ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
