@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
-//! - `wire` holds every request and response type; `routes` the handlers; [`ApiError`] maps
-//!   failures to a status code and a JSON body.
+//! - `wire` holds every request and response type; `routes` the handlers; `events` the
+//!   server-sent event stream; [`ApiError`] maps failures to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
 
+mod events;
 mod routes;
 mod wire;
 

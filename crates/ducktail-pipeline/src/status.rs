@@ -3,13 +3,52 @@
 //! This is observability only. No actor decides anything from another actor's numbers here; the
 //! board exists so `/readyz`, health and benchmarks can see the pipeline without asking it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// How many recent event→commit latencies are kept for percentiles.
 const LATENCY_WINDOW: usize = 10_000;
+
+/// Commit notices buffered per subscriber; a subscriber further behind is told how many it missed.
+const COMMIT_FEED_CAPACITY: usize = 1_024;
+
+/// What one committed batch changed, for readers that refresh on change (`GET /api/events`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitNotice {
+    /// The batch.
+    pub batch_id: u64,
+    /// Files the batch committed (indexed, error, pending or removed).
+    pub files: usize,
+    /// Sessions whose records changed.
+    pub sessions: BTreeSet<String>,
+    /// When the commit finished, Unix milliseconds.
+    pub committed_unix_ms: u64,
+}
+
+/// A broadcast of [`CommitNotice`]s. Publishing never blocks the writer: a slow subscriber
+/// misses notices (and learns how many) instead of holding anything up.
+#[derive(Debug)]
+pub struct CommitFeed(tokio::sync::broadcast::Sender<CommitNotice>);
+
+impl Default for CommitFeed {
+    fn default() -> Self {
+        CommitFeed(tokio::sync::broadcast::channel(COMMIT_FEED_CAPACITY).0)
+    }
+}
+
+impl CommitFeed {
+    /// Sends a notice to every current subscriber (none is fine).
+    pub fn publish(&self, notice: CommitNotice) {
+        let _ = self.0.send(notice);
+    }
+
+    /// A new subscriber, receiving notices published from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommitNotice> {
+        self.0.subscribe()
+    }
+}
 
 /// Shared, lock-light pipeline counters.
 #[derive(Debug, Default)]
@@ -30,6 +69,8 @@ pub struct StatusBoard {
     pub scans_completed: AtomicU64,
     /// Recent event→commit latencies, newest last.
     latencies: Mutex<VecDeque<Duration>>,
+    /// Commit notices for readers (server-sent events).
+    pub commits: CommitFeed,
 }
 
 /// Percentiles of recent event→commit latencies.
@@ -46,12 +87,13 @@ pub struct LatencySummary {
 }
 
 impl StatusBoard {
-    /// Records a committed batch.
-    pub fn record_commit(&self, files: usize, latencies: &[Duration]) {
+    /// Records a committed batch and tells subscribers which sessions it touched.
+    pub fn record_commit(&self, batch_id: u64, files: usize, sessions: &BTreeSet<String>, latencies: &[Duration]) {
         self.batches_committed.fetch_add(1, Ordering::Relaxed);
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
+        self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms });
         let mut window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for latency in latencies {
             if window.len() == LATENCY_WINDOW {
@@ -88,8 +130,11 @@ mod tests {
     fn percentiles_come_from_the_window() {
         let board = StatusBoard::default();
         let latencies: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        board.record_commit(100, &latencies);
+        let mut feed = board.commits.subscribe();
+        board.record_commit(7, 100, &BTreeSet::from(["ses_a".to_owned()]), &latencies);
         let summary = board.latency_summary();
+        let notice = feed.try_recv().expect("a commit notice");
+        assert_eq!((notice.batch_id, notice.files, notice.sessions.len()), (7, 100, 1));
         assert_eq!(summary.samples, 100);
         assert_eq!(summary.p50, Duration::from_millis(51));
         assert_eq!(summary.p99, Duration::from_millis(99));

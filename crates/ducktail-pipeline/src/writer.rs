@@ -130,7 +130,7 @@ impl Handler<WriteDecoded> for Writer {
         });
         match result {
             Some(Ok(committed)) => {
-                board.record_commit(committed.files.len(), &committed.latencies);
+                board.record_commit(committed.batch_id, committed.files.len(), &committed.touched_sessions, &committed.latencies);
                 tracing::debug!(files = committed.files.len(), commit_ms = committed.commit_duration.as_millis() as u64, "batch committed");
                 // Bounded: one message per committed batch to each subscriber.
                 self.links.trace_builder().do_send(committed.clone());
