@@ -166,6 +166,8 @@ fn an_injected_panic_in_each_actor_is_recovered_without_loss() {
             daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_panic_%'") == 20
         });
         wait_until(&format!("{actor}: restart counted"), DEADLINE, || daemon.get_json("/api/stats")["actor_restarts"].as_u64().unwrap() >= 1);
+        let metrics = ureq::get(&format!("{}/metrics", daemon.base_url)).call().unwrap().into_string().unwrap();
+        assert!(metrics.contains(&format!("ducktail_actor_restarts_total{{actor=\"{actor}\"}} 1")), "{actor}: restart not in /metrics");
         assert!(daemon.terminate().success(), "{actor}: clean exit");
         assert_equals_fresh_index(&opencode, &db, dir.path());
     }

@@ -5,5 +5,6 @@ mod events;
 mod expected;
 mod index;
 mod live;
+mod metrics;
 mod support;
 mod tidy;

@@ -42,7 +42,22 @@ pub struct HttpState {
 pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let board = data.board.clone();
         App::new()
+            .wrap_fn(move |request, service| {
+                // Labels by route pattern, not raw path, so ids do not explode the label set.
+                let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let started = std::time::Instant::now();
+                let response = actix_web::dev::Service::call(service, request);
+                let metrics = board.clone();
+                async move {
+                    let response = response.await?;
+                    let metrics = &metrics.metrics;
+                    metrics.api_requests.with_label_values(&[route.as_str(), response.status().as_str()]).inc();
+                    metrics.api_seconds.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+                    Ok(response)
+                }
+            })
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|error, _| ApiError::bad_request(error.to_string()).into()))
             .configure(routes::configure)

@@ -12,7 +12,23 @@ use crate::HttpState;
 const SQL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events);
+    config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events).service(metrics);
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
+    let pipeline = state.pipeline_status.send(ducktail_pipeline::messages::GetPipelineStatus).await.unwrap_or_default();
+    let metrics = &state.board.metrics;
+    metrics.pending_files.set(pipeline.pending as i64);
+    metrics.batches_in_flight.set(pipeline.in_flight as i64);
+    metrics.database_bytes.set(database_bytes(state.readers.database_path()) as i64);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+}
+
+/// The database file plus its write-ahead log, in bytes (0 for what does not exist).
+fn database_bytes(path: &std::path::Path) -> u64 {
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+    size(path) + size(&std::path::PathBuf::from(format!("{}.wal", path.display())))
 }
 
 #[get("/livez")]

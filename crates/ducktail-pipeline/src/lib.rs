@@ -21,6 +21,7 @@ pub mod decoder;
 pub mod files;
 pub mod index;
 pub mod messages;
+pub mod metrics;
 pub mod reconciler;
 pub mod settings;
 pub mod status;

@@ -175,6 +175,12 @@ impl Reconciler {
                     act.board.scans_completed.fetch_add(1, Ordering::Relaxed);
                     let (changed, removed) = (differences.changed.len(), differences.removed.len());
                     let scan_ms = started.elapsed().as_millis() as u64;
+                    let metrics = &act.board.metrics;
+                    metrics.reconcile_seconds.with_label_values(&[if is_full_scan { "full" } else { "partial" }]).observe(started.elapsed().as_secs_f64());
+                    if !is_catch_up {
+                        metrics.reconciler_recovered.with_label_values(&["changed"]).inc_by(changed as u64);
+                        metrics.reconciler_recovered.with_label_values(&["removed"]).inc_by(removed as u64);
+                    }
                     // Whole-tree scans are rare and worth a line; new-directory scans are not.
                     if is_full_scan {
                         tracing::info!(changed, removed, unchanged = differences.unchanged, scan_ms, "scan finished");

@@ -71,6 +71,8 @@ pub struct StatusBoard {
     latencies: Mutex<VecDeque<Duration>>,
     /// Commit notices for readers (server-sent events).
     pub commits: CommitFeed,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Percentiles of recent event→commit latencies.

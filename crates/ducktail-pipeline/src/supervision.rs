@@ -20,6 +20,7 @@ pub fn catch_panic<R>(actor: &'static str, board: &StatusBoard, handler: impl Fn
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
             board.actor_restarts.fetch_add(1, Ordering::Relaxed);
+            board.metrics.actor_restarts.with_label_values(&[actor]).inc();
             tracing::error!(actor, panic = %message, "actor panicked; restarting it");
             None
         }

@@ -63,6 +63,12 @@ impl Writer {
             Err(error) => return Err((error.to_string(), observed)),
         };
         let committed_at = Instant::now();
+        let metrics = &self.board.metrics;
+        metrics.batch_files.observe((batch.files.len() + batch.removed.len()) as f64);
+        metrics.batch_write_seconds.observe(report.duration.as_secs_f64());
+        for (table, rows) in &report.records_by_table {
+            metrics.records.with_label_values(&[table]).inc_by(*rows as u64);
+        }
         let mut committed = BatchCommitted {
             batch_id: decoded.batch_id,
             files: Vec::with_capacity(batch.files.len() + batch.removed.len()),
@@ -74,7 +80,9 @@ impl Writer {
         for (file, at) in batch.files.into_iter().zip(observed_at) {
             let status = match &file.outcome {
                 FileOutcome::Decoded(_) => {
-                    committed.latencies.push(committed_at.saturating_duration_since(at));
+                    let latency = committed_at.saturating_duration_since(at);
+                    metrics.event_to_commit_seconds.observe(latency.as_secs_f64());
+                    committed.latencies.push(latency);
                     FileStatus::Indexed
                 }
                 FileOutcome::NotReady(_) => {
@@ -83,9 +91,11 @@ impl Writer {
                 }
                 FileOutcome::Failed(_) => FileStatus::Error,
             };
+            metrics.files.with_label_values(&[file.kind.as_str(), status.as_str()]).inc();
             committed.files.push(CommittedFile { path: file.path, kind: file.kind, state: Some((file.stamp, status)) });
         }
         for (removed, kind) in batch.removed.into_iter().zip(removed_kinds) {
+            metrics.files.with_label_values(&[kind.as_str(), "removed"]).inc();
             committed.files.push(CommittedFile { path: PathBuf::from(removed.path), kind, state: None });
         }
         Ok(committed)

@@ -213,6 +213,11 @@ pub struct ReaderPool {
 }
 
 impl ReaderPool {
+    /// The database file these readers read.
+    pub fn database_path(&self) -> &Path {
+        &self.path
+    }
+
     /// A new reader connection.
     pub fn reader(&self) -> Result<Reader> {
         let template = self.template.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -60,6 +60,8 @@ pub struct BatchReport {
     pub removed: usize,
     /// Sessions whose records changed: the input of trace recomputation.
     pub touched_sessions: BTreeSet<String>,
+    /// Rows appended per record table (after deduplication by key).
+    pub records_by_table: Vec<(&'static str, usize)>,
     /// Time spent in the transaction.
     pub duration: Duration,
 }
@@ -76,6 +78,22 @@ struct Grouped<'a> {
 }
 
 impl<'a> Grouped<'a> {
+    /// Rows this batch appends, per table.
+    fn row_counts(&self) -> Vec<(&'static str, usize)> {
+        let steps = self.parts.values().filter(|(_, step, _)| step.is_some()).count();
+        let operations = self.parts.values().filter(|(_, _, operation)| operation.is_some()).count();
+        vec![
+            ("projects", self.projects.len()),
+            ("sessions", self.sessions.len()),
+            ("messages", self.messages.len()),
+            ("parts", self.parts.len()),
+            ("step_events", steps),
+            ("file_operations", operations),
+            ("todos", self.todos.values().map(|items| items.len()).sum()),
+            ("file_diffs", self.file_diffs.values().map(|items| items.len()).sum()),
+        ]
+    }
+
     /// Whether this batch holds keys of `key_set` (a `stage_keys.tbl` value).
     fn has_keys(&self, key_set: &str) -> bool {
         match key_set {
@@ -234,6 +252,7 @@ impl Store {
                 FileOutcome::Failed(_) => report.errors += 1,
             }
         }
+        report.records_by_table = grouped.row_counts();
         self.stage_keys(&grouped).map_err(|source| self.query_error("staging record keys", source))?;
         let deletes: String = DELETE_REPLACED
             .iter()
