@@ -239,3 +239,22 @@ fn status_reports_counts_and_newest_errors() {
     assert_eq!(status["recent_errors"].as_array().unwrap().len(), 2);
     assert!(status["tables"]["parts"].as_i64().unwrap() > 100);
 }
+
+#[test]
+fn the_readme_demo_answers_every_example_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ducktail(&["demo", "--files", "600", "--dir", path_str(dir.path())], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for question in ["## Cost and tokens per day", "## Tool calls and error rate per tool", "## Most expensive root sessions", "## Delegation depth"] {
+        let answer = stdout.split(question).nth(1).unwrap_or_else(|| panic!("{question} missing:\n{stdout}"));
+        // After the title line: the SQL, a blank line, the header, then at least one row.
+        let section = answer.split("\n## ").next().unwrap();
+        let rows = section.lines().skip(1).skip_while(|line| !line.is_empty()).skip(2).take_while(|line| !line.is_empty()).count();
+        assert!(rows >= 1, "{question} has no rows:\n{section}");
+    }
+    let db = dir.path().join("ducktail.duckdb");
+    let days = rows(&db, "SELECT count(DISTINCT CAST(date_trunc('day', created_at::TIMESTAMP) AS DATE)) FROM messages");
+    assert!(days[0][0].parse::<i64>().unwrap() >= 1);
+}

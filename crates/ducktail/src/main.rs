@@ -217,7 +217,7 @@ fn query(database: &Path, sql: &str) -> Result<()> {
 const DEMO_QUERIES: [(&str, &str); 4] = [
     (
         "Cost and tokens per day (from finish steps: the real totals)",
-        "SELECT CAST(date_trunc('day', m.created_at) AS DATE) AS day, count(DISTINCT m.session_id) AS sessions, \
+        "SELECT CAST(date_trunc('day', m.created_at::TIMESTAMP) AS DATE) AS day, count(DISTINCT m.session_id) AS sessions, \
          sum(s.tokens_input) AS input, sum(s.tokens_output) AS output, sum(s.tokens_cache_read) AS cache_read, \
          round(sum(s.cost), 4) AS cost_usd \
          FROM step_events s JOIN messages m ON m.id = s.message_id WHERE s.event_type = 'finish' \
@@ -287,6 +287,7 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
             board: daemon.board.clone(),
             pipeline_status: daemon.status_recipient(),
             settings: settings.http.clone(),
+            health: settings.health.clone(),
         };
         let server = ducktail_http::serve(listener, state)?;
         let server_handle = server.handle();
