@@ -1,5 +1,6 @@
-//! `GET /metrics` end to end: the Prometheus counters agree with what the database holds and
-//! with the requests the test made.
+//! Operations endpoints end to end: `GET /metrics` counters agree with what the database holds
+//! and with the requests the test made; `GET /health/detailed` reports figures and turns 503
+//! when a threshold is crossed.
 
 use std::collections::BTreeMap;
 
@@ -55,5 +56,46 @@ fn metrics_count_what_was_committed_and_served() {
     assert_eq!(metrics["ducktail_pending_files"], 0.0);
     assert!(metrics["ducktail_database_bytes"] > 0.0);
     assert!(metrics.keys().all(|series| series.starts_with("ducktail_")));
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn health_is_detailed_and_turns_503_past_a_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed: 17, target_files: 200, bad_files: 2, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
+    let health = |daemon: &Daemon| -> (u16, serde_json::Value) {
+        match ureq::get(&format!("{}/health/detailed", daemon.base_url)).call() {
+            Ok(response) => (response.status(), response.into_json().unwrap()),
+            Err(ureq::Error::Status(code, response)) => (code, response.into_json().unwrap()),
+            Err(error) => panic!("GET /health/detailed: {error}"),
+        }
+    };
+
+    let db = dir.path().join("healthy.duckdb");
+    let daemon = Daemon::start(&opencode, &db, &test_config(dir.path(), "[database]\ncheckpoint_interval = \"1s\"\n"));
+    wait_until("bad files settled into errors", std::time::Duration::from_secs(30), || {
+        daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'error'") == tree.bad_files.len() as i64
+    });
+    let (code, body) = health(&daemon);
+    assert_eq!((code, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(body["problems"], serde_json::json!([]));
+    assert!(body["system"]["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(body["system"]["disk_free_bytes"].as_u64().unwrap() > 0, "the database's volume is found: {body}");
+    assert!(body["database"]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(body["pipeline"]["ready"], true);
+    assert_eq!(body["pipeline"]["errors_last_hour"].as_u64().unwrap() as usize, tree.bad_files.len());
+    wait_until("a periodic checkpoint", std::time::Duration::from_secs(30), || health(&daemon).1["database"]["last_checkpoint_unix_ms"].is_u64());
+    assert!(daemon.terminate().success());
+
+    // The same tree, with a free-space floor no disk meets.
+    let db = dir.path().join("degraded.duckdb");
+    let daemon = Daemon::start(&opencode, &db, &test_config(dir.path(), "[health]\nmin_free_disk_mb = 1000000000000\n"));
+    let (code, body) = health(&daemon);
+    assert_eq!((code, body["status"].as_str()), (503, Some("degraded")), "{body}");
+    let problems = body["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{body}");
+    assert!(problems[0].as_str().unwrap().contains("health.min_free_disk_mb"), "{body}");
     assert!(daemon.terminate().success());
 }

@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
 //! - `wire` holds every request and response type; `routes` the handlers; `events` the
-//!   server-sent event stream; [`ApiError`] maps failures to a status code and a JSON body.
+//!   server-sent event stream; `health` the detailed health verdict; [`ApiError`] maps failures
+//!   to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
 
 mod events;
+mod health;
 mod routes;
 mod wire;
 
@@ -35,6 +37,8 @@ pub struct HttpState {
     pub pipeline_status: Recipient<GetPipelineStatus>,
     /// `[http]` settings.
     pub settings: HttpSettings,
+    /// `[health]` thresholds.
+    pub health: ducktail_pipeline::settings::HealthSettings,
 }
 
 /// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are

@@ -12,7 +12,7 @@ use crate::HttpState;
 const SQL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events).service(metrics);
+    config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events).service(metrics).service(crate::health::health_detailed);
 }
 
 #[get("/metrics")]

@@ -115,3 +115,71 @@ pub struct SqlResponse {
     /// Whether rows beyond the cap were left out.
     pub truncated: bool,
 }
+
+// ---- GET /health/detailed -------------------------------------------------------------------
+
+/// `GET /health/detailed`: 200 when healthy, 503 when any `[health]` threshold is crossed.
+#[derive(Serialize)]
+pub struct HealthDetailed {
+    /// `healthy` or `degraded`.
+    pub status: &'static str,
+    /// Each crossed threshold: what, its value and its limit.
+    pub problems: Vec<String>,
+    /// The machine and this process.
+    pub system: SystemHealth,
+    /// The database file.
+    pub database: DatabaseHealth,
+    /// The live pipeline.
+    pub pipeline: PipelineHealth,
+}
+
+/// Machine and process figures.
+#[derive(Serialize)]
+pub struct SystemHealth {
+    /// Whole-machine CPU use since the previous health request, in percent.
+    pub cpu_percent: f32,
+    /// This process's CPU use since the previous health request, in percent of one core.
+    pub process_cpu_percent: f32,
+    /// Installed memory.
+    pub memory_total_bytes: u64,
+    /// Memory available to new work.
+    pub memory_available_bytes: u64,
+    /// This process's resident memory.
+    pub process_memory_bytes: u64,
+    /// Free space on the database's volume (when the volume is found).
+    pub disk_free_bytes: Option<u64>,
+    /// Size of the database's volume.
+    pub disk_total_bytes: Option<u64>,
+}
+
+/// Database file figures.
+#[derive(Serialize)]
+pub struct DatabaseHealth {
+    /// The DuckDB file.
+    pub path: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Its write-ahead log's size (folded in at each checkpoint).
+    pub wal_bytes: u64,
+    /// Unix milliseconds of the last checkpoint since start, if any.
+    pub last_checkpoint_unix_ms: Option<u64>,
+}
+
+/// Pipeline figures.
+#[derive(Serialize)]
+pub struct PipelineHealth {
+    /// Whether the startup catch-up has committed.
+    pub ready: bool,
+    /// Paths waiting to be batched.
+    pub pending_files: usize,
+    /// Batches being decoded or written.
+    pub batches_in_flight: usize,
+    /// Milliseconds since the last commit, if any.
+    pub last_commit_age_ms: Option<u64>,
+    /// Event→commit p95 over commits of the last minute, if any.
+    pub latency_p95_ms_last_minute: Option<f64>,
+    /// Files recorded as errors in the last hour.
+    pub errors_last_hour: i64,
+    /// Actor restarts since start.
+    pub actor_restarts: u64,
+}

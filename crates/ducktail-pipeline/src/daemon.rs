@@ -31,6 +31,8 @@ pub struct Daemon {
     links: Arc<Links>,
     /// The watcher (not linked: nobody sends to it but the daemon).
     watcher: Addr<Watcher>,
+    /// The periodic checkpoint task, stopped at shutdown.
+    checkpoints: actix_rt::task::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -87,7 +89,19 @@ impl Daemon {
             let retry = settings.reconcile.interval.min(Duration::from_secs(5));
             Supervisor::start(move |_| Watcher::new(root, retry, links, board, faults))
         };
-        Ok(Daemon { board, readers, links, watcher })
+        // Fold the WAL into the database file now and then, so a crash replays little and the
+        // file's size reflects its content. The writer runs it between batches.
+        let checkpoints = {
+            let (links, period) = (links.clone(), settings.database.checkpoint_interval);
+            actix_rt::spawn(async move {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    ticks.tick().await;
+                    links.writer().do_send(Checkpoint);
+                }
+            })
+        };
+        Ok(Daemon { board, readers, links, watcher, checkpoints })
     }
 
     /// The pipeline's current load.
@@ -103,6 +117,7 @@ impl Daemon {
     /// Stops watching, commits everything pending, checkpoints. Gives up waiting after
     /// `deadline` (what is not committed then is found by the next start's catch-up).
     pub async fn shutdown(self, deadline: Duration) {
+        self.checkpoints.abort();
         let _ = self.watcher.send(StopWatching).await;
         let drained = tokio::time::timeout(deadline, self.links.accumulator().send(Drain)).await;
         if drained.is_err() {

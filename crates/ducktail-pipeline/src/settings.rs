@@ -26,6 +26,8 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// `[http]`: the daemon's HTTP server.
     pub http: HttpSettings,
+    /// `[health]`: when `GET /health/detailed` reports "degraded".
+    pub health: HealthSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
     /// `[faults]`: fault injection for tests; all off by default.
@@ -56,7 +58,7 @@ impl Default for OpenCodeSettings {
 }
 
 /// `[database]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// The DuckDB file. Empty means `$XDG_DATA_HOME/ducktail/ducktail.duckdb`.
@@ -65,6 +67,15 @@ pub struct DatabaseSettings {
     pub memory_limit: String,
     /// DuckDB worker threads; 0 keeps DuckDB's default (one per core).
     pub threads: u32,
+    /// Time between CHECKPOINTs while `run` is up (folds the WAL into the database file).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { path: PathBuf::new(), memory_limit: String::new(), threads: 0, checkpoint_interval: Duration::from_secs(300) }
+    }
 }
 
 /// `[decode]`.
@@ -186,6 +197,27 @@ impl Default for ReconcileSettings {
     }
 }
 
+/// `[health]`: thresholds past which `GET /health/detailed` answers 503 "degraded".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Most files waiting to be committed.
+    pub max_pending_files: usize,
+    /// Highest event→commit p95 over the last minute, in milliseconds.
+    pub max_latency_p95_ms: u64,
+    /// Longest time without a commit while files are waiting, e.g. "60s".
+    #[serde(with = "humantime_serde")]
+    pub max_stalled: Duration,
+    /// Least free space on the database's volume, in MiB.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings { max_pending_files: 50_000, max_latency_p95_ms: 5_000, max_stalled: Duration::from_secs(60), min_free_disk_mb: 512 }
+    }
+}
+
 /// `[http]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -257,6 +289,12 @@ impl Settings {
             if value == 0 {
                 return Err(format!("{key} must be at least 1 (got 0)"));
             }
+        }
+        if self.health.max_pending_files == 0 || self.health.max_latency_p95_ms == 0 {
+            return Err("health.max_pending_files and health.max_latency_p95_ms must be at least 1".to_owned());
+        }
+        if self.database.checkpoint_interval < Duration::from_secs(1) {
+            return Err(format!("database.checkpoint_interval must be at least 1s (got {:?})", self.database.checkpoint_interval));
         }
         if self.reconcile.interval < Duration::from_millis(100) {
             return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));

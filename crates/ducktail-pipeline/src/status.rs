@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many recent event→commit latencies are kept for percentiles.
 const LATENCY_WINDOW: usize = 10_000;
@@ -67,8 +67,10 @@ pub struct StatusBoard {
     pub actor_restarts: AtomicU64,
     /// Full or partial scans completed by the reconciler.
     pub scans_completed: AtomicU64,
-    /// Recent event→commit latencies, newest last.
-    latencies: Mutex<VecDeque<Duration>>,
+    /// Unix milliseconds of the last successful CHECKPOINT (0 = none yet).
+    pub last_checkpoint_unix_ms: AtomicU64,
+    /// Recent event→commit latencies with their commit instants, newest last.
+    latencies: Mutex<VecDeque<(Instant, Duration)>>,
     /// Commit notices for readers (server-sent events).
     pub commits: CommitFeed,
     /// Prometheus metrics.
@@ -96,19 +98,27 @@ impl StatusBoard {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
         self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms });
+        let now = Instant::now();
         let mut window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for latency in latencies {
             if window.len() == LATENCY_WINDOW {
                 window.pop_front();
             }
-            window.push_back(*latency);
+            window.push_back((now, *latency));
         }
     }
 
     /// Percentiles over the recent window.
     pub fn latency_summary(&self) -> LatencySummary {
+        self.latency_summary_since(None)
+    }
+
+    /// Percentiles over the window's commits of the last `period` (all of the window if `None`).
+    pub fn latency_summary_since(&self, period: Option<Duration>) -> LatencySummary {
+        let cutoff = period.and_then(|period| Instant::now().checked_sub(period));
         let window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut samples: Vec<Duration> = window.iter().copied().collect();
+        let mut samples: Vec<Duration> =
+            window.iter().filter(|(at, _)| cutoff.is_none_or(|cutoff| *at >= cutoff)).map(|(_, latency)| *latency).collect();
         drop(window);
         if samples.is_empty() {
             return LatencySummary::default();

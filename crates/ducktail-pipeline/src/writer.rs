@@ -180,8 +180,12 @@ impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
         if let Some(store) = &self.store {
-            if let Err(error) = store.checkpoint() {
-                tracing::warn!(%error, "checkpoint failed; DuckDB replays the WAL at next open");
+            match store.checkpoint() {
+                Ok(()) => {
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+                    self.board.last_checkpoint_unix_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(%error, "checkpoint failed; DuckDB replays the WAL at next open"),
             }
         }
     }
