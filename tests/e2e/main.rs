@@ -6,5 +6,6 @@ mod expected;
 mod index;
 mod live;
 mod metrics;
+mod security;
 mod support;
 mod tidy;

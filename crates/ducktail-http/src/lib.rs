@@ -9,6 +9,7 @@
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
 
+mod auth;
 mod events;
 mod health;
 mod routes;
@@ -44,10 +45,26 @@ pub struct HttpState {
 /// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are
 /// left to the caller.
 pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_web::dev::Server> {
+    let workers = state.settings.worker_count();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let board = data.board.clone();
+        let token = data.settings.token.clone();
         App::new()
+            .wrap_fn(move |request, service| {
+                let authorized = token.is_empty()
+                    || matches!(request.path(), "/livez" | "/readyz")
+                    || auth::bearer_matches(request.headers().get(actix_web::http::header::AUTHORIZATION), &token);
+                let response: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = if authorized {
+                    Box::pin(actix_web::dev::Service::call(service, request))
+                } else {
+                    let refused = request.into_response(actix_web::ResponseError::error_response(&ApiError::unauthorized(
+                        "this server requires Authorization: Bearer <http.token>",
+                    )));
+                    Box::pin(std::future::ready(Ok(refused)))
+                };
+                response
+            })
             .wrap_fn(move |request, service| {
                 // Labels by route pattern, not raw path, so ids do not explode the label set.
                 let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
@@ -66,7 +83,7 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
             .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|error, _| ApiError::bad_request(error.to_string()).into()))
             .configure(routes::configure)
     })
-    .workers(2)
+    .workers(workers)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listener)?

@@ -16,6 +16,10 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
+    /// 401: a bearer token is required and was missing or wrong.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() }
+    }
     /// 403: the feature is turned off.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::FORBIDDEN, message: message.into() }

@@ -228,11 +228,26 @@ pub struct HttpSettings {
     pub sql_enabled: bool,
     /// Most rows `POST /api/sql` returns.
     pub sql_max_rows: usize,
+    /// Bearer token every request but `/livez` and `/readyz` must carry
+    /// (`Authorization: Bearer …`). Required to listen on a non-loopback address.
+    pub token: String,
+    /// HTTP worker threads; 0 means one per core (at least 2).
+    pub workers: usize,
+}
+
+impl HttpSettings {
+    /// Worker threads to start.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |cores| cores.get()).max(2),
+            workers => workers,
+        }
+    }
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000 }
+        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000, token: String::new(), workers: 0 }
     }
 }
 

@@ -69,6 +69,12 @@ pub enum StoreError {
         /// Newest version this build knows.
         known: i32,
     },
+    /// A user's query is not a single read-only SELECT and was not run.
+    #[error("query refused: {reason}; send one SELECT (or WITH … SELECT) statement")]
+    Refused {
+        /// Why, in DuckDB's parser's words where it has them.
+        reason: String,
+    },
     /// A statement failed while writing or reading.
     #[error("database {path}: {context}: {source}")]
     Query {

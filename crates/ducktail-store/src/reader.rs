@@ -251,18 +251,48 @@ impl Reader {
         QueryCanceller(self.connection.interrupt_handle())
     }
 
-    /// Runs one read-only query and returns at most `max_rows` rows as JSON. The query is wrapped
-    /// as a subquery, so only a single SELECT / WITH / VALUES / DESCRIBE / SHOW / SUMMARIZE
-    /// statement can run; file and network access is disabled database-wide at open.
+    /// Runs one user query and returns at most `max_rows` rows as JSON.
+    ///
+    /// Three independent guards keep it read-only: DuckDB's own parser must see exactly one
+    /// SELECT statement (`json_serialize_sql` refuses anything else), before and after the query
+    /// is wrapped as a subquery for the row cap; it runs inside a transaction that is always
+    /// rolled back; and file and network access are disabled database-wide at open.
     pub fn query_json(&self, sql: &str, max_rows: usize) -> Result<JsonRows> {
         let trimmed = sql.trim().trim_end_matches(';').trim();
+        self.require_single_select(trimmed)?;
         // One row past the cap tells us whether the result was truncated; DuckDB's LIMIT is an i64.
         let limit = max_rows.saturating_add(1).min(i64::MAX as usize);
         let wrapped = format!("SELECT * FROM ({trimmed}\n) AS user_query LIMIT {limit}");
-        let (columns, rows) = self.query(&wrapped)?;
+        self.require_single_select(&wrapped)?;
+        self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("starting a read transaction", source))?;
+        let result = self.query(&wrapped);
+        let _ = self.connection.execute_batch("ROLLBACK");
+        let (columns, rows) = result?;
         let truncated = rows.len() > max_rows;
         let rows = rows.into_iter().take(max_rows).map(|row| row.iter().map(value_to_json).collect()).collect();
         Ok(JsonRows { columns, rows, truncated })
+    }
+}
+
+impl Reader {
+    /// Refuses `sql` unless DuckDB's parser reads it as exactly one SELECT statement. The text is
+    /// passed as a bound parameter, so it is only ever parsed here, never run.
+    fn require_single_select(&self, sql: &str) -> Result<()> {
+        let serialized: String = self
+            .connection
+            .prepare("SELECT json_serialize_sql(?::VARCHAR)")
+            .and_then(|mut statement| statement.query_row([sql], |row| row.get(0)))
+            .map_err(|source| self.query_error("parsing a query", source))?;
+        let parsed: serde_json::Value = serde_json::from_str(&serialized).unwrap_or_default();
+        if parsed["error"] == serde_json::Value::Bool(true) {
+            let message = parsed["error_message"].as_str().unwrap_or("not a SELECT statement");
+            return Err(crate::StoreError::Refused { reason: message.to_owned() });
+        }
+        match parsed["statements"].as_array().map(Vec::len) {
+            Some(1) => Ok(()),
+            Some(count) => Err(crate::StoreError::Refused { reason: format!("{count} statements") }),
+            None => Err(crate::StoreError::Refused { reason: "the parser returned no statement".to_owned() }),
+        }
     }
 }
 

@@ -227,3 +227,28 @@ fn traces_resolve_parents_at_depth_two_in_any_arrival_order() {
     assert_eq!(full[1][2], Value::BigInt(7), "the depth-2 trace carries its child session's finish tokens");
     assert_eq!(count(&store, "SELECT count(*) FROM delegations"), 2);
 }
+
+#[test]
+fn user_queries_run_one_select_and_never_write() {
+    let mut store = Store::open_in_memory().unwrap();
+    store.write_batch(&batch(vec![file("/s/session/p/ses_1.json", session("ses_1", None))])).unwrap();
+    let reader = store.reader().unwrap();
+    let rows = reader.query_json("WITH s AS (SELECT id FROM sessions) SELECT count(*) FROM s;", 10).unwrap();
+    assert_eq!(rows.rows, vec![vec![serde_json::json!(1)]]);
+    let attempts = [
+        // Closing the wrapping subquery early to smuggle statements between.
+        "SELECT * FROM sessions) AS x; DELETE FROM sessions; SELECT (1",
+        "SELECT 1; DELETE FROM sessions",
+        "DELETE FROM sessions",
+        "INSERT INTO sessions (id) VALUES ('ses_x')",
+        "CREATE TABLE t AS SELECT 1",
+        "CALL checkpoint()",
+    ];
+    for sql in attempts {
+        match reader.query_json(sql, 10) {
+            Err(StoreError::Refused { .. }) => {}
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 1);
+}

@@ -277,7 +277,16 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
     // Bind first so the first log line can state the address (port 0 picks a free one).
     let listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}; pass another --listen"))?;
     let address = listener.local_addr()?;
+    if !address.ip().is_loopback() && settings.http.token.is_empty() {
+        return Err(anyhow::Error::new(UsageError(anyhow::anyhow!(
+            "http.listen {address} is reachable from other machines: set http.token (clients then send \
+             `Authorization: Bearer <token>`) or listen on 127.0.0.1"
+        ))));
+    }
     tracing::info!(%address, "ducktail listening on http://{address}");
+    if !settings.http.token.is_empty() {
+        tracing::info!("every route but /livez and /readyz requires Authorization: Bearer <http.token>");
+    }
     let store = Store::open(database, &store_options(&settings))?;
     let system = actix::System::new();
     let result: Result<()> = system.block_on(async move {
