@@ -96,7 +96,7 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
     for session in &sessions_in_db {
         assert!(sessions.contains(session), "session {session} never appeared in a commit event");
     }
-    assert!(polls.load(Ordering::Relaxed) >= 20, "the poller ran");
+    assert!(polls.load(Ordering::Relaxed) >= 3, "the poller ran during ingestion");
     assert_eq!(poll_errors.load(Ordering::Relaxed), 0, "no poll failed during ingestion");
     assert!(daemon.terminate().success());
 }

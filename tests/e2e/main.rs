@@ -3,6 +3,7 @@
 
 mod events;
 mod expected;
+mod hostile;
 mod index;
 mod live;
 mod metrics;

@@ -19,7 +19,8 @@ pub const OPENCODE_JSON_SOURCE: &str = "opencode_json";
 pub enum Resolved {
     /// The file exists; here is what decoding it produced.
     Present(DecodedFile),
-    /// The file is gone.
+    /// The file is gone — or is no longer a regular file (a symlink, FIFO or directory now has
+    /// its name), which the scan skips by rule, so the index must not hold it either.
     Gone(RemovedFile),
 }
 
@@ -32,6 +33,10 @@ pub fn now_ns() -> i64 {
 /// `settle` ago is `NotReady` (it is probably being written); a "not ready" file that has been
 /// quiet for `settle` is a real error.
 pub fn resolve_path(storage_root: &Path, path: &Path, kind: FileKind, limits: &DecodeLimits, settle: Duration) -> Resolved {
+    // Same rule as the scan: only regular files are indexed; symlinks are never followed.
+    if std::fs::symlink_metadata(path).is_ok_and(|metadata| !metadata.file_type().is_file()) {
+        return Resolved::Gone(RemovedFile { path: path.to_string_lossy().into_owned() });
+    }
     let mut decoded = decode_file(storage_root, path, kind, limits);
     if !matches!(decoded.outcome, FileOutcome::Decoded(_)) && std::fs::symlink_metadata(path).is_err() {
         return Resolved::Gone(RemovedFile { path: path.to_string_lossy().into_owned() });

@@ -31,10 +31,12 @@ pub const LAYOUTS: [(&str, FileKind, usize); 6] = [
 /// Anything else is `None`: other depths, names not ending in `.json` (so `*.tmp` and the bare
 /// `migration` file), hidden names (the `.oc-*` temp files of forks that write atomically),
 /// unknown top-level folders (plugins, `quarantine/`, `session_share/`, `permission/`) and paths
-/// outside `storage_root`. Non-UTF-8 names are decoded lossily; the top-level folder must match
-/// exactly.
+/// outside `storage_root`. So are paths below `storage_root` that are not valid UTF-8: OpenCode
+/// never writes them, and `file_index.file_path` could only hold a lossy copy, so a restart would
+/// no longer recognise the file it indexed.
 pub fn classify(storage_root: &Path, path: &Path) -> Option<(FileKind, String)> {
     let relative = path.strip_prefix(storage_root).ok()?;
+    relative.to_str()?;
     // At most three components are ever valid, so collect them without allocating.
     let mut names: [&OsStr; 3] = [OsStr::new(""); 3];
     let mut count = 0;
@@ -74,7 +76,8 @@ pub fn layout_of_folder(name: &OsStr) -> Option<(FileKind, usize)> {
 /// The record id a storage file name claims (`<id>.json` → `<id>`), or `None` when the name is
 /// not one OpenCode writes: not ending in `.json`, hidden (temp files), or with an empty stem.
 pub fn record_id_of_file_name(name: &OsStr) -> Option<String> {
-    let name = name.to_string_lossy();
+    // Not UTF-8: skipped (see `classify`).
+    let name = name.to_str()?;
     let stem = name.strip_suffix(".json")?;
     if stem.is_empty() || stem.starts_with('.') {
         return None;
@@ -85,8 +88,7 @@ pub fn record_id_of_file_name(name: &OsStr) -> Option<String> {
 /// Whether a folder between the top-level folder and the file can hold OpenCode files: its name
 /// is an id, so it is neither empty nor hidden.
 pub fn is_id_folder_name(name: &OsStr) -> bool {
-    let bytes = name.as_encoded_bytes();
-    !bytes.is_empty() && bytes[0] != b'.'
+    name.to_str().is_some_and(|name| !name.is_empty() && !name.starts_with('.'))
 }
 
 /// The name of the folder a file sits in (lossily decoded): the project id of a session file,
@@ -199,24 +201,17 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_names_are_decoded_lossily() {
+    fn non_utf8_names_below_the_root_are_skipped() {
         let root = PathBuf::from("/data/storage");
         let mut name = b"prt_\xff".to_vec();
         name.extend_from_slice(b".json");
-        let path = root
-            .join("part")
-            .join(OsString::from_vec(b"msg_\xfe".to_vec()))
-            .join(OsString::from_vec(name));
-        assert_eq!(
-            classify(&root, &path),
-            Some((FileKind::Part, "prt_\u{fffd}".to_owned()))
-        );
-        assert_eq!(parent_folder_name(&path).as_deref(), Some("msg_\u{fffd}"));
-        let bad_top = root
-            .join(OsString::from_vec(b"part\xff".to_vec()))
-            .join("msg_1")
-            .join("prt_1.json");
-        assert_eq!(classify(&root, &bad_top), None);
+        let bad_file = root.join("part").join("msg_1").join(OsString::from_vec(name));
+        assert_eq!(classify(&root, &bad_file), None);
+        let bad_folder = root.join("part").join(OsString::from_vec(b"msg_\xfe".to_vec())).join("prt_1.json");
+        assert_eq!(classify(&root, &bad_folder), None);
+        // The root itself may be anything (a user's home directory).
+        let odd_root = PathBuf::from(OsString::from_vec(b"/home/\xff/storage".to_vec()));
+        assert_eq!(classify(&odd_root, &odd_root.join("part/msg_1/prt_1.json")), Some((FileKind::Part, "prt_1".to_owned())));
     }
 
     #[test]
