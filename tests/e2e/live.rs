@@ -211,3 +211,52 @@ fn sigterm_flushes_pending_work_and_exits_zero() {
     assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
     assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id LIKE 'prt_term_%'"), 50, "pending files were flushed");
 }
+
+/// Kill -9 at pseudo-random moments — during startup catch-up, mid-burst, mid-commit — for
+/// `DUCKTAIL_CRASH_CYCLES` cycles (default 6; the long run in docs/reliability.md uses hundreds),
+/// then start cleanly: every start must open the database, and the end state must equal a fresh
+/// index of the final tree.
+#[test]
+fn a_crash_loop_at_random_moments_loses_nothing() {
+    let cycles: u64 = std::env::var("DUCKTAIL_CRASH_CYCLES").ok().and_then(|value| value.parse().ok()).unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 300, 61);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    // xorshift: reproducible kill moments without a dependency.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let storage = opencode.join("storage");
+    for cycle in 0..cycles {
+        let mut child = std::process::Command::new(binary())
+            .args(["run", "--opencode", path_str(&opencode), "--db", path_str(&db), "--listen", "127.0.0.1:0", "--config", path_str(&config)])
+            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ducktail run");
+        // New files, and in-place rewrites of existing ones, while the daemon starts and runs.
+        let extra = ducktail_generator::GeneratorConfig { seed: 1_000 + cycle, target_files: 300 + next(700) as usize, ..Default::default() };
+        let writer = {
+            let opencode = opencode.clone();
+            std::thread::spawn(move || ducktail_generator::generate(&opencode, &extra).unwrap())
+        };
+        for index in 0..next(20) {
+            write_part(&storage, "msg_crash00000000000000000001", &format!("prt_crash_{index:02}"), &format!("cycle {cycle}"));
+        }
+        // A fault-injection delay, not synchronisation: the kill lands wherever the daemon is.
+        std::thread::sleep(Duration::from_millis(next(1_500)));
+        let _ = child.kill();
+        let _ = child.wait();
+        writer.join().unwrap();
+    }
+    let daemon = Daemon::start(&opencode, &db, &config);
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+    eprintln!("crash loop: {cycles} kill -9 cycles, final tree of {} files, equal to a fresh index", scalar(&db, "SELECT count(*) FROM file_index"));
+}
