@@ -1,5 +1,6 @@
 //! `GET /api/events` end to end: while 20,000 files are ingested and another client polls the API
-//! 20 times a second, every commit arrives as a server-sent event, in order, and no poll fails.
+//! 20 times a second, every commit arrives as a server-sent event, no poll fails, and no poll ever
+//! sees half a batch (a file indexed without its record, or a record without its file).
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,15 +51,34 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
     assert_eq!(ready.event, "ready");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (polls, poll_errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (polls, poll_errors, torn_reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // A record and the file_index row that says it is indexed commit together: a reader must
+    // never see one without the other.
+    const TORN: &str = "SELECT (SELECT count(*) FROM file_index f WHERE f.kind = 'part' AND f.status = 'indexed' \
+                        AND NOT EXISTS (SELECT 1 FROM parts p WHERE p.id = f.record_id)) \
+                        + (SELECT count(*) FROM parts p WHERE NOT EXISTS \
+                        (SELECT 1 FROM file_index f WHERE f.kind = 'part' AND f.record_id = p.id))";
     let poller = {
-        let (stop, polls, poll_errors, base_url) = (stop.clone(), polls.clone(), poll_errors.clone(), daemon.base_url.clone());
+        let (stop, polls, poll_errors, torn_reads, base_url) =
+            (stop.clone(), polls.clone(), poll_errors.clone(), torn_reads.clone(), daemon.base_url.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let ok = ureq::get(&format!("{base_url}/api/stats")).timeout(Duration::from_secs(10)).call().is_ok();
+                let stats = ureq::get(&format!("{base_url}/api/stats")).timeout(Duration::from_secs(10)).call();
+                let torn = ureq::post(&format!("{base_url}/api/sql"))
+                    .timeout(Duration::from_secs(10))
+                    .send_json(serde_json::json!({ "sql": TORN }))
+                    .ok()
+                    .and_then(|response| response.into_json::<serde_json::Value>().ok())
+                    .and_then(|body| body["rows"][0][0].as_i64());
                 polls.fetch_add(1, Ordering::Relaxed);
-                if !ok {
-                    poll_errors.fetch_add(1, Ordering::Relaxed);
+                match (stats.is_ok(), torn) {
+                    (true, Some(0)) => {}
+                    (true, Some(_)) => {
+                        torn_reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        poll_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -98,5 +118,6 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
     }
     assert!(polls.load(Ordering::Relaxed) >= 3, "the poller ran during ingestion");
     assert_eq!(poll_errors.load(Ordering::Relaxed), 0, "no poll failed during ingestion");
+    assert_eq!(torn_reads.load(Ordering::Relaxed), 0, "a reader saw a half-committed batch");
     assert!(daemon.terminate().success());
 }
