@@ -7,6 +7,7 @@ mod hostile;
 mod index;
 mod live;
 mod metrics;
+mod read_api;
 mod security;
 mod support;
 mod tidy;

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
 //! - `wire` holds every request and response type; `routes` the handlers; `events` the
-//!   server-sent event stream; `health` the detailed health verdict; [`ApiError`] maps failures
+//!   server-sent event stream; `health` the detailed health verdict; `read_routes` sessions,
+//!   traces and usage; [`ApiError`] maps failures
 //!   to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
@@ -12,6 +13,7 @@
 mod auth;
 mod events;
 mod health;
+mod read_routes;
 mod routes;
 mod wire;
 

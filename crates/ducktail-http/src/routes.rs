@@ -13,6 +13,11 @@ const SQL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events).service(metrics).service(crate::health::health_detailed);
+    config
+        .service(crate::read_routes::sessions)
+        .service(crate::read_routes::session)
+        .service(crate::read_routes::trace)
+        .service(crate::read_routes::usage);
 }
 
 #[get("/metrics")]

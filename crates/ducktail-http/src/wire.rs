@@ -20,6 +20,10 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() }
     }
+    /// 404: no such record.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
     /// 403: the feature is turned off.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::FORBIDDEN, message: message.into() }
@@ -186,4 +190,55 @@ pub struct PipelineHealth {
     pub errors_last_hour: i64,
     /// Actor restarts since start.
     pub actor_restarts: u64,
+}
+
+// ---- Read API: sessions, traces, usage ------------------------------------------------------
+
+/// Query of `GET /api/sessions`.
+#[derive(Debug, Deserialize)]
+pub struct SessionsQuery {
+    /// Created at or after: RFC 3339 or `YYYY-MM-DD` (UTC).
+    pub since: Option<String>,
+    /// Created before: RFC 3339 or `YYYY-MM-DD` (UTC).
+    pub until: Option<String>,
+    /// Only this project id.
+    pub project: Option<String>,
+    /// Only sessions without a parent.
+    #[serde(default)]
+    pub root_only: bool,
+    /// Case-insensitive substring of the title.
+    pub q: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/sessions`.
+#[derive(Serialize)]
+pub struct SessionsPage {
+    /// Newest first.
+    pub sessions: Vec<ducktail_store::SessionListItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /api/usage`.
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    /// `day`, `model`, `agent` or `project`.
+    pub group_by: Option<String>,
+    /// Messages created at or after (RFC 3339 or `YYYY-MM-DD`).
+    pub since: Option<String>,
+    /// Messages created before.
+    pub until: Option<String>,
+}
+
+/// `GET /api/usage`.
+#[derive(Serialize)]
+pub struct UsageResponse {
+    /// The grouping used.
+    pub group_by: &'static str,
+    /// One row per group, ordered by key.
+    pub rows: Vec<ducktail_store::UsageRow>,
 }

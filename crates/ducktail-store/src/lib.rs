@@ -13,6 +13,7 @@
 //! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
 //! it receives already-decoded records and never reads a source file itself.
 
+mod read_api;
 mod reader;
 mod schema;
 mod traces;
@@ -21,6 +22,9 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexEntry, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
+pub use read_api::{
+    DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
+};
 pub use traces::{DerivedRows, TraceScope};
 pub use writer::{BatchReport, OnDelete, RemovedFile, WriteBatch};
 

@@ -11,7 +11,7 @@ use crate::{Result, StoreError};
 /// so it never sees a half-written batch and never blocks the writer.
 pub struct Reader {
     /// The cloned connection; never used for writes to the main database.
-    connection: duckdb::Connection,
+    pub(crate) connection: duckdb::Connection,
     /// The database file, for error messages.
     path: PathBuf,
 }
@@ -109,7 +109,7 @@ impl Reader {
         Ok(Reader { connection, path: path.to_owned() })
     }
 
-    fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
+    pub(crate) fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
         StoreError::Query { path: self.path.clone(), context, source }
     }
 

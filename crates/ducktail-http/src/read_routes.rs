@@ -1,0 +1,124 @@
+//! The read API: `GET /api/sessions`, `/api/sessions/{id}`, `/api/traces/{session_id}` and
+//! `/api/usage`. Each handler parses and checks its parameters (a bad one is a 400 naming it),
+//! then runs one store query on a reader connection on the blocking pool.
+
+use actix_web::{get, web, HttpResponse};
+use ducktail_store::{Reader, SessionFilter, UsageGroup};
+
+use crate::wire::*;
+use crate::HttpState;
+
+/// Parses an RFC 3339 instant or a `YYYY-MM-DD` day (midnight UTC) into Unix microseconds.
+pub(crate) fn parse_instant(name: &str, text: &str) -> Result<i64, ApiError> {
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
+    let instant = humantime::parse_rfc3339_weak(&full)
+        .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time or YYYY-MM-DD, got {text:?}")))?;
+    let since_epoch = instant
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| ApiError::bad_request(format!("{name} must be after 1970-01-01, got {text:?}")))?;
+    Ok(since_epoch.as_micros() as i64)
+}
+
+fn optional_instant(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.filter(|text| !text.is_empty()).map(|text| parse_instant(name, text)).transpose()
+}
+
+/// Cursor text: `<created key>.<session id>`.
+fn encode_cursor((key, id): &(i64, String)) -> String {
+    format!("{key}.{id}")
+}
+
+fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
+    let invalid = || ApiError::bad_request(format!("cursor {text:?} is not a next_cursor this server returned"));
+    let (key, id) = text.split_once('.').ok_or_else(invalid)?;
+    Ok((key.parse().map_err(|_| invalid())?, id.to_owned()))
+}
+
+/// Runs `query` on a fresh reader off the async executor.
+async fn read<T: Send + 'static>(
+    state: &web::Data<HttpState>,
+    query: impl FnOnce(&Reader) -> ducktail_store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = state.readers.clone();
+    web::block(move || readers.reader().and_then(|reader| query(&reader)))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| ApiError::internal(error.to_string()))
+}
+
+#[get("/api/sessions")]
+pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<SessionsQuery>) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and 500, got {limit}")));
+    }
+    let filter = SessionFilter {
+        since_us: optional_instant("since", query.since.as_deref())?,
+        until_us: optional_instant("until", query.until.as_deref())?,
+        project: query.project.filter(|project| !project.is_empty()),
+        root_only: query.root_only,
+        title_contains: query.q.filter(|q| !q.is_empty()),
+        limit,
+        after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(decode_cursor).transpose()?,
+    };
+    let page = read(&state, move |reader| reader.sessions(&filter)).await?;
+    Ok(HttpResponse::Ok().json(SessionsPage { next_cursor: page.next_cursor.as_ref().map(encode_cursor), sessions: page.sessions }))
+}
+
+#[get("/api/sessions/{id}")]
+pub(crate) async fn session(state: web::Data<HttpState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let wanted = id.clone();
+    match read(&state, move |reader| reader.session_summary(&wanted)).await? {
+        Some(summary) => Ok(HttpResponse::Ok().json(summary)),
+        None => Err(ApiError::not_found(format!("no session {id:?}"))),
+    }
+}
+
+#[get("/api/traces/{session_id}")]
+pub(crate) async fn trace(state: web::Data<HttpState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let wanted = id.clone();
+    match read(&state, move |reader| reader.trace_tree(&wanted)).await? {
+        Some(tree) => Ok(HttpResponse::Ok().json(tree)),
+        None => Err(ApiError::not_found(format!("no trace for session {id:?}"))),
+    }
+}
+
+#[get("/api/usage")]
+pub(crate) async fn usage(state: web::Data<HttpState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let name = query.group_by.as_deref().unwrap_or("day");
+    let group = UsageGroup::parse(name).ok_or_else(|| ApiError::bad_request(format!("group_by must be day, model, agent or project, got {name:?}")))?;
+    let group_by = match group {
+        UsageGroup::Day => "day",
+        UsageGroup::Model => "model",
+        UsageGroup::Agent => "agent",
+        UsageGroup::Project => "project",
+    };
+    let since = optional_instant("since", query.since.as_deref())?;
+    let until = optional_instant("until", query.until.as_deref())?;
+    let rows = read(&state, move |reader| reader.usage(group, since, until)).await?;
+    Ok(HttpResponse::Ok().json(UsageResponse { group_by, rows }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_parse_as_days_or_rfc3339_and_errors_name_the_parameter() {
+        assert_eq!(parse_instant("since", "1970-01-02").unwrap(), 86_400_000_000);
+        assert_eq!(parse_instant("since", "1970-01-01T00:00:01Z").unwrap(), 1_000_000);
+        let error = parse_instant("until", "yesterday").unwrap_err();
+        assert!(error.to_string().contains("until"), "{error}");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = (1_767_603_600_000_000, "ses_abc".to_owned());
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        assert!(decode_cursor("nonsense").is_err());
+    }
+}

@@ -1,0 +1,538 @@
+//! The read API's queries: session lists and summaries, delegation trees and usage, as plain
+//! serialisable structs. Every user-supplied value is a bound parameter; the only SQL chosen from
+//! input is a grouping expression picked from a fixed list ([`UsageGroup`]).
+//!
+//! Token and cost totals always come from `step_events` with `event_type = 'finish'` (a message's
+//! own `tokens_*` hold only its last step).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use duckdb::types::Value;
+use serde::Serialize;
+
+use crate::reader::rfc3339_from_micros;
+use crate::{Reader, Result};
+
+/// Token totals by kind, and cost in USD.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Input tokens.
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Reasoning tokens.
+    pub reasoning: i64,
+    /// Tokens read from the provider's cache.
+    pub cache_read: i64,
+    /// Tokens written to the provider's cache.
+    pub cache_write: i64,
+    /// Cost in USD.
+    pub cost: f64,
+}
+
+impl Usage {
+    fn add(&mut self, other: &Usage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.reasoning += other.reasoning;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.cost += other.cost;
+    }
+}
+
+/// Filters of `GET /api/sessions`. Times are Unix microseconds.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Created at or after.
+    pub since_us: Option<i64>,
+    /// Created before.
+    pub until_us: Option<i64>,
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only sessions without a parent.
+    pub root_only: bool,
+    /// Case-insensitive substring of the title.
+    pub title_contains: Option<String>,
+    /// Rows per page.
+    pub limit: usize,
+    /// Continue after this (created key, id), from [`SessionPage::next_cursor`].
+    pub after: Option<(i64, String)>,
+}
+
+/// One session in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionListItem {
+    /// `ses_…`.
+    pub id: String,
+    /// Project folder.
+    pub project_id: Option<String>,
+    /// Parent session of a sub-agent session.
+    pub parent_id: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: Option<String>,
+    /// Last update, RFC 3339 UTC.
+    pub updated_at: Option<String>,
+    /// Finish-step totals.
+    pub usage: Usage,
+    /// Messages.
+    pub messages: i64,
+    /// Tool calls.
+    pub tool_calls: i64,
+    /// Tool calls in error plus messages with an error.
+    pub errors: i64,
+    /// Direct child sessions.
+    pub children: i64,
+}
+
+/// A page of sessions, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionPage {
+    /// The sessions.
+    pub sessions: Vec<SessionListItem>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<(i64, String)>,
+}
+
+/// Usage of one model or agent within a session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageBy {
+    /// The model (`provider/model`) or agent.
+    pub key: String,
+    /// Finish steps counted.
+    pub steps: i64,
+    /// Their totals.
+    pub usage: Usage,
+}
+
+/// One tool's calls within a session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolStats {
+    /// Tool name.
+    pub tool: String,
+    /// Calls.
+    pub calls: i64,
+    /// Calls that ended in error.
+    pub errors: i64,
+    /// Median duration of calls with both times, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile duration, in milliseconds.
+    pub p95_ms: Option<f64>,
+}
+
+/// A todo item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TodoItem {
+    /// Text.
+    pub content: Option<String>,
+    /// pending, in_progress, completed, cancelled.
+    pub status: Option<String>,
+    /// high, medium, low.
+    pub priority: Option<String>,
+}
+
+/// `session_diff` totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiffStats {
+    /// Files in the diff.
+    pub files: i64,
+    /// Lines added.
+    pub additions: i64,
+    /// Lines deleted.
+    pub deletions: i64,
+}
+
+/// `GET /api/sessions/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSummary {
+    /// The session's own fields and counts.
+    pub session: SessionListItem,
+    /// Finish-step totals per model.
+    pub by_model: Vec<UsageBy>,
+    /// Finish-step totals per agent.
+    pub by_agent: Vec<UsageBy>,
+    /// Per tool.
+    pub tools: Vec<ToolStats>,
+    /// Distinct files per operation (`read`, `write`, `edit`).
+    pub files: BTreeMap<String, Vec<String>>,
+    /// The current todo list.
+    pub todos: Vec<TodoItem>,
+    /// The session diff.
+    pub diff: DiffStats,
+    /// Direct child sessions.
+    pub children: Vec<String>,
+}
+
+/// A node of a delegation tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceNode {
+    /// `root_<session>` or the task part id.
+    pub trace_id: String,
+    /// The session this trace's work ran in (its own session).
+    pub session_id: String,
+    /// Agent that delegated (none for a root).
+    pub parent_agent: Option<String>,
+    /// Agent that ran.
+    pub agent: Option<String>,
+    /// completed, error, running …
+    pub status: Option<String>,
+    /// Start, RFC 3339 UTC.
+    pub started_at: Option<String>,
+    /// End, RFC 3339 UTC.
+    pub ended_at: Option<String>,
+    /// End minus start, in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// This trace's own session's finish-step totals.
+    pub own: Usage,
+    /// Own plus every descendant's.
+    pub cumulative: Usage,
+    /// Traces this one started.
+    pub children: Vec<TraceNode>,
+}
+
+/// Grouping of `GET /api/usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGroup {
+    /// UTC calendar day of the message.
+    Day,
+    /// `provider/model`.
+    Model,
+    /// Agent of the message.
+    Agent,
+    /// Project of the session.
+    Project,
+}
+
+impl UsageGroup {
+    /// Parses `day`, `model`, `agent` or `project`.
+    pub fn parse(text: &str) -> Option<UsageGroup> {
+        match text {
+            "day" => Some(UsageGroup::Day),
+            "model" => Some(UsageGroup::Model),
+            "agent" => Some(UsageGroup::Agent),
+            "project" => Some(UsageGroup::Project),
+            _ => None,
+        }
+    }
+
+    fn key_sql(self) -> &'static str {
+        match self {
+            // No ICU: calendar functions need a plain TIMESTAMP (the value is UTC).
+            UsageGroup::Day => "coalesce(strftime(m.created_at::TIMESTAMP, '%Y-%m-%d'), 'unknown')",
+            UsageGroup::Model => "coalesce(m.provider_id || '/', '') || coalesce(m.model_id, 'unknown')",
+            UsageGroup::Agent => "coalesce(m.agent, 'unknown')",
+            UsageGroup::Project => "coalesce(s.project_id, 'unknown')",
+        }
+    }
+}
+
+/// One group of `GET /api/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    /// The day, model, agent or project.
+    pub key: String,
+    /// Sessions with usage in the group.
+    pub sessions: i64,
+    /// Finish steps.
+    pub steps: i64,
+    /// Totals.
+    pub usage: Usage,
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::Text(text) => Some(text.clone()),
+        Value::Null => None,
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::BigInt(number) => *number,
+        Value::Int(number) => (*number).into(),
+        Value::HugeInt(number) => *number as i64,
+        Value::UBigInt(number) => *number as i64,
+        Value::Double(number) => *number as i64,
+        _ => 0,
+    }
+}
+
+fn float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Double(number) => Some(*number),
+        Value::Float(number) => Some((*number).into()),
+        Value::Null => None,
+        other => Some(int(other) as f64),
+    }
+}
+
+fn micros(value: &Value) -> Option<i64> {
+    match value {
+        Value::Null => None,
+        other => Some(int(other)),
+    }
+}
+
+fn usage_at(row: &[Value], at: usize) -> Usage {
+    Usage {
+        input: int(&row[at]),
+        output: int(&row[at + 1]),
+        reasoning: int(&row[at + 2]),
+        cache_read: int(&row[at + 3]),
+        cache_write: int(&row[at + 4]),
+        cost: float(&row[at + 5]).unwrap_or(0.0),
+    }
+}
+
+/// The finish-step sums, in [`usage_at`] order.
+const USAGE_SUMS: &str = "coalesce(sum(e.tokens_input), 0), coalesce(sum(e.tokens_output), 0), \
+     coalesce(sum(e.tokens_reasoning), 0), coalesce(sum(e.tokens_cache_read), 0), \
+     coalesce(sum(e.tokens_cache_write), 0), coalesce(sum(e.cost ORDER BY e.id), 0)";
+
+/// Sessions with their counts; `{filter}` narrows `sessions s`, `{order}` orders the page.
+fn session_list_sql(filter: &str, tail: &str) -> String {
+    format!(
+        "WITH page AS (
+            SELECT s.id, s.project_id, s.parent_id, s.title,
+                   epoch_us(s.created_at::TIMESTAMP) AS created_us, epoch_us(s.updated_at::TIMESTAMP) AS updated_us,
+                   coalesce(epoch_us(s.created_at::TIMESTAMP), 0) AS created_key
+            FROM sessions s WHERE {filter}
+            {tail}
+        ),
+        usage AS (
+            SELECT e.session_id, {USAGE_SUMS} FROM step_events e
+            WHERE e.event_type = 'finish' AND e.session_id IN (SELECT id FROM page) GROUP BY e.session_id
+        ),
+        msgs AS (
+            SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM messages
+            WHERE session_id IN (SELECT id FROM page) GROUP BY session_id
+        ),
+        tools AS (
+            SELECT session_id, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors FROM parts
+            WHERE part_type = 'tool' AND session_id IN (SELECT id FROM page) GROUP BY session_id
+        ),
+        kids AS (
+            SELECT parent_id, count(*) AS children FROM sessions WHERE parent_id IN (SELECT id FROM page) GROUP BY parent_id
+        )
+        SELECT p.id, p.project_id, p.parent_id, p.title, p.created_us, p.updated_us, p.created_key,
+               u.* EXCLUDE (session_id),
+               coalesce(m.messages, 0), coalesce(t.calls, 0), coalesce(t.errors, 0) + coalesce(m.errors, 0),
+               coalesce(k.children, 0)
+        FROM page p
+        LEFT JOIN usage u ON u.session_id = p.id
+        LEFT JOIN msgs m ON m.session_id = p.id
+        LEFT JOIN tools t ON t.session_id = p.id
+        LEFT JOIN kids k ON k.parent_id = p.id
+        ORDER BY p.created_key DESC, p.id DESC"
+    )
+}
+
+fn list_item(row: &[Value]) -> (SessionListItem, i64) {
+    let item = SessionListItem {
+        id: text(&row[0]).unwrap_or_default(),
+        project_id: text(&row[1]),
+        parent_id: text(&row[2]),
+        title: text(&row[3]),
+        created_at: micros(&row[4]).map(rfc3339_from_micros),
+        updated_at: micros(&row[5]).map(rfc3339_from_micros),
+        usage: usage_at(row, 7),
+        messages: int(&row[13]),
+        tool_calls: int(&row[14]),
+        errors: int(&row[15]),
+        children: int(&row[16]),
+    };
+    (item, int(&row[6]))
+}
+
+impl Reader {
+    /// Runs `sql` with bound `parameters` and returns every row as values.
+    fn rows(&self, sql: &str, parameters: &[Value], context: &'static str) -> Result<Vec<Vec<Value>>> {
+        let fail = |source| self.query_error(context, source);
+        let mut statement = self.connection.prepare(sql).map_err(fail)?;
+        let mut rows = statement.query(duckdb::params_from_iter(parameters.iter())).map_err(fail)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(fail)? {
+            let columns = row.as_ref().column_count();
+            out.push((0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>().map_err(fail)?);
+        }
+        Ok(out)
+    }
+
+    /// A page of sessions, newest first (then by id), after `filter.after`.
+    pub fn sessions(&self, filter: &SessionFilter) -> Result<SessionPage> {
+        let limit = filter.limit.clamp(1, 500);
+        let optional_int = |value: Option<i64>| value.map_or(Value::Null, Value::BigInt);
+        let optional_text = |value: Option<&String>| value.map_or(Value::Null, |text| Value::Text(text.clone()));
+        let (after_key, after_id) = match &filter.after {
+            Some((key, id)) => (Value::BigInt(*key), Value::Text(id.clone())),
+            None => (Value::Null, Value::Null),
+        };
+        let where_clause = "($1::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) >= $1::BIGINT)
+            AND ($2::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) < $2::BIGINT)
+            AND ($3::VARCHAR IS NULL OR s.project_id = $3::VARCHAR)
+            AND (NOT $4::BOOLEAN OR s.parent_id IS NULL)
+            AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(s.title, '')), lower($5::VARCHAR)))
+            AND ($6::BIGINT IS NULL OR coalesce(epoch_us(s.created_at::TIMESTAMP), 0) < $6::BIGINT
+                 OR (coalesce(epoch_us(s.created_at::TIMESTAMP), 0) = $6::BIGINT AND s.id < $7::VARCHAR))";
+        let tail = format!("ORDER BY created_key DESC, s.id DESC LIMIT {}", limit + 1);
+        let parameters = [
+            optional_int(filter.since_us),
+            optional_int(filter.until_us),
+            optional_text(filter.project.as_ref()),
+            Value::Boolean(filter.root_only),
+            optional_text(filter.title_contains.as_ref()),
+            after_key,
+            after_id,
+        ];
+        let rows = self.rows(&session_list_sql(where_clause, &tail), &parameters, "listing sessions")?;
+        let mut sessions: Vec<(SessionListItem, i64)> = rows.iter().map(|row| list_item(row)).collect();
+        let more = sessions.len() > limit;
+        sessions.truncate(limit);
+        let next_cursor = if more { sessions.last().map(|(item, key)| (*key, item.id.clone())) } else { None };
+        Ok(SessionPage { sessions: sessions.into_iter().map(|(item, _)| item).collect(), next_cursor })
+    }
+
+    /// Everything about one session, or `None` when it is unknown.
+    pub fn session_summary(&self, id: &str) -> Result<Option<SessionSummary>> {
+        let id_value = [Value::Text(id.to_owned())];
+        let rows = self.rows(&session_list_sql("s.id = $1::VARCHAR", ""), &id_value, "reading a session")?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let (session, _) = list_item(row);
+        let by = |key: &str, context| -> Result<Vec<UsageBy>> {
+            let sql = format!(
+                "SELECT {key} AS key, count(*), {USAGE_SUMS} FROM step_events e LEFT JOIN messages m ON m.id = e.message_id
+                 WHERE e.event_type = 'finish' AND e.session_id = $1::VARCHAR GROUP BY 1 ORDER BY 1"
+            );
+            Ok(self
+                .rows(&sql, &id_value, context)?
+                .iter()
+                .map(|row| UsageBy { key: text(&row[0]).unwrap_or_default(), steps: int(&row[1]), usage: usage_at(row, 2) })
+                .collect())
+        };
+        let by_model = by(UsageGroup::Model.key_sql(), "summing usage per model")?;
+        let by_agent = by(UsageGroup::Agent.key_sql(), "summing usage per agent")?;
+        let tools = self
+            .rows(
+                "SELECT coalesce(tool_name, 'unknown'), count(*), count(*) FILTER (WHERE tool_status = 'error'),
+                        quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.5),
+                        quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.95)
+                 FROM parts WHERE part_type = 'tool' AND session_id = $1::VARCHAR GROUP BY 1 ORDER BY 2 DESC, 1",
+                &id_value,
+                "summing tool calls",
+            )?
+            .iter()
+            .map(|row| ToolStats { tool: text(&row[0]).unwrap_or_default(), calls: int(&row[1]), errors: int(&row[2]), p50_ms: float(&row[3]), p95_ms: float(&row[4]) })
+            .collect();
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in self.rows(
+            "SELECT DISTINCT operation, file_path FROM file_operations WHERE session_id = $1::VARCHAR AND file_path IS NOT NULL ORDER BY 1, 2",
+            &id_value,
+            "listing file operations",
+        )? {
+            files.entry(text(&row[0]).unwrap_or_default()).or_default().push(text(&row[1]).unwrap_or_default());
+        }
+        let todos = self
+            .rows("SELECT content, status, priority FROM todos WHERE session_id = $1::VARCHAR ORDER BY position", &id_value, "reading todos")?
+            .iter()
+            .map(|row| TodoItem { content: text(&row[0]), status: text(&row[1]), priority: text(&row[2]) })
+            .collect();
+        let diff = self
+            .rows(
+                "SELECT count(*), coalesce(sum(additions), 0), coalesce(sum(deletions), 0) FROM file_diffs WHERE session_id = $1::VARCHAR",
+                &id_value,
+                "summing the session diff",
+            )?
+            .first()
+            .map(|row| DiffStats { files: int(&row[0]), additions: int(&row[1]), deletions: int(&row[2]) })
+            .unwrap_or_default();
+        let children = self
+            .rows("SELECT id FROM sessions WHERE parent_id = $1::VARCHAR ORDER BY created_at, id", &id_value, "listing child sessions")?
+            .iter()
+            .filter_map(|row| text(&row[0]))
+            .collect();
+        Ok(Some(SessionSummary { session, by_model, by_agent, tools, files, todos, diff, children }))
+    }
+
+    /// The delegation tree under a session: rooted at its root trace (a root session) or at the
+    /// trace that created it (a child session). `None` when no trace knows the session.
+    pub fn trace_tree(&self, session_id: &str) -> Result<Option<TraceNode>> {
+        let rows = self.rows(
+            "SELECT trace_id, session_id, parent_trace_id, child_session_id, parent_agent, subagent_type, status,
+                    epoch_us(started_at::TIMESTAMP), epoch_us(ended_at::TIMESTAMP),
+                    tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost
+             FROM agent_traces ORDER BY started_at NULLS LAST, trace_id",
+            &[],
+            "reading traces",
+        )?;
+        let mut children_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, row) in rows.iter().enumerate() {
+            if let Some(parent) = text(&row[2]) {
+                children_of.entry(parent).or_default().push(index);
+            }
+        }
+        // A root session has its own root trace; a child session starts at the (earliest) trace
+        // that created it — rows are ordered by start time.
+        let root_trace = format!("root_{session_id}");
+        let root = rows
+            .iter()
+            .position(|row| text(&row[0]).as_deref() == Some(root_trace.as_str()))
+            .or_else(|| rows.iter().position(|row| text(&row[3]).as_deref() == Some(session_id)));
+        let Some(root) = root else { return Ok(None) };
+        let mut visiting = HashSet::new();
+        Ok(Some(build_node(&rows, &children_of, root, &mut visiting)))
+    }
+
+    /// Finish-step usage grouped by day, model, agent or project, between two instants (µs).
+    pub fn usage(&self, group: UsageGroup, since_us: Option<i64>, until_us: Option<i64>) -> Result<Vec<UsageRow>> {
+        let sql = format!(
+            "SELECT {key} AS key, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
+             FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
+             WHERE e.event_type = 'finish'
+               AND ($1::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) >= $1::BIGINT)
+               AND ($2::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) < $2::BIGINT)
+             GROUP BY 1 ORDER BY 1",
+            key = group.key_sql()
+        );
+        let parameters = [since_us.map_or(Value::Null, Value::BigInt), until_us.map_or(Value::Null, Value::BigInt)];
+        Ok(self
+            .rows(&sql, &parameters, "summing usage")?
+            .iter()
+            .map(|row| UsageRow { key: text(&row[0]).unwrap_or_default(), sessions: int(&row[1]), steps: int(&row[2]), usage: usage_at(row, 3) })
+            .collect())
+    }
+}
+
+fn build_node(rows: &[Vec<Value>], children_of: &HashMap<String, Vec<usize>>, index: usize, visiting: &mut HashSet<usize>) -> TraceNode {
+    let row = &rows[index];
+    visiting.insert(index);
+    let trace_id = text(&row[0]).unwrap_or_default();
+    let own = usage_at(row, 9);
+    let mut cumulative = own.clone();
+    let mut children = Vec::new();
+    for &child in children_of.get(&trace_id).map(Vec::as_slice).unwrap_or_default() {
+        // A cycle cannot come from OpenCode data, but a hand-edited tree must not hang us.
+        if visiting.contains(&child) {
+            continue;
+        }
+        let node = build_node(rows, children_of, child, visiting);
+        cumulative.add(&node.cumulative);
+        children.push(node);
+    }
+    let (started, ended) = (micros(&row[7]), micros(&row[8]));
+    TraceNode {
+        trace_id,
+        session_id: text(&row[3]).unwrap_or_default(),
+        parent_agent: text(&row[4]),
+        agent: text(&row[5]),
+        status: text(&row[6]),
+        started_at: started.map(rfc3339_from_micros),
+        ended_at: ended.map(rfc3339_from_micros),
+        duration_ms: started.zip(ended).map(|(start, end)| (end - start) / 1_000),
+        own,
+        cumulative,
+        children,
+    }
+}

@@ -1,0 +1,174 @@
+//! The read API end to end on a generated tree, against expectations computed from the JSON
+//! files themselves (`expected.rs`), never from the same SQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::expected::Expected;
+use crate::support::*;
+
+fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
+    match ureq::get(&format!("{}{path}", daemon.base_url)).call() {
+        Ok(response) => (response.status(), response.into_json().unwrap()),
+        Err(ureq::Error::Status(code, response)) => (code, response.into_json().unwrap_or(Value::Null)),
+        Err(error) => panic!("GET {path}: {error}"),
+    }
+}
+
+fn close(actual: &Value, expected: f64) -> bool {
+    (actual.as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-6
+}
+
+/// Tool parts per session, straight from the part files.
+fn tool_calls_per_session(opencode: &Path) -> BTreeMap<String, i64> {
+    let mut calls = BTreeMap::new();
+    for folder in std::fs::read_dir(opencode.join("storage/part")).unwrap().flatten() {
+        for file in std::fs::read_dir(folder.path()).unwrap().flatten() {
+            let Ok(value) = serde_json::from_slice::<Value>(&std::fs::read(file.path()).unwrap()) else { continue };
+            if value["type"] == "tool" {
+                if let Some(session) = value["sessionID"].as_str() {
+                    *calls.entry(session.to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    calls
+}
+
+/// Sessions under `root` (itself included), through parent links.
+fn subtree(expected: &Expected, root: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::from([root.to_owned()]);
+    loop {
+        let before = found.len();
+        for (session, parent) in &expected.sessions {
+            if parent.as_ref().is_some_and(|parent| found.contains(parent)) {
+                found.insert(session.clone());
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
+    }
+}
+
+fn collect_trace(node: &Value, ids: &mut BTreeSet<String>, input: &mut i64, cost: &mut f64) {
+    ids.insert(node["trace_id"].as_str().unwrap().to_owned());
+    *input += node["own"]["input"].as_i64().unwrap();
+    *cost += node["own"]["cost"].as_f64().unwrap();
+    for child in node["children"].as_array().unwrap() {
+        collect_trace(child, ids, input, cost);
+    }
+}
+
+#[test]
+fn sessions_summaries_traces_and_usage_match_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed: 71, target_files: 1_500, ..Default::default() };
+    ducktail_generator::generate(&opencode, &generator).unwrap();
+    let expected = Expected::from_tree(&opencode);
+    let tools = tool_calls_per_session(&opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
+    let no_usage = (0, 0, 0.0);
+
+    // Every session exactly once across pages, newest first, with its own totals.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut previous_created: Option<String> = None;
+    loop {
+        let (code, page) = get(&daemon, &format!("/api/sessions?limit=7&cursor={cursor}"));
+        assert_eq!(code, 200, "{page}");
+        for session in page["sessions"].as_array().unwrap() {
+            let id = session["id"].as_str().unwrap().to_owned();
+            let created = session["created_at"].as_str().map(str::to_owned);
+            if let (Some(previous), Some(created)) = (&previous_created, &created) {
+                assert!(created <= previous, "not newest first: {created} after {previous}");
+            }
+            previous_created = created.or(previous_created);
+            let (input, output, cost) = expected.finish_sums.get(&id).copied().unwrap_or(no_usage);
+            assert_eq!(session["usage"]["input"].as_i64(), Some(input), "{id}");
+            assert_eq!(session["usage"]["output"].as_i64(), Some(output), "{id}");
+            assert!(close(&session["usage"]["cost"], cost), "{id}: cost {} vs {cost}", session["usage"]["cost"]);
+            let children = expected.sessions.values().filter(|parent| parent.as_deref() == Some(id.as_str())).count() as i64;
+            assert_eq!(session["children"].as_i64(), Some(children), "{id}");
+            assert_eq!(session["tool_calls"].as_i64(), Some(tools.get(&id).copied().unwrap_or(0)), "{id}");
+            seen.push(id);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a session appeared on two pages");
+    assert_eq!(unique, expected.sessions.keys().cloned().collect::<BTreeSet<_>>());
+
+    let roots: BTreeSet<String> = expected.sessions.iter().filter(|(_, parent)| parent.is_none()).map(|(id, _)| id.clone()).collect();
+    let (_, page) = get(&daemon, "/api/sessions?root_only=true&limit=500");
+    let listed: BTreeSet<String> = page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(listed, roots);
+
+    // The session with the most descendants: its summary and its delegation tree.
+    let root = roots.iter().max_by_key(|root| subtree(&expected, root).len()).unwrap().clone();
+    let descendants = subtree(&expected, &root);
+    assert!(descendants.len() >= 3, "the generated tree should delegate at depth ≥ 2");
+    let (code, summary) = get(&daemon, &format!("/api/sessions/{root}"));
+    assert_eq!(code, 200, "{summary}");
+    let (input, _, cost) = expected.finish_sums.get(&root).copied().unwrap_or(no_usage);
+    assert_eq!(summary["session"]["usage"]["input"].as_i64(), Some(input));
+    let agent_cost: f64 = summary["by_agent"].as_array().unwrap().iter().map(|row| row["usage"]["cost"].as_f64().unwrap()).sum();
+    assert!((agent_cost - cost).abs() < 1e-6, "per-agent costs {agent_cost} sum to the total {cost}");
+    let tool_calls: i64 = summary["tools"].as_array().unwrap().iter().map(|row| row["calls"].as_i64().unwrap()).sum();
+    assert_eq!(tool_calls, tools.get(&root).copied().unwrap_or(0));
+    let children: BTreeSet<String> = summary["children"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    let expected_children: BTreeSet<String> =
+        expected.sessions.iter().filter(|(_, parent)| parent.as_deref() == Some(root.as_str())).map(|(id, _)| id.clone()).collect();
+    assert_eq!(children, expected_children);
+
+    let (code, tree) = get(&daemon, &format!("/api/traces/{root}"));
+    assert_eq!(code, 200, "{tree}");
+    let (mut ids, mut own_input, mut own_cost) = (BTreeSet::new(), 0, 0.0);
+    collect_trace(&tree, &mut ids, &mut own_input, &mut own_cost);
+    let mut expected_ids: BTreeSet<String> =
+        expected.delegations.iter().filter(|(_, session, _)| descendants.contains(session)).map(|(task, _, _)| task.clone()).collect();
+    expected_ids.insert(format!("root_{root}"));
+    assert_eq!(ids, expected_ids, "the tree holds the root and every task under it, at any depth");
+    let subtree_input: i64 = descendants.iter().map(|session| expected.finish_sums.get(session).copied().unwrap_or(no_usage).0).sum();
+    let subtree_cost: f64 = descendants.iter().map(|session| expected.finish_sums.get(session).copied().unwrap_or(no_usage).2).sum();
+    assert_eq!(tree["cumulative"]["input"].as_i64(), Some(own_input), "cumulative = sum of the nodes");
+    assert_eq!(own_input, subtree_input, "and equals the subtree's finish steps");
+    assert!((own_cost - subtree_cost).abs() < 1e-6 && close(&tree["cumulative"]["cost"], subtree_cost));
+
+    // Usage: every grouping sums to the whole tree's finish steps.
+    let total_input: i64 = expected.finish_sums.values().map(|sums| sums.0).sum();
+    let total_cost: f64 = expected.finish_sums.values().map(|sums| sums.2).sum();
+    for group in ["day", "model", "agent", "project"] {
+        let (code, usage) = get(&daemon, &format!("/api/usage?group_by={group}"));
+        assert_eq!(code, 200, "{usage}");
+        let rows = usage["rows"].as_array().unwrap();
+        assert!(!rows.is_empty());
+        let input: i64 = rows.iter().map(|row| row["usage"]["input"].as_i64().unwrap()).sum();
+        let cost: f64 = rows.iter().map(|row| row["usage"]["cost"].as_f64().unwrap()).sum();
+        assert_eq!(input, total_input, "{group}");
+        assert!((cost - total_cost).abs() < 1e-6, "{group}: {cost} vs {total_cost}");
+    }
+    let (_, future) = get(&daemon, "/api/usage?group_by=day&since=2999-01-01");
+    assert_eq!(future["rows"], serde_json::json!([]));
+
+    // Errors are JSON with a status that says what is wrong.
+    for (path, code, mentions) in [
+        ("/api/sessions/ses_nope", 404, "ses_nope"),
+        ("/api/traces/ses_nope", 404, "ses_nope"),
+        ("/api/usage?group_by=week", 400, "group_by"),
+        ("/api/sessions?since=yesterday", 400, "since"),
+        ("/api/sessions?limit=0", 400, "limit"),
+        ("/api/sessions?cursor=garbage", 400, "cursor"),
+    ] {
+        let (status, body) = get(&daemon, path);
+        assert_eq!(status, code, "{path}: {body}");
+        assert!(body["error"].as_str().is_some_and(|error| error.contains(mentions)), "{path}: {body}");
+    }
+    assert!(daemon.terminate().success());
+}
