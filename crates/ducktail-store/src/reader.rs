@@ -204,11 +204,12 @@ impl Reader {
         }
         status.last_indexed_at = self
             .connection
-            .query_row("SELECT CAST(max(indexed_at) AS VARCHAR) FROM file_index", [], |row| row.get::<_, Option<String>>(0))
-            .map_err(|source| self.query_error("reading the last indexed time", source))?;
+            .query_row("SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index", [], |row| row.get::<_, Option<i64>>(0))
+            .map_err(|source| self.query_error("reading the last indexed time", source))?
+            .map(rfc3339_from_micros);
         let errors = self.query_values(
             &format!(
-                "SELECT file_path, coalesce(error_message, ''), CAST(indexed_at AS VARCHAR) FROM file_index
+                "SELECT file_path, coalesce(error_message, ''), strftime(indexed_at::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') FROM file_index
                  WHERE status = 'error' ORDER BY indexed_at DESC, file_path LIMIT {recent_errors}"
             ),
             3,
