@@ -172,3 +172,59 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
     }
     assert!(daemon.terminate().success());
 }
+
+/// Runs a read command and parses its `--json` output.
+fn command_json(args: &[&str]) -> Value {
+    let output = ducktail(args, None);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[test]
+fn read_commands_answer_the_same_with_the_daemon_up_or_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed: 73, target_files: 800, ..Default::default() };
+    ducktail_generator::generate(&opencode, &generator).unwrap();
+    let expected = Expected::from_tree(&opencode);
+    let db = dir.path().join("db.duckdb");
+    let db_text = db.display().to_string();
+    index(&opencode, &db);
+    let root = expected.sessions.iter().find(|(id, parent)| parent.is_none() && expected.sessions.values().any(|p| p.as_deref() == Some(id.as_str()))).unwrap().0.clone();
+    let commands: Vec<Vec<String>> = vec![
+        vec!["sessions".into(), "--limit".into(), "500".into()],
+        vec!["session".into(), root.clone()],
+        vec!["trace".into(), root.clone()],
+        vec!["usage".into(), "--by".into(), "model".into()],
+        vec!["sql".into(), "SELECT count(*) AS parts FROM parts".into()],
+    ];
+    // Daemon down: nothing listens on port 1, so the file is read.
+    let offline: Vec<Value> = commands
+        .iter()
+        .map(|command| {
+            let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+            args.extend(["--db", &db_text, "--daemon", "127.0.0.1:1", "--json"]);
+            command_json(&args)
+        })
+        .collect();
+    assert_eq!(offline[0]["sessions"].as_array().unwrap().len(), expected.sessions.len());
+    assert_eq!(offline[4]["rows"][0][0].as_u64().unwrap() as usize, expected.parts.len());
+    assert_eq!(offline[2]["trace_id"].as_str(), Some(format!("root_{root}").as_str()));
+
+    // Daemon up: the file is locked, so answers must come through the API — and be the same.
+    let daemon = Daemon::start(&opencode, &db, &test_config(dir.path(), ""));
+    let address = daemon.base_url.trim_start_matches("http://").to_owned();
+    for (command, offline) in commands.iter().zip(&offline) {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.extend(["--db", &db_text, "--daemon", &address, "--json"]);
+        assert_eq!(&command_json(&args), offline, "{command:?} differs between the daemon and the file");
+    }
+    // A table for terminals by default.
+    let table = ducktail(&["usage", "--by", "agent", "--db", &db_text, "--daemon", &address], None);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("cost $"));
+    // With the daemon up but not named, the locked file is refused with the fix.
+    let refused = ducktail(&["sessions", "--db", &db_text, "--daemon", "127.0.0.1:1"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--daemon"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(daemon.terminate().success());
+}

@@ -29,6 +29,12 @@ use ducktail_store::ReaderPool;
 
 pub use wire::ApiError;
 
+/// Parses an RFC 3339 instant or a `YYYY-MM-DD` day (midnight UTC) into Unix microseconds, the
+/// way the API parses `since` and `until`; the error names `name`.
+pub fn parse_instant(name: &str, text: &str) -> Result<i64, String> {
+    read_routes::parse_instant(name, text).map_err(|error| error.to_string())
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct HttpState {

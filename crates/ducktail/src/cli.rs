@@ -38,6 +38,21 @@ pub struct DatabaseOnly {
     pub db: Option<PathBuf>,
 }
 
+/// Where read commands get their answers: a running daemon's API when one answers, else the
+/// database file opened read-only.
+#[derive(Debug, Clone, Args)]
+pub struct ReadTarget {
+    /// DuckDB database file, read directly when no daemon answers.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Address of a running daemon. Default: http.listen (127.0.0.1:7337).
+    #[arg(long, value_name = "ADDR")]
+    pub daemon: Option<String>,
+    /// Print JSON (the API's shape) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -68,13 +83,69 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         errors: usize,
     },
-    /// Run one read-only SQL query and print the rows as tab-separated text.
-    Query {
-        /// The database.
+    /// Sessions, newest first, with tokens, cost, messages, tool calls and errors.
+    Sessions {
+        /// Daemon or database, and output format.
         #[command(flatten)]
-        database: DatabaseOnly,
+        target: ReadTarget,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only sessions without a parent (no sub-agent sessions).
+        #[arg(long)]
+        root_only: bool,
+        /// Only titles containing this (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        q: Option<String>,
+        /// Created at or after (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Created before (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this project id.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// One session: usage per model and agent, tools, files, todos, diff, children.
+    Session {
+        /// Session id (`ses_…`).
+        id: String,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// The delegation tree under a session, as an indented tree.
+    Trace {
+        /// Session id (`ses_…`).
+        id: String,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// Tokens and cost grouped by day, model, agent or project.
+    Usage {
+        /// day, model, agent or project.
+        #[arg(long, default_value = "day")]
+        by: String,
+        /// Messages created at or after (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Messages created before.
+        #[arg(long)]
+        until: Option<String>,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// Run one read-only SQL query (SELECT) and print the rows.
+    #[command(alias = "query")]
+    Sql {
         /// The query.
         sql: String,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
     },
     /// Delete the database and index everything again from the sources.
     Rebuild {

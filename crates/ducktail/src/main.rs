@@ -6,6 +6,7 @@
 //! 2 bad arguments or configuration.
 
 mod cli;
+mod read_commands;
 mod settings_loader;
 
 use std::io::IsTerminal;
@@ -86,9 +87,26 @@ fn run(cli: Cli) -> Result<()> {
             let database = settings_loader::database_file(database.db.as_deref(), &settings);
             status(&database, json, errors)
         }
-        Command::Query { database, sql } => {
-            let database = settings_loader::database_file(database.db.as_deref(), &settings);
-            query(&database, &sql)
+        Command::Sessions { target, limit, root_only, q, since, until, project } => {
+            let backend = read_backend(&settings, &target)?;
+            let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project };
+            read_commands::print(&read_commands::sessions(&backend, &args)?, target.json, read_commands::render_sessions)
+        }
+        Command::Session { id, target } => {
+            let backend = read_backend(&settings, &target)?;
+            read_commands::print(&read_commands::session(&backend, &id)?, target.json, read_commands::render_session)
+        }
+        Command::Trace { id, target } => {
+            let backend = read_backend(&settings, &target)?;
+            read_commands::print(&read_commands::trace(&backend, &id)?, target.json, read_commands::render_trace)
+        }
+        Command::Usage { by, since, until, target } => {
+            let backend = read_backend(&settings, &target)?;
+            read_commands::print(&read_commands::usage(&backend, &by, since.as_ref(), until.as_ref())?, target.json, read_commands::render_usage)
+        }
+        Command::Sql { sql, target } => {
+            let backend = read_backend(&settings, &target)?;
+            read_commands::print(&read_commands::sql(&backend, &sql)?, target.json, read_commands::render_sql)
         }
         Command::Demo { files, dir } => demo(&settings, files, dir),
         Command::Generate { out, files, seed, bad_files } => {
@@ -195,22 +213,10 @@ fn status(database: &Path, json: bool, errors: usize) -> Result<()> {
     Ok(())
 }
 
-fn query(database: &Path, sql: &str) -> Result<()> {
-    let reader = Reader::open_read_only(database)?;
-    let rows = reader.query_json(sql, usize::MAX / 2)?;
-    println!("{}", rows.columns.join("\t"));
-    for row in rows.rows {
-        let cells: Vec<String> = row
-            .into_iter()
-            .map(|value| match value {
-                serde_json::Value::String(text) => text,
-                serde_json::Value::Null => "NULL".to_owned(),
-                other => other.to_string(),
-            })
-            .collect();
-        println!("{}", cells.join("\t"));
-    }
-    Ok(())
+/// The daemon's API if one answers, else the database file read-only.
+fn read_backend(settings: &Settings, target: &cli::ReadTarget) -> Result<read_commands::Backend> {
+    let database = settings_loader::database_file(target.db.as_deref(), settings);
+    read_commands::Backend::connect(settings, target, &database)
 }
 
 /// Example questions `demo` answers, with their SQL.
@@ -268,7 +274,7 @@ fn demo(settings: &Settings, files: usize, dir: Option<PathBuf>) -> Result<()> {
             println!("{}", cells.join(" | "));
         }
     }
-    println!("\nAsk your own questions:\n  ducktail query --db {} \"SELECT * FROM agent_traces LIMIT 10\"", database.display());
+    println!("\nAsk your own questions:\n  ducktail sql --db {} \"SELECT * FROM agent_traces LIMIT 10\"\n  ducktail sessions --db {}", database.display(), database.display());
     println!("Follow it live:\n  ducktail run --opencode {} --db {}", opencode.display(), database.display());
     Ok(())
 }
