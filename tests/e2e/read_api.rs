@@ -21,20 +21,20 @@ fn close(actual: &Value, expected: f64) -> bool {
     (actual.as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-6
 }
 
-/// Tool parts per session, straight from the part files.
-fn tool_calls_per_session(opencode: &Path) -> BTreeMap<String, i64> {
-    let mut calls = BTreeMap::new();
+/// Parts per session, straight from the part files: (all parts, tool parts).
+fn parts_per_session(opencode: &Path) -> BTreeMap<String, (i64, i64)> {
+    let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for folder in std::fs::read_dir(opencode.join("storage/part")).unwrap().flatten() {
         for file in std::fs::read_dir(folder.path()).unwrap().flatten() {
             let Ok(value) = serde_json::from_slice::<Value>(&std::fs::read(file.path()).unwrap()) else { continue };
-            if value["type"] == "tool" {
-                if let Some(session) = value["sessionID"].as_str() {
-                    *calls.entry(session.to_owned()).or_insert(0) += 1;
-                }
+            if let Some(session) = value["sessionID"].as_str() {
+                let entry = counts.entry(session.to_owned()).or_default();
+                entry.0 += 1;
+                entry.1 += i64::from(value["type"] == "tool");
             }
         }
     }
-    calls
+    counts
 }
 
 /// Sessions under `root` (itself included), through parent links.
@@ -69,7 +69,8 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
     let generator = ducktail_generator::GeneratorConfig { seed: 71, target_files: 1_500, ..Default::default() };
     ducktail_generator::generate(&opencode, &generator).unwrap();
     let expected = Expected::from_tree(&opencode);
-    let tools = tool_calls_per_session(&opencode);
+    let parts = parts_per_session(&opencode);
+    let tools: BTreeMap<String, i64> = parts.iter().map(|(session, (_, tools))| (session.clone(), *tools)).collect();
     let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
     let no_usage = (0, 0, 0.0);
 
@@ -127,6 +128,31 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
         expected.sessions.iter().filter(|(_, parent)| parent.as_deref() == Some(root.as_str())).map(|(id, _)| id.clone()).collect();
     assert_eq!(children, expected_children);
 
+    // The timeline: every message of the session in order, every part under its message, texts cut.
+    let (code, timeline) = get(&daemon, &format!("/api/sessions/{root}/timeline?max_chars=10"));
+    assert_eq!(code, 200, "{timeline}");
+    let messages = timeline["messages"].as_array().unwrap();
+    let expected_messages: BTreeSet<String> =
+        expected.messages.iter().filter(|(_, (session, _, _))| session == &root).map(|(id, _)| id.clone()).collect();
+    assert_eq!(messages.iter().map(|message| message["id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>(), expected_messages);
+    let created: Vec<&str> = messages.iter().filter_map(|message| message["created_at"].as_str()).collect();
+    assert!(created.windows(2).all(|pair| pair[0] <= pair[1]), "messages in order");
+    let timeline_parts: i64 = messages.iter().map(|message| message["parts"].as_array().unwrap().len() as i64).sum();
+    assert_eq!(timeline_parts, parts.get(&root).map_or(0, |counts| counts.0));
+    let mut cut = 0;
+    for part in messages.iter().flat_map(|message| message["parts"].as_array().unwrap()) {
+        for clipped in [&part["text"], &part["tool"]["input"], &part["tool"]["output"]] {
+            if let Some(text) = clipped["text"].as_str() {
+                assert!(text.chars().count() <= 10, "{clipped}");
+                let longer = clipped["chars"].as_i64().unwrap() > 10;
+                assert!(!longer || clipped["truncated"] == true, "{clipped}");
+                cut += i64::from(longer);
+            }
+        }
+    }
+    assert!(cut > 0, "some text was long enough to be cut");
+    assert_eq!(get(&daemon, &format!("/api/sessions/{root}/timeline?max_chars=0")).0, 400);
+
     let (code, tree) = get(&daemon, &format!("/api/traces/{root}"));
     assert_eq!(code, 200, "{tree}");
     let (mut ids, mut own_input, mut own_cost) = (BTreeSet::new(), 0, 0.0);
@@ -160,6 +186,7 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
     // Errors are JSON with a status that says what is wrong.
     for (path, code, mentions) in [
         ("/api/sessions/ses_nope", 404, "ses_nope"),
+        ("/api/sessions/ses_nope/timeline", 404, "ses_nope"),
         ("/api/traces/ses_nope", 404, "ses_nope"),
         ("/api/usage?group_by=week", 400, "group_by"),
         ("/api/sessions?since=yesterday", 400, "since"),

@@ -1,6 +1,7 @@
-//! The read API: `GET /api/sessions`, `/api/sessions/{id}`, `/api/traces/{session_id}` and
-//! `/api/usage`. Each handler parses and checks its parameters (a bad one is a 400 naming it),
-//! then runs one store query on a reader connection on the blocking pool.
+//! The read API: `GET /api/sessions`, `/api/sessions/{id}`, `/api/sessions/{id}/timeline`,
+//! `/api/traces/{session_id}` and `/api/usage`. Each handler parses and checks its parameters
+//! (a bad one is a 400 naming it), then runs one store query on a reader connection on the
+//! blocking pool.
 
 use actix_web::{get, web, HttpResponse};
 use ducktail_store::{Reader, SessionFilter, UsageGroup};
@@ -72,6 +73,20 @@ pub(crate) async fn session(state: web::Data<HttpState>, id: web::Path<String>) 
     let wanted = id.clone();
     match read(&state, move |reader| reader.session_summary(&wanted)).await? {
         Some(summary) => Ok(HttpResponse::Ok().json(summary)),
+        None => Err(ApiError::not_found(format!("no session {id:?}"))),
+    }
+}
+
+#[get("/api/sessions/{id}/timeline")]
+pub(crate) async fn timeline(state: web::Data<HttpState>, id: web::Path<String>, query: web::Query<TimelineQuery>) -> Result<HttpResponse, ApiError> {
+    let max_chars = query.max_chars.unwrap_or(2_000);
+    if !(1..=1_000_000).contains(&max_chars) {
+        return Err(ApiError::bad_request(format!("max_chars must be between 1 and 1000000, got {max_chars}")));
+    }
+    let id = id.into_inner();
+    let wanted = id.clone();
+    match read(&state, move |reader| reader.session_timeline(&wanted, max_chars)).await? {
+        Some(messages) => Ok(HttpResponse::Ok().json(Timeline { session_id: id, messages })),
         None => Err(ApiError::not_found(format!("no session {id:?}"))),
     }
 }

@@ -16,6 +16,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config
         .service(crate::read_routes::sessions)
         .service(crate::read_routes::session)
+        .service(crate::read_routes::timeline)
         .service(crate::read_routes::trace)
         .service(crate::read_routes::usage);
 }

@@ -223,6 +223,22 @@ pub struct SessionsPage {
     pub next_cursor: Option<String>,
 }
 
+/// Query of `GET /api/sessions/{id}/timeline`.
+#[derive(Debug, Deserialize)]
+pub struct TimelineQuery {
+    /// Longest text, tool input or output returned per part, in characters (default 2000).
+    pub max_chars: Option<usize>,
+}
+
+/// `GET /api/sessions/{id}/timeline`.
+#[derive(Serialize)]
+pub struct Timeline {
+    /// The session.
+    pub session_id: String,
+    /// Messages in order, each with its parts in order.
+    pub messages: Vec<ducktail_store::TimelineMessage>,
+}
+
 /// Query of `GET /api/usage`.
 #[derive(Debug, Deserialize)]
 pub struct UsageQuery {

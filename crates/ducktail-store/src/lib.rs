@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexEntry, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use read_api::{
-    DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
+    Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
+    ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
 };
 pub use traces::{DerivedRows, TraceScope};
 pub use writer::{BatchReport, OnDelete, RemovedFile, WriteBatch};

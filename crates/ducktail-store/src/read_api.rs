@@ -192,6 +192,85 @@ pub struct TraceNode {
     pub children: Vec<TraceNode>,
 }
 
+/// A text cut to the requested length, with its full length.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Clipped {
+    /// The first `max_chars` characters.
+    pub text: String,
+    /// Characters in the stored text.
+    pub chars: i64,
+    /// Whether `text` is shorter than what is stored (or the store itself capped it).
+    pub truncated: bool,
+}
+
+/// A tool call within a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineTool {
+    /// Tool name.
+    pub name: Option<String>,
+    /// pending, running, completed, error.
+    pub status: Option<String>,
+    /// The tool's own title.
+    pub title: Option<String>,
+    /// End minus start, in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Input as JSON text.
+    pub input: Option<Clipped>,
+    /// Output, or the error when it failed.
+    pub output: Option<Clipped>,
+}
+
+/// A step boundary within a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineStep {
+    /// `start` or `finish`.
+    pub event: String,
+    /// Why the step finished.
+    pub reason: Option<String>,
+    /// Tokens and cost of a finish step.
+    pub usage: Usage,
+}
+
+/// One part within a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelinePart {
+    /// `prt_…`.
+    pub id: String,
+    /// text, reasoning, tool, step-start, step-finish, patch, …
+    pub part_type: Option<String>,
+    /// Text or reasoning.
+    pub text: Option<Clipped>,
+    /// For tool parts.
+    pub tool: Option<TimelineTool>,
+    /// For step parts.
+    pub step: Option<TimelineStep>,
+    /// Start, RFC 3339 UTC.
+    pub started_at: Option<String>,
+}
+
+/// One message within a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineMessage {
+    /// `msg_…`.
+    pub id: String,
+    /// user or assistant.
+    pub role: Option<String>,
+    /// Agent.
+    pub agent: Option<String>,
+    /// `provider/model`.
+    pub model: Option<String>,
+    /// Creation, RFC 3339 UTC.
+    pub created_at: Option<String>,
+    /// Completion, RFC 3339 UTC.
+    pub completed_at: Option<String>,
+    /// The message's cost.
+    pub cost: Option<f64>,
+    /// Error name, if it failed.
+    pub error: Option<String>,
+    /// Its parts, in order.
+    pub parts: Vec<TimelinePart>,
+}
+
 /// Grouping of `GET /api/usage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageGroup {
@@ -483,6 +562,100 @@ impl Reader {
         let Some(root) = root else { return Ok(None) };
         let mut visiting = HashSet::new();
         Ok(Some(build_node(&rows, &children_of, root, &mut visiting)))
+    }
+
+    /// A session's messages and their parts in order, texts cut to `max_chars`. `None` when the
+    /// session is unknown.
+    pub fn session_timeline(&self, id: &str, max_chars: usize) -> Result<Option<Vec<TimelineMessage>>> {
+        let id_value = [Value::Text(id.to_owned())];
+        if self.rows("SELECT 1 FROM sessions WHERE id = $1::VARCHAR", &id_value, "finding a session")?.is_empty() {
+            return Ok(None);
+        }
+        let mut messages: Vec<TimelineMessage> = self
+            .rows(
+                "SELECT id, role, agent, coalesce(provider_id || '/', '') || model_id, epoch_us(created_at::TIMESTAMP),
+                        epoch_us(completed_at::TIMESTAMP), cost, error_name
+                 FROM messages WHERE session_id = $1::VARCHAR ORDER BY created_at NULLS LAST, id",
+                &id_value,
+                "reading a session's messages",
+            )?
+            .iter()
+            .map(|row| TimelineMessage {
+                id: text(&row[0]).unwrap_or_default(),
+                role: text(&row[1]),
+                agent: text(&row[2]),
+                model: text(&row[3]),
+                created_at: micros(&row[4]).map(rfc3339_from_micros),
+                completed_at: micros(&row[5]).map(rfc3339_from_micros),
+                cost: float(&row[6]),
+                error: text(&row[7]),
+                parts: Vec::new(),
+            })
+            .collect();
+        let mut position: HashMap<String, usize> = messages.iter().enumerate().map(|(index, message)| (message.id.clone(), index)).collect();
+        let parameters = [Value::Text(id.to_owned()), Value::BigInt(max_chars as i64)];
+        // Part ids sort in creation order; texts are cut in SQL so a huge output never leaves DuckDB.
+        let rows = self.rows(
+            "SELECT p.id, p.message_id, p.part_type,
+                    left(p.text, $2::BIGINT), length(p.text), p.tool_name, p.tool_status, p.tool_title,
+                    epoch_ms(p.ended_at::TIMESTAMP) - epoch_ms(p.started_at::TIMESTAMP),
+                    left(p.tool_input, $2::BIGINT), length(p.tool_input),
+                    left(coalesce(p.tool_output, p.tool_error), $2::BIGINT), length(coalesce(p.tool_output, p.tool_error)),
+                    e.event_type, e.reason, e.tokens_input, e.tokens_output, e.tokens_reasoning, e.tokens_cache_read,
+                    e.tokens_cache_write, e.cost, epoch_us(p.started_at::TIMESTAMP), p.content_truncated
+             FROM parts p LEFT JOIN step_events e ON e.id = p.id
+             WHERE p.session_id = $1::VARCHAR ORDER BY p.message_id, p.id",
+            &parameters,
+            "reading a session's parts",
+        )?;
+        let stored_cap = |row: &[Value]| matches!(row[22], Value::Boolean(true));
+        let clip = |row: &[Value], at: usize| -> Option<Clipped> {
+            let text = text(&row[at])?;
+            let chars = int(&row[at + 1]);
+            Some(Clipped { truncated: (text.chars().count() as i64) < chars || stored_cap(row), text, chars })
+        };
+        for row in &rows {
+            let part_type = text(&row[2]);
+            let tool = (part_type.as_deref() == Some("tool")).then(|| TimelineTool {
+                name: text(&row[5]),
+                status: text(&row[6]),
+                title: text(&row[7]),
+                duration_ms: micros(&row[8]),
+                input: clip(row, 9),
+                output: clip(row, 11),
+            });
+            let step = text(&row[13]).map(|event| TimelineStep { event, reason: text(&row[14]), usage: usage_at(row, 15) });
+            let part = TimelinePart {
+                id: text(&row[0]).unwrap_or_default(),
+                text: if tool.is_none() { clip(row, 3) } else { None },
+                part_type,
+                tool,
+                step,
+                started_at: micros(&row[21]).map(rfc3339_from_micros),
+            };
+            // A part whose message file is missing still shows, under a placeholder message.
+            let message_id = text(&row[1]).unwrap_or_default();
+            let index = match position.get(&message_id) {
+                Some(index) => *index,
+                None => {
+                    position.insert(message_id.clone(), messages.len());
+                    messages.push(TimelineMessage {
+                        id: message_id,
+                        role: None,
+                        agent: None,
+                        model: None,
+                        created_at: None,
+                        completed_at: None,
+                        cost: None,
+                        error: None,
+                        parts: Vec::new(),
+                    });
+                    messages.len() - 1
+                }
+            };
+            messages[index].parts.push(part);
+        }
+        Ok(Some(messages))
     }
 
     /// Finish-step usage grouped by day, model, agent or project, between two instants (µs).
