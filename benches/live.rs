@@ -13,9 +13,7 @@
 //! The sustained rate is files / (first write → last file committed), and the backlog column is
 //! the most files seen pending (sampled every 20 ms) — it must stay bounded.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,49 +134,20 @@ fn get_json(base_url: &str, path: &str) -> Option<serde_json::Value> {
     ureq::get(&format!("{base_url}{path}")).timeout(Duration::from_secs(10)).call().ok()?.into_json().ok()
 }
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
 /// `ducktail run` on port 0 with the SQL API on.
 struct Daemon {
-    child: Child,
+    inner: daemon::BenchDaemon,
     base_url: String,
 }
 
 impl Daemon {
     fn start(opencode: &Path, db: &Path, scratch: &Path) -> Daemon {
-        let config = scratch.join("bench.toml");
-        std::fs::write(&config, "[http]\nsql_enabled = true\n").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
-            .arg("run")
-            .arg("--opencode")
-            .arg(opencode)
-            .arg("--db")
-            .arg(db)
-            .args(["--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
-            .env("RUST_LOG", "warn,ducktail=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ducktail run");
-        let stderr = child.stderr.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let (false, Some(start)) = (sent, line.find("http://")) {
-                    let address: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
-                    sent = sender.send(address).is_ok();
-                }
-            }
-        });
-        let base_url = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
-        let daemon = Daemon { child, base_url };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("{}/readyz", daemon.base_url)).call().is_err() {
-            assert!(Instant::now() < deadline, "the daemon did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
+        let inner = daemon::BenchDaemon::start(opencode, db, scratch, "[http]\nsql_enabled = true\n", Duration::from_secs(60));
+        let base_url = inner.base_url.clone();
+        Daemon { inner, base_url }
     }
 
     fn scalar(&self, sql: &str) -> i64 {
@@ -191,8 +160,7 @@ impl Daemon {
         response["rows"][0][0].as_i64().unwrap_or_else(|| panic!("not an integer: {response}"))
     }
 
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.inner.stop();
     }
 }

@@ -10,10 +10,11 @@
 //! Requests go one at a time from one client (latency, not throughput), each to a different
 //! root session chosen round-robin from the newest 500.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/daemon.rs"]
+mod daemon;
 
 fn main() {
     let mut opencode = None;
@@ -33,37 +34,9 @@ fn main() {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
-    let config = scratch.path().join("read-bench.toml");
-    std::fs::write(&config, "[reconcile]\ninterval = \"1h\"\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
-        .arg("run")
-        .arg("--opencode")
-        .arg(&opencode)
-        .arg("--db")
-        .arg(&db)
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
-        .env("RUST_LOG", "warn,ducktail=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ducktail run");
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(start) = line.find("http://") {
-                let _ = sender.send(line[start..].chars().take_while(|c| !c.is_whitespace()).collect::<String>());
-            }
-        }
-    });
-    let base = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
     let started = Instant::now();
-    while ureq::get(&format!("{base}/readyz")).call().is_err() {
-        assert!(started.elapsed() < Duration::from_secs(600), "the daemon did not become ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let daemon = daemon::BenchDaemon::start(&opencode, &db, scratch.path(), "[reconcile]\ninterval = \"1h\"\n", Duration::from_secs(600));
+    let base = daemon.base_url.clone();
     println!("catch-up scan of the existing tree until ready: {:.1} s\n", started.elapsed().as_secs_f64());
     let stats: serde_json::Value = ureq::get(&format!("{base}/api/stats")).call().unwrap().into_json().unwrap();
     println!("database: {} files indexed, {} sessions, {} parts\n", stats["tables"]["file_index"], stats["tables"]["sessions"], stats["tables"]["parts"]);
@@ -93,6 +66,5 @@ fn main() {
         let at = |quantile: f64| times[((times.len() - 1) as f64 * quantile).round() as usize];
         println!("| {name} | {requests} | {:.1} | {:.1} | {:.1} |", at(0.5), at(0.95), at(0.99));
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    daemon.stop();
 }

@@ -46,14 +46,25 @@ impl Backend {
 
     /// GET `path` with `query` from the daemon, as JSON; API errors become their message.
     fn get(base_url: &str, token: &str, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        let mut request = ureq::get(&format!("{base_url}{path}")).timeout(Duration::from_secs(60));
-        if !token.is_empty() {
-            request = request.set("Authorization", &format!("Bearer {token}"));
-        }
+        let mut request = ureq::get(&format!("{base_url}{path}"));
         for (key, value) in query {
             request = request.query(key, value);
         }
-        match request.call() {
+        Backend::send(request, token, None, base_url)
+    }
+
+    /// Sends `request` (with `body` as JSON, if any) with the bearer token; API errors become
+    /// their message.
+    fn send(request: ureq::Request, token: &str, body: Option<Value>, base_url: &str) -> Result<Value> {
+        let mut request = request.timeout(Duration::from_secs(60));
+        if !token.is_empty() {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let response = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        match response {
             Ok(response) => response.into_json().context("the daemon's answer is not JSON"),
             Err(ureq::Error::Status(code, response)) => {
                 let body: Value = response.into_json().unwrap_or(Value::Null);
@@ -146,18 +157,7 @@ pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<
 pub fn sql(backend: &Backend, sql: &str) -> Result<Value> {
     match backend {
         Backend::Daemon { base_url, token } => {
-            let mut request = ureq::post(&format!("{base_url}/api/sql")).timeout(Duration::from_secs(60));
-            if !token.is_empty() {
-                request = request.set("Authorization", &format!("Bearer {token}"));
-            }
-            match request.send_json(json!({ "sql": sql })) {
-                Ok(response) => response.into_json().context("the daemon's answer is not JSON"),
-                Err(ureq::Error::Status(code, response)) => {
-                    let body: Value = response.into_json().unwrap_or(Value::Null);
-                    Err(anyhow!("{} (HTTP {code})", body["error"].as_str().unwrap_or("the daemon refused the query")))
-                }
-                Err(error) => Err(anyhow!("cannot reach the daemon at {base_url}: {error}")),
-            }
+            Backend::send(ureq::post(&format!("{base_url}/api/sql")), token, Some(json!({ "sql": sql })), base_url)
         }
         Backend::Database(reader) => {
             let rows = reader.query_json(sql, 1_000_000)?;
