@@ -46,7 +46,8 @@ fn main() {
 
     println!("| endpoint | requests | p50 ms | p95 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|");
-    let endpoints: [(&str, Box<dyn Fn(&str) -> String>); 5] = [
+    type PathFor = Box<dyn Fn(&str) -> String>;
+    let endpoints: [(&str, PathFor); 5] = [
         ("GET /api/sessions/{id}", Box::new(|id| format!("/api/sessions/{id}"))),
         ("GET /api/traces/{id}", Box::new(|id| format!("/api/traces/{id}"))),
         ("GET /api/sessions/{id}/timeline", Box::new(|id| format!("/api/sessions/{id}/timeline"))),

@@ -104,7 +104,7 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
         pending_files: status.pending,
         batches_in_flight: status.in_flight,
         last_commit_age_ms: (last_commit > 0).then(|| unix_ms_now().saturating_sub(last_commit)),
-        latency_p95_ms_last_minute: (minute.samples > 0).then(|| minute.p95.as_secs_f64() * 1_000.0),
+        latency_p95_ms_last_minute: (minute.samples > 0).then_some(minute.p95.as_secs_f64() * 1_000.0),
         errors_last_hour,
         actor_restarts: board.actor_restarts.load(Ordering::Relaxed),
     };

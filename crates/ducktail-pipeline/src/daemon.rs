@@ -55,7 +55,7 @@ impl Daemon {
             let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
             let (root, limits, settle) = (root.clone(), decode_limits(settings), settings.pipeline.settle());
             SyncArbiter::start(settings.decode.thread_count(), move || {
-                Decoder::new(root.clone(), limits.clone(), settle, links.clone(), board.clone(), faults.clone())
+                Decoder::new(root.clone(), limits, settle, links.clone(), board.clone(), faults.clone())
             })
         };
         let trace_builder = {

@@ -16,6 +16,8 @@ pub const OPENCODE_JSON_SOURCE: &str = "opencode_json";
 
 /// What a path turned out to be when it was looked at.
 #[derive(Debug)]
+// Moved once, from a decoder to the writer: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Resolved {
     /// The file exists; here is what decoding it produced.
     Present(DecodedFile),

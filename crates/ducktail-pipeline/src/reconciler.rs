@@ -18,6 +18,13 @@ use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
 use crate::Links;
 
+/// Path → indexed state: the reconciler's view of `file_index`.
+type View = HashMap<PathBuf, IndexedState>;
+
+/// A scan's result: the view back with what changed and what could not be read, or the view (if
+/// it was loaded) and why the scan failed.
+type ScanOutcome = Result<(View, Differences, Vec<String>), (Option<View>, String)>;
+
 /// Paths per [`PathsChanged`] message from a scan.
 const SCAN_CHUNK: usize = 1_000;
 
@@ -136,7 +143,7 @@ impl Reconciler {
         let is_full_scan = scopes.contains(&self.storage_root);
         tracing::debug!(scopes = scopes.len(), first = %scopes[0].display(), reason, "scan started");
         let started = Instant::now();
-        let scan = actix_rt::task::spawn_blocking(move || -> Result<(HashMap<PathBuf, IndexedState>, Differences, Vec<String>), (Option<HashMap<PathBuf, IndexedState>>, String)> {
+        let scan = actix_rt::task::spawn_blocking(move || -> ScanOutcome {
             let mut view = match view {
                 Some(view) => view,
                 None => match readers.reader().and_then(|reader| reader.file_index()) {
