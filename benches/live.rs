@@ -48,10 +48,11 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for rate in &options.rates {
         let files = (*rate * options.seconds) as usize;
-        print_row(&format!("{rate} files/s"), run(files, Some(*rate)));
+        print_row(&format!("{rate} files/s"), run(files, Some(*rate), false));
     }
     if options.burst > 0 {
-        print_row("as fast as possible", run(options.burst, None));
+        print_row("as fast as possible", run(options.burst, None, false));
+        print_row("as fast as possible, a dashboard polling 20/s", run(options.burst, None, true));
     }
 }
 
@@ -77,8 +78,10 @@ fn print_row(label: &str, outcome: Outcome) {
     );
 }
 
-/// Writes `files` generated files at `rate` files/s (or unpaced) under a running daemon.
-fn run(files: usize, rate: Option<u64>) -> Outcome {
+/// Writes `files` generated files at `rate` files/s (or unpaced) under a running daemon; with
+/// `dashboard`, a client meanwhile asks for the session list and the newest session's summary
+/// 20 times a second, as a dashboard would.
+fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     let scratch = tempfile::tempdir().expect("a temp dir");
     let opencode = scratch.path().join("opencode");
     std::fs::create_dir_all(opencode.join("storage")).unwrap();
@@ -98,6 +101,24 @@ fn run(files: usize, rate: Option<u64>) -> Outcome {
         })
     };
 
+    let poller = dashboard.then(|| {
+        let (stop, base_url) = (stop_sampling.clone(), daemon.base_url.clone());
+        std::thread::spawn(move || {
+            let mut failures = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match get_json(&base_url, "/api/sessions?limit=20") {
+                    Some(page) => {
+                        if let Some(id) = page["sessions"][0]["id"].as_str() {
+                            failures += u64::from(get_json(&base_url, &format!("/api/sessions/{id}")).is_none());
+                        }
+                    }
+                    None => failures += 1,
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(failures, 0, "dashboard requests failed during ingestion");
+        })
+    });
     let config = ducktail_generator::GeneratorConfig { seed: 7, target_files: files, ..Default::default() };
     let plan: Vec<_> = ducktail_generator::plan(&config).take(files).collect();
     let started = Instant::now();
@@ -125,6 +146,9 @@ fn run(files: usize, rate: Option<u64>) -> Outcome {
     let commit_seconds = started.elapsed().as_secs_f64();
     stop_sampling.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
+    if let Some(poller) = poller {
+        poller.join().unwrap();
+    }
     let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
     daemon.stop();
     Outcome { files: plan.len(), write_seconds, commit_seconds, latency, max_backlog: max_backlog.load(Ordering::Relaxed) }

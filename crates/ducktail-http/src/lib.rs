@@ -2,10 +2,10 @@
 //!
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
-//! - `wire` holds every request and response type; `routes` the handlers; `events` the
-//!   server-sent event stream; `health` the detailed health verdict; `read_routes` sessions,
-//!   traces and usage; [`ApiError`] maps failures
-//!   to a status code and a JSON body.
+//! - `wire` holds every request and response type; `routes` the probes, stats, SQL and
+//!   metrics; `read_routes` sessions, timelines, traces and usage; `events` the server-sent
+//!   event stream; `health` the detailed health verdict; `auth` bearer tokens; [`ApiError`]
+//!   maps failures to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
