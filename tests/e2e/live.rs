@@ -260,3 +260,38 @@ fn a_crash_loop_at_random_moments_loses_nothing() {
     assert_equals_fresh_index(&opencode, &db, dir.path());
     eprintln!("crash loop: {cycles} kill -9 cycles, final tree of {} files, equal to a fresh index", scalar(&db, "SELECT count(*) FROM file_index"));
 }
+
+#[test]
+fn retention_purges_old_sessions_and_keeps_recent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    // January 2026: older than 30 days. An hour ago: recent.
+    let old = ducktail_generator::GeneratorConfig { seed: 81, target_files: 400, ..Default::default() };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let recent = ducktail_generator::GeneratorConfig { seed: 82, target_files: 400, base_time_ms: now_ms - 3_600_000, ..Default::default() };
+    ducktail_generator::generate(&opencode, &old).unwrap();
+    ducktail_generator::generate(&opencode, &recent).unwrap();
+    let recent_only = dir.path().join("recent-only");
+    ducktail_generator::generate(&recent_only, &recent).unwrap();
+    let expected = crate::expected::Expected::from_tree(&recent_only);
+    let all_files = crate::expected::Expected::from_tree(&opencode).good_files.len() as i64;
+
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), "[retention]\nmax_age_days = 30\ninterval = \"1s\"\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    wait_until("old sessions purged", DEADLINE, || daemon.scalar("SELECT count(*) FROM sessions") == expected.sessions.len() as i64);
+    let sessions: std::collections::BTreeSet<String> = daemon.sql("SELECT id FROM sessions").into_iter().map(|row| row[0].clone()).collect();
+    assert_eq!(sessions, expected.sessions.keys().cloned().collect());
+    assert_eq!(daemon.scalar("SELECT count(*) FROM messages"), expected.messages.len() as i64);
+    assert_eq!(daemon.scalar("SELECT count(*) FROM parts"), expected.parts.len() as i64);
+    let recent_input: i64 = expected.finish_sums.values().map(|sums| sums.0).sum();
+    assert_eq!(daemon.scalar("SELECT coalesce(sum(tokens_input), 0)::BIGINT FROM step_events WHERE event_type = 'finish'"), recent_input);
+    assert_eq!(
+        daemon.scalar("SELECT count(*) FROM agent_traces WHERE session_id NOT IN (SELECT id FROM sessions)"),
+        0,
+        "no trace of a purged session remains"
+    );
+    // The files stay indexed (unchanged files are not read again).
+    assert_eq!(daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'"), all_files);
+    assert!(daemon.terminate().success());
+}

@@ -33,6 +33,8 @@ pub struct Daemon {
     watcher: Addr<Watcher>,
     /// The periodic checkpoint task, stopped at shutdown.
     checkpoints: actix_rt::task::JoinHandle<()>,
+    /// The periodic retention purge, when `[retention]` is on.
+    retention: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -101,7 +103,24 @@ impl Daemon {
                 }
             })
         };
-        Ok(Daemon { board, readers, links, watcher, checkpoints })
+        let retention = (settings.retention.max_age_days > 0).then(|| {
+            let (links, board, retention) = (links.clone(), board.clone(), settings.retention.clone());
+            actix_rt::spawn(async move {
+                let max_age = Duration::from_secs(retention.max_age_days * 86_400);
+                let mut ticks = tokio::time::interval(retention.interval);
+                loop {
+                    ticks.tick().await;
+                    // Purging during the catch-up would race files still arriving.
+                    if !board.is_ready() {
+                        continue;
+                    }
+                    let cutoff = std::time::SystemTime::now().checked_sub(max_age).unwrap_or(std::time::UNIX_EPOCH);
+                    let cutoff_us = cutoff.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_micros() as i64);
+                    links.writer().do_send(crate::messages::PurgeBefore(cutoff_us));
+                }
+            })
+        });
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention })
     }
 
     /// The pipeline's current load.
@@ -118,6 +137,9 @@ impl Daemon {
     /// `deadline` (what is not committed then is found by the next start's catch-up).
     pub async fn shutdown(self, deadline: Duration) {
         self.checkpoints.abort();
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
         let _ = self.watcher.send(StopWatching).await;
         let drained = tokio::time::timeout(deadline, self.links.accumulator().send(Drain)).await;
         if drained.is_err() {

@@ -175,6 +175,12 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct Checkpoint;
 
+/// Daemon → Writer, tell. Purge sessions inactive since before this Unix time (µs)
+/// (`[retention]`). Losing one is harmless: the next interval purges.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PurgeBefore(pub i64);
+
 /// HTTP | daemon → Accumulator, ask. Reply: the pipeline's current load.
 #[derive(Debug, Message)]
 #[rtype(result = "PipelineStatus")]

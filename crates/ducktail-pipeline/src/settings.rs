@@ -28,6 +28,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `[health]`: when `GET /health/detailed` reports "degraded".
     pub health: HealthSettings,
+    /// `[retention]`: purging old sessions (off by default).
+    pub retention: RetentionSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
     /// `[faults]`: fault injection for tests; all off by default.
@@ -197,6 +199,23 @@ impl Default for ReconcileSettings {
     }
 }
 
+/// `[retention]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Sessions inactive for longer than this many days are purged; 0 keeps everything.
+    pub max_age_days: u64,
+    /// Time between purges while `run` is up (the first runs once the catch-up is done).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { max_age_days: 0, interval: Duration::from_secs(3_600) }
+    }
+}
+
 /// `[health]`: thresholds past which `GET /health/detailed` answers 503 "degraded".
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -307,6 +326,9 @@ impl Settings {
         }
         if self.health.max_pending_files == 0 || self.health.max_latency_p95_ms == 0 {
             return Err("health.max_pending_files and health.max_latency_p95_ms must be at least 1".to_owned());
+        }
+        if self.retention.interval < Duration::from_secs(1) {
+            return Err(format!("retention.interval must be at least 1s (got {:?})", self.retention.interval));
         }
         if self.database.checkpoint_interval < Duration::from_secs(1) {
             return Err(format!("database.checkpoint_interval must be at least 1s (got {:?})", self.database.checkpoint_interval));

@@ -176,6 +176,18 @@ impl Handler<ReplaceDerived> for Writer {
     }
 }
 
+impl Handler<PurgeBefore> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: PurgeBefore, _ctx: &mut Self::Context) {
+        let Some(store) = self.store.as_mut() else { return };
+        match store.purge_sessions_before(message.0) {
+            Ok(0) => {}
+            Ok(sessions) => tracing::info!(sessions, "retention: purged sessions older than retention.max_age_days"),
+            Err(error) => tracing::warn!(%error, "retention purge failed; retrying at the next interval"),
+        }
+    }
+}
+
 impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {

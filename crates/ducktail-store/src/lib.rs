@@ -175,6 +175,55 @@ impl Store {
         self.connection.execute_batch("CHECKPOINT").map_err(|source| self.query_error("checkpointing", source))
     }
 
+    /// Deletes sessions whose last activity (`updated_at`, else `created_at`) is before
+    /// `cutoff_us` (Unix microseconds), with everything that hangs off them, in one transaction.
+    /// Their `file_index` rows stay, so unchanged files are not indexed again; a file that
+    /// changes later is. Returns how many sessions went.
+    pub fn purge_sessions_before(&mut self, cutoff_us: i64) -> Result<usize> {
+        let fail = |context| {
+            let path = self.path.clone();
+            move |source| StoreError::Query { path, context, source }
+        };
+        self.connection.execute_batch("BEGIN TRANSACTION").map_err(fail("beginning a purge"))?;
+        let result = (|| -> Result<usize> {
+            self.connection
+                .execute(
+                    "CREATE OR REPLACE TEMP TABLE purge_sessions AS SELECT id FROM sessions
+                     WHERE epoch_us(coalesce(updated_at, created_at)::TIMESTAMP) < ?",
+                    [cutoff_us],
+                )
+                .map_err(fail("choosing sessions to purge"))?;
+            let count: i64 =
+                self.connection.query_row("SELECT count(*) FROM temp.purge_sessions", [], |row| row.get(0)).map_err(fail("counting sessions to purge"))?;
+            self.connection
+                .execute_batch(
+                    "DELETE FROM messages WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM parts WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM step_events WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM file_operations WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM todos WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM file_diffs WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM delegations WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM agent_traces WHERE session_id IN (SELECT id FROM temp.purge_sessions)
+                         OR child_session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM sessions WHERE id IN (SELECT id FROM temp.purge_sessions);
+                     DROP TABLE temp.purge_sessions;",
+                )
+                .map_err(fail("purging old sessions"))?;
+            Ok(count as usize)
+        })();
+        match result {
+            Ok(count) => {
+                self.connection.execute_batch("COMMIT").map_err(fail("committing a purge"))?;
+                Ok(count)
+            }
+            Err(error) => {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
     /// The current schema version of the open database.
     pub fn schema_version(&self) -> Result<i32> {
         self.connection
