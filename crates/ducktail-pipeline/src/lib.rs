@@ -8,7 +8,8 @@
 //!   [`messages`]. Each actor is a thin shell; logic that can be tested without actix lives in
 //!   plain structs and functions ([`accumulator::AccumulatorCore`], [`files::diff`],
 //!   [`watcher::translate`]).
-//! - [`settings`]: the typed configuration; [`status`]: the counters health reads.
+//! - [`settings`]: the typed configuration; [`status`]: the counters health reads and the commit
+//!   feed behind server-sent events; [`metrics`]: the Prometheus registry.
 //!
 //! This crate never names duckdb (the store does the SQL) nor HTTP (the http crate serves). Blocking
 //! work — DuckDB calls, file reads, directory walks — never runs on the async executor: the writer,

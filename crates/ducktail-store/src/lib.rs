@@ -9,6 +9,9 @@
 //! - `traces` computes `agent_traces` and `delegations` for a set of sessions (reading), and the
 //!   store replaces those rows (writing).
 //! - `schema` holds the append-only migrations applied by [`Store::open`].
+//! - `read_api` answers the HTTP read API and the read commands (sessions, summaries, timelines,
+//!   trace trees, usage); [`Reader::query_json`] runs users' SQL, refusing anything but one SELECT.
+//! - [`Store::purge_sessions_before`] is the retention purge.
 //!
 //! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
 //! it receives already-decoded records and never reads a source file itself.
