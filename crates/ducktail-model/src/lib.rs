@@ -6,6 +6,9 @@
 //! - [`Records`] is everything one file contributes to the database: a session, a message, a part
 //!   (plus its step event and file operation), a project, a todo list or a session diff.
 //! - [`FileOutcome`] is what decoding one file produced: records, "not ready yet", or an error.
+//! - [`VersionedRecords`], [`RemovedRecord`] and [`RejectedRow`] are what a database source
+//!   (OpenCode's `opencode.db`) reports: rows with the time they were written, rows gone, rows
+//!   that did not decode.
 //!
 //! Times are Unix epoch milliseconds (`i64`, UTC) everywhere in this crate; the store turns them
 //! into `TIMESTAMPTZ`.
@@ -382,6 +385,36 @@ impl Records {
             Records::FileDiffs { .. } => FileKind::SessionDiff,
         }
     }
+}
+
+/// A record read from a database source (one row, or one session's todo list), with the time
+/// it was last written there: when the same record is in two sources, the newer version wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedRecords {
+    /// The record.
+    pub records: Records,
+    /// When the source last wrote it, Unix epoch milliseconds.
+    pub version_ms: i64,
+}
+
+/// A record a database source no longer holds (OpenCode deleted the row).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemovedRecord {
+    /// What it was.
+    pub kind: FileKind,
+    /// Its id; the session id for a todo list.
+    pub id: String,
+}
+
+/// A database row that could not be decoded: kept out of the record tables and reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    /// What it would have been.
+    pub kind: FileKind,
+    /// Its id.
+    pub id: String,
+    /// Why, for `file_index.error_message`.
+    pub reason: String,
 }
 
 /// Where a file stood on disk when it was looked at; the pair decides "unchanged".

@@ -6,12 +6,16 @@
 //!   is what ([`classify`]), walking the tree ([`scan_storage`], yielding [`ScannedFile`]s with
 //!   their [`FileStamp`](ducktail_model::FileStamp)), and decoding one file into
 //!   [`Records`](ducktail_model::Records) ([`decode_file`], [`decode_bytes`]).
+//! - [`opencode::sqlite`] — OpenCode ≥ 1.2's `opencode.db`, opened read-only and compared with a
+//!   [`Mirror`](opencode::sqlite::Mirror) of what was delivered, so each read reports only new,
+//!   changed and deleted rows.
 //!
 //! Every function here is synchronous and cheap to call from a worker thread; the pipeline decides
 //! when and how often to call them.
 //!
 //! Invariants:
-//! - This crate never writes, renames or deletes anything it reads: OpenCode owns its files.
+//! - This crate never writes, renames or deletes anything it reads: OpenCode owns its files. The
+//!   SQLite database is opened read-only and never checkpointed; read transactions are short.
 //! - A bad file is an outcome, never a panic or an abort: decoding returns
 //!   [`FileOutcome::NotReady`](ducktail_model::FileOutcome::NotReady) for files that may still be
 //!   being written and [`FileOutcome::Failed`](ducktail_model::FileOutcome::Failed) with a reason

@@ -110,6 +110,59 @@ pub fn decode_bytes(
     )
 }
 
+/// Decodes a JSON document stored in a database row (`message.data`, `part.data` of
+/// `opencode.db`): the same document as the JSON file minus its ids, which the row's columns
+/// carry and `ids` puts back (`("id", …)`, `("sessionID", …)`, `("messageID", …)`). The raw
+/// document is the completed document, so a row and its JSON file look alike in `raw`.
+///
+/// A row is committed whole by SQLite, so nothing here is "not ready": any problem is
+/// [`FileOutcome::Failed`]. Never panics, whatever the text.
+pub fn decode_document(
+    kind: FileKind,
+    ids: &[(&str, &str)],
+    data: &str,
+    limits: &DecodeLimits,
+) -> FileOutcome {
+    if data.len() as u64 > limits.max_file_bytes {
+        return FileOutcome::Failed(too_large_reason(data.len() as u64, limits));
+    }
+    let value = match serde_json::from_str::<Value>(data) {
+        Ok(value) => value,
+        Err(error) => match parse_error_outcome(data, error) {
+            Ok((_, value)) => value,
+            Err(ParseFailure::Truncated(reason) | ParseFailure::Invalid(reason)) => {
+                return FileOutcome::Failed(reason)
+            }
+        },
+    };
+    let Value::Object(mut object) = value else {
+        return wrong_top_level("object", &value);
+    };
+    for (key, id) in ids {
+        object.insert((*key).to_owned(), Value::String((*id).to_owned()));
+    }
+    let document = Value::Object(object);
+    let text = Cow::Owned(document.to_string());
+    let raw = raw_document(text, &document, data.len(), limits.max_text_bytes);
+    let Value::Object(object) = document else {
+        return wrong_top_level("object", &document);
+    };
+    let no_folder = Path::new("");
+    let result = match kind {
+        FileKind::Message => message(object, no_folder, raw),
+        FileKind::Part => part(object, no_folder, raw, limits.max_text_bytes),
+        FileKind::Project => project(object, raw),
+        FileKind::Session => session(object, no_folder, raw),
+        FileKind::Todo | FileKind::SessionDiff => {
+            return FileOutcome::Failed(format!("{} rows are not JSON documents", kind.as_str()))
+        }
+    };
+    match result {
+        Ok(records) => FileOutcome::Decoded(records),
+        Err(reason) => FileOutcome::Failed(reason),
+    }
+}
+
 /// Opens `path` without following links or blocking, checks it is a regular file within the size
 /// limit, and reads it. Errors carry the stamp known so far and a reason for the user.
 fn read_regular_file(
