@@ -198,12 +198,34 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
 }
 
 #[test]
+fn a_corrupted_database_is_named_with_the_fix_and_rebuild_recreates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = shared_opencode_fixtures().join("generated-opencode-1.1.65");
+    let db = dir.path().join("db.duckdb");
+    index(&opencode, &db);
+    let before = snapshot(&db);
+    // Damage every byte after the header, as a failing disk or a stray write would.
+    let mut bytes = std::fs::read(&db).unwrap();
+    for byte in bytes.iter_mut().skip(4_096) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let output = ducktail(&["index", "--opencode", path_str(&opencode), "--db", path_str(&db)], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(path_str(&db)) && stderr.contains("ducktail rebuild"), "names the file and the fix: {stderr}");
+    let output = ducktail(&["rebuild", "--opencode", path_str(&opencode), "--db", path_str(&db)], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_same_snapshot(&snapshot(&db), &before);
+}
+
+#[test]
 fn index_fails_clearly_without_a_storage_folder_or_with_a_locked_database() {
     let dir = tempfile::tempdir().unwrap();
     let output = ducktail(&["index", "--opencode", path_str(&dir.path().join("nope")), "--db", path_str(&dir.path().join("db.duckdb"))], None);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("does not exist") && stderr.contains("--opencode"), "{stderr}");
+    assert!(stderr.contains("neither") && stderr.contains("opencode.db") && stderr.contains("--opencode"), "{stderr}");
 
     let output = ducktail(&["index", "--opencode", path_str(dir.path()), "--db", "/proc/ducktail-cannot-write/db.duckdb"], None);
     assert_eq!(output.status.code(), Some(1));

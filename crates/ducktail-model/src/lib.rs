@@ -417,6 +417,20 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
+/// A record the store holds from a database source, as that source's reader needs to know it
+/// after a restart (what was delivered, and when it was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// What it is.
+    pub kind: FileKind,
+    /// Its id (the session id for a todo list).
+    pub id: String,
+    /// Its session, for messages and parts.
+    pub session_id: Option<String>,
+    /// Its version when delivered.
+    pub version_ms: Option<i64>,
+}
+
 /// Where a file stood on disk when it was looked at; the pair decides "unchanged".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileStamp {

@@ -3,9 +3,12 @@
 //!
 //! # Layout
 //! - [`Store`] owns the one read-write connection. [`Store::write_batch`] writes a [`WriteBatch`]
-//!   (decoded files and removed paths) in one transaction, records and `file_index` rows together.
+//!   (decoded files and removed paths, or a database source's rows and deleted records) in one
+//!   transaction, records and `file_index` rows together. When two sources hold one record id,
+//!   the newer version (`version_ms`) is the row, and a source only ever deletes its own rows.
 //! - [`Store::reader`] hands out [`Reader`]s: connections to the same database used only for reads,
 //!   which see committed batches only (DuckDB's MVCC), so they never block the writer.
+//!   [`Reader::records_of_source`] tells a database source what it delivered before a restart.
 //! - `traces` computes `agent_traces` and `delegations` for a set of sessions (reading), and the
 //!   store replaces those rows (writing).
 //! - `schema` holds the append-only migrations applied by [`Store::open`].
@@ -30,7 +33,7 @@ pub use read_api::{
     ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
 };
 pub use traces::{DerivedRows, TraceScope};
-pub use writer::{BatchReport, OnDelete, RemovedFile, WriteBatch};
+pub use writer::{rejected_row_path, BatchReport, OnDelete, RemovedFile, WriteBatch};
 
 /// Re-exported so callers can hold values of the read API without naming duckdb themselves.
 pub use duckdb::types::Value as SqlValue;
@@ -44,6 +47,14 @@ pub enum StoreError {
          program holding it) or pass another --db"
     )]
     Locked {
+        /// The database file.
+        path: PathBuf,
+        /// DuckDB's message.
+        detail: String,
+    },
+    /// The file is not a DuckDB database, or is damaged.
+    #[error("database {path} is not a valid DuckDB database or is damaged ({detail}); `ducktail rebuild` recreates it from the sources (or pass another --db)")]
+    Corrupt {
         /// The database file.
         path: PathBuf,
         /// DuckDB's message.
@@ -114,6 +125,9 @@ pub struct Store {
     connection: duckdb::Connection,
     /// The database file, for error messages.
     path: PathBuf,
+    /// Sources that have written records here, once looked up: while there is one, the
+    /// cross-source checks of the writer are skipped.
+    sources_written: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Store {
@@ -137,8 +151,13 @@ impl Store {
             config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
-        let store = Store { connection, path: path.to_owned() };
-        store.migrate()?;
+        let store = Store { connection, path: path.to_owned(), sources_written: None };
+        // Damage can also show on the first read rather than at open.
+        store.migrate().map_err(|error| match error {
+            StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
+            StoreError::Migration { path, detail, .. } if is_corruption(&detail) => StoreError::Corrupt { path, detail },
+            other => other,
+        })?;
         Ok(store)
     }
 
@@ -146,7 +165,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
-        let store = Store { connection, path };
+        let store = Store { connection, path, sources_written: None };
         store.migrate()?;
         Ok(store)
     }
@@ -291,10 +310,17 @@ impl ReaderPool {
     }
 }
 
+/// Whether DuckDB's message says the file is not a database or is damaged.
+fn is_corruption(detail: &str) -> bool {
+    detail.contains("not a valid DuckDB database") || detail.contains("Corrupt") || detail.contains("checksum")
+}
+
 fn open_error(path: &Path, error: duckdb::Error) -> StoreError {
     let detail = error.to_string();
     if detail.contains("Could not set lock") || detail.contains("Conflicting lock") {
         StoreError::Locked { path: path.to_owned(), detail }
+    } else if is_corruption(&detail) {
+        StoreError::Corrupt { path: path.to_owned(), detail }
     } else {
         StoreError::Open { path: path.to_owned(), detail }
     }

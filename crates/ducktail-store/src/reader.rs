@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use duckdb::types::Value;
-use ducktail_model::{FileKind, FileStamp, FileStatus};
+use ducktail_model::{FileKind, FileStamp, FileStatus, StoredRecord};
 
 use crate::{Result, StoreError};
 
@@ -183,6 +183,32 @@ impl Reader {
                     attempts,
                 })
             })
+            .collect())
+    }
+
+    /// The records `source` (a database source) has written, for its reader's mirror after a
+    /// restart: what it delivered and the version it delivered.
+    pub fn records_of_source(&self, source: &str) -> Result<Vec<StoredRecord>> {
+        let context = "loading the records of a database source";
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT 'project', id, NULL, version_ms FROM projects WHERE source = $1
+                 UNION ALL SELECT 'session', id, NULL, version_ms FROM sessions WHERE source = $1
+                 UNION ALL SELECT 'message', id, session_id, version_ms FROM messages WHERE source = $1
+                 UNION ALL SELECT 'part', id, session_id, version_ms FROM parts WHERE source = $1
+                 UNION ALL SELECT DISTINCT 'todo', session_id, NULL, NULL::BIGINT FROM todos WHERE source = $1",
+            )
+            .map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([source], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?, row.get::<_, Option<i64>>(3)?))
+            })
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, id, session_id, version_ms)| Some(StoredRecord { kind: FileKind::parse(&kind)?, id, session_id, version_ms }))
             .collect())
     }
 

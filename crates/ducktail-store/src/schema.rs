@@ -11,7 +11,8 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[
+Migration {
     version: 1,
     name: "opencode records, derived traces and the file index",
     sql: r#"
@@ -185,4 +186,38 @@ CREATE TABLE pipeline_state (
     value  VARCHAR
 );
 "#,
-}];
+},
+Migration {
+    version: 2,
+    name: "record versions and sources, for records present in two sources",
+    // `version_ms` is when the source last wrote the record (a JSON file's mtime, a database
+    // row's time_updated): of two sources holding one id, the newer version wins. Existing rows
+    // take their file's mtime.
+    sql: r#"
+ALTER TABLE projects ADD COLUMN version_ms BIGINT;
+ALTER TABLE sessions ADD COLUMN version_ms BIGINT;
+ALTER TABLE messages ADD COLUMN version_ms BIGINT;
+ALTER TABLE parts ADD COLUMN version_ms BIGINT;
+ALTER TABLE todos ADD COLUMN source VARCHAR;
+ALTER TABLE todos ADD COLUMN version_ms BIGINT;
+ALTER TABLE file_diffs ADD COLUMN source VARCHAR;
+UPDATE todos SET source = 'opencode_json';
+UPDATE file_diffs SET source = 'opencode_json';
+UPDATE projects SET version_ms = f.mtime_ns // 1000000
+    FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'project' GROUP BY record_id) f
+    WHERE f.record_id = projects.id;
+UPDATE sessions SET version_ms = f.mtime_ns // 1000000
+    FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'session' GROUP BY record_id) f
+    WHERE f.record_id = sessions.id;
+UPDATE messages SET version_ms = f.mtime_ns // 1000000
+    FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'message' GROUP BY record_id) f
+    WHERE f.record_id = messages.id;
+UPDATE parts SET version_ms = f.mtime_ns // 1000000
+    FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'part' GROUP BY record_id) f
+    WHERE f.record_id = parts.id;
+UPDATE todos SET version_ms = f.mtime_ns // 1000000
+    FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'todo' GROUP BY record_id) f
+    WHERE f.record_id = todos.session_id;
+"#,
+},
+];

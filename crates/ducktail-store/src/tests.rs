@@ -82,7 +82,7 @@ fn task(id: &str, session: &str, message: &str, child: &str) -> Records {
 }
 
 fn batch(files: Vec<DecodedFile>) -> WriteBatch {
-    WriteBatch { source: "opencode_json", files, removed: Vec::new(), on_delete: OnDelete::Remove }
+    WriteBatch { source: "opencode_json", files, on_delete: OnDelete::Remove, ..Default::default() }
 }
 
 fn count(store: &Store, sql: &str) -> i64 {
@@ -100,10 +100,10 @@ fn migrations_apply_once_and_reopen_is_a_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/db.duckdb");
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     drop(store);
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_migrations"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM schema_migrations"), 2);
 }
 
 #[test]
@@ -251,4 +251,115 @@ fn user_queries_run_one_select_and_never_write() {
         }
     }
     assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two sources holding the same records (the JSON tree and opencode.db)
+
+const JSON: &str = "opencode_json";
+const SQLITE: &str = "opencode_sqlite";
+
+fn file_at(path: &str, records: Records, mtime_ms: i64) -> DecodedFile {
+    DecodedFile { stamp: FileStamp { mtime_ns: mtime_ms * 1_000_000, size: 1 }, ..file(path, records) }
+}
+
+fn rows(rows: Vec<(Records, i64)>) -> WriteBatch {
+    WriteBatch {
+        source: SQLITE,
+        rows: rows.into_iter().map(|(records, version_ms)| VersionedRecords { records, version_ms }).collect(),
+        database_path: Some("/oc/opencode.db".into()),
+        ..Default::default()
+    }
+}
+
+fn source_of(store: &Store, table: &str, id: &str) -> Option<String> {
+    let sql = format!("SELECT source FROM {table} WHERE id = '{id}'");
+    store.connection.query_row(&sql, [], |row| row.get(0)).ok()
+}
+
+#[test]
+fn of_two_sources_the_newer_version_wins_and_each_record_is_one_row() {
+    let mut store = Store::open_in_memory().unwrap();
+    store.write_batch(&batch(vec![file_at("/s/message/ses_a/msg_1.json", message("msg_1", "ses_a", "json"), 100)])).unwrap();
+    // The database's copy is newer: it replaces the file's.
+    let report = store.write_batch(&rows(vec![(message("msg_1", "ses_a", "sqlite"), 200)])).unwrap();
+    assert_eq!(report.superseded, 0);
+    assert_eq!(source_of(&store, "messages", "msg_1").as_deref(), Some(SQLITE));
+    // An older file version does not win back; a newer one does.
+    let report = store.write_batch(&batch(vec![file_at("/s/message/ses_a/msg_1.json", message("msg_1", "ses_a", "json"), 150)])).unwrap();
+    assert_eq!(report.superseded, 1);
+    assert_eq!(source_of(&store, "messages", "msg_1").as_deref(), Some(SQLITE));
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE status = 'indexed'"), 1, "the file is still indexed");
+    store.write_batch(&batch(vec![file_at("/s/message/ses_a/msg_1.json", message("msg_1", "ses_a", "json"), 300)])).unwrap();
+    assert_eq!(source_of(&store, "messages", "msg_1").as_deref(), Some(JSON));
+    assert_eq!(count(&store, "SELECT count(*) FROM messages"), 1);
+    // Same for parts with their step events, and todo lists.
+    store.write_batch(&rows(vec![(finish("prt_1", "ses_a", "msg_1", 10, 0.5), 50)])).unwrap();
+    store.write_batch(&batch(vec![file_at("/s/part/msg_1/prt_1.json", finish("prt_1", "ses_a", "msg_1", 10, 0.5), 40)])).unwrap();
+    assert_eq!(source_of(&store, "parts", "prt_1").as_deref(), Some(SQLITE));
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events"), 1);
+}
+
+#[test]
+fn a_source_deletes_only_its_own_rows() {
+    let mut store = Store::open_in_memory().unwrap();
+    store.write_batch(&batch(vec![file_at("/s/part/msg_1/prt_j.json", finish("prt_j", "ses_a", "msg_1", 1, 0.1), 100)])).unwrap();
+    store.write_batch(&rows(vec![(finish("prt_s", "ses_a", "msg_1", 2, 0.2), 100), (finish("prt_j", "ses_a", "msg_1", 1, 0.1), 50)])).unwrap();
+    assert_eq!(source_of(&store, "parts", "prt_j").as_deref(), Some(JSON), "the file's copy is newer");
+    // The database deletes both rows: its own goes, the file's stays.
+    let removal = WriteBatch {
+        source: SQLITE,
+        removed_records: vec![RemovedRecord { kind: FileKind::Part, id: "prt_s".into() }, RemovedRecord { kind: FileKind::Part, id: "prt_j".into() }],
+        ..Default::default()
+    };
+    let report = store.write_batch(&removal).unwrap();
+    assert!(report.touched_sessions.contains("ses_a"));
+    assert_eq!(report.resurfaced, vec![("/s/part/msg_1/prt_j.json".to_owned(), "part".to_owned())], "the file holding prt_j is read again");
+    assert_eq!(source_of(&store, "parts", "prt_s"), None);
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events WHERE id = 'prt_s'"), 0);
+    assert_eq!(source_of(&store, "parts", "prt_j").as_deref(), Some(JSON));
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events WHERE id = 'prt_j'"), 1);
+    // A removed file does not take the database's copy with it.
+    store.write_batch(&rows(vec![(session("ses_a", None), 500)])).unwrap();
+    store.write_batch(&batch(vec![file_at("/s/session/p/ses_a.json", session("ses_a", None), 100)])).unwrap();
+    let removed = WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/session/p/ses_a.json".into() }], ..Default::default() };
+    store.write_batch(&removed).unwrap();
+    assert_eq!(source_of(&store, "sessions", "ses_a").as_deref(), Some(SQLITE));
+}
+
+#[test]
+fn rejected_rows_are_file_index_errors_until_they_decode() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut rejected = rows(vec![]);
+    rejected.rejected.push(RejectedRow { kind: FileKind::Part, id: "prt_bad".into(), reason: "not valid JSON: x".into() });
+    store.write_batch(&rejected).unwrap();
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM file_index WHERE file_path = '/oc/opencode.db#part/prt_bad' AND status = 'error' AND source = 'opencode_sqlite'"),
+        1
+    );
+    store.write_batch(&rows(vec![(finish("prt_bad", "ses_a", "msg_1", 1, 0.1), 10)])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 0);
+    let stored = store.reader().unwrap().records_of_source(SQLITE).unwrap();
+    assert_eq!(stored, vec![StoredRecord { kind: FileKind::Part, id: "prt_bad".into(), session_id: Some("ses_a".into()), version_ms: Some(10) }]);
+}
+
+#[test]
+fn a_version_1_database_takes_record_versions_from_its_files() {
+    let connection = duckdb::Connection::open_in_memory().unwrap();
+    connection
+        .execute_batch(&format!(
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL);
+             {}
+             INSERT INTO schema_migrations VALUES (1, 'v1', now());
+             INSERT INTO parts (id, session_id, message_id, part_type, source) VALUES ('prt_1', 'ses_a', 'msg_1', 'text', 'opencode_json');
+             INSERT INTO todos (session_id, position) VALUES ('ses_a', 0);
+             INSERT INTO file_index VALUES ('/s/part/msg_1/prt_1.json', 'opencode_json', 'part', NULL, 7000000, 1, 'prt_1', 'indexed', NULL, 0, now());",
+            crate::schema::MIGRATIONS[0].sql
+        ))
+        .unwrap();
+    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None };
+    store.migrate().unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
+    assert_eq!(count(&store, "SELECT count(*) FROM todos WHERE source = 'opencode_json'"), 1);
 }

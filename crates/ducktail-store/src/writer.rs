@@ -4,6 +4,12 @@
 //! the old rows with those keys are deleted with one statement per table, and the new rows are
 //! appended with DuckDB's Appender. Because the one writer does both inside one transaction, a
 //! record id is never present twice and a reader never sees the gap.
+//!
+//! Two sources can hold the same record (OpenCode's JSON tree and its `opencode.db`). Every row
+//! keeps its `source` and `version_ms` (when that source last wrote it); a record from another
+//! source replaces a row only if it is at least as new, and a source's deletes and removals only
+//! ever delete that source's rows. While only one source has written, none of this costs a
+//! statement.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -12,7 +18,7 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Appender};
 use ducktail_model::{
     DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord,
-    ProjectRecord, Records, SessionRecord, StepEvent, TodoRecord,
+    ProjectRecord, Records, RejectedRow, RemovedRecord, SessionRecord, StepEvent, TodoRecord, VersionedRecords,
 };
 
 use crate::{Result, Store};
@@ -45,6 +51,15 @@ pub struct WriteBatch {
     pub removed: Vec<RemovedFile>,
     /// Policy for the records of removed files.
     pub on_delete: OnDelete,
+    /// Records read from a database source, with their versions.
+    pub rows: Vec<VersionedRecords>,
+    /// Records a database source no longer holds; only this source's rows are deleted.
+    pub removed_records: Vec<RemovedRecord>,
+    /// Database rows that did not decode: kept as `file_index` errors under
+    /// `<database_path>#<kind>/<id>`.
+    pub rejected: Vec<RejectedRow>,
+    /// The database file `rows` come from.
+    pub database_path: Option<String>,
 }
 
 /// What a committed batch did.
@@ -62,26 +77,39 @@ pub struct BatchReport {
     pub touched_sessions: BTreeSet<String>,
     /// Rows appended per record table (after deduplication by key).
     pub records_by_table: Vec<(&'static str, usize)>,
+    /// Records not written because another source holds a newer version.
+    pub superseded: usize,
+    /// Files of another source that hold records this batch's source deleted, as
+    /// (`file_path`, `kind`): read them again, so their (older) copy becomes the record, as a
+    /// fresh index would have it.
+    pub resurfaced: Vec<(String, String)>,
     /// Time spent in the transaction.
     pub duration: Duration,
 }
 
-/// Records of one batch grouped by table, deduplicated by key (the last file wins).
+/// Records of one batch grouped by table, deduplicated by key (the last one wins), each with its
+/// version.
 #[derive(Default)]
 struct Grouped<'a> {
-    projects: HashMap<&'a str, &'a ProjectRecord>,
-    sessions: HashMap<&'a str, &'a SessionRecord>,
-    messages: HashMap<&'a str, &'a MessageRecord>,
-    parts: HashMap<&'a str, (&'a PartRecord, Option<&'a StepEvent>, Option<&'a FileOperation>)>,
-    todos: HashMap<&'a str, &'a [TodoRecord]>,
+    projects: HashMap<&'a str, (&'a ProjectRecord, i64)>,
+    sessions: HashMap<&'a str, (&'a SessionRecord, i64)>,
+    messages: HashMap<&'a str, (&'a MessageRecord, i64)>,
+    parts: HashMap<&'a str, GroupedPart<'a>>,
+    todos: HashMap<&'a str, (&'a [TodoRecord], i64)>,
     file_diffs: HashMap<&'a str, &'a [FileDiffRecord]>,
 }
+
+/// A part with the rows that hang off it, and its version.
+type GroupedPart<'a> = (&'a PartRecord, Option<&'a StepEvent>, Option<&'a FileOperation>, i64);
+
+/// The keys of one key set (`stage_keys.tbl`) with their versions (none for session diffs).
+type StagedKeys<'a> = (&'static str, Vec<(&'a str, Option<i64>)>);
 
 impl<'a> Grouped<'a> {
     /// Rows this batch appends, per table.
     fn row_counts(&self) -> Vec<(&'static str, usize)> {
-        let steps = self.parts.values().filter(|(_, step, _)| step.is_some()).count();
-        let operations = self.parts.values().filter(|(_, _, operation)| operation.is_some()).count();
+        let steps = self.parts.values().filter(|(_, step, _, _)| step.is_some()).count();
+        let operations = self.parts.values().filter(|(_, _, operation, _)| operation.is_some()).count();
         vec![
             ("projects", self.projects.len()),
             ("sessions", self.sessions.len()),
@@ -89,7 +117,7 @@ impl<'a> Grouped<'a> {
             ("parts", self.parts.len()),
             ("step_events", steps),
             ("file_operations", operations),
-            ("todos", self.todos.values().map(|items| items.len()).sum()),
+            ("todos", self.todos.values().map(|(items, _)| items.len()).sum()),
             ("file_diffs", self.file_diffs.values().map(|items| items.len()).sum()),
         ]
     }
@@ -107,33 +135,47 @@ impl<'a> Grouped<'a> {
         }
     }
 
-    fn add(&mut self, records: &'a Records) {
+    fn add(&mut self, records: &'a Records, version_ms: i64) {
         match records {
             Records::Project(project) => {
-                self.projects.insert(&project.id, project);
+                self.projects.insert(&project.id, (project, version_ms));
             }
             Records::Session(session) => {
-                self.sessions.insert(&session.id, session);
+                self.sessions.insert(&session.id, (session, version_ms));
             }
             Records::Message(message) => {
-                self.messages.insert(&message.id, message);
+                self.messages.insert(&message.id, (message, version_ms));
             }
             Records::Part { part, step, file_operation } => {
-                self.parts.insert(&part.id, (part, step.as_ref(), file_operation.as_ref()));
+                self.parts.insert(&part.id, (part, step.as_ref(), file_operation.as_ref(), version_ms));
             }
             Records::Todos { session_id, items } => {
-                self.todos.insert(session_id, items);
+                self.todos.insert(session_id, (items, version_ms));
             }
             Records::FileDiffs { session_id, items } => {
                 self.file_diffs.insert(session_id, items);
             }
         }
     }
+
+    /// Drops a record another source holds in a newer version.
+    fn drop_superseded(&mut self, key_set: &str, key: &str) {
+        let removed = match key_set {
+            "project" => self.projects.remove(key).is_some(),
+            "session" => self.sessions.remove(key).is_some(),
+            "message" => self.messages.remove(key).is_some(),
+            "part" => self.parts.remove(key).is_some(),
+            "todo" => self.todos.remove(key).is_some(),
+            _ => false,
+        };
+        debug_assert!(removed, "a superseded key ({key_set}, {key}) was staged by this batch");
+    }
 }
 
 /// Temp tables (connection-local, never logged) that carry a batch's keys into set-based SQL.
 const TEMP_TABLES: &str = "
-CREATE TEMP TABLE IF NOT EXISTS stage_keys (tbl VARCHAR NOT NULL, key VARCHAR NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS stage_keys (tbl VARCHAR NOT NULL, key VARCHAR NOT NULL, version_ms BIGINT);
+CREATE TEMP TABLE IF NOT EXISTS stage_removed_records (kind VARCHAR NOT NULL, record_id VARCHAR NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS stage_file_index (
     file_path VARCHAR NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, mtime TIMESTAMPTZ,
     mtime_ns BIGINT NOT NULL, size BIGINT NOT NULL, record_id VARCHAR, status VARCHAR NOT NULL,
@@ -179,13 +221,28 @@ INSERT INTO temp.stage_gone SELECT kind, record_id FROM file_index
 DELETE FROM file_index WHERE file_path IN (SELECT file_path FROM temp.stage_removed);
 ";
 
-/// Deletes records of removed files unless another indexed file still holds the same id (a
-/// session that moved between project folders keeps its row).
-const DELETE_GONE_RECORDS: &str = "
+/// Finds records of removed files that no other indexed file still holds (a session that moved
+/// between project folders keeps its row).
+const FIND_GONE_ORPHANS: &str = "
 CREATE OR REPLACE TEMP TABLE stage_gone_orphans AS
     SELECT g.kind, g.record_id FROM temp.stage_gone g
     WHERE g.record_id IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM file_index f WHERE f.kind = g.kind AND f.record_id = g.record_id AND f.status = 'indexed');
+";
+
+/// With several sources: keeps records whose row another source wrote (`{source}` is the
+/// batch's source).
+const KEEP_OTHER_SOURCES_ORPHANS: &str = "
+DELETE FROM temp.stage_gone_orphans o WHERE
+    (o.kind = 'project' AND o.record_id IN (SELECT id FROM projects WHERE source <> '{source}'))
+    OR (o.kind = 'session' AND o.record_id IN (SELECT id FROM sessions WHERE source <> '{source}'))
+    OR (o.kind = 'message' AND o.record_id IN (SELECT id FROM messages WHERE source <> '{source}'))
+    OR (o.kind = 'part' AND o.record_id IN (SELECT id FROM parts WHERE source <> '{source}'))
+    OR (o.kind = 'todo' AND o.record_id IN (SELECT session_id FROM todos WHERE source <> '{source}'));
+";
+
+/// Deletes the orphaned records of removed files.
+const DELETE_GONE_RECORDS: &str = "
 DELETE FROM projects WHERE id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'project');
 DELETE FROM sessions WHERE id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'session');
 DELETE FROM messages WHERE id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'message');
@@ -194,6 +251,57 @@ DELETE FROM step_events WHERE id IN (SELECT record_id FROM temp.stage_gone_orpha
 DELETE FROM file_operations WHERE id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'part');
 DELETE FROM todos WHERE session_id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'todo');
 DELETE FROM file_diffs WHERE session_id IN (SELECT record_id FROM temp.stage_gone_orphans WHERE kind = 'session_diff');
+";
+
+/// With several sources: finds the staged keys another source holds in a newer version, and
+/// unstages them (`{source}` is the batch's source). Equal versions go to the incoming record.
+const FIND_SUPERSEDED: &str = "
+CREATE OR REPLACE TEMP TABLE stage_superseded AS
+    SELECT s.tbl, s.key FROM temp.stage_keys s JOIN projects t ON s.tbl = 'project' AND t.id = s.key
+        WHERE t.source <> '{source}' AND t.version_ms > s.version_ms
+    UNION SELECT s.tbl, s.key FROM temp.stage_keys s JOIN sessions t ON s.tbl = 'session' AND t.id = s.key
+        WHERE t.source <> '{source}' AND t.version_ms > s.version_ms
+    UNION SELECT s.tbl, s.key FROM temp.stage_keys s JOIN messages t ON s.tbl = 'message' AND t.id = s.key
+        WHERE t.source <> '{source}' AND t.version_ms > s.version_ms
+    UNION SELECT s.tbl, s.key FROM temp.stage_keys s JOIN parts t ON s.tbl = 'part' AND t.id = s.key
+        WHERE t.source <> '{source}' AND t.version_ms > s.version_ms
+    UNION SELECT s.tbl, s.key FROM temp.stage_keys s JOIN todos t ON s.tbl = 'todo' AND t.session_id = s.key
+        WHERE t.source <> '{source}' AND t.version_ms > s.version_ms;
+DELETE FROM temp.stage_keys k USING temp.stage_superseded x WHERE k.tbl = x.tbl AND k.key = x.key;
+";
+
+/// Sessions whose records a source's row deletes touch (read before the rows go).
+const REMOVED_RECORD_SESSIONS: &str = "
+SELECT record_id FROM temp.stage_removed_records WHERE kind IN ('session', 'todo')
+UNION SELECT m.session_id FROM messages m JOIN temp.stage_removed_records g ON g.kind = 'message' AND g.record_id = m.id
+UNION SELECT p.session_id FROM parts p JOIN temp.stage_removed_records g ON g.kind = 'part' AND g.record_id = p.id
+";
+
+/// Files of other sources holding records the batch's source deletes (`{source}`).
+const RESURFACED_FILES: &str = "
+SELECT f.file_path, f.kind FROM file_index f JOIN temp.stage_removed_records g ON f.kind = g.kind AND f.record_id = g.record_id
+WHERE f.source <> '{source}' AND f.status = 'indexed'
+";
+
+/// Deletes the rows a database source no longer holds, and only that source's rows
+/// (`{source}` is the batch's source); their `file_index` errors go too.
+const DELETE_REMOVED_RECORDS: &str = "
+DELETE FROM projects WHERE source = '{source}' AND id IN (SELECT record_id FROM temp.stage_removed_records WHERE kind = 'project');
+DELETE FROM sessions WHERE source = '{source}' AND id IN (SELECT record_id FROM temp.stage_removed_records WHERE kind = 'session');
+DELETE FROM messages WHERE source = '{source}' AND id IN (SELECT record_id FROM temp.stage_removed_records WHERE kind = 'message');
+DELETE FROM step_events WHERE id IN (
+    SELECT p.id FROM parts p JOIN temp.stage_removed_records g ON g.kind = 'part' AND g.record_id = p.id WHERE p.source = '{source}');
+DELETE FROM file_operations WHERE id IN (
+    SELECT p.id FROM parts p JOIN temp.stage_removed_records g ON g.kind = 'part' AND g.record_id = p.id WHERE p.source = '{source}');
+DELETE FROM parts WHERE source = '{source}' AND id IN (SELECT record_id FROM temp.stage_removed_records WHERE kind = 'part');
+DELETE FROM todos WHERE source = '{source}' AND session_id IN (SELECT record_id FROM temp.stage_removed_records WHERE kind = 'todo');
+DELETE FROM file_index WHERE source = '{source}' AND status = 'error'
+    AND record_id IN (SELECT record_id FROM temp.stage_removed_records);
+";
+
+/// A database source's rows that decode now clear their earlier `file_index` errors.
+const CLEAR_FIXED_ROW_ERRORS: &str = "
+DELETE FROM file_index WHERE source = '{source}' AND status = 'error' AND record_id IN (SELECT key FROM temp.stage_keys);
 ";
 
 /// Sessions whose records a removal touches (read before the records go).
@@ -205,7 +313,7 @@ UNION SELECT p.session_id FROM parts p JOIN temp.stage_gone g ON g.kind = 'part'
 
 const CLEAR_STAGE: &str = "
 DELETE FROM temp.stage_keys; DELETE FROM temp.stage_file_index; DELETE FROM temp.stage_removed;
-DELETE FROM temp.stage_gone;
+DELETE FROM temp.stage_gone; DELETE FROM temp.stage_removed_records;
 ";
 
 fn timestamp_ms(ms: Option<i64>) -> Option<Value> {
@@ -246,14 +354,27 @@ impl Store {
                     if let Some(session_id) = records.session_id() {
                         report.touched_sessions.insert(session_id.to_owned());
                     }
-                    grouped.add(records);
+                    grouped.add(records, file.stamp.mtime_ns.div_euclid(1_000_000));
                 }
                 FileOutcome::NotReady(_) => report.pending += 1,
                 FileOutcome::Failed(_) => report.errors += 1,
             }
         }
-        report.records_by_table = grouped.row_counts();
+        for row in &batch.rows {
+            report.indexed += 1;
+            if let Some(session_id) = row.records.session_id() {
+                report.touched_sessions.insert(session_id.to_owned());
+            }
+            grouped.add(&row.records, row.version_ms);
+        }
+        report.errors += batch.rejected.len();
+        let other_sources = self.other_sources_written(batch.source)?;
+        let with_source = |sql: &str| sql.replace("{source}", batch.source);
         self.stage_keys(&grouped).map_err(|source| self.query_error("staging record keys", source))?;
+        if other_sources {
+            report.superseded = self.unstage_superseded(&mut grouped, &with_source(FIND_SUPERSEDED))?;
+        }
+        report.records_by_table = grouped.row_counts();
         let deletes: String = DELETE_REPLACED
             .iter()
             .filter(|(key_set, _)| grouped.has_keys(key_set))
@@ -264,29 +385,57 @@ impl Store {
             self.connection.execute_batch(&deletes).map_err(|source| self.query_error("deleting replaced records", source))?;
         }
         self.append_records(&grouped, batch.source).map_err(|source| self.query_error("appending records", source))?;
+        if !batch.rows.is_empty() {
+            self.connection
+                .execute_batch(&with_source(CLEAR_FIXED_ROW_ERRORS))
+                .map_err(|source| self.query_error("clearing fixed row errors", source))?;
+        }
         self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
         self.connection.execute_batch(MERGE_FILE_INDEX).map_err(|source| self.query_error("merging file_index", source))?;
         if !batch.removed.is_empty() {
             report.removed = batch.removed.len();
-            self.remove_files(batch, &mut report)?;
+            self.remove_files(batch, other_sources, &mut report)?;
+        }
+        if !batch.removed_records.is_empty() {
+            report.removed += batch.removed_records.len();
+            self.remove_records(batch, &mut report)?;
         }
         self.connection.execute_batch(CLEAR_STAGE).map_err(|source| self.query_error("clearing staging tables", source))?;
+        if !(grouped.projects.is_empty() && grouped.sessions.is_empty() && grouped.messages.is_empty() && grouped.parts.is_empty() && grouped.todos.is_empty()) {
+            self.note_source_written(batch.source);
+        }
         Ok(report)
+    }
+
+    /// Unstages the keys another source holds in a newer version and drops those records from
+    /// the batch; returns how many.
+    fn unstage_superseded(&self, grouped: &mut Grouped<'_>, sql: &str) -> Result<usize> {
+        self.connection.execute_batch(sql).map_err(|source| self.query_error("finding superseded records", source))?;
+        let mut statement =
+            self.connection.prepare("SELECT tbl, key FROM temp.stage_superseded").map_err(|source| self.query_error("reading superseded records", source))?;
+        let superseded = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<(String, String)>>>())
+            .map_err(|source| self.query_error("reading superseded records", source))?;
+        for (key_set, key) in &superseded {
+            grouped.drop_superseded(key_set, key);
+        }
+        Ok(superseded.len())
     }
 
     fn stage_keys(&self, grouped: &Grouped<'_>) -> duckdb::Result<()> {
         let mut keys = temp_appender(&self.connection, "stage_keys")?;
-        let sets: [(&str, Vec<&str>); 6] = [
-            ("project", grouped.projects.keys().copied().collect()),
-            ("session", grouped.sessions.keys().copied().collect()),
-            ("message", grouped.messages.keys().copied().collect()),
-            ("part", grouped.parts.keys().copied().collect()),
-            ("todo", grouped.todos.keys().copied().collect()),
-            ("session_diff", grouped.file_diffs.keys().copied().collect()),
+        let sets: [StagedKeys<'_>; 6] = [
+            ("project", grouped.projects.iter().map(|(key, (_, version))| (*key, Some(*version))).collect()),
+            ("session", grouped.sessions.iter().map(|(key, (_, version))| (*key, Some(*version))).collect()),
+            ("message", grouped.messages.iter().map(|(key, (_, version))| (*key, Some(*version))).collect()),
+            ("part", grouped.parts.iter().map(|(key, (_, _, _, version))| (*key, Some(*version))).collect()),
+            ("todo", grouped.todos.iter().map(|(key, (_, version))| (*key, Some(*version))).collect()),
+            ("session_diff", grouped.file_diffs.keys().map(|key| (*key, None)).collect()),
         ];
-        for (table, ids) in sets {
-            for id in ids {
-                keys.append_row(params![table, id])?;
+        for (table, keys_and_versions) in sets {
+            for (id, version) in keys_and_versions {
+                keys.append_row(params![table, id, version])?;
             }
         }
         keys.flush()
@@ -296,7 +445,7 @@ impl Store {
         let connection = &self.connection;
         if !grouped.projects.is_empty() {
             let mut appender = connection.appender("projects")?;
-            for project in grouped.projects.values() {
+            for (project, version) in grouped.projects.values() {
                 appender.append_row(params![
                     project.id,
                     project.worktree,
@@ -309,13 +458,14 @@ impl Store {
                     project.raw.json,
                     project.raw.size_bytes,
                     project.raw.truncated,
+                    version,
                 ])?;
             }
             appender.flush()?;
         }
         if !grouped.sessions.is_empty() {
             let mut appender = connection.appender("sessions")?;
-            for session in grouped.sessions.values() {
+            for (session, version) in grouped.sessions.values() {
                 appender.append_row(params![
                     session.id,
                     session.project_id,
@@ -335,13 +485,14 @@ impl Store {
                     session.raw.json,
                     session.raw.size_bytes,
                     session.raw.truncated,
+                    version,
                 ])?;
             }
             appender.flush()?;
         }
         if !grouped.messages.is_empty() {
             let mut appender = connection.appender("messages")?;
-            for message in grouped.messages.values() {
+            for (message, version) in grouped.messages.values() {
                 let tokens = &message.tokens;
                 appender.append_row(params![
                     message.id,
@@ -369,6 +520,7 @@ impl Store {
                     message.raw.json,
                     message.raw.size_bytes,
                     message.raw.truncated,
+                    version,
                 ])?;
             }
             appender.flush()?;
@@ -377,7 +529,7 @@ impl Store {
             let mut parts = connection.appender("parts")?;
             let mut steps = connection.appender("step_events")?;
             let mut operations = connection.appender("file_operations")?;
-            for (part, step, operation) in grouped.parts.values() {
+            for (part, step, operation, version) in grouped.parts.values() {
                 parts.append_row(params![
                     part.id,
                     part.session_id,
@@ -400,6 +552,7 @@ impl Store {
                     part.raw.json,
                     part.raw.size_bytes,
                     part.raw.truncated,
+                    version,
                 ])?;
                 if let Some(step) = step {
                     let tokens = &step.tokens;
@@ -439,15 +592,19 @@ impl Store {
         }
         if !grouped.todos.is_empty() {
             let mut appender = connection.appender("todos")?;
-            for item in grouped.todos.values().flat_map(|items| items.iter()) {
-                appender.append_row(params![
-                    item.session_id,
-                    item.position,
-                    item.todo_id,
-                    item.content,
-                    item.status,
-                    item.priority,
-                ])?;
+            for (items, version) in grouped.todos.values() {
+                for item in items.iter() {
+                    appender.append_row(params![
+                        item.session_id,
+                        item.position,
+                        item.todo_id,
+                        item.content,
+                        item.status,
+                        item.priority,
+                        source,
+                        version,
+                    ])?;
+                }
             }
             appender.flush()?;
         }
@@ -463,6 +620,7 @@ impl Store {
                     item.deletions,
                     item.before_bytes,
                     item.after_bytes,
+                    source,
                 ])?;
             }
             appender.flush()?;
@@ -471,7 +629,7 @@ impl Store {
     }
 
     fn stage_file_index(&self, batch: &WriteBatch) -> duckdb::Result<()> {
-        if batch.files.is_empty() {
+        if batch.files.is_empty() && batch.rejected.is_empty() {
             return Ok(());
         }
         // The last outcome for a path wins, as for records.
@@ -498,10 +656,24 @@ impl Store {
                 error_message,
             ])?;
         }
+        let database = batch.database_path.as_deref().unwrap_or("database");
+        for row in &batch.rejected {
+            appender.append_row(params![
+                rejected_row_path(database, row),
+                batch.source,
+                row.kind.as_str(),
+                Option::<Value>::None,
+                0i64,
+                0i64,
+                row.id,
+                FileStatus::Error.as_str(),
+                row.reason,
+            ])?;
+        }
         appender.flush()
     }
 
-    fn remove_files(&mut self, batch: &WriteBatch, report: &mut BatchReport) -> Result<()> {
+    fn remove_files(&mut self, batch: &WriteBatch, other_sources: bool, report: &mut BatchReport) -> Result<()> {
         {
             let mut appender = temp_appender(&self.connection, "stage_removed")
                 .map_err(|source| self.query_error("staging removed files", source))?;
@@ -519,10 +691,77 @@ impl Store {
                 .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
                 .map_err(|source| self.query_error("finding sessions of removed files", source))?;
             report.touched_sessions.extend(sessions);
+            let mut statements = FIND_GONE_ORPHANS.to_owned();
+            if other_sources {
+                statements.push_str(&KEEP_OTHER_SOURCES_ORPHANS.replace("{source}", batch.source));
+            }
+            statements.push_str(DELETE_GONE_RECORDS);
             self.connection
-                .execute_batch(DELETE_GONE_RECORDS)
+                .execute_batch(&statements)
                 .map_err(|source| self.query_error("deleting records of removed files", source))?;
         }
         Ok(())
     }
+
+    /// Deletes the records a database source no longer holds (only that source's rows).
+    fn remove_records(&mut self, batch: &WriteBatch, report: &mut BatchReport) -> Result<()> {
+        {
+            let mut appender = temp_appender(&self.connection, "stage_removed_records")
+                .map_err(|source| self.query_error("staging removed records", source))?;
+            for record in &batch.removed_records {
+                appender.append_row(params![record.kind.as_str(), record.id]).map_err(|source| self.query_error("staging removed records", source))?;
+            }
+            appender.flush().map_err(|source| self.query_error("staging removed records", source))?;
+        }
+        let mut statement =
+            self.connection.prepare(REMOVED_RECORD_SESSIONS).map_err(|source| self.query_error("finding sessions of removed records", source))?;
+        let sessions = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
+            .map_err(|source| self.query_error("finding sessions of removed records", source))?;
+        report.touched_sessions.extend(sessions);
+        let mut statement = self
+            .connection
+            .prepare(&RESURFACED_FILES.replace("{source}", batch.source))
+            .map_err(|source| self.query_error("finding other sources' copies of removed records", source))?;
+        report.resurfaced = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error("finding other sources' copies of removed records", source))?;
+        self.connection
+            .execute_batch(&DELETE_REMOVED_RECORDS.replace("{source}", batch.source))
+            .map_err(|source| self.query_error("deleting removed records", source))
+    }
+
+    /// Whether a source other than `source` has written records to this database (checked in
+    /// the database once per store, then tracked).
+    fn other_sources_written(&mut self, source: &str) -> Result<bool> {
+        if self.sources_written.is_none() {
+            let mut statement = self
+                .connection
+                .prepare(
+                    "SELECT source FROM (SELECT DISTINCT source FROM projects UNION SELECT DISTINCT source FROM sessions
+                     UNION SELECT DISTINCT source FROM messages UNION SELECT DISTINCT source FROM parts
+                     UNION SELECT DISTINCT source FROM todos) WHERE source IS NOT NULL",
+                )
+                .map_err(|source| self.query_error("listing record sources", source))?;
+            let sources = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<duckdb::Result<BTreeSet<String>>>())
+                .map_err(|source| self.query_error("listing record sources", source))?;
+            self.sources_written = Some(sources);
+        }
+        Ok(self.sources_written.as_ref().is_some_and(|sources| sources.iter().any(|written| written != source)))
+    }
+
+    fn note_source_written(&mut self, source: &str) {
+        if let Some(sources) = self.sources_written.as_mut() {
+            sources.insert(source.to_owned());
+        }
+    }
+}
+
+/// The `file_index.file_path` of a database row that did not decode: `<database>#<kind>/<id>`.
+pub fn rejected_row_path(database: &str, row: &RejectedRow) -> String {
+    format!("{database}#{}/{}", row.kind.as_str(), row.id)
 }
