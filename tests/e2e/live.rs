@@ -77,6 +77,35 @@ fn live_create_modify_delete_rename_are_followed() {
 }
 
 #[test]
+fn the_storage_folder_deleted_and_recreated_is_followed_without_a_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 200, 21);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), WATCHER_ONLY);
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let storage = opencode.join("storage");
+    std::fs::remove_dir_all(&storage).unwrap();
+    // Give the watcher the removal before the folder returns with different content (the
+    // rescan on reattach must work either way, this makes the reattach path the one tested).
+    wait_until("the watcher saw the folder go", DEADLINE, || daemon.get_status("/livez") == Some(200) && !storage.exists());
+    std::thread::sleep(Duration::from_millis(200));
+    let other = fresh_tree(&dir.path().join("other"), 150, 22);
+    let other_db = dir.path().join("other.duckdb");
+    index(&other, &other_db);
+    let expected_files = scalar(&other_db, "SELECT count(*) FROM file_index");
+    std::fs::rename(other.join("storage"), &storage).unwrap();
+    wait_until("the recreated folder is indexed and the old files forgotten", DEADLINE, || {
+        daemon.scalar("SELECT count(*) FROM file_index") == expected_files
+            && daemon.scalar(&format!("SELECT count(*) FROM file_index WHERE file_path LIKE '{}%'", storage.display())) == expected_files
+    });
+    // A file written into the recreated folder arrives through the new watch.
+    write_part(&storage, "msg_back0000000000000000000001", "prt_back", "watched again");
+    wait_until("a new file in the recreated folder", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_back'") == 1);
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
 fn a_burst_of_ten_thousand_files_is_indexed_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = dir.path().join("opencode");

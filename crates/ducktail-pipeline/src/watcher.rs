@@ -38,6 +38,8 @@ pub struct Translated {
     pub paths: Vec<ObservedPath>,
     /// Directories to rescan (events inside them may have been lost).
     pub rescans: Vec<PathBuf>,
+    /// The storage folder itself was removed (or renamed away): its watch is gone with it.
+    pub root_removed: bool,
 }
 
 /// Maps notify events onto OpenCode files and rescan requests.
@@ -57,6 +59,12 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
             continue;
         }
         if matches!(event.kind, EventKind::Access(_)) {
+            continue;
+        }
+        let removal = matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
+        // Even if the folder is already back, its watch went with the old one: attach again.
+        if removal && event.paths.iter().any(|path| path == storage_root) {
+            translated.root_removed = true;
             continue;
         }
         for path in event.paths {
@@ -87,6 +95,16 @@ fn watch_new_directory(watcher: &Weak<Mutex<notify::RecommendedWatcher>>, direct
     }
 }
 
+/// Why the event loop ended.
+enum LoopEnd {
+    /// Translating events panicked: the actor stops and its supervisor restarts it.
+    Panicked,
+    /// notify's channel closed.
+    Closed,
+    /// The storage folder was removed; its watch went with it.
+    RootRemoved,
+}
+
 /// Daemon → Watcher, ask. Stop watching (shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -103,6 +121,11 @@ pub struct Watcher {
     retry_interval: Duration,
     /// Set at shutdown: never attach again.
     stopped: bool,
+    /// Whether the "cannot watch yet" warning was logged (once: OpenCode ≥ 1.2 may never
+    /// create `storage/`).
+    warned_unwatchable: bool,
+    /// The storage folder was removed: once it is watched again, everything is rescanned.
+    reattaching: bool,
     /// Accumulator and reconciler.
     links: Arc<Links>,
     /// Shared counters.
@@ -114,7 +137,7 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher of the tree under `storage_root`.
     pub fn new(storage_root: PathBuf, retry_interval: Duration, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Watcher {
-        Watcher { storage_root, notify: None, retry_interval, stopped: false, links, board, faults }
+        Watcher { storage_root, notify: None, retry_interval, stopped: false, warned_unwatchable: false, reattaching: false, links, board, faults }
     }
 
     fn attach(&mut self, ctx: &mut Context<Self>) {
@@ -134,11 +157,19 @@ impl Watcher {
             }
         };
         if let Err(error) = watcher.watch(&self.storage_root, RecursiveMode::Recursive) {
-            tracing::warn!(path = %self.storage_root.display(), %error, "cannot watch the OpenCode storage folder yet; retrying");
+            if std::mem::replace(&mut self.warned_unwatchable, true) {
+                tracing::debug!(path = %self.storage_root.display(), %error, "cannot watch the OpenCode storage folder yet; retrying");
+            } else {
+                tracing::warn!(path = %self.storage_root.display(), %error, "cannot watch the OpenCode storage folder yet; retrying quietly");
+            }
             ctx.run_later(self.retry_interval, |act, ctx| act.attach(ctx));
             return;
         }
         tracing::debug!(path = %self.storage_root.display(), "watching");
+        if std::mem::take(&mut self.reattaching) {
+            tracing::info!(path = %self.storage_root.display(), "the OpenCode storage folder is back; rescanning it");
+            self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "storage folder recreated" });
+        }
         let watcher = Arc::new(Mutex::new(watcher));
         let handle = Arc::downgrade(&watcher);
         self.notify = Some(watcher);
@@ -172,7 +203,10 @@ impl Watcher {
                     faults.maybe_panic("watcher", &board);
                     translate(&storage_root, events, now)
                 });
-                let Some(translated) = translated else { return true };
+                let Some(translated) = translated else { return LoopEnd::Panicked };
+                if translated.root_removed {
+                    return LoopEnd::RootRemoved;
+                }
                 for scope in translated.rescans {
                     if scope == storage_root {
                         reconciler.do_send(Rescan { scope, reason: "lost watch events" });
@@ -197,16 +231,23 @@ impl Watcher {
                     Err(_) => reconciler.do_send(Rescan { scope: storage_root.clone(), reason: "accumulator unavailable" }),
                 }
             }
-            false
+            LoopEnd::Closed
         };
-        ctx.spawn(actix::fut::wrap_future(event_loop).map(|panicked, act: &mut Watcher, ctx: &mut Context<Self>| {
-            if panicked {
-                ctx.stop();
-            } else if act.notify.is_some() && !act.stopped {
-                // The channel closed under a live watcher: start over.
+        ctx.spawn(actix::fut::wrap_future(event_loop).map(|end, act: &mut Watcher, ctx: &mut Context<Self>| match end {
+            LoopEnd::Panicked => ctx.stop(),
+            LoopEnd::RootRemoved if !act.stopped => {
+                tracing::warn!(path = %act.storage_root.display(), "the OpenCode storage folder was removed; watching for it to return");
+                act.notify = None;
+                act.reattaching = true;
+                act.warned_unwatchable = true;
+                act.attach(ctx);
+            }
+            // The channel closed under a live watcher: start over.
+            LoopEnd::Closed if act.notify.is_some() && !act.stopped => {
                 act.notify = None;
                 act.attach(ctx);
             }
+            _ => {}
         }));
     }
 }
@@ -255,6 +296,17 @@ mod tests {
         assert_eq!(translated.paths.len(), 1);
         assert_eq!(translated.paths[0].path, part);
         assert_eq!(translated.rescans, vec![root.join("part/msg_a")]);
+    }
+
+    #[test]
+    fn removing_the_storage_folder_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("storage");
+        let removed = notify::Event::new(EventKind::Remove(notify::event::RemoveKind::Folder)).add_path(root.clone());
+        let translated = translate(&root, vec![Ok(removed)], Instant::now());
+        assert!(translated.root_removed);
+        let inner = notify::Event::new(EventKind::Remove(notify::event::RemoveKind::Folder)).add_path(root.join("part"));
+        assert!(!translate(&root, vec![Ok(inner)], Instant::now()).root_removed, "only the folder itself");
     }
 
     #[test]
