@@ -34,6 +34,9 @@ pub(crate) fn problems(settings: &HealthSettings, pipeline: &PipelineHealth, dis
             stalled_ms
         ));
     }
+    if let Some(error) = &pipeline.opencode_db.error {
+        problems.push(format!("opencode.db cannot be read: {error}"));
+    }
     if let Some(free) = disk_free_bytes {
         let floor = settings.min_free_disk_mb.saturating_mul(1024 * 1024);
         if free < floor {
@@ -107,6 +110,7 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
         latency_p95_ms_last_minute: (minute.samples > 0).then_some(minute.p95.as_secs_f64() * 1_000.0),
         errors_last_hour,
         actor_restarts: board.actor_restarts.load(Ordering::Relaxed),
+        opencode_db: board.database_state().into(),
     };
     let path = state.readers.database_path().to_owned();
     let wal = PathBuf::from(format!("{}.wal", path.display()));
@@ -151,7 +155,16 @@ mod tests {
             latency_p95_ms_last_minute: p95,
             errors_last_hour: 0,
             actor_restarts: 0,
+            opencode_db: ducktail_pipeline::status::DatabaseState::Off.into(),
         }
+    }
+
+    #[test]
+    fn an_unreadable_opencode_db_degrades_health_with_its_reason() {
+        let mut health = pipeline(0, None, None);
+        health.opencode_db = ducktail_pipeline::status::DatabaseState::Failing { error: "/x/opencode.db is locked".into() }.into();
+        let found = problems(&HealthSettings::default(), &health, None);
+        assert_eq!(found, vec!["opencode.db cannot be read: /x/opencode.db is locked".to_owned()]);
     }
 
     #[test]

@@ -72,6 +72,7 @@ async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
         batches_in_flight: pipeline.in_flight,
         latency_ms: LatencyMs { samples: latency.samples, p50: millis(latency.p50), p95: millis(latency.p95), p99: millis(latency.p99) },
         actor_restarts: state.board.actor_restarts.load(std::sync::atomic::Ordering::Relaxed),
+        opencode_db: state.board.database_state().into(),
     };
     Ok(HttpResponse::Ok().json(body))
 }

@@ -88,6 +88,31 @@ pub struct Stats {
     pub latency_ms: LatencyMs,
     /// Actor restarts since start.
     pub actor_restarts: u64,
+    /// Following OpenCode's `opencode.db`.
+    pub opencode_db: OpencodeDbStatus,
+}
+
+/// Where following `opencode.db` stands.
+#[derive(Serialize, Debug, Clone)]
+pub struct OpencodeDbStatus {
+    /// `off`, `waiting` (no file yet), `starting`, `following` or `failing`.
+    pub state: &'static str,
+    /// Records held from it, while following.
+    pub records: Option<usize>,
+    /// The last error, while failing.
+    pub error: Option<String>,
+}
+
+impl From<ducktail_pipeline::status::DatabaseState> for OpencodeDbStatus {
+    fn from(state: ducktail_pipeline::status::DatabaseState) -> Self {
+        use ducktail_pipeline::status::DatabaseState;
+        let name = state.name();
+        match state {
+            DatabaseState::Following { records } => OpencodeDbStatus { state: name, records: Some(records), error: None },
+            DatabaseState::Failing { error } => OpencodeDbStatus { state: name, records: None, error: Some(error) },
+            _ => OpencodeDbStatus { state: name, records: None, error: None },
+        }
+    }
 }
 
 /// Latency percentiles in milliseconds.
@@ -190,6 +215,8 @@ pub struct PipelineHealth {
     pub errors_last_hour: i64,
     /// Actor restarts since start.
     pub actor_restarts: u64,
+    /// Following OpenCode's `opencode.db`.
+    pub opencode_db: OpencodeDbStatus,
 }
 
 // ---- Read API: sessions, traces, usage ------------------------------------------------------

@@ -9,6 +9,7 @@ use ducktail_sources::opencode::storage_root;
 use ducktail_store::{ReaderPool, Store, StoreError};
 
 use crate::accumulator::{Accumulator, BatchRules};
+use crate::database::{start_following, DatabaseWatch};
 use crate::decoder::Decoder;
 use crate::index::{decode_limits, on_delete_policy};
 use crate::messages::{Checkpoint, Drain, FlushTraces, GetPipelineStatus, PipelineStatus};
@@ -35,6 +36,8 @@ pub struct Daemon {
     checkpoints: actix_rt::task::JoinHandle<()>,
     /// The periodic retention purge, when `[retention]` is on.
     retention: Option<actix_rt::task::JoinHandle<()>>,
+    /// The watch and poll of `opencode.db`, when it is followed.
+    database: Option<(DatabaseWatch, actix_rt::task::JoinHandle<()>)>,
 }
 
 impl Daemon {
@@ -84,6 +87,19 @@ impl Daemon {
                 Reconciler::new(root, readers, links_for_actor, interval, board, faults)
             });
         }
+        let database = settings.sources.opencode.follow_database.then(|| {
+            let (follower, watch, poll) = start_following(
+                opencode_dir,
+                settings.sources.opencode.database_poll_interval,
+                decode_limits(settings),
+                readers.clone(),
+                links.clone(),
+                board.clone(),
+                faults.clone(),
+            );
+            let _ = links.database.set(follower);
+            (watch, poll)
+        });
         // The first trace builder may have started before the links existed.
         links.trace_builder().do_send(crate::messages::RecomputeAllTraces);
         let watcher = {
@@ -120,7 +136,7 @@ impl Daemon {
                 }
             })
         });
-        Ok(Daemon { board, readers, links, watcher, checkpoints, retention })
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database })
     }
 
     /// The pipeline's current load.
@@ -141,6 +157,10 @@ impl Daemon {
             retention.abort();
         }
         let _ = self.watcher.send(StopWatching).await;
+        if let Some((watch, poll)) = self.database {
+            poll.abort();
+            drop(watch);
+        }
         let drained = tokio::time::timeout(deadline, self.links.accumulator().send(Drain)).await;
         if drained.is_err() {
             tracing::warn!(?deadline, "pending work did not drain in time; the next start catches up");

@@ -1,6 +1,6 @@
 //! The one-shot indexer behind `ducktail index`: scan, skip what is unchanged, decode the rest
-//! in parallel, write in batches, retry what was not ready once, remove what disappeared, and
-//! recompute the derived traces.
+//! in parallel, write in batches, retry what was not ready once, remove what disappeared; then
+//! read `opencode.db` against what the store holds from it; and recompute the derived traces.
 //!
 //! Decoder threads feed the writing thread through a bounded channel, so decoding overlaps
 //! writing while memory stays bounded by a few batches.
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ducktail_model::{FileKind, FileOutcome};
+use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeDatabase, ReadMode, OPENCODE_SQLITE_SOURCE};
 use ducktail_sources::opencode::{scan_storage, storage_root, DecodeLimits, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
@@ -20,10 +21,10 @@ use crate::settings::{OnDeleteSetting, Settings};
 /// Why an index run could not complete (bad files are not failures: they are counted).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// The OpenCode directory has no `storage/` folder.
-    #[error("OpenCode storage folder {path} does not exist; pass --opencode with the folder that holds `storage/` (default ~/.local/share/opencode)")]
+    /// The OpenCode directory has neither a `storage/` folder nor an `opencode.db`.
+    #[error("{path} holds neither OpenCode's storage/ folder nor its opencode.db; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)")]
     MissingStorage {
-        /// The folder looked for.
+        /// The folder looked in.
         path: PathBuf,
     },
     /// The database failed.
@@ -48,6 +49,14 @@ pub struct IndexSummary {
     pub removed: usize,
     /// Entries the directory walk could not read.
     pub scan_errors: Vec<String>,
+    /// Records written from `opencode.db` (new or changed since the last run).
+    pub database_records: usize,
+    /// Records removed because `opencode.db` no longer holds them.
+    pub database_removed: usize,
+    /// `opencode.db` rows that did not decode (recorded as `file_index` errors).
+    pub database_rejected: usize,
+    /// Why `opencode.db` could not be read, if it could not (the JSON tree is indexed anyway).
+    pub database_error: Option<String>,
     /// Wall time.
     pub duration: Duration,
 }
@@ -75,13 +84,90 @@ pub fn decode_limits(settings: &Settings) -> DecodeLimits {
     DecodeLimits { max_text_bytes: settings.decode.max_text_bytes, max_file_bytes: settings.decode.max_file_bytes }
 }
 
-/// Indexes the OpenCode tree under `opencode_dir` into `store` once.
+/// Indexes OpenCode's data under `opencode_dir` into `store` once: the JSON tree under
+/// `storage/` and, when present and followed, `opencode.db`.
 pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let started = Instant::now();
     let root = storage_root(opencode_dir);
-    if !root.is_dir() {
-        return Err(IndexError::MissingStorage { path: root });
+    let database = database_path(opencode_dir);
+    let read_database = settings.sources.opencode.follow_database && database.exists();
+    if !root.is_dir() && !read_database {
+        return Err(IndexError::MissingStorage { path: opencode_dir.to_owned() });
     }
+    let mut summary = if root.is_dir() { index_tree(store, &root, settings, progress)? } else { IndexSummary::default() };
+    if read_database {
+        index_database(store, &database, settings, &mut summary)?;
+    }
+    store.refresh_derived(&TraceScope::All)?;
+    summary.duration = started.elapsed();
+    Ok(summary)
+}
+
+/// Reads every row of `opencode.db` that the store does not hold in its current version, and
+/// removes what the database no longer holds. A database that cannot be read is reported in the
+/// summary, not as a failure of the run.
+fn index_database(store: &mut Store, path: &Path, settings: &Settings, summary: &mut IndexSummary) -> Result<(), IndexError> {
+    let mut database = match OpencodeDatabase::open(path) {
+        Ok(database) => database,
+        Err(error) => {
+            summary.database_error = Some(error.to_string());
+            return Ok(());
+        }
+    };
+    let mirror = Mirror::from_stored(store.reader()?.records_of_source(OPENCODE_SQLITE_SOURCE)?);
+    let mut write_error: Option<StoreError> = None;
+    let mut resurfaced: Vec<(String, String)> = Vec::new();
+    let database_path = path.to_string_lossy().into_owned();
+    let mut deliver = |chunk: Chunk| -> bool {
+        let batch = WriteBatch {
+            source: OPENCODE_SQLITE_SOURCE,
+            rows: chunk.upserts,
+            removed_records: chunk.removed,
+            rejected: chunk.rejected,
+            database_path: Some(database_path.clone()),
+            ..Default::default()
+        };
+        match store.write_batch(&batch) {
+            Ok(report) => {
+                summary.database_records += batch.rows.len() - report.superseded;
+                summary.database_removed += batch.removed_records.len();
+                summary.database_rejected += batch.rejected.len();
+                resurfaced.extend(report.resurfaced);
+                true
+            }
+            Err(error) => {
+                write_error = Some(error);
+                false
+            }
+        }
+    };
+    let read = database.read(&mirror, ReadMode::Full, &decode_limits(settings), &mut deliver);
+    if let Some(error) = write_error {
+        return Err(error.into());
+    }
+    if let Err(error) = read {
+        summary.database_error = Some(error.to_string());
+    }
+    // Records the database deleted but the JSON tree still holds: the files' copies return.
+    if !resurfaced.is_empty() {
+        let root = storage_root(path.parent().unwrap_or(Path::new(".")));
+        let limits = decode_limits(settings);
+        let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete: on_delete_policy(settings.pipeline.on_delete), ..Default::default() };
+        for (file, kind) in resurfaced {
+            let Some(kind) = FileKind::parse(&kind) else { continue };
+            match resolve_path(&root, Path::new(&file), kind, &limits, Duration::ZERO) {
+                Resolved::Present(decoded) => batch.files.push(decoded),
+                Resolved::Gone(removed) => batch.removed.push(removed),
+            }
+        }
+        store.write_batch(&batch)?;
+    }
+    Ok(())
+}
+
+/// Indexes the JSON tree under `root`.
+fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
+    let root = root.to_owned();
     let mut summary = IndexSummary::default();
     let mut on_disk = Vec::new();
     for entry in scan_storage(&root) {
@@ -196,12 +282,10 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
 
     if !differences.removed.is_empty() {
         let removed = differences.removed.iter().map(|(path, _)| RemovedFile { path: path.to_string_lossy().into_owned() }).collect();
-        let batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, removed, files: Vec::new() };
+        let batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, removed, ..Default::default() };
         summary.removed += store.write_batch(&batch)?.removed;
     }
-    store.refresh_derived(&TraceScope::All)?;
     progress(total, total);
-    summary.duration = started.elapsed();
     Ok(summary)
 }
 

@@ -5,7 +5,8 @@
 //! - [`daemon::Daemon`]: the supervised actor tree behind `ducktail run` — [`watcher::Watcher`],
 //!   [`reconciler::Reconciler`], [`accumulator::Accumulator`], the [`decoder::Decoder`] pool, the
 //!   [`writer::Writer`] and the [`trace_builder::TraceBuilder`] — exchanging the typed messages of
-//!   [`messages`]. Each actor is a thin shell; logic that can be tested without actix lives in
+//!   [`messages`] — plus the [`database::DatabaseFollower`], which reads OpenCode's `opencode.db`
+//!   and hands its changes to the same Writer. Each actor is a thin shell; logic that can be tested without actix lives in
 //!   plain structs and functions ([`accumulator::AccumulatorCore`], [`files::diff`],
 //!   [`watcher::translate`]).
 //! - [`settings`]: the typed configuration; [`status`]: the counters health reads and the commit
@@ -18,6 +19,7 @@
 
 pub mod accumulator;
 pub mod daemon;
+pub mod database;
 pub mod decoder;
 pub mod files;
 pub mod index;
@@ -47,6 +49,8 @@ pub struct Links {
     writer: OnceLock<Addr<writer::Writer>>,
     reconciler: OnceLock<Addr<reconciler::Reconciler>>,
     trace_builder: OnceLock<Addr<trace_builder::TraceBuilder>>,
+    /// Set only when `opencode.db` is followed.
+    database: OnceLock<Addr<database::DatabaseFollower>>,
 }
 
 macro_rules! link_getter {
@@ -73,4 +77,9 @@ impl Links {
     link_getter!(writer, writer::Writer);
     link_getter!(reconciler, reconciler::Reconciler);
     link_getter!(trace_builder, trace_builder::TraceBuilder);
+
+    /// The database follower, when `opencode.db` is followed.
+    pub fn database(&self) -> Option<&Addr<database::DatabaseFollower>> {
+        self.database.get()
+    }
 }

@@ -261,6 +261,10 @@ impl Actor for Reconciler {
         ctx.run_interval(self.interval, |act, ctx| {
             let root = act.storage_root.clone();
             act.request_scan(root, "periodic reconcile", ctx);
+            // The database's counterpart of a full scan: compare every (id, time_updated).
+            if let Some(follower) = act.links.database() {
+                follower.do_send(crate::database::FollowDatabase { mode: ducktail_sources::opencode::sqlite::ReadMode::Full });
+            }
         });
     }
 }

@@ -48,14 +48,20 @@ pub struct SourcesSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenCodeSettings {
-    /// The OpenCode data directory (the folder holding `storage/`). Empty means
-    /// `$XDG_DATA_HOME/opencode` (`~/.local/share/opencode`).
+    /// The OpenCode data directory (the folder holding `storage/` and, since OpenCode 1.2,
+    /// `opencode.db`). Empty means `$XDG_DATA_HOME/opencode` (`~/.local/share/opencode`).
     pub path: PathBuf,
+    /// Read `<path>/opencode.db` too, whenever it exists (it may appear later).
+    pub follow_database: bool,
+    /// How often the database is asked whether anything committed, behind the file-change
+    /// events of `opencode.db-wal` (a cheap `PRAGMA data_version`).
+    #[serde(with = "humantime_serde")]
+    pub database_poll_interval: Duration,
 }
 
 impl Default for OpenCodeSettings {
     fn default() -> Self {
-        OpenCodeSettings { path: PathBuf::new() }
+        OpenCodeSettings { path: PathBuf::new(), follow_database: true, database_poll_interval: Duration::from_secs(1) }
     }
 }
 
@@ -333,13 +339,19 @@ impl Settings {
         if self.database.checkpoint_interval < Duration::from_secs(1) {
             return Err(format!("database.checkpoint_interval must be at least 1s (got {:?})", self.database.checkpoint_interval));
         }
+        if self.sources.opencode.database_poll_interval < Duration::from_millis(10) {
+            return Err(format!(
+                "sources.opencode.database_poll_interval must be at least 10ms (got {:?})",
+                self.sources.opencode.database_poll_interval
+            ));
+        }
         if self.reconcile.interval < Duration::from_millis(100) {
             return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));
         }
-        const ACTORS: [&str; 7] = ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder"];
+        const ACTORS: [&str; 8] = ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower"];
         if !ACTORS.contains(&self.faults.panic_actor.as_str()) {
             return Err(format!(
-                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder (got {:?})",
+                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder, database_follower (got {:?})",
                 self.faults.panic_actor
             ));
         }

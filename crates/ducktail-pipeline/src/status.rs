@@ -75,6 +75,43 @@ pub struct StatusBoard {
     pub commits: CommitFeed,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Where following `opencode.db` stands.
+    database: Mutex<DatabaseState>,
+}
+
+/// Where following OpenCode's `opencode.db` stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DatabaseState {
+    /// Not followed (`sources.opencode.follow_database = false`, or `index`).
+    #[default]
+    Off,
+    /// The file does not exist (yet); it is read as soon as it appears.
+    Waiting,
+    /// The file exists and its first full read has not committed yet: not ready.
+    Starting,
+    /// Read and in step; `records` is how many records it holds.
+    Following {
+        /// Records delivered from the database.
+        records: usize,
+    },
+    /// The last attempt failed; retried with backoff.
+    Failing {
+        /// What went wrong, with the fix.
+        error: String,
+    },
+}
+
+impl DatabaseState {
+    /// A short name for status output: off, waiting, starting, following, failing.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatabaseState::Off => "off",
+            DatabaseState::Waiting => "waiting",
+            DatabaseState::Starting => "starting",
+            DatabaseState::Following { .. } => "following",
+            DatabaseState::Failing { .. } => "failing",
+        }
+    }
 }
 
 /// Percentiles of recent event→commit latencies.
@@ -128,9 +165,20 @@ impl StatusBoard {
         LatencySummary { samples: samples.len(), p50: at(0.50), p95: at(0.95), p99: at(0.99) }
     }
 
-    /// Whether the startup catch-up has committed.
+    /// Whether the startup catch-up has committed (the JSON tree's, and the database's first
+    /// read when there is a database).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.database_state() != DatabaseState::Starting
+    }
+
+    /// Where following `opencode.db` stands.
+    pub fn database_state(&self) -> DatabaseState {
+        self.database.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Sets where following `opencode.db` stands.
+    pub fn set_database_state(&self, state: DatabaseState) {
+        *self.database.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 }
 

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use ducktail_model::{FileOutcome, FileStatus};
+use ducktail_sources::opencode::sqlite::OPENCODE_SQLITE_SOURCE;
 use ducktail_store::{OnDelete, RemovedFile, Store, WriteBatch};
 
+use crate::database::WriteRows;
 use crate::files::OPENCODE_JSON_SOURCE;
 use crate::messages::*;
 use crate::status::StatusBoard;
@@ -153,6 +155,75 @@ impl Handler<WriteDecoded> for Writer {
             }
             None => {
                 self.links.accumulator().do_send(BatchFailed { batch_id, paths, reason: "writer panicked".to_owned() });
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<WriteRows> for Writer {
+    type Result = ();
+    fn handle(&mut self, rows: WriteRows, ctx: &mut Self::Context) {
+        let WriteRows { batch_id, database_path, upserts, removed, rejected, observed_at, reply } = rows;
+        let batch = WriteBatch {
+            source: OPENCODE_SQLITE_SOURCE,
+            rows: upserts,
+            removed_records: removed,
+            rejected,
+            database_path: Some(database_path),
+            ..Default::default()
+        };
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let span = tracing::debug_span!("write_rows", batch_id, rows = batch.rows.len(), removed = batch.removed_records.len());
+        let _entered = span.enter();
+        let result = catch_panic("writer", &board, || {
+            faults.maybe_panic("writer", &board);
+            match self.store.as_mut() {
+                Some(store) => store.write_batch(&batch).map_err(|error| error.to_string()),
+                None => Err("the writer has no database connection".to_owned()),
+            }
+        });
+        match result {
+            Some(Ok(report)) => {
+                let metrics = &board.metrics;
+                metrics.batch_files.observe((batch.rows.len() + batch.removed_records.len()) as f64);
+                metrics.batch_write_seconds.observe(report.duration.as_secs_f64());
+                for (table, count) in &report.records_by_table {
+                    metrics.records.with_label_values(&[table]).inc_by(*count as u64);
+                }
+                let latency = observed_at.elapsed();
+                let latencies = vec![latency; batch.rows.len()];
+                for latency in &latencies {
+                    metrics.event_to_commit_seconds.observe(latency.as_secs_f64());
+                }
+                let changes = batch.rows.len() + batch.removed_records.len() + batch.rejected.len();
+                board.record_commit(batch_id, changes, &report.touched_sessions, &latencies);
+                self.links.trace_builder().do_send(BatchCommitted {
+                    batch_id,
+                    files: Vec::new(),
+                    not_ready: Vec::new(),
+                    touched_sessions: report.touched_sessions.clone(),
+                    latencies,
+                    commit_duration: report.duration,
+                });
+                if !report.resurfaced.is_empty() {
+                    // OpenCode deleted records the JSON tree still holds: that copy is the record now.
+                    let now = Instant::now();
+                    let paths = report
+                        .resurfaced
+                        .iter()
+                        .filter_map(|(path, kind)| Some(ObservedPath { path: PathBuf::from(path), kind: ducktail_model::FileKind::parse(kind)?, observed_at: now }))
+                        .collect();
+                    self.links.accumulator().do_send(PathsChanged { paths, origin: Origin::Retry });
+                }
+                let _ = reply.send(Ok(report));
+            }
+            Some(Err(reason)) => {
+                tracing::error!(batch_id, %reason, "opencode.db changes could not be committed; they are read again");
+                let _ = reply.send(Err(reason));
+            }
+            None => {
+                let _ = reply.send(Err("writer panicked".to_owned()));
                 ctx.stop();
             }
         }

@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<()> {
             let database = settings_loader::database_file(locations.db.as_deref(), &settings);
             let summary = index(&settings, &opencode, &database)?;
             print_summary(&summary, &database);
-            Ok(())
+            database_read_outcome(&summary)
         }
         Command::Rebuild { locations } => {
             let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
@@ -72,7 +72,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let summary = index(&settings, &opencode, &database)?;
             print_summary(&summary, &database);
-            Ok(())
+            database_read_outcome(&summary)
         }
         Command::Run { locations, listen } => {
             let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
@@ -163,6 +163,15 @@ fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexS
     Ok(summary)
 }
 
+/// An unreadable `opencode.db` fails the command (after the JSON tree was indexed), so scripts
+/// notice.
+fn database_read_outcome(summary: &IndexSummary) -> Result<()> {
+    match &summary.database_error {
+        Some(error) => Err(anyhow::anyhow!("{error}")),
+        None => Ok(()),
+    }
+}
+
 fn print_summary(summary: &IndexSummary, database: &Path) {
     let kinds: Vec<String> = summary.files_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
     println!("indexed into {}", database.display());
@@ -179,7 +188,16 @@ fn print_summary(summary: &IndexSummary, database: &Path) {
     for error in summary.scan_errors.iter().take(10) {
         println!("  could not read: {error}");
     }
-    if summary.errors > 0 {
+    if summary.database_records + summary.database_removed + summary.database_rejected > 0 {
+        println!(
+            "  opencode.db: {} records written, {} removed, {} rows rejected",
+            summary.database_records, summary.database_removed, summary.database_rejected
+        );
+    }
+    if let Some(error) = &summary.database_error {
+        println!("  opencode.db not read: {error}");
+    }
+    if summary.errors + summary.database_rejected > 0 {
         println!("  `ducktail status --db {}` lists the files that failed and why", database.display());
     }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ducktail_model::{
     FileKind, FileOutcome, ProjectRecord, RawDocument, Records, RejectedRow, RemovedRecord,
-    SessionRecord, TodoRecord, VersionedRecords,
+    SessionRecord, StoredRecord, TodoRecord, VersionedRecords,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
@@ -143,19 +143,6 @@ struct RowStamp {
     updated_ms: i64,
 }
 
-/// One record the store already holds from this source (to rebuild a [`Mirror`] at startup).
-#[derive(Debug, Clone)]
-pub struct StoredRow {
-    /// What it is.
-    pub kind: FileKind,
-    /// Its id (session id for todo lists).
-    pub id: String,
-    /// Its session (messages and parts).
-    pub session_id: Option<String>,
-    /// Its `time_updated` when delivered.
-    pub version_ms: Option<i64>,
-}
-
 /// A change to the [`Mirror`], applied once the chunk that carries it is committed.
 #[derive(Debug, Clone)]
 pub enum MirrorUpdate {
@@ -175,7 +162,7 @@ pub enum MirrorUpdate {
 
 impl Mirror {
     /// A mirror of what the store holds from this source.
-    pub fn from_stored(rows: impl IntoIterator<Item = StoredRow>) -> Mirror {
+    pub fn from_stored(rows: impl IntoIterator<Item = StoredRecord>) -> Mirror {
         let mut mirror = Mirror::default();
         for row in rows {
             match row.kind {
@@ -255,6 +242,23 @@ impl Mirror {
         }
     }
 
+    /// Everything delivered, as removals: what the store must forget when the database file is
+    /// gone (a fresh index of the data folder would hold none of it).
+    pub fn removal_of_everything(&self) -> Chunk {
+        let mut chunk = Chunk::default();
+        let fingerprinted = [(FileKind::Project, &self.projects), (FileKind::Session, &self.sessions), (FileKind::Todo, &self.todos)];
+        let rows = [(FileKind::Message, &self.messages), (FileKind::Part, &self.parts)];
+        let ids = fingerprinted
+            .iter()
+            .flat_map(|(kind, map)| map.keys().map(move |id| (*kind, id)))
+            .chain(rows.iter().flat_map(|(kind, map)| map.keys().map(move |id| (*kind, id))));
+        for (kind, id) in ids {
+            chunk.removed.push(RemovedRecord { kind, id: id.clone() });
+            chunk.updates.push(MirrorUpdate::Removed(kind, id.clone()));
+        }
+        chunk
+    }
+
     fn fingerprints_mut(&mut self, kind: FileKind) -> Option<&mut HashMap<String, u64>> {
         match kind {
             FileKind::Session => Some(&mut self.sessions),
@@ -330,6 +334,9 @@ pub struct OpencodeDatabase {
     connection: Connection,
     path: PathBuf,
     tables: Tables,
+    /// (device, inode) of the file when opened: a connection keeps reading the file it opened,
+    /// so a replaced or deleted database must be noticed by path.
+    identity: Option<(u64, u64)>,
 }
 
 impl OpencodeDatabase {
@@ -361,7 +368,8 @@ impl OpencodeDatabase {
             }
             Err(error) => return Err(DatabaseError::from_sqlite(path, "opening read-only", error)),
         };
-        let mut database = OpencodeDatabase { connection, path: path.to_owned(), tables: Tables::default() };
+        let identity = file_identity(path);
+        let mut database = OpencodeDatabase { connection, path: path.to_owned(), tables: Tables::default(), identity };
         database.refresh_tables()?;
         Ok(database)
     }
@@ -369,6 +377,12 @@ impl OpencodeDatabase {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file at the path is no longer the one this connection reads (replaced by a
+    /// rename, or deleted): reopen to follow the new one.
+    pub fn is_replaced(&self) -> bool {
+        file_identity(&self.path) != self.identity
     }
 
     fn refresh_tables(&mut self) -> Result<(), DatabaseError> {
@@ -428,6 +442,11 @@ impl OpencodeDatabase {
         let _ = self.connection.execute_batch("COMMIT");
         result.map_err(|error| DatabaseError::from_sqlite(&path, "reading changes", error))
     }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
 fn wal_path(path: &Path) -> PathBuf {

@@ -180,7 +180,7 @@ fn a_mirror_rebuilt_from_the_store_redelivers_only_the_small_tables() {
     let mut database = OpencodeDatabase::open(Path::new(FIXTURE)).unwrap();
     let mut first = Mirror::default();
     let (_, chunks) = read_all(&mut database, &mut first, ReadMode::Full);
-    let stored = chunks.iter().flat_map(|chunk| &chunk.upserts).map(|records| StoredRow {
+    let stored = chunks.iter().flat_map(|chunk| &chunk.upserts).map(|records| StoredRecord {
         kind: records.records.kind(),
         id: records.records.record_id().to_owned(),
         session_id: records.records.session_id().map(str::to_owned),
@@ -192,7 +192,7 @@ fn a_mirror_rebuilt_from_the_store_redelivers_only_the_small_tables() {
     assert_eq!(count_by_kind(&chunks), BTreeMap::from([("project", 1), ("session", 5), ("todo", 1)]));
 
     // A record the store holds but the database no longer has is removed.
-    let mut stale = Mirror::from_stored([StoredRow { kind: FileKind::Part, id: "prt_gone".into(), session_id: Some(ROOT_SESSION.into()), version_ms: Some(1) }]);
+    let mut stale = Mirror::from_stored([StoredRecord { kind: FileKind::Part, id: "prt_gone".into(), session_id: Some(ROOT_SESSION.into()), version_ms: Some(1) }]);
     let (_, chunks) = read_all(&mut database, &mut stale, ReadMode::Full);
     assert_eq!(removed(&chunks), vec![(FileKind::Part, "prt_gone".to_owned())]);
 }
@@ -257,4 +257,36 @@ fn a_commit_that_fails_is_delivered_again() {
     let mut mirror = mirror;
     let (summary, _) = read_all(&mut database, &mut mirror, ReadMode::Incremental);
     assert_eq!(summary.upserted, 41 + 110 + 5 + 1 + 1);
+}
+
+#[test]
+fn a_replaced_file_is_noticed_and_a_vanished_one_removes_everything_delivered() {
+    let (dir, path, writer) = writable_copy();
+    let mut database = OpencodeDatabase::open(&path).unwrap();
+    let mut mirror = Mirror::default();
+    let (summary, _) = read_all(&mut database, &mut mirror, ReadMode::Full);
+    assert!(!database.is_replaced());
+    drop(writer);
+    let staged = dir.path().join("staged.db");
+    std::fs::copy(&path, &staged).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    assert!(database.is_replaced(), "a rename over the file is a new database");
+    let everything = mirror.removal_of_everything();
+    assert_eq!(everything.removed.len(), summary.upserted);
+    mirror.apply(&everything.updates);
+    assert!(mirror.is_empty());
+}
+
+#[test]
+fn a_database_locked_exclusively_is_busy_not_corrupt() {
+    let (_dir, path, writer) = writable_copy();
+    // A writer in exclusive locking mode keeps every other connection out until it lets go.
+    writer.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; DELETE FROM todo;").unwrap();
+    let error = OpencodeDatabase::open(&path).err().expect("locked out");
+    assert!(matches!(error, DatabaseError::Busy { .. }), "{error}");
+    assert!(error.to_string().contains("opencode.db") && error.to_string().contains("retrying"), "{error}");
+    drop(writer);
+    let mut database = OpencodeDatabase::open(&path).expect("readable again once the lock is gone");
+    let (summary, _) = read_all(&mut database, &mut Mirror::default(), ReadMode::Full);
+    assert!(summary.upserted > 0);
 }
