@@ -42,6 +42,11 @@ pub const DATABASE_BATCH_ID_BASE: u64 = 1 << 63;
 /// Longest wait between attempts while the database cannot be read.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How long a read woken by a file event keeps checking for the commit it announced. The WAL is
+/// written before the commit is published in the WAL index, so a reader woken by the last write
+/// can still see the previous snapshot, and no further event follows.
+const COMMIT_SETTLE: Duration = Duration::from_millis(100);
+
 /// Anyone → DatabaseFollower, tell. Read the database now.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -81,7 +86,8 @@ pub struct FollowTrigger {
 }
 
 impl FollowTrigger {
-    /// Asks for an incremental read (cheap to call from any thread, any number of times).
+    /// Asks for an incremental read because a file event announced a change (cheap to call from
+    /// any thread, any number of times).
     pub fn request(&self, noticed_at: Instant) {
         {
             let mut first = self.first_noticed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -89,6 +95,15 @@ impl FollowTrigger {
                 *first = Some(noticed_at);
             }
         }
+        self.wake();
+    }
+
+    /// Asks for an incremental read on the poll's behalf: no change was announced.
+    pub fn poll(&self) {
+        self.wake();
+    }
+
+    fn wake(&self) {
         if !self.requested.swap(true, Ordering::AcqRel) {
             if let Some(follower) = self.follower.get() {
                 follower.do_send(FollowDatabase { mode: ReadMode::Incremental });
@@ -101,7 +116,8 @@ impl FollowTrigger {
         let _ = self.follower.set(follower);
     }
 
-    /// Taken by a read as it starts: later wake-ups ask for another read.
+    /// Taken by a read as it starts: later wake-ups ask for another read. `Some` when a file
+    /// event announced a change (with when it was noticed).
     fn take(&self) -> Option<Instant> {
         self.requested.store(false, Ordering::Release);
         self.first_noticed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
@@ -125,7 +141,7 @@ impl DatabaseWatch {
                     trigger.request(Instant::now());
                 }
             }
-            Err(_) => trigger.request(Instant::now()),
+            Err(_) => trigger.poll(),
         });
         let watcher = watcher.and_then(|mut watcher| watcher.watch(data_dir, RecursiveMode::NonRecursive).map(|()| watcher));
         match watcher {
@@ -173,7 +189,8 @@ impl DatabaseFollower {
         DatabaseFollower { path, limits, database: None, mirror: None, shared, failures: 0, retry_at: None, full_pending: true }
     }
 
-    fn follow(&mut self, requested: ReadMode, noticed_at: Instant) {
+    fn follow(&mut self, requested: ReadMode, announced: Option<Instant>) {
+        let noticed_at = announced.unwrap_or_else(Instant::now);
         let mut mode = requested;
         if mode == ReadMode::Full {
             self.full_pending = true;
@@ -217,6 +234,9 @@ impl DatabaseFollower {
             mode = ReadMode::Full;
         }
         let (Some(database), Some(mirror)) = (self.database.as_mut(), self.mirror.as_mut()) else { return };
+        if mode == ReadMode::Incremental && announced.is_some() {
+            wait_for_announced_commit(database, mirror);
+        }
         let started = Instant::now();
         let mut committed: Vec<MirrorUpdate> = Vec::new();
         let mut commit_error: Option<String> = None;
@@ -311,6 +331,20 @@ impl DatabaseFollower {
     }
 }
 
+/// After a file event, waits (at most [`COMMIT_SETTLE`]) until the commit it announced is
+/// visible. Checking `data_version` costs microseconds; without this wait the read would often see
+/// the previous snapshot and the change would wait for the next poll.
+fn wait_for_announced_commit(database: &OpencodeDatabase, mirror: &Mirror) {
+    let deadline = Instant::now() + COMMIT_SETTLE;
+    while Instant::now() < deadline {
+        match database.changed_since(mirror) {
+            Ok(false) => std::thread::sleep(Duration::from_millis(1)),
+            // Changed, or an error the read itself will report.
+            _ => return,
+        }
+    }
+}
+
 /// Hands one chunk to the Writer and waits for its commit.
 fn commit_chunk(
     links: &Links,
@@ -339,13 +373,13 @@ impl Handler<FollowDatabase> for DatabaseFollower {
     type Result = ();
     fn handle(&mut self, message: FollowDatabase, ctx: &mut Self::Context) {
         // Taken before anything can fail, so later wake-ups always ask for another read.
-        let noticed_at = self.shared.trigger.take().unwrap_or_else(Instant::now);
+        let announced = self.shared.trigger.take();
         let (board, faults) = (self.shared.board.clone(), self.shared.faults.clone());
         let span = tracing::debug_span!("follow_database", mode = ?message.mode);
         let _entered = span.enter();
         let finished = catch_panic("database_follower", &board, || {
             faults.maybe_panic("database_follower", &board);
-            self.follow(message.mode, noticed_at);
+            self.follow(message.mode, announced);
         });
         if finished.is_none() {
             // The replacement starts with an empty mirror and reloads it from the store.
@@ -376,7 +410,7 @@ pub fn start_following(
         let mut ticks = tokio::time::interval(poll_interval);
         loop {
             ticks.tick().await;
-            trigger.request(Instant::now());
+            trigger.poll();
         }
     });
     (follower, watch, poll)

@@ -409,6 +409,12 @@ impl OpencodeDatabase {
         Ok(())
     }
 
+    /// Whether another connection committed since `mirror`'s last complete read (always true
+    /// when the mirror has no read on this connection yet).
+    pub fn changed_since(&self, mirror: &Mirror) -> Result<bool, DatabaseError> {
+        Ok(mirror.data_version != Some(self.data_version()?))
+    }
+
     /// `PRAGMA data_version`: changes whenever another connection commits.
     pub fn data_version(&self) -> Result<i64, DatabaseError> {
         self.connection
