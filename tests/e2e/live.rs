@@ -106,6 +106,90 @@ fn the_storage_folder_deleted_and_recreated_is_followed_without_a_reconcile() {
 }
 
 #[test]
+fn the_inotify_watch_limit_degrades_to_the_reconcile_and_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 100, 23);
+    let db = dir.path().join("db.duckdb");
+    // The real limit is machine-wide (fs.inotify.max_user_watches), so the seam reproduces the
+    // error notify reports when inotify_add_watch fails with ENOSPC.
+    let config = test_config(dir.path(), "[faults]
+watch_limit = true
+[reconcile]
+interval = \"1s\"\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let (status, health) = daemon.get_with_status("/health/detailed");
+    assert_eq!(status, 503, "degraded, not silent: {health}");
+    let problems = health["problems"].to_string();
+    assert!(problems.contains("max_user_watches") && problems.contains("sysctl"), "names the limit and the fix: {problems}");
+    assert!(daemon.get_json("/api/stats")["watch_problem"].as_str().unwrap().contains("reconcile"));
+    // Changes still arrive, through the reconcile.
+    write_part(&opencode.join("storage"), "msg_limit000000000000000000001", "prt_limit", "found by a scan");
+    wait_until("a new file found without events", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_limit'") == 1);
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. "16m") at `path`; `None` when mounting is not permitted.
+    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status();
+        mounted.is_ok_and(|status| status.success()).then(|| SmallDisk(path.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).status().unwrap();
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_commits_visibly_and_nothing_is_lost_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("dbfs"), "16m") else {
+        eprintln!("SKIPPED: mounting a small tmpfs for the database needs root (CI runs as root)");
+        return;
+    };
+    let opencode = fresh_tree(dir.path(), 200, 24);
+    let db = disk.0.join("db.duckdb");
+    let config = test_config(dir.path(), "");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    // Fill the disk, then write 100 parts of 20 KB.
+    let filler = disk.0.join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 256 * 1024];
+        while std::io::Write::write_all(&mut file, &block).is_ok() {}
+    }
+    let storage = opencode.join("storage");
+    let text = "x".repeat(20_000);
+    for index in 0..100 {
+        write_part(&storage, "msg_full0000000000000000000001", &format!("prt_full{index:03}"), &text);
+    }
+    wait_until("health names the failing commits", DEADLINE, || {
+        let (status, health) = daemon.get_with_status("/health/detailed");
+        status == 503 && health["problems"].to_string().contains("No space left on device")
+    });
+    assert_eq!(daemon.get_status("/livez"), Some(200), "the daemon is up");
+    // Space returns: the retried batches commit, health recovers.
+    std::fs::remove_file(&filler).unwrap();
+    disk.resize("128m");
+    wait_until("every part committed", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_full%'") == 100);
+    wait_until("health recovers", DEADLINE, || daemon.get_json("/api/stats")["commit_failure"].is_null());
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
+#[test]
 fn a_burst_of_ten_thousand_files_is_indexed_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = dir.path().join("opencode");

@@ -65,13 +65,7 @@ fn health_is_detailed_and_turns_503_past_a_threshold() {
     let opencode = dir.path().join("opencode");
     let generator = ducktail_generator::GeneratorConfig { seed: 17, target_files: 200, bad_files: 2, ..Default::default() };
     let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
-    let health = |daemon: &Daemon| -> (u16, serde_json::Value) {
-        match ureq::get(&format!("{}/health/detailed", daemon.base_url)).call() {
-            Ok(response) => (response.status(), response.into_json().unwrap()),
-            Err(ureq::Error::Status(code, response)) => (code, response.into_json().unwrap()),
-            Err(error) => panic!("GET /health/detailed: {error}"),
-        }
-    };
+    let health = |daemon: &Daemon| daemon.get_with_status("/health/detailed");
 
     let db = dir.path().join("healthy.duckdb");
     let daemon = Daemon::start(&opencode, &db, &test_config(dir.path(), "[database]\ncheckpoint_interval = \"1s\"\n"));

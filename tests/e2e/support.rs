@@ -193,6 +193,15 @@ impl Daemon {
         ureq::get(&format!("{}{path}", self.base_url)).timeout(Duration::from_secs(10)).call().unwrap().into_json().unwrap()
     }
 
+    /// GET returning its status and JSON body, whatever the status (health answers 503 with a body).
+    pub fn get_with_status(&self, path: &str) -> (u16, serde_json::Value) {
+        match ureq::get(&format!("{}{path}", self.base_url)).timeout(Duration::from_secs(10)).call() {
+            Ok(response) => (response.status(), response.into_json().unwrap()),
+            Err(ureq::Error::Status(code, response)) => (code, response.into_json().unwrap()),
+            Err(error) => panic!("GET {path}: {error}"),
+        }
+    }
+
     /// Rows of a read-only query through `POST /api/sql`.
     pub fn sql(&self, sql: &str) -> Vec<Vec<String>> {
         let response: serde_json::Value = ureq::post(&format!("{}/api/sql", self.base_url))

@@ -37,6 +37,12 @@ pub(crate) fn problems(settings: &HealthSettings, pipeline: &PipelineHealth, dis
     if let Some(error) = &pipeline.opencode_db.error {
         problems.push(format!("opencode.db cannot be read: {error}"));
     }
+    if let Some(problem) = &pipeline.watch_problem {
+        problems.push(format!("file events: {problem}"));
+    }
+    if let Some(failure) = &pipeline.commit_failure {
+        problems.push(format!("commits are failing and retried with backoff (nothing is lost; check free space and permissions of the database): {failure}"));
+    }
     if let Some(free) = disk_free_bytes {
         let floor = settings.min_free_disk_mb.saturating_mul(1024 * 1024);
         if free < floor {
@@ -111,6 +117,8 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
         errors_last_hour,
         actor_restarts: board.actor_restarts.load(Ordering::Relaxed),
         opencode_db: board.database_state().into(),
+        watch_problem: board.watch_problem(),
+        commit_failure: board.commit_failure(),
     };
     let path = state.readers.database_path().to_owned();
     let wal = PathBuf::from(format!("{}.wal", path.display()));
@@ -156,6 +164,8 @@ mod tests {
             errors_last_hour: 0,
             actor_restarts: 0,
             opencode_db: ducktail_pipeline::status::DatabaseState::Off.into(),
+            watch_problem: None,
+            commit_failure: None,
         }
     }
 

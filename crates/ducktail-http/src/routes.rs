@@ -73,6 +73,8 @@ async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
         latency_ms: LatencyMs { samples: latency.samples, p50: millis(latency.p50), p95: millis(latency.p95), p99: millis(latency.p99) },
         actor_restarts: state.board.actor_restarts.load(std::sync::atomic::Ordering::Relaxed),
         opencode_db: state.board.database_state().into(),
+        watch_problem: state.board.watch_problem(),
+        commit_failure: state.board.commit_failure(),
     };
     Ok(HttpResponse::Ok().json(body))
 }

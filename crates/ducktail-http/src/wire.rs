@@ -90,6 +90,10 @@ pub struct Stats {
     pub actor_restarts: u64,
     /// Following OpenCode's `opencode.db`.
     pub opencode_db: OpencodeDbStatus,
+    /// Why file events are incomplete (the inotify watch limit), if they are.
+    pub watch_problem: Option<String>,
+    /// Why commits are failing (retried with backoff), while they are.
+    pub commit_failure: Option<String>,
 }
 
 /// Where following `opencode.db` stands.
@@ -217,6 +221,10 @@ pub struct PipelineHealth {
     pub actor_restarts: u64,
     /// Following OpenCode's `opencode.db`.
     pub opencode_db: OpencodeDbStatus,
+    /// Why file events are incomplete (the inotify watch limit), if they are.
+    pub watch_problem: Option<String>,
+    /// Why commits are failing (retried with backoff), while they are.
+    pub commit_failure: Option<String>,
 }
 
 // ---- Read API: sessions, traces, usage ------------------------------------------------------

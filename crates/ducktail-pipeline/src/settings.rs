@@ -307,11 +307,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaultSettings {
-    /// Name of an actor (watcher, reconciler, accumulator, decoder, writer, trace_builder) that
-    /// panics once, while handling its first message after startup catch-up.
+    /// Name of an actor (watcher, reconciler, accumulator, decoder, writer, trace_builder,
+    /// database_follower) that panics once, while handling its first message after startup
+    /// catch-up.
     pub panic_actor: String,
     /// The watcher drops every filesystem event (only the reconciler finds changes).
     pub drop_watch_events: bool,
+    /// Watching the tree fails as if the inotify watch limit were reached.
+    pub watch_limit: bool,
 }
 
 impl Settings {

@@ -77,6 +77,10 @@ pub struct StatusBoard {
     pub metrics: crate::metrics::Metrics,
     /// Where following `opencode.db` stands.
     database: Mutex<DatabaseState>,
+    /// Why file events are incomplete (the inotify watch limit), if they are.
+    watch_problem: Mutex<Option<String>>,
+    /// Why the last commit failed, while commits fail (cleared by the next success).
+    commit_failure: Mutex<Option<String>>,
 }
 
 /// Where following OpenCode's `opencode.db` stands.
@@ -130,6 +134,7 @@ pub struct LatencySummary {
 impl StatusBoard {
     /// Records a committed batch and tells subscribers which sessions it touched.
     pub fn record_commit(&self, batch_id: u64, files: usize, sessions: &BTreeSet<String>, latencies: &[Duration]) {
+        self.set_commit_failure(None);
         self.batches_committed.fetch_add(1, Ordering::Relaxed);
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -174,6 +179,29 @@ impl StatusBoard {
     /// Where following `opencode.db` stands.
     pub fn database_state(&self) -> DatabaseState {
         self.database.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Why file events are incomplete, if they are.
+    pub fn watch_problem(&self) -> Option<String> {
+        self.watch_problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Sets (or clears) why file events are incomplete; returns whether that changed anything.
+    pub fn set_watch_problem(&self, problem: Option<String>) -> bool {
+        let mut current = self.watch_problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changed = *current != problem;
+        *current = problem;
+        changed
+    }
+
+    /// Why commits are failing (a full disk, a lost database), while they are.
+    pub fn commit_failure(&self) -> Option<String> {
+        self.commit_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Records a failed commit (`Some(reason)`) or a successful one (`None`).
+    pub fn set_commit_failure(&self, failure: Option<String>) {
+        *self.commit_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
     }
 
     /// Sets where following `opencode.db` stands.

@@ -36,6 +36,8 @@ pub struct Faults {
     panic_fired: AtomicBool,
     /// The watcher drops every event.
     pub drop_watch_events: bool,
+    /// Watching the tree fails as if the inotify watch limit were reached.
+    pub watch_limit: bool,
 }
 
 impl Faults {
@@ -45,6 +47,7 @@ impl Faults {
             panic_actor: settings.panic_actor.clone(),
             panic_fired: AtomicBool::new(false),
             drop_watch_events: settings.drop_watch_events,
+            watch_limit: settings.watch_limit,
         })
     }
 

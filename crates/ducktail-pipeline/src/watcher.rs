@@ -30,6 +30,8 @@ use crate::Links;
 const EVENT_CHANNEL_CAPACITY: usize = 4_096;
 /// Most events folded into one [`PathsChanged`].
 const EVENTS_PER_MESSAGE: usize = 4_096;
+/// Longest wait between attempts to watch while the inotify limit is reached.
+const MAX_LIMIT_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What a run of events asks for.
 #[derive(Debug, Default)]
@@ -87,12 +89,39 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
 /// Makes sure `directory` is watched before it is scanned (see the module doc). A directory
 /// that is already gone or cannot be watched is still scanned; the periodic reconcile covers the
 /// rest.
-fn watch_new_directory(watcher: &Weak<Mutex<notify::RecommendedWatcher>>, directory: &Path) {
+fn watch_new_directory(watcher: &Weak<Mutex<notify::RecommendedWatcher>>, directory: &Path, board: &StatusBoard) {
     let Some(watcher) = watcher.upgrade() else { return };
     let mut watcher = watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Err(error) = watcher.watch(directory, RecursiveMode::Recursive) {
-        tracing::debug!(path = %directory.display(), %error, "could not watch a new directory");
+        if is_watch_limit(&error) {
+            let reason = watch_limit_reason();
+            if board.set_watch_problem(Some(reason.clone())) {
+                tracing::error!(path = %directory.display(), "{reason}");
+            }
+        } else {
+            tracing::debug!(path = %directory.display(), %error, "could not watch a new directory");
+        }
     }
+}
+
+/// Whether notify failed because the kernel's inotify watch (or instance) limit is reached.
+pub fn is_watch_limit(error: &notify::Error) -> bool {
+    match &error.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        // ENOSPC from inotify_add_watch means the watch limit, not a full disk.
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(28),
+        _ => false,
+    }
+}
+
+/// What to tell the user when the watch limit is reached: the limit, the consequence, the fix.
+fn watch_limit_reason() -> String {
+    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").map(|text| text.trim().to_owned()).unwrap_or_else(|_| "?".to_owned());
+    format!(
+        "the inotify watch limit is reached (fs.inotify.max_user_watches = {limit}): live file events are incomplete and changes \
+         are found by the periodic reconcile (reconcile.interval) instead; raise the limit, e.g. \
+         `sudo sysctl fs.inotify.max_user_watches=524288`, then ducktail attaches again on its own"
+    )
 }
 
 /// Why the event loop ended.
@@ -124,8 +153,11 @@ pub struct Watcher {
     /// Whether the "cannot watch yet" warning was logged (once: OpenCode ≥ 1.2 may never
     /// create `storage/`).
     warned_unwatchable: bool,
-    /// The storage folder was removed: once it is watched again, everything is rescanned.
+    /// The storage folder was removed (or the watch limit hit): once it is watched again,
+    /// everything is rescanned.
     reattaching: bool,
+    /// Wait before the next attempt while the watch limit is reached (doubles up to 5 min).
+    limit_backoff: Duration,
     /// Accumulator and reconciler.
     links: Arc<Links>,
     /// Shared counters.
@@ -137,7 +169,7 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher of the tree under `storage_root`.
     pub fn new(storage_root: PathBuf, retry_interval: Duration, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Watcher {
-        Watcher { storage_root, notify: None, retry_interval, stopped: false, warned_unwatchable: false, reattaching: false, links, board, faults }
+        Watcher { storage_root, notify: None, retry_interval, stopped: false, warned_unwatchable: false, reattaching: false, limit_backoff: Duration::ZERO, links, board, faults }
     }
 
     fn attach(&mut self, ctx: &mut Context<Self>) {
@@ -156,7 +188,23 @@ impl Watcher {
                 return;
             }
         };
-        if let Err(error) = watcher.watch(&self.storage_root, RecursiveMode::Recursive) {
+        let attached = if self.faults.watch_limit {
+            Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch))
+        } else {
+            watcher.watch(&self.storage_root, RecursiveMode::Recursive)
+        };
+        if let Err(error) = attached {
+            if is_watch_limit(&error) {
+                let reason = watch_limit_reason();
+                if self.board.set_watch_problem(Some(reason.clone())) {
+                    tracing::error!(path = %self.storage_root.display(), "{reason}");
+                }
+                // Events were (and will be) missed: rescan once the watch holds again.
+                self.reattaching = true;
+                self.limit_backoff = (self.limit_backoff * 2).clamp(self.retry_interval, MAX_LIMIT_BACKOFF);
+                ctx.run_later(self.limit_backoff, |act, ctx| act.attach(ctx));
+                return;
+            }
             if std::mem::replace(&mut self.warned_unwatchable, true) {
                 tracing::debug!(path = %self.storage_root.display(), %error, "cannot watch the OpenCode storage folder yet; retrying");
             } else {
@@ -166,9 +214,13 @@ impl Watcher {
             return;
         }
         tracing::debug!(path = %self.storage_root.display(), "watching");
+        if self.board.set_watch_problem(None) {
+            tracing::info!(path = %self.storage_root.display(), "file events are complete again");
+        }
+        self.limit_backoff = Duration::ZERO;
         if std::mem::take(&mut self.reattaching) {
-            tracing::info!(path = %self.storage_root.display(), "the OpenCode storage folder is back; rescanning it");
-            self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "storage folder recreated" });
+            tracing::info!(path = %self.storage_root.display(), "watching again; rescanning for what events missed");
+            self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "watch attached again" });
         }
         let watcher = Arc::new(Mutex::new(watcher));
         let handle = Arc::downgrade(&watcher);
@@ -214,9 +266,9 @@ impl Watcher {
                     }
                     // Off this loop: `watch` waits for notify's thread, which may itself be
                     // waiting for this loop to take its events.
-                    let (watcher, reconciler) = (watcher.clone(), reconciler.clone());
+                    let (watcher, reconciler, board) = (watcher.clone(), reconciler.clone(), board.clone());
                     actix_rt::task::spawn_blocking(move || {
-                        watch_new_directory(&watcher, &scope);
+                        watch_new_directory(&watcher, &scope, &board);
                         reconciler.do_send(Rescan { scope, reason: "new directory" });
                     });
                 }

@@ -151,6 +151,7 @@ impl Handler<WriteDecoded> for Writer {
             }
             Some(Err((reason, observed))) => {
                 tracing::error!(batch_id, %reason, "batch could not be committed; its files will be retried");
+                board.set_commit_failure(Some(reason.clone()));
                 self.links.accumulator().do_send(BatchFailed { batch_id, paths: observed, reason });
             }
             None => {
@@ -220,6 +221,7 @@ impl Handler<WriteRows> for Writer {
             }
             Some(Err(reason)) => {
                 tracing::error!(batch_id, %reason, "opencode.db changes could not be committed; they are read again");
+                board.set_commit_failure(Some(reason.clone()));
                 let _ = reply.send(Err(reason));
             }
             None => {
