@@ -67,8 +67,11 @@ fn hostile_files_never_block_crash_or_cost_a_neighbour() {
     write_hostile_files(&hostile, &outside);
 
     let huge_settled = || daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_huge'") == 1;
-    wait_until("neighbours and the huge part are indexed", Duration::from_secs(60), || {
-        daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_neighbour_%'") == 20 && huge_settled()
+    // Every valid file, whatever batch it lands in.
+    wait_until("neighbours, odd names, bad UTF-8 and the huge part are indexed", Duration::from_secs(60), || {
+        daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_neighbour_%'") == 20
+            && daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_bad_utf8' OR text IN ('odd name', 'newline in the name')") == 3
+            && huge_settled()
     });
     let expected_errors = ["prt_nul.json", "prt_truncated.json", "prt_not_json.json", "prt_wrong_types.json", "prt_nested.json"];
     wait_until("bad files settle into errors", Duration::from_secs(60), || {

@@ -1,4 +1,5 @@
-//! Seeded, reproducible generator of realistic OpenCode JSON storage trees.
+//! Seeded, reproducible generator of realistic OpenCode JSON storage trees (and of OpenTelemetry
+//! span files, [`spans`]).
 //!
 //! This crate owns one thing: turning a [`GeneratorConfig`] into the files opencode 1.1.4x–1.1.65
 //! writes under `$XDG_DATA_HOME/opencode/storage/` — projects, sessions (with `task` delegation to
@@ -19,7 +20,7 @@
 //!   step's tokens, as opencode writes them.
 //!
 //! This crate never reads a tree back, knows nothing about DuckDB or actix, and performs no I/O
-//! outside [`generate`].
+//! outside [`generate`] and [`spans::generate_spans`].
 //!
 //! # Layout
 //! * `lib.rs` — configuration, [`Plan`], [`generate`].
@@ -27,6 +28,8 @@
 //! * `content.rs` — word lists, models, code snippets and tool outputs.
 //! * `ids.rs` — opencode identifiers.
 //! * `json.rs` — ordered JSON values and the `JSON.stringify` printer.
+//! * `spans.rs` — OpenTelemetry span Parquet files in the Junjo layout ([`spans::generate_spans`]),
+//!   with split traces, duplicates and orphans.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ use std::path::{Path, PathBuf};
 mod content;
 mod ids;
 mod json;
+pub mod spans;
 mod tree;
 
 use tree::Generator;

@@ -431,6 +431,68 @@ pub struct StoredRecord {
     pub version_ms: Option<i64>,
 }
 
+/// One OpenTelemetry span from a span Parquet file. Times are Unix epoch **nanoseconds** (UTC);
+/// ids are lowercase hex; `span_kind` and `status_code` are the raw OTLP enum values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Span {
+    /// 32 hex chars.
+    pub trace_id: String,
+    /// 16 hex chars.
+    pub span_id: String,
+    /// `None` for a root span (an empty string in the file counts as none).
+    pub parent_span_id: Option<String>,
+    /// Resource attribute `service.name` (`""` or `"unknown"` when the writer had none).
+    pub service_name: String,
+    /// Span name.
+    pub name: String,
+    /// 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER.
+    pub span_kind: i32,
+    /// Start, ns since the epoch.
+    pub start_ns: i64,
+    /// End, ns since the epoch.
+    pub end_ns: i64,
+    /// `end − start` as the file states it.
+    pub duration_ns: i64,
+    /// 0 UNSET, 1 OK, 2 ERROR.
+    pub status_code: i32,
+    /// Status message, if any.
+    pub status_message: Option<String>,
+    /// JSON object text.
+    pub attributes: Option<String>,
+    /// JSON array text.
+    pub events: Option<String>,
+    /// JSON object text.
+    pub resource_attributes: Option<String>,
+    /// JSON array text (later schema only).
+    pub links: Option<String>,
+    /// W3C trace flags (later schema only).
+    pub trace_flags: Option<i64>,
+    /// W3C trace state (later schema only).
+    pub trace_state: Option<String>,
+}
+
+/// What reading one span Parquet file produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanFileOutcome {
+    /// Its spans, in file order.
+    Decoded(Vec<Span>),
+    /// It could not be read but changed recently: probably still being written; retried.
+    NotReady(String),
+    /// It could not be read; retried when it changes.
+    Failed(String),
+}
+
+/// One span file's reading, ready for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Its stamp when read.
+    pub stamp: FileStamp,
+    /// What reading produced.
+    pub outcome: SpanFileOutcome,
+}
+
 /// Where a file stood on disk when it was looked at; the pair decides "unchanged".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileStamp {

@@ -38,6 +38,8 @@ pub struct Daemon {
     retention: Option<actix_rt::task::JoinHandle<()>>,
     /// The watch and poll of `opencode.db`, when it is followed.
     database: Option<(DatabaseWatch, actix_rt::task::JoinHandle<()>)>,
+    /// The watch and poll of the span folder, when there is one.
+    spans: Option<(Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>)>,
 }
 
 impl Daemon {
@@ -100,6 +102,13 @@ impl Daemon {
             let _ = links.database.set(follower);
             (watch, poll)
         });
+        let span_root = &settings.sources.spans.path;
+        let spans = (!span_root.as_os_str().is_empty()).then(|| {
+            let (follower, watch, poll) =
+                crate::spans::start_following_spans(settings, span_root, readers.clone(), links.clone(), board.clone(), faults.clone());
+            let _ = links.spans.set(follower);
+            (watch, poll)
+        });
         // The first trace builder may have started before the links existed.
         links.trace_builder().do_send(crate::messages::RecomputeAllTraces);
         let watcher = {
@@ -136,7 +145,7 @@ impl Daemon {
                 }
             })
         });
-        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database })
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans })
     }
 
     /// The pipeline's current load.
@@ -158,6 +167,10 @@ impl Daemon {
         }
         let _ = self.watcher.send(StopWatching).await;
         if let Some((watch, poll)) = self.database {
+            poll.abort();
+            drop(watch);
+        }
+        if let Some((watch, poll)) = self.spans {
             poll.abort();
             drop(watch);
         }

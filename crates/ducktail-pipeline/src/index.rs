@@ -27,6 +27,12 @@ pub enum IndexError {
         /// The folder looked in.
         path: PathBuf,
     },
+    /// The span folder does not exist.
+    #[error("span folder {path} does not exist; pass --spans with the folder holding year=YYYY/… (or leave sources.spans.path empty)")]
+    MissingSpans {
+        /// The folder looked for.
+        path: PathBuf,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -57,6 +63,8 @@ pub struct IndexSummary {
     pub database_rejected: usize,
     /// Why `opencode.db` could not be read, if it could not (the JSON tree is indexed anyway).
     pub database_error: Option<String>,
+    /// The span source's run, when `sources.spans.path` is set.
+    pub spans: Option<crate::spans::SpanSyncSummary>,
     /// Wall time.
     pub duration: Duration,
 }
@@ -91,12 +99,34 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
     let root = storage_root(opencode_dir);
     let database = database_path(opencode_dir);
     let read_database = settings.sources.opencode.follow_database && database.exists();
-    if !root.is_dir() && !read_database {
+    let span_root = &settings.sources.spans.path;
+    let read_spans = !span_root.as_os_str().is_empty();
+    if !root.is_dir() && !read_database && !read_spans {
         return Err(IndexError::MissingStorage { path: opencode_dir.to_owned() });
     }
     let mut summary = if root.is_dir() { index_tree(store, &root, settings, progress)? } else { IndexSummary::default() };
     if read_database {
         index_database(store, &database, settings, &mut summary)?;
+    }
+    if read_spans {
+        if !span_root.is_dir() {
+            return Err(IndexError::MissingSpans { path: span_root.clone() });
+        }
+        let view = crate::spans::span_view(store.reader()?.span_file_index()?);
+        let mut view = view;
+        let mut write_error = None;
+        let mut write = |batch: ducktail_store::SpanBatch| {
+            store.write_spans(&batch).map_err(|error| {
+                let message = error.to_string();
+                write_error = Some(error);
+                message
+            })
+        };
+        let spans = crate::spans::sync_spans(span_root, &mut view, settings.pipeline.settle(), settings.sources.spans.batch_files, &mut write);
+        if let Some(error) = write_error {
+            return Err(error.into());
+        }
+        summary.spans = spans.ok();
     }
     store.refresh_derived(&TraceScope::All)?;
     summary.duration = started.elapsed();

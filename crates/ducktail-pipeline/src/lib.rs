@@ -5,8 +5,9 @@
 //! - [`daemon::Daemon`]: the supervised actor tree behind `ducktail run` — [`watcher::Watcher`],
 //!   [`reconciler::Reconciler`], [`accumulator::Accumulator`], the [`decoder::Decoder`] pool, the
 //!   [`writer::Writer`] and the [`trace_builder::TraceBuilder`] — exchanging the typed messages of
-//!   [`messages`] — plus the [`database::DatabaseFollower`], which reads OpenCode's `opencode.db`
-//!   and hands its changes to the same Writer. Each actor is a thin shell; logic that can be tested without actix lives in
+//!   [`messages`] — plus the [`database::DatabaseFollower`], which reads OpenCode's `opencode.db`,
+//!   and the [`spans::SpanFollower`], which reads OpenTelemetry span Parquet files; both hand
+//!   their changes to the same Writer. Each actor is a thin shell; logic that can be tested without actix lives in
 //!   plain structs and functions ([`accumulator::AccumulatorCore`], [`files::diff`],
 //!   [`watcher::translate`]).
 //! - [`settings`]: the typed configuration; [`status`]: the counters health reads and the commit
@@ -27,6 +28,7 @@ pub mod messages;
 pub mod metrics;
 pub mod reconciler;
 pub mod settings;
+pub mod spans;
 pub mod status;
 pub mod supervision;
 pub mod trace_builder;
@@ -51,6 +53,8 @@ pub struct Links {
     trace_builder: OnceLock<Addr<trace_builder::TraceBuilder>>,
     /// Set only when `opencode.db` is followed.
     database: OnceLock<Addr<database::DatabaseFollower>>,
+    /// Set only when a span folder is configured.
+    spans: OnceLock<Addr<spans::SpanFollower>>,
 }
 
 macro_rules! link_getter {
@@ -81,5 +85,10 @@ impl Links {
     /// The database follower, when `opencode.db` is followed.
     pub fn database(&self) -> Option<&Addr<database::DatabaseFollower>> {
         self.database.get()
+    }
+
+    /// The span follower, when a span folder is configured.
+    pub fn spans(&self) -> Option<&Addr<spans::SpanFollower>> {
+        self.spans.get()
     }
 }

@@ -134,6 +134,16 @@ pub struct BatchFailed {
 #[rtype(result = "()")]
 pub struct ReplaceDerived(pub DerivedRows);
 
+/// Writer → TraceBuilder, tell. A [`ReplaceDerived`] could not be committed (a full disk): its
+/// scope (`None`: everything) is recomputed after the next commit. Losing it leaves those traces
+/// stale until their sessions change.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DerivedFailed {
+    /// The sessions whose traces were not replaced; `None` for all.
+    pub scope: Option<Vec<String>>,
+}
+
 /// Daemon → TraceBuilder, ask. Replies once every earlier [`BatchCommitted`] has been turned into
 /// [`ReplaceDerived`] (it recomputes whatever is still dirty first), so a following
 /// [`Checkpoint`] lands after them.

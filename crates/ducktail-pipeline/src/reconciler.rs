@@ -265,6 +265,9 @@ impl Actor for Reconciler {
             if let Some(follower) = act.links.database() {
                 follower.do_send(crate::database::FollowDatabase { mode: ducktail_sources::opencode::sqlite::ReadMode::Full });
             }
+            if let Some(follower) = act.links.spans() {
+                follower.do_send(crate::spans::FollowSpans);
+            }
         });
     }
 }

@@ -42,6 +42,27 @@ pub struct Settings {
 pub struct SourcesSettings {
     /// `[sources.opencode]`.
     pub opencode: OpenCodeSettings,
+    /// `[sources.spans]`.
+    pub spans: SpanSettings,
+}
+
+/// `[sources.spans]`: OpenTelemetry span Parquet files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanSettings {
+    /// Root of the span tree (`year=YYYY/month=MM/day=DD/*.parquet`). Empty: no span source.
+    pub path: PathBuf,
+    /// How often the tree is looked at besides its file events (retries files not ready yet).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most files per transaction.
+    pub batch_files: usize,
+}
+
+impl Default for SpanSettings {
+    fn default() -> Self {
+        SpanSettings { path: PathBuf::new(), poll_interval: Duration::from_secs(1), batch_files: 16 }
+    }
 }
 
 /// `[sources.opencode]`.
@@ -325,6 +346,7 @@ impl Settings {
             ("pipeline.max_in_flight", self.pipeline.max_in_flight),
             ("pipeline.max_pending", self.pipeline.max_pending),
             ("index.batch_files", self.index.batch_files),
+            ("sources.spans.batch_files", self.sources.spans.batch_files),
             ("decode.max_text_bytes", self.decode.max_text_bytes),
             ("http.sql_max_rows", self.http.sql_max_rows),
         ];
@@ -341,6 +363,9 @@ impl Settings {
         }
         if self.database.checkpoint_interval < Duration::from_secs(1) {
             return Err(format!("database.checkpoint_interval must be at least 1s (got {:?})", self.database.checkpoint_interval));
+        }
+        if self.sources.spans.poll_interval < Duration::from_millis(10) {
+            return Err(format!("sources.spans.poll_interval must be at least 10ms (got {:?})", self.sources.spans.poll_interval));
         }
         if self.sources.opencode.database_poll_interval < Duration::from_millis(10) {
             return Err(format!(

@@ -25,6 +25,10 @@ pub struct TraceBuilder {
     reader: Option<Reader>,
     /// Sessions committed since the last recompute.
     dirty: BTreeSet<String>,
+    /// A full recompute is owed (the last one could not be committed).
+    all_dirty: bool,
+    /// A [`ComputeDirtyTraces`] is queued.
+    compute_queued: bool,
     /// The writer, which applies the rows.
     links: Arc<Links>,
     /// Shared counters.
@@ -36,7 +40,7 @@ pub struct TraceBuilder {
 impl TraceBuilder {
     /// A trace builder reading through `readers`.
     pub fn new(readers: ReaderPool, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> TraceBuilder {
-        TraceBuilder { readers, reader: None, dirty: BTreeSet::new(), links, board, faults }
+        TraceBuilder { readers, reader: None, dirty: BTreeSet::new(), all_dirty: false, compute_queued: false, links, board, faults }
     }
 
     fn recompute(&mut self, scope: &TraceScope) -> Result<(), String> {
@@ -70,7 +74,8 @@ impl Actor for TraceBuilder {
 impl TraceBuilder {
     fn recompute_all(&mut self) {
         if let Err(reason) = self.recompute(&TraceScope::All) {
-            tracing::warn!(%reason, "full trace recompute failed; traces refresh on the next change");
+            tracing::warn!(%reason, "full trace recompute failed; retried after the next commit");
+            self.all_dirty = true;
         }
     }
 }
@@ -83,22 +88,38 @@ impl Handler<RecomputeAllTraces> for TraceBuilder {
 }
 
 impl TraceBuilder {
-    /// Recomputes every dirty session now.
+    /// Recomputes every dirty session (or everything, when a full recompute is owed) now.
     fn compute_dirty(&mut self, ctx: &mut SyncContext<Self>) {
-        if self.dirty.is_empty() {
+        self.compute_queued = false;
+        let scope = if std::mem::take(&mut self.all_dirty) {
+            self.dirty.clear();
+            TraceScope::All
+        } else if self.dirty.is_empty() {
             return;
-        }
-        let sessions = std::mem::take(&mut self.dirty);
+        } else {
+            TraceScope::Sessions(std::mem::take(&mut self.dirty))
+        };
         let (board, faults) = (self.board.clone(), self.faults.clone());
         let result = catch_panic("trace_builder", &board, || {
             faults.maybe_panic("trace_builder", &board);
-            self.recompute(&TraceScope::Sessions(sessions))
+            self.recompute(&scope)
         });
         match result {
             Some(Ok(())) => {}
-            Some(Err(reason)) => tracing::warn!(%reason, "trace recompute failed; traces refresh on the next change"),
+            Some(Err(reason)) => {
+                tracing::warn!(%reason, "trace recompute failed; retried after the next commit");
+                self.owe(scope);
+            }
             // The next incarnation starts with a full recompute, so the lost dirty set is covered.
             None => ctx.stop(),
+        }
+    }
+
+    /// Remembers a scope whose traces are stale, for the recompute after the next commit.
+    fn owe(&mut self, scope: TraceScope) {
+        match scope {
+            TraceScope::All => self.all_dirty = true,
+            TraceScope::Sessions(sessions) => self.dirty.extend(sessions),
         }
     }
 }
@@ -106,13 +127,23 @@ impl TraceBuilder {
 impl Handler<BatchCommitted> for TraceBuilder {
     type Result = ();
     fn handle(&mut self, committed: BatchCommitted, ctx: &mut Self::Context) {
-        if committed.touched_sessions.is_empty() {
-            return;
-        }
-        if self.dirty.is_empty() {
+        self.dirty.extend(committed.touched_sessions);
+        // One queued recompute covers every commit before it (coalescing); owed scopes ride along.
+        if (self.all_dirty || !self.dirty.is_empty()) && !self.compute_queued {
+            self.compute_queued = true;
             ctx.address().do_send(ComputeDirtyTraces);
         }
-        self.dirty.extend(committed.touched_sessions);
+    }
+}
+
+impl Handler<DerivedFailed> for TraceBuilder {
+    type Result = ();
+    fn handle(&mut self, failed: DerivedFailed, _ctx: &mut Self::Context) {
+        // Not recomputed at once: the writer just failed; the next commit says it works again.
+        self.owe(match failed.scope {
+            None => TraceScope::All,
+            Some(sessions) => TraceScope::Sessions(sessions.into_iter().collect()),
+        });
     }
 }
 

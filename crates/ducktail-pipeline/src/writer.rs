@@ -232,19 +232,45 @@ impl Handler<WriteRows> for Writer {
     }
 }
 
+impl Handler<crate::spans::WriteSpans> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: crate::spans::WriteSpans, ctx: &mut Self::Context) {
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let span = tracing::debug_span!("write_spans", batch_id = message.batch_id, files = message.batch.files.len());
+        let _entered = span.enter();
+        let reply = message.reply.clone();
+        let finished = catch_panic("writer", &board, || {
+            faults.maybe_panic("writer", &board);
+            crate::spans::commit_spans(self.store.as_mut(), message, &board);
+        });
+        if finished.is_none() {
+            let _ = reply.send(Err("writer panicked".to_owned()));
+            ctx.stop();
+        }
+    }
+}
+
 impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
         let board = self.board.clone();
         let started = std::time::Instant::now();
+        let scope = message.0.scope.clone();
         let result = catch_panic("writer", &board, || match self.store.as_mut() {
             Some(store) => store.replace_derived(&message.0).map_err(|error| error.to_string()),
             None => Err("the writer has no database connection".to_owned()),
         });
         match result {
             Some(Ok(())) => tracing::debug!(write_ms = started.elapsed().as_millis() as u64, "derived traces replaced"),
-            Some(Err(reason)) => tracing::warn!(%reason, "could not replace derived traces; they refresh on the next change"),
-            None => ctx.stop(),
+            Some(Err(reason)) => {
+                tracing::warn!(%reason, "could not replace derived traces; they are recomputed after the next commit");
+                board.set_commit_failure(Some(reason));
+                self.links.trace_builder().do_send(DerivedFailed { scope });
+            }
+            None => {
+                self.links.trace_builder().do_send(DerivedFailed { scope });
+                ctx.stop();
+            }
         }
     }
 }

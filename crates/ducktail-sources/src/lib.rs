@@ -9,6 +9,8 @@
 //! - [`opencode::sqlite`] — OpenCode ≥ 1.2's `opencode.db`, opened read-only and compared with a
 //!   [`Mirror`](opencode::sqlite::Mirror) of what was delivered, so each read reports only new,
 //!   changed and deleted rows.
+//! - [`spans`] — OpenTelemetry span files in Parquet: listing `*.parquet` under a root and reading
+//!   one into [`Span`](ducktail_model::Span)s, tolerant of column widths and schema generations.
 //!
 //! Every function here is synchronous and cheap to call from a worker thread; the pipeline decides
 //! when and how often to call them.
@@ -24,6 +26,7 @@
 //! - It knows nothing about the database or the HTTP server: it names neither duckdb nor actix.
 
 pub mod opencode;
+pub mod spans;
 
 pub use opencode::decode::{decode_bytes, decode_file, DecodeLimits};
 pub use opencode::layout::classify;

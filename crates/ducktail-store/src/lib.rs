@@ -15,6 +15,9 @@
 //! - `read_api` answers the HTTP read API and the read commands (sessions, summaries, timelines,
 //!   trace trees, usage); [`Reader::query_json`] runs users' SQL, refusing anything but one SELECT.
 //! - [`Store::purge_sessions_before`] is the retention purge.
+//! - `spans` writes OpenTelemetry spans ([`Store::write_spans`]): one row per
+//!   `(trace_id, span_id)`, the newest copy winning, and the `traces` and `services` summaries
+//!   recomputed for what each batch touched.
 //!
 //! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
 //! it receives already-decoded records and never reads a source file itself.
@@ -22,6 +25,7 @@
 mod read_api;
 mod reader;
 mod schema;
+mod spans;
 mod traces;
 mod writer;
 
@@ -32,6 +36,7 @@ pub use read_api::{
     Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
     ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
 };
+pub use spans::{SpanBatch, SpanReport};
 pub use traces::{DerivedRows, TraceScope};
 pub use writer::{rejected_row_path, BatchReport, OnDelete, RemovedFile, WriteBatch};
 
@@ -308,6 +313,11 @@ impl ReaderPool {
             .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", source })?;
         Ok(Reader::new(connection, self.path.clone()))
     }
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos() as i64)
 }
 
 /// Whether DuckDB's message says the file is not a database or is damaged.

@@ -67,7 +67,7 @@ pub struct IndexStatus {
 }
 
 /// The tables `status` and `/api/stats` count, in display order.
-pub const COUNTED_TABLES: [&str; 12] = [
+pub const COUNTED_TABLES: [&str; 16] = [
     "projects",
     "sessions",
     "messages",
@@ -78,6 +78,10 @@ pub const COUNTED_TABLES: [&str; 12] = [
     "file_diffs",
     "delegations",
     "agent_traces",
+    "parquet_files",
+    "spans",
+    "traces",
+    "services",
     "file_index",
     "schema_migrations",
 ];
@@ -183,6 +187,23 @@ impl Reader {
                     attempts,
                 })
             })
+            .collect())
+    }
+
+    /// `file_index` rows of span files: (path, stamp, status), for the span source's view.
+    pub fn span_file_index(&self) -> Result<Vec<(String, FileStamp, FileStatus)>> {
+        let context = "loading the span files' file_index";
+        let mut statement = self
+            .connection
+            .prepare("SELECT file_path, mtime_ns, size, status FROM file_index WHERE source = 'spans'")
+            .map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?)))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(path, mtime_ns, size, status)| Some((path, FileStamp { mtime_ns, size }, FileStatus::parse(&status)?)))
             .collect())
     }
 

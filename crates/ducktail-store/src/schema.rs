@@ -220,4 +220,64 @@ UPDATE todos SET version_ms = f.mtime_ns // 1000000
     WHERE f.record_id = todos.session_id;
 "#,
 },
+Migration {
+    version: 3,
+    name: "OpenTelemetry spans from Parquet files, with per-trace and per-service summaries",
+    // No key constraints: a span is identified by (trace_id, span_id) and the writer keeps one
+    // row per key itself, so a duplicate span never fails its file.
+    sql: r#"
+CREATE TABLE parquet_files (
+    file_path   VARCHAR NOT NULL,
+    row_count   BIGINT NOT NULL,
+    size_bytes  BIGINT NOT NULL,
+    min_time    TIMESTAMPTZ,
+    max_time    TIMESTAMPTZ,
+    indexed_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE spans (
+    trace_id             VARCHAR NOT NULL,
+    span_id              VARCHAR NOT NULL,
+    parent_span_id       VARCHAR,
+    service_name         VARCHAR NOT NULL,
+    name                 VARCHAR NOT NULL,
+    span_kind            INTEGER NOT NULL,
+    start_time           TIMESTAMPTZ NOT NULL,
+    end_time             TIMESTAMPTZ NOT NULL,
+    start_ns             BIGINT NOT NULL,
+    end_ns               BIGINT NOT NULL,
+    duration_ns          BIGINT NOT NULL,
+    status_code          INTEGER NOT NULL,
+    status_message       VARCHAR,
+    attributes           VARCHAR,
+    events               VARCHAR,
+    resource_attributes  VARCHAR,
+    links                VARCHAR,
+    trace_flags          BIGINT,
+    trace_state          VARCHAR,
+    file_path            VARCHAR NOT NULL
+);
+CREATE TABLE traces (
+    trace_id       VARCHAR NOT NULL,
+    root_span_id   VARCHAR,
+    root_service   VARCHAR,
+    root_name      VARCHAR,
+    has_root       BOOLEAN NOT NULL,
+    start_time     TIMESTAMPTZ NOT NULL,
+    end_time       TIMESTAMPTZ NOT NULL,
+    duration_ns    BIGINT NOT NULL,
+    span_count     BIGINT NOT NULL,
+    error_count    BIGINT NOT NULL,
+    service_count  BIGINT NOT NULL,
+    orphan_count   BIGINT NOT NULL
+);
+CREATE TABLE services (
+    service_name  VARCHAR NOT NULL,
+    span_count    BIGINT NOT NULL,
+    trace_count   BIGINT NOT NULL,
+    error_count   BIGINT NOT NULL,
+    first_seen    TIMESTAMPTZ NOT NULL,
+    last_seen     TIMESTAMPTZ NOT NULL
+);
+"#,
+},
 ];

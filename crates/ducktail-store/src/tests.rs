@@ -100,10 +100,10 @@ fn migrations_apply_once_and_reopen_is_a_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/db.duckdb");
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM schema_migrations"), 3);
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
         .unwrap();
     let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None };
     store.migrate().unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
     assert_eq!(count(&store, "SELECT count(*) FROM todos WHERE source = 'opencode_json'"), 1);
 }

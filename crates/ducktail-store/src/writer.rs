@@ -173,7 +173,7 @@ impl<'a> Grouped<'a> {
 }
 
 /// Temp tables (connection-local, never logged) that carry a batch's keys into set-based SQL.
-const TEMP_TABLES: &str = "
+pub(crate) const TEMP_TABLES: &str = "
 CREATE TEMP TABLE IF NOT EXISTS stage_keys (tbl VARCHAR NOT NULL, key VARCHAR NOT NULL, version_ms BIGINT);
 CREATE TEMP TABLE IF NOT EXISTS stage_removed_records (kind VARCHAR NOT NULL, record_id VARCHAR NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS stage_file_index (
@@ -201,7 +201,7 @@ const DELETE_REPLACED: [(&str, &str); 6] = [
 ];
 
 /// Upserts the staged `file_index` rows; `attempts` counts consecutive failures of a path.
-const MERGE_FILE_INDEX: &str = "
+pub(crate) const MERGE_FILE_INDEX: &str = "
 INSERT INTO file_index
 SELECT file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message,
        CASE WHEN status = 'indexed' THEN 0 ELSE 1 END, now()

@@ -28,6 +28,10 @@ pub struct Locations {
     /// DuckDB database file. Default: ~/.local/share/ducktail/ducktail.duckdb.
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// OpenTelemetry span Parquet folder (`year=YYYY/month=MM/day=DD/*.parquet`) to index too.
+    /// Default: `sources.spans.path` (empty: none).
+    #[arg(long, value_name = "DIR")]
+    pub spans: Option<PathBuf>,
 }
 
 /// The database to read.

@@ -52,6 +52,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let settings = settings_loader::load(cli.config.as_deref()).map_err(|error| anyhow::Error::new(UsageError(error)))?;
     init_logging(&settings);
+    let mut settings = settings;
+    if let Command::Index { locations } | Command::Rebuild { locations } | Command::Run { locations, .. } = &cli.command {
+        if let Some(spans) = &locations.spans {
+            settings.sources.spans.path = spans.clone();
+        }
+    }
     match cli.command {
         Command::Index { locations } => {
             let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
@@ -196,6 +202,12 @@ fn print_summary(summary: &IndexSummary, database: &Path) {
     }
     if let Some(error) = &summary.database_error {
         println!("  opencode.db not read: {error}");
+    }
+    if let Some(spans) = &summary.spans {
+        println!(
+            "  spans: {} files on disk, {} read ({} spans, {} duplicates kept once), {} errors, {} pending, {} removed",
+            spans.files, spans.indexed, spans.spans, spans.duplicates, spans.errors, spans.pending, spans.removed
+        );
     }
     if summary.errors + summary.database_rejected > 0 {
         println!("  `ducktail status --db {}` lists the files that failed and why", database.display());

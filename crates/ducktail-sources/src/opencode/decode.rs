@@ -857,6 +857,19 @@ fn file_diffs(session_id: String, items: Vec<Value>) -> Records {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    /// Found by the fuzzer: with serde_json's `raw_value` feature, an object whose first key is
+    /// serde_json's private raw-value token printed fine but did not parse back. The feature is off
+    /// now; this keeps it so (every raw document must read back as JSON).
+    #[test]
+    fn a_raw_document_always_reads_back_as_json() {
+        let ids = [("id", "prt_x"), ("sessionID", "ses_x"), ("messageID", "msg_x")];
+        let data = r#"{"type":"text","$serde_json::private::RawValue":23}"#;
+        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_document(FileKind::Part, &ids, data, &DecodeLimits::default()) else {
+            panic!("decodes");
+        };
+        let reparsed: Value = serde_json::from_str(&part.raw.json).expect("the raw document reads back");
+        assert_eq!(reparsed["$serde_json::private::RawValue"], 23);
+    }
     use std::fs;
     use std::path::PathBuf;
     use std::sync::mpsc;
