@@ -10,6 +10,7 @@ mod metrics;
 mod model;
 mod read_api;
 mod security;
+mod spans;
 mod sqlite;
 mod support;
 mod tidy;

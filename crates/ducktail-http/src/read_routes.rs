@@ -1,5 +1,6 @@
 //! The read API: `GET /api/sessions`, `/api/sessions/{id}`, `/api/sessions/{id}/timeline`,
-//! `/api/traces/{session_id}` and `/api/usage`. Each handler parses and checks its parameters
+//! `/api/traces/{session_id}`, `/api/usage`, and the span API `/api/otel/services`,
+//! `/api/otel/traces` and `/api/otel/traces/{trace_id}`. Each handler parses and checks its parameters
 //! (a bad one is a 400 naming it), then runs one store query on a reader connection on the
 //! blocking pool.
 
@@ -116,6 +117,39 @@ pub(crate) async fn usage(state: web::Data<HttpState>, query: web::Query<UsageQu
     let until = optional_instant("until", query.until.as_deref())?;
     let rows = read(&state, move |reader| reader.usage(group, since, until)).await?;
     Ok(HttpResponse::Ok().json(UsageResponse { group_by, rows }))
+}
+
+#[get("/api/otel/services")]
+pub(crate) async fn otel_services(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
+    let services = read(&state, |reader| reader.otel_services()).await?;
+    Ok(HttpResponse::Ok().json(OtelServices { services }))
+}
+
+#[get("/api/otel/traces")]
+pub(crate) async fn otel_traces(state: web::Data<HttpState>, query: web::Query<OtelTracesQuery>) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and 10000, got {limit}")));
+    }
+    let filter = ducktail_store::OtelTraceFilter {
+        service: query.service.filter(|service| !service.is_empty()),
+        root_only: query.root_only,
+        since_us: optional_instant("since", query.since.as_deref())?,
+        limit,
+    };
+    let traces = read(&state, move |reader| reader.otel_traces(&filter)).await?;
+    Ok(HttpResponse::Ok().json(OtelTraces { traces }))
+}
+
+#[get("/api/otel/traces/{trace_id}")]
+pub(crate) async fn otel_trace(state: web::Data<HttpState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let wanted = id.clone();
+    match read(&state, move |reader| reader.otel_trace(&wanted)).await? {
+        Some(found) => Ok(HttpResponse::Ok().json(found)),
+        None => Err(ApiError::not_found(format!("no trace {id:?}"))),
+    }
 }
 
 #[cfg(test)]

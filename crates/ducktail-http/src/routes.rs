@@ -18,7 +18,10 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
         .service(crate::read_routes::session)
         .service(crate::read_routes::timeline)
         .service(crate::read_routes::trace)
-        .service(crate::read_routes::usage);
+        .service(crate::read_routes::usage)
+        .service(crate::read_routes::otel_services)
+        .service(crate::read_routes::otel_traces)
+        .service(crate::read_routes::otel_trace);
 }
 
 #[get("/metrics")]

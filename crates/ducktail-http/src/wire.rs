@@ -227,6 +227,36 @@ pub struct PipelineHealth {
     pub commit_failure: Option<String>,
 }
 
+// ---- Span API ----------------------------------------------------------------------------------
+
+/// `GET /api/otel/services`.
+#[derive(Serialize)]
+pub struct OtelServices {
+    /// Every service, by name.
+    pub services: Vec<ducktail_store::OtelService>,
+}
+
+/// Query of `GET /api/otel/traces`.
+#[derive(Debug, Deserialize)]
+pub struct OtelTracesQuery {
+    /// Only traces with a span of this service.
+    pub service: Option<String>,
+    /// Only traces that have a root span.
+    #[serde(default)]
+    pub root_only: bool,
+    /// Started at or after: RFC 3339 or `YYYY-MM-DD` (UTC).
+    pub since: Option<String>,
+    /// At most this many (1–10,000; default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/otel/traces`.
+#[derive(Serialize)]
+pub struct OtelTraces {
+    /// Newest first.
+    pub traces: Vec<ducktail_store::OtelTraceSummary>,
+}
+
 // ---- Read API: sessions, traces, usage ------------------------------------------------------
 
 /// Query of `GET /api/sessions`.

@@ -15,13 +15,15 @@
 //! - `read_api` answers the HTTP read API and the read commands (sessions, summaries, timelines,
 //!   trace trees, usage); [`Reader::query_json`] runs users' SQL, refusing anything but one SELECT.
 //! - [`Store::purge_sessions_before`] is the retention purge.
-//! - `spans` writes OpenTelemetry spans ([`Store::write_spans`]): one row per
+//! - `otel_read` answers the span API (services, trace list, one trace as a tree with orphans
+//!   flagged); `spans` writes OpenTelemetry spans ([`Store::write_spans`]): one row per
 //!   `(trace_id, span_id)`, the newest copy winning, and the `traces` and `services` summaries
 //!   recomputed for what each batch touched.
 //!
 //! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
 //! it receives already-decoded records and never reads a source file itself.
 
+mod otel_read;
 mod read_api;
 mod reader;
 mod schema;
@@ -36,6 +38,7 @@ pub use read_api::{
     Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
     ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
 };
+pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use spans::{SpanBatch, SpanReport};
 pub use traces::{DerivedRows, TraceScope};
 pub use writer::{rejected_row_path, BatchReport, OnDelete, RemovedFile, WriteBatch};

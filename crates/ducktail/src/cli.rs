@@ -142,6 +142,12 @@ pub enum Command {
         #[command(flatten)]
         target: ReadTarget,
     },
+    /// OpenTelemetry spans: services, traces and one trace as a span tree.
+    Otel {
+        /// What to show.
+        #[command(subcommand)]
+        command: OtelCommand,
+    },
     /// Run one read-only SQL query (SELECT) and print the rows.
     #[command(alias = "query")]
     Sql {
@@ -180,5 +186,42 @@ pub enum Command {
         /// Deliberately bad files to include.
         #[arg(long, default_value_t = 0)]
         bad_files: usize,
+    },
+}
+
+/// `ducktail otel …`.
+#[derive(Debug, Subcommand)]
+pub enum OtelCommand {
+    /// Services seen in any span, with span and trace counts.
+    Services {
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// Traces, newest first.
+    Traces {
+        /// Only traces with a span of this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only traces that have a root span.
+        #[arg(long)]
+        root_only: bool,
+        /// Started at or after (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (1–10000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// One trace as a span tree (orphans flagged).
+    Trace {
+        /// Trace id (32 hex chars).
+        id: String,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
     },
 }

@@ -20,7 +20,7 @@ use ducktail_pipeline::index::{index_once, IndexSummary};
 use ducktail_pipeline::settings::{LogFormat, Settings};
 use ducktail_store::{Reader, Store, StoreOptions};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OtelCommand};
 
 /// A failure that is the user's input (exit code 2) rather than the run's (exit code 1).
 #[derive(Debug)]
@@ -110,6 +110,21 @@ fn run(cli: Cli) -> Result<()> {
             let backend = read_backend(&settings, &target)?;
             read_commands::print(&read_commands::usage(&backend, &by, since.as_ref(), until.as_ref())?, target.json, read_commands::render_usage)
         }
+        Command::Otel { command } => match command {
+            OtelCommand::Services { target } => {
+                let backend = read_backend(&settings, &target)?;
+                read_commands::print(&read_commands::otel_services(&backend)?, target.json, read_commands::render_otel_services)
+            }
+            OtelCommand::Traces { service, root_only, since, limit, target } => {
+                let backend = read_backend(&settings, &target)?;
+                let traces = read_commands::otel_traces(&backend, service.as_ref(), root_only, since.as_ref(), limit)?;
+                read_commands::print(&traces, target.json, read_commands::render_otel_traces)
+            }
+            OtelCommand::Trace { id, target } => {
+                let backend = read_backend(&settings, &target)?;
+                read_commands::print(&read_commands::otel_trace(&backend, &id)?, target.json, read_commands::render_otel_trace)
+            }
+        },
         Command::Sql { sql, target } => {
             let backend = read_backend(&settings, &target)?;
             read_commands::print(&read_commands::sql(&backend, &sql)?, target.json, read_commands::render_sql)

@@ -1,4 +1,4 @@
-//! `sessions`, `session`, `trace`, `usage` and `sql`: answered by a running daemon's HTTP API when
+//! `sessions`, `session`, `trace`, `usage`, `otel …` and `sql`: answered by a running daemon's HTTP API when
 //! one answers (the database file is locked while it runs), else by the database opened
 //! read-only. Both paths produce the API's JSON, so `--json` output is the same either way; the
 //! default is a table for terminals.
@@ -136,6 +136,41 @@ pub fn trace(backend: &Backend, id: &str) -> Result<Value> {
     }
 }
 
+/// `GET /api/otel/services`, or the same from the file.
+pub fn otel_services(backend: &Backend) -> Result<Value> {
+    match backend {
+        Backend::Daemon { base_url, token } => Backend::get(base_url, token, "/api/otel/services", &[]),
+        Backend::Database(reader) => Ok(json!({ "services": reader.otel_services()? })),
+    }
+}
+
+/// `GET /api/otel/traces`, or the same from the file.
+pub fn otel_traces(backend: &Backend, service: Option<&String>, root_only: bool, since: Option<&String>, limit: usize) -> Result<Value> {
+    if !(1..=10_000).contains(&limit) {
+        bail!("--limit must be between 1 and 10000, got {limit}");
+    }
+    match backend {
+        Backend::Daemon { base_url, token } => {
+            let mut query = vec![("limit", limit.to_string()), ("root_only", root_only.to_string())];
+            query.extend(service.map(|service| ("service", service.clone())));
+            query.extend(since.map(|since| ("since", since.clone())));
+            Backend::get(base_url, token, "/api/otel/traces", &query)
+        }
+        Backend::Database(reader) => {
+            let filter = ducktail_store::OtelTraceFilter { service: service.cloned(), root_only, since_us: instant("--since", since)?, limit };
+            Ok(json!({ "traces": reader.otel_traces(&filter)? }))
+        }
+    }
+}
+
+/// `GET /api/otel/traces/{id}`, or the same from the file.
+pub fn otel_trace(backend: &Backend, id: &str) -> Result<Value> {
+    match backend {
+        Backend::Daemon { base_url, token } => Backend::get(base_url, token, &format!("/api/otel/traces/{id}"), &[]),
+        Backend::Database(reader) => Ok(serde_json::to_value(reader.otel_trace(id)?.ok_or_else(|| anyhow!("no trace {id:?}"))?)?),
+    }
+}
+
 /// `GET /api/usage`, or the same from the file.
 pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<&String>) -> Result<Value> {
     let group = UsageGroup::parse(by).ok_or_else(|| anyhow!("--by must be day, model, agent or project, got {by:?}"))?;
@@ -195,12 +230,13 @@ fn short(text: &str, width: usize) -> String {
 
 /// Prints `value` as JSON or as `render` draws it.
 pub fn print(value: &Value, as_json: bool, render: fn(&Value) -> String) -> Result<()> {
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        println!("{}", render(value));
+    use std::io::Write;
+    let text = if as_json { serde_json::to_string_pretty(value)? } else { render(value) };
+    match writeln!(std::io::stdout(), "{text}") {
+        // The reader went away (`| head`): that is not an error of ours.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 /// Sessions as a table.
@@ -290,6 +326,69 @@ pub fn render_trace(value: &Value) -> String {
     }
     let mut out = String::new();
     walk(value, 0, &mut out);
+    out.trim_end().to_owned()
+}
+
+/// Services as a table.
+pub fn render_otel_services(value: &Value) -> String {
+    let mut out = table(&["service", "spans", "traces", "errors", "first seen", "last seen"]);
+    for service in value["services"].as_array().into_iter().flatten() {
+        out.add_row(["service_name", "span_count", "trace_count", "error_count", "first_seen", "last_seen"].map(|key| cell(&service[key])));
+    }
+    out.to_string()
+}
+
+/// Traces as a table.
+pub fn render_otel_traces(value: &Value) -> String {
+    let mut out = table(&["trace", "start", "root service", "root span", "spans", "errors", "services", "orphans", "ms"]);
+    for trace in value["traces"].as_array().into_iter().flatten() {
+        let millis = trace["duration_ns"].as_i64().map_or_else(String::new, |ns| format!("{:.1}", ns as f64 / 1e6));
+        out.add_row(vec![
+            cell(&trace["trace_id"]),
+            cell(&trace["start_time"]),
+            cell(&trace["root_service"]),
+            short(&cell(&trace["root_name"]), 40),
+            cell(&trace["span_count"]),
+            cell(&trace["error_count"]),
+            cell(&trace["service_count"]),
+            cell(&trace["orphan_count"]),
+            millis,
+        ]);
+    }
+    out.to_string()
+}
+
+/// One trace as an indented span tree.
+pub fn render_otel_trace(value: &Value) -> String {
+    fn walk(node: &Value, depth: usize, out: &mut String) {
+        let millis = node["duration_ns"].as_i64().map_or(0.0, |ns| ns as f64 / 1e6);
+        let orphan = if node["orphan"] == Value::Bool(true) { "  (orphan: parent not indexed)" } else { "" };
+        out.push_str(&format!(
+            "{}{} {} [{} {}] {:.1} ms{}\n",
+            "  ".repeat(depth),
+            cell(&node["service_name"]),
+            cell(&node["name"]),
+            cell(&node["kind"]),
+            cell(&node["status"]),
+            millis,
+            orphan
+        ));
+        for child in node["children"].as_array().into_iter().flatten() {
+            walk(child, depth + 1, out);
+        }
+    }
+    let trace = &value["trace"];
+    let mut out = format!(
+        "trace {}  {} spans, {} errors, {} services, {} orphans\n",
+        cell(&trace["trace_id"]),
+        cell(&trace["span_count"]),
+        cell(&trace["error_count"]),
+        cell(&trace["service_count"]),
+        cell(&trace["orphan_count"])
+    );
+    for node in value["spans"].as_array().into_iter().flatten() {
+        walk(node, 0, &mut out);
+    }
     out.trim_end().to_owned()
 }
 
