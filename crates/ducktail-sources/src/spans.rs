@@ -248,6 +248,60 @@ mod tests {
         }
     }
 
+    /// The later (Rust ingestion) schema adds links, trace flags and state and dropped counts;
+    /// other writers use other Arrow widths. Unknown columns are ignored, missing optional ones
+    /// are absent, an empty parent is a root.
+    #[test]
+    fn other_widths_the_later_schema_and_missing_columns_read_alike() {
+        use std::sync::Arc;
+
+        use arrow_array::{Int32Array, Int64Array, LargeStringArray, StringArray, StringViewArray, TimestampMicrosecondArray, UInt32Array};
+        use arrow_schema::{Field, Schema};
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("trace_id", DataType::LargeUtf8, false),
+            Field::new("span_id", DataType::Utf8View, false),
+            Field::new("parent_span_id", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("span_kind", DataType::Int32, false),
+            Field::new("start_time", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new("end_time", DataType::Int64, false),
+            Field::new("status_code", DataType::Int64, false),
+            Field::new("links", DataType::Utf8, false),
+            Field::new("trace_flags", DataType::UInt32, false),
+            Field::new("dropped_attributes_count", DataType::UInt32, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(LargeStringArray::from(vec!["a".repeat(32), "a".repeat(32)])),
+            Arc::new(StringViewArray::from(vec!["b".repeat(16), "c".repeat(16)])),
+            Arc::new(StringArray::from(vec![Some(""), Some("b".repeat(16).as_str())])),
+            Arc::new(StringArray::from(vec!["root", "child"])),
+            Arc::new(Int32Array::from(vec![2, 3])),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_700_000_000_000_000, 1_700_000_000_000_100])),
+            Arc::new(Int64Array::from(vec![1_700_000_000_500_000_000, 1_700_000_000_400_000_000])),
+            Arc::new(Int64Array::from(vec![0, 2])),
+            Arc::new(StringArray::from(vec!["[]", "[]"])),
+            Arc::new(UInt32Array::from(vec![1, 1])),
+            Arc::new(UInt32Array::from(vec![0, 3])),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later.parquet");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let (_, spans) = read_span_file(&path).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].parent_span_id, None, "an empty parent is a root");
+        assert_eq!(spans[1].parent_span_id.as_deref(), Some("b".repeat(16).as_str()));
+        assert_eq!((spans[0].span_kind, spans[1].status_code), (2, 2));
+        assert_eq!(spans[0].start_ns, 1_700_000_000_000_000_000, "microseconds become nanoseconds");
+        assert_eq!(spans[0].duration_ns, 500_000_000, "computed when the column is missing");
+        assert_eq!((spans[0].links.as_deref(), spans[0].trace_flags), (Some("[]"), Some(1)));
+        assert_eq!((spans[0].service_name.as_str(), spans[0].attributes.as_deref()), ("", None));
+    }
+
     #[test]
     fn a_file_that_is_not_parquet_or_not_spans_says_why() {
         let dir = tempfile::tempdir().unwrap();
