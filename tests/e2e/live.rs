@@ -31,14 +31,6 @@ fn fresh_tree(dir: &Path, files: usize, seed: u64) -> PathBuf {
     opencode
 }
 
-/// After the daemon stopped: its database must equal a fresh index of the same tree.
-fn assert_equals_fresh_index(opencode: &Path, db: &Path, scratch: &Path) {
-    let fresh = scratch.join(format!("fresh-{}.duckdb", std::process::id()));
-    let _ = std::fs::remove_file(&fresh);
-    index(opencode, &fresh);
-    assert_same_snapshot(&snapshot(db), &snapshot(&fresh));
-}
-
 #[test]
 fn live_create_modify_delete_rename_are_followed() {
     let dir = tempfile::tempdir().unwrap();

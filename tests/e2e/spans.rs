@@ -118,8 +118,9 @@ fn duplicates_split_traces_and_orphans_match_the_generator_and_deletion_corrects
 #[test]
 fn a_live_daemon_follows_span_files_half_written_new_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
+    // Both sources side by side in one daemon: an OpenCode tree and a span folder.
     let opencode = dir.path().join("opencode");
-    std::fs::create_dir_all(opencode.join("storage")).unwrap();
+    ducktail_generator::generate(&opencode, &ducktail_generator::GeneratorConfig { seed: 9, target_files: 150, ..Default::default() }).unwrap();
     let root = dir.path().join("spans");
     copy_tree(&span_fixtures(), &root);
     let db = dir.path().join("live.duckdb");
@@ -155,7 +156,10 @@ fn a_live_daemon_follows_span_files_half_written_new_and_deleted() {
     assert_eq!(daemon.scalar("SELECT sum(span_count) FROM services") as usize, 19 + tree.spans);
     assert_eq!(daemon.get_status(&format!("/api/otel/traces/{}", "0".repeat(32))), Some(404));
     assert!(daemon.terminate().success());
+    // One index run of both sources gives the same database.
     let fresh = dir.path().join("fresh.duckdb");
-    index_spans(&root, &fresh);
+    let output = ducktail(&["index", "--opencode", path_str(&opencode), "--spans", path_str(&root), "--db", path_str(&fresh)], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(span_snapshot(&db, &root), span_snapshot(&fresh, &root));
+    assert_same_snapshot(&snapshot(&db), &snapshot(&fresh));
 }

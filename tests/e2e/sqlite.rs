@@ -194,9 +194,7 @@ fn a_live_database_is_followed_and_ends_equal_to_a_fresh_index() {
 
     assert!(daemon.terminate().success());
     drop(writer);
-    let fresh = dir.path().join("fresh.duckdb");
-    index(&opencode, &fresh);
-    assert_same_snapshot(&snapshot(&db), &snapshot(&fresh));
+    assert_equals_fresh_index(&opencode, &db, dir.path());
 }
 
 #[test]
@@ -311,9 +309,7 @@ fn a_panicking_database_follower_is_restarted_and_loses_nothing() {
     });
     assert!(daemon.terminate().success());
     drop(writer);
-    let fresh = dir.path().join("fresh.duckdb");
-    index(&opencode, &fresh);
-    assert_same_snapshot(&snapshot(&db), &snapshot(&fresh));
+    assert_equals_fresh_index(&opencode, &db, dir.path());
 }
 
 #[test]

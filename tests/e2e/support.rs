@@ -117,6 +117,14 @@ pub fn assert_same_snapshot(actual: &BTreeMap<&'static str, Vec<String>>, expect
     }
 }
 
+/// After the daemon stopped: its database must equal a fresh index of the same sources.
+pub fn assert_equals_fresh_index(opencode: &Path, db: &Path, scratch: &Path) {
+    let fresh = scratch.join(format!("fresh-{}.duckdb", std::process::id()));
+    let _ = std::fs::remove_file(&fresh);
+    index(opencode, &fresh);
+    assert_same_snapshot(&snapshot(db), &snapshot(&fresh));
+}
+
 /// Copies a directory tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
