@@ -4,7 +4,9 @@
 //! Watcher/Reconciler → Accumulator ([`PathsChanged`], [`WaitForCapacity`]) → Decoder pool
 //! ([`DecodeBatch`]) → Writer ([`WriteDecoded`]) → subscribers ([`BatchCommitted`]).
 //! Derived data: TraceBuilder → itself ([`ComputeDirtyTraces`]) → Writer ([`ReplaceDerived`]).
-//! Control: [`Rescan`], [`Drain`], [`GetPipelineStatus`], [`BatchFailed`].
+//! Control: [`Rescan`], [`Drain`], [`GetPipelineStatus`], [`BatchFailed`], [`DerivedFailed`].
+//! The source followers' messages live beside them: `FollowDatabase` and `WriteRows` in
+//! [`crate::database`], `FollowSpans` and `WriteSpans` in [`crate::spans`].
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
