@@ -1,6 +1,7 @@
 //! The one-shot indexer behind `ducktail index`: scan, skip what is unchanged, decode the rest
 //! in parallel, write in batches, retry what was not ready once, remove what disappeared; then
-//! read `opencode.db` against what the store holds from it; and recompute the derived traces.
+//! read `opencode.db` against what the store holds from it, and the span folder (when set); and
+//! recompute the derived traces.
 //!
 //! Decoder threads feed the writing thread through a bounded channel, so decoding overlaps
 //! writing while memory stays bounded by a few batches.
@@ -93,7 +94,7 @@ pub fn decode_limits(settings: &Settings) -> DecodeLimits {
 }
 
 /// Indexes OpenCode's data under `opencode_dir` into `store` once: the JSON tree under
-/// `storage/` and, when present and followed, `opencode.db`.
+/// `storage/` and, when present and followed, `opencode.db`; then `sources.spans.path`, if set.
 pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let started = Instant::now();
     let root = storage_root(opencode_dir);
@@ -112,8 +113,8 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         if !span_root.is_dir() {
             return Err(IndexError::MissingSpans { path: span_root.clone() });
         }
-        let view = crate::spans::span_view(store.reader()?.span_file_index()?);
-        let mut view = view;
+        let mut view = crate::spans::span_view(store.reader()?.span_file_index()?);
+        let settle = settings.pipeline.settle();
         let mut write_error = None;
         let mut write = |batch: ducktail_store::SpanBatch| {
             store.write_spans(&batch).map_err(|error| {
@@ -122,7 +123,24 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
                 message
             })
         };
-        let spans = crate::spans::sync_spans(span_root, &mut view, settings.pipeline.settle(), settings.sources.spans.batch_files, &mut write);
+        let batch_files = settings.sources.spans.batch_files;
+        let mut spans = crate::spans::sync_spans(span_root, &mut view, settle, batch_files, &mut write);
+        // As for the JSON tree: files not ready get one more look once they had time to settle.
+        if spans.as_ref().is_ok_and(|first| first.pending > 0) {
+            std::thread::sleep(settle);
+            spans = crate::spans::sync_spans(span_root, &mut view, settle, batch_files, &mut write).map(|second| {
+                let first = spans.as_ref().cloned().unwrap_or_default();
+                crate::spans::SpanSyncSummary {
+                    files: second.files,
+                    indexed: first.indexed + second.indexed,
+                    spans: first.spans + second.spans,
+                    duplicates: first.duplicates + second.duplicates,
+                    errors: first.errors + second.errors,
+                    pending: second.pending,
+                    removed: first.removed + second.removed,
+                }
+            });
+        }
         if let Some(error) = write_error {
             return Err(error.into());
         }
