@@ -226,19 +226,9 @@ pub fn generate_spans(root: &Path, config: &SpanTreeConfig) -> std::io::Result<S
     Ok(tree)
 }
 
-/// The UTC calendar date of a Unix time (days-from-civil, inverted).
+/// The UTC calendar date of a Unix time.
 fn civil_date(unix_seconds: i64) -> (i64, u32, u32) {
-    let days = unix_seconds.div_euclid(86_400);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    ducktail_model::civil_from_days(unix_seconds.div_euclid(86_400))
 }
 
 #[cfg(test)]
