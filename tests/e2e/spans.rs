@@ -126,7 +126,7 @@ fn a_live_daemon_follows_span_files_half_written_new_and_deleted() {
     let db = dir.path().join("live.duckdb");
     let config = test_config(dir.path(), &format!("[sources.spans]\npath = \"{}\"\npoll_interval = \"100ms\"\n[pipeline]\nsettle_ms = 300", root.display()));
     let daemon = Daemon::start(&opencode, &db, &config);
-    wait_until("the fixtures are indexed", Duration::from_secs(20), || daemon.scalar("SELECT count(*) FROM spans") == 38);
+    assert_eq!(daemon.scalar("SELECT count(*) FROM spans"), 38, "ready means the span folder was read once");
     assert_eq!(daemon.get_json("/api/otel/services")["services"].as_array().unwrap().len(), 14);
 
     // A file written straight to its final name, caught half-way: pending, then indexed.

@@ -230,8 +230,12 @@ impl SpanFollower {
             answer.recv().unwrap_or_else(|_| Err("the writer stopped before answering".to_owned()))
         };
         match sync_spans(&shared.root, view, shared.settle, shared.batch_files, &mut write) {
-            Ok(summary) if summary.indexed + summary.removed + summary.errors > 0 => tracing::debug!(?summary, "span files committed"),
-            Ok(_) => {}
+            Ok(summary) => {
+                shared.board.set_spans_catching_up(false);
+                if summary.indexed + summary.removed + summary.errors > 0 {
+                    tracing::debug!(?summary, "span files committed");
+                }
+            }
             Err(reason) => tracing::warn!(%reason, "span files could not be committed; the next look retries them"),
         }
     }
@@ -263,6 +267,8 @@ pub fn start_following_spans(
     faults: Arc<Faults>,
 ) -> (Addr<SpanFollower>, Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>) {
     let trigger = Arc::new(SpanTrigger::default());
+    // Ready waits for the first look, as it waits for the JSON tree's catch-up.
+    board.set_spans_catching_up(true);
     let shared = SpanLinks {
         root: root.to_owned(),
         settle: settings.pipeline.settle(),

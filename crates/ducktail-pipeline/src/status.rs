@@ -81,6 +81,8 @@ pub struct StatusBoard {
     watch_problem: Mutex<Option<String>>,
     /// Why the last commit failed, while commits fail (cleared by the next success).
     commit_failure: Mutex<Option<String>>,
+    /// The span source has not finished its first look at its folder yet.
+    spans_catching_up: AtomicBool,
 }
 
 /// Where following OpenCode's `opencode.db` stands.
@@ -170,10 +172,12 @@ impl StatusBoard {
         LatencySummary { samples: samples.len(), p50: at(0.50), p95: at(0.95), p99: at(0.99) }
     }
 
-    /// Whether the startup catch-up has committed (the JSON tree's, and the database's first
-    /// read when there is a database).
+    /// Whether the startup catch-up has committed (the JSON tree's, the database's first read
+    /// when there is a database, and the span source's first look when there is one).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.database_state() != DatabaseState::Starting
+        self.ready.load(Ordering::Acquire)
+            && self.database_state() != DatabaseState::Starting
+            && !self.spans_catching_up.load(Ordering::Acquire)
     }
 
     /// Where following `opencode.db` stands.
@@ -192,6 +196,11 @@ impl StatusBoard {
         let changed = *current != problem;
         *current = problem;
         changed
+    }
+
+    /// Marks the span source's first look as outstanding (`true`) or done (`false`).
+    pub fn set_spans_catching_up(&self, catching_up: bool) {
+        self.spans_catching_up.store(catching_up, Ordering::Release);
     }
 
     /// Why commits are failing (a full disk, a lost database), while they are.
