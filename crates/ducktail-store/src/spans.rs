@@ -9,6 +9,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
 use duckdb::params;
 use duckdb::types::{TimeUnit, Value};
 use ducktail_model::{Span, SpanFile, SpanFileOutcome};
@@ -109,6 +112,64 @@ fn micros(ns: i64) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, ns.div_euclid(1_000))
 }
 
+/// Spans as an Arrow batch in the `spans` table's column order and types.
+fn span_record_batch(rows: &[(&Span, &str)]) -> RecordBatch {
+    use arrow_array::{ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit as ArrowUnit};
+    let text = |pick: &dyn Fn(&Span) -> Option<&str>| -> ArrayRef { Arc::new(rows.iter().map(|(span, _)| pick(span)).collect::<StringArray>()) };
+    let int32 = |pick: &dyn Fn(&Span) -> i32| -> ArrayRef { Arc::new(rows.iter().map(|(span, _)| pick(span)).collect::<Int32Array>()) };
+    let int64 = |pick: &dyn Fn(&Span) -> Option<i64>| -> ArrayRef { Arc::new(rows.iter().map(|(span, _)| pick(span)).collect::<Int64Array>()) };
+    let time = |pick: &dyn Fn(&Span) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(|(span, _)| Some(pick(span).div_euclid(1_000))).collect::<TimestampMicrosecondArray>().with_timezone("UTC"))
+    };
+    let timestamp = DataType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into()));
+    let schema = Schema::new(vec![
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("parent_span_id", DataType::Utf8, true),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("span_kind", DataType::Int32, false),
+        Field::new("start_time", timestamp.clone(), false),
+        Field::new("end_time", timestamp, false),
+        Field::new("start_ns", DataType::Int64, false),
+        Field::new("end_ns", DataType::Int64, false),
+        Field::new("duration_ns", DataType::Int64, false),
+        Field::new("status_code", DataType::Int32, false),
+        Field::new("status_message", DataType::Utf8, true),
+        Field::new("attributes", DataType::Utf8, true),
+        Field::new("events", DataType::Utf8, true),
+        Field::new("resource_attributes", DataType::Utf8, true),
+        Field::new("links", DataType::Utf8, true),
+        Field::new("trace_flags", DataType::Int64, true),
+        Field::new("trace_state", DataType::Utf8, true),
+        Field::new("file_path", DataType::Utf8, false),
+    ]);
+    let columns = vec![
+        text(&|span| Some(&span.trace_id)),
+        text(&|span| Some(&span.span_id)),
+        text(&|span| span.parent_span_id.as_deref()),
+        text(&|span| Some(&span.service_name)),
+        text(&|span| Some(&span.name)),
+        int32(&|span| span.span_kind),
+        time(&|span| span.start_ns),
+        time(&|span| span.end_ns),
+        int64(&|span| Some(span.start_ns)),
+        int64(&|span| Some(span.end_ns)),
+        int64(&|span| Some(span.duration_ns)),
+        int32(&|span| span.status_code),
+        text(&|span| span.status_message.as_deref()),
+        text(&|span| span.attributes.as_deref()),
+        text(&|span| span.events.as_deref()),
+        text(&|span| span.resource_attributes.as_deref()),
+        text(&|span| span.links.as_deref()),
+        int64(&|span| span.trace_flags),
+        text(&|span| span.trace_state.as_deref()),
+        Arc::new(rows.iter().map(|(_, path)| Some(*path)).collect::<StringArray>()),
+    ];
+    RecordBatch::try_new(Arc::new(schema), columns).expect("columns built to the schema above")
+}
+
 impl Store {
     /// Writes one batch of span files in one transaction. On error nothing of it is visible.
     pub fn write_spans(&mut self, batch: &SpanBatch) -> Result<SpanReport> {
@@ -175,35 +236,17 @@ impl Store {
         let mut touched_traces: BTreeSet<&str> = BTreeSet::new();
         let mut touched_services: BTreeSet<&str> = BTreeSet::new();
         {
-            let mut rows = self.connection.appender("spans").map_err(fail("appending spans"))?;
-            for (span, path) in latest.values() {
+            let rows: Vec<(&Span, &str)> = latest.values().copied().collect();
+            for (span, _) in &rows {
                 touched_traces.insert(&span.trace_id);
                 touched_services.insert(&span.service_name);
-                rows.append_row(params![
-                    span.trace_id,
-                    span.span_id,
-                    span.parent_span_id,
-                    span.service_name,
-                    span.name,
-                    span.span_kind,
-                    micros(span.start_ns),
-                    micros(span.end_ns),
-                    span.start_ns,
-                    span.end_ns,
-                    span.duration_ns,
-                    span.status_code,
-                    span.status_message,
-                    span.attributes,
-                    span.events,
-                    span.resource_attributes,
-                    span.links,
-                    span.trace_flags,
-                    span.trace_state,
-                    path,
-                ])
-                .map_err(fail("appending spans"))?;
             }
-            rows.flush().map_err(fail("appending spans"))?;
+            // Column-wise through Arrow: one call per 2,048 rows instead of 20 values per row.
+            let mut appender = self.connection.appender("spans").map_err(fail("appending spans"))?;
+            for chunk in rows.chunks(65_536) {
+                appender.append_record_batch(span_record_batch(chunk)).map_err(fail("appending spans"))?;
+            }
+            appender.flush().map_err(fail("appending spans"))?;
             let mut traces = self.connection.appender_to_catalog_and_db("stage_touched_traces", "temp", "main").map_err(fail("staging traces"))?;
             for trace_id in &touched_traces {
                 traces.append_row(params![trace_id]).map_err(fail("staging traces"))?;
