@@ -486,6 +486,9 @@ struct SnapshotReader<'a> {
 /// Collects deliveries into chunks of [`ROWS_PER_CHUNK`].
 struct Deliveries<'d> {
     chunk: Chunk,
+    /// Updates that may only be learnt once every chunk is committed (event log positions: a
+    /// session's removals are delivered after its position is read).
+    last: Vec<MirrorUpdate>,
     summary: ReadSummary,
     deliver: &'d mut dyn FnMut(Chunk) -> bool,
     stopped: bool,
@@ -533,7 +536,7 @@ impl Deliveries<'_> {
 
 impl SnapshotReader<'_> {
     fn read(&self, mode: ReadMode, data_version: i64, deliver: &mut dyn FnMut(Chunk) -> bool) -> rusqlite::Result<ReadSummary> {
-        let mut out = Deliveries { chunk: Chunk::default(), summary: ReadSummary::default(), deliver, stopped: false };
+        let mut out = Deliveries { chunk: Chunk::default(), last: Vec::new(), summary: ReadSummary::default(), deliver, stopped: false };
         if !self.tables.session {
             return Ok(out.summary);
         }
@@ -561,6 +564,8 @@ impl SnapshotReader<'_> {
         if out.stopped {
             return Ok(out.summary);
         }
+        let last = std::mem::take(&mut out.last);
+        out.chunk.updates.extend(last);
         out.chunk.updates.push(MirrorUpdate::DataVersion(data_version));
         out.flush();
         Ok(out.summary)
@@ -708,10 +713,10 @@ impl SnapshotReader<'_> {
                     check_deletes.insert(session_id.clone());
                 }
             }
-            out.chunk.updates.push(MirrorUpdate::EventSeq(session_id, seq));
+            out.last.push(MirrorUpdate::EventSeq(session_id, seq));
         }
         if mode == ReadMode::Full {
-            out.chunk.updates.push(MirrorUpdate::EventSeqsComplete(present));
+            out.last.push(MirrorUpdate::EventSeqsComplete(present));
         }
         Ok(())
     }
