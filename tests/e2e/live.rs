@@ -77,10 +77,9 @@ fn the_storage_folder_deleted_and_recreated_is_followed_without_a_reconcile() {
     let daemon = Daemon::start(&opencode, &db, &config);
     let storage = opencode.join("storage");
     std::fs::remove_dir_all(&storage).unwrap();
-    // Give the watcher the removal before the folder returns with different content (the
-    // rescan on reattach must work either way, this makes the reattach path the one tested).
-    wait_until("the watcher saw the folder go", DEADLINE, || daemon.get_status("/livez") == Some(200) && !storage.exists());
-    std::thread::sleep(Duration::from_millis(200));
+    // The folder returns only once the watcher has delivered the removals (every file forgotten),
+    // so what is tested is the re-attach after the folder's own removal event.
+    wait_until("the watcher delivered the removal", DEADLINE, || daemon.scalar("SELECT count(*) FROM file_index") == 0);
     let other = fresh_tree(&dir.path().join("other"), 150, 22);
     let other_db = dir.path().join("other.duckdb");
     index(&other, &other_db);

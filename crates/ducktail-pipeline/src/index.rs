@@ -127,7 +127,8 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         let mut spans = crate::spans::sync_spans(span_root, &mut view, settle, batch_files, &mut write);
         // As for the JSON tree: files not ready get one more look once they had time to settle.
         if spans.as_ref().is_ok_and(|first| first.pending > 0) {
-            std::thread::sleep(settle);
+            let pending = view.iter().filter(|(_, (_, status))| *status == ducktail_model::FileStatus::Pending).map(|(path, _)| path.as_path());
+            wait_until_settled(pending, settle);
             spans = crate::spans::sync_spans(span_root, &mut view, settle, batch_files, &mut write).map(|second| {
                 let first = spans.as_ref().cloned().unwrap_or_default();
                 crate::spans::SpanSyncSummary {
@@ -309,7 +310,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     // Failed files get one more chance once they have been quiet for the settle delay: a file
     // caught mid-write by OpenCode parses on the second read; a broken one fails again.
     if !retry.is_empty() {
-        wait_until_settled(&retry, settings.pipeline.settle());
+        wait_until_settled(retry.iter().map(|(path, _)| path.as_path()), settings.pipeline.settle());
         let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
         for (path, kind) in &retry {
             match resolve_path(&root, path, *kind, &limits, Duration::ZERO) {
@@ -338,10 +339,10 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
 }
 
 /// Sleeps until every file in `files` has been unmodified for `settle` (at most `settle`).
-fn wait_until_settled(files: &[(PathBuf, FileKind)], settle: Duration) {
+fn wait_until_settled<'a>(files: impl IntoIterator<Item = &'a Path>, settle: Duration) {
     let newest_mtime_ns = files
-        .iter()
-        .filter_map(|(path, _)| std::fs::symlink_metadata(path).ok())
+        .into_iter()
+        .filter_map(|path| std::fs::symlink_metadata(path).ok())
         .map(|metadata| ducktail_sources::opencode::stamp_of(&metadata).mtime_ns)
         .max()
         .unwrap_or(0);
