@@ -18,8 +18,8 @@
 //! backoff, never by exiting; OpenCode's database is only ever read.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -33,6 +33,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::status::{DatabaseState, StatusBoard};
 use crate::supervision::{catch_panic, Faults};
+use crate::trigger::Trigger;
 use crate::Links;
 
 /// Batch ids of database commits have the top bit set, so they never collide with the
@@ -76,53 +77,8 @@ pub struct WriteRows {
     pub reply: crossbeam_channel::Sender<Result<BatchReport, String>>,
 }
 
-/// Coalesces wake-ups: many events while a read is queued or running make one more read.
-#[derive(Default)]
-pub struct FollowTrigger {
-    requested: AtomicBool,
-    /// When the oldest change not yet read was noticed.
-    first_noticed: Mutex<Option<Instant>>,
-    follower: OnceLock<Addr<DatabaseFollower>>,
-}
-
-impl FollowTrigger {
-    /// Asks for an incremental read because a file event announced a change (cheap to call from
-    /// any thread, any number of times).
-    pub fn request(&self, noticed_at: Instant) {
-        {
-            let mut first = self.first_noticed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if first.is_none() {
-                *first = Some(noticed_at);
-            }
-        }
-        self.wake();
-    }
-
-    /// Asks for an incremental read on the poll's behalf: no change was announced.
-    pub fn poll(&self) {
-        self.wake();
-    }
-
-    fn wake(&self) {
-        if !self.requested.swap(true, Ordering::AcqRel) {
-            if let Some(follower) = self.follower.get() {
-                follower.do_send(FollowDatabase { mode: ReadMode::Incremental });
-            }
-        }
-    }
-
-    /// Connects the trigger to the follower (once, at wiring).
-    pub fn connect(&self, follower: Addr<DatabaseFollower>) {
-        let _ = self.follower.set(follower);
-    }
-
-    /// Taken by a read as it starts: later wake-ups ask for another read. `Some` when a file
-    /// event announced a change (with when it was noticed).
-    fn take(&self) -> Option<Instant> {
-        self.requested.store(false, Ordering::Release);
-        self.first_noticed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
-    }
-}
+/// Wakes the follower; see [`Trigger`].
+pub type FollowTrigger = Trigger<FollowDatabase>;
 
 /// Watches the data directory (not recursively) for changes to `opencode.db` and its WAL.
 pub struct DatabaseWatch {
@@ -400,11 +356,11 @@ pub fn start_following(
     faults: Arc<Faults>,
 ) -> (Addr<DatabaseFollower>, DatabaseWatch, actix_rt::task::JoinHandle<()>) {
     let path = ducktail_sources::opencode::sqlite::database_path(data_dir);
-    let trigger = Arc::new(FollowTrigger::default());
+    let trigger = Arc::new(FollowTrigger::new(FollowDatabase { mode: ReadMode::Incremental }));
     board.set_database_state(if path.exists() { DatabaseState::Starting } else { DatabaseState::Waiting });
     let shared = FollowerLinks { trigger: trigger.clone(), readers, links, board, faults, next_batch: Arc::new(AtomicU64::new(1)) };
     let follower = SyncArbiter::start(1, move || DatabaseFollower::new(path.clone(), limits, shared.clone()));
-    trigger.connect(follower.clone());
+    trigger.connect(follower.clone().recipient());
     let watch = DatabaseWatch::start(data_dir, trigger.clone());
     let poll = actix_rt::spawn(async move {
         let mut ticks = tokio::time::interval(poll_interval);

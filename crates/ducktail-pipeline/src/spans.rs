@@ -15,8 +15,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -28,6 +28,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::files::now_ns;
 use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
+use crate::trigger::Trigger;
 use crate::Links;
 
 /// Batch ids of span commits have bit 62 set, apart from file batches and `opencode.db` commits.
@@ -151,6 +152,9 @@ fn commit(
 #[rtype(result = "()")]
 pub struct FollowSpans;
 
+/// Wakes the span follower; see [`Trigger`].
+pub type SpanTrigger = Trigger<FollowSpans>;
+
 /// SpanFollower → Writer, tell with a reply channel. One batch of span files.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -163,24 +167,6 @@ pub struct WriteSpans {
     pub observed_at: Instant,
     /// Where the writer answers.
     pub reply: crossbeam_channel::Sender<Result<SpanReport, String>>,
-}
-
-/// Coalesces wake-ups into one look.
-#[derive(Default)]
-pub struct SpanTrigger {
-    requested: AtomicBool,
-    follower: OnceLock<Addr<SpanFollower>>,
-}
-
-impl SpanTrigger {
-    /// Asks for a look (cheap, from any thread).
-    pub fn request(&self) {
-        if !self.requested.swap(true, Ordering::AcqRel) {
-            if let Some(follower) = self.follower.get() {
-                follower.do_send(FollowSpans);
-            }
-        }
-    }
 }
 
 /// What every follower incarnation shares.
@@ -245,7 +231,7 @@ impl Handler<FollowSpans> for SpanFollower {
     type Result = ();
     fn handle(&mut self, _message: FollowSpans, ctx: &mut Self::Context) {
         // Taken before anything can fail, so later wake-ups always ask for another look.
-        self.shared.trigger.requested.store(false, Ordering::Release);
+        self.shared.trigger.take();
         let (board, faults) = (self.shared.board.clone(), self.shared.faults.clone());
         let finished = catch_panic("span_follower", &board, || {
             faults.maybe_panic("span_follower", &board);
@@ -266,7 +252,7 @@ pub fn start_following_spans(
     board: Arc<StatusBoard>,
     faults: Arc<Faults>,
 ) -> (Addr<SpanFollower>, Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>) {
-    let trigger = Arc::new(SpanTrigger::default());
+    let trigger = Arc::new(SpanTrigger::new(FollowSpans));
     // Ready waits for the first look, as it waits for the JSON tree's catch-up.
     board.set_spans_catching_up(true);
     let shared = SpanLinks {
@@ -281,14 +267,14 @@ pub fn start_following_spans(
         next_batch: Arc::new(AtomicU64::new(1)),
     };
     let follower = SyncArbiter::start(1, move || SpanFollower { shared: shared.clone(), view: None });
-    let _ = trigger.follower.set(follower.clone());
+    trigger.connect(follower.clone().recipient());
     let watch = {
         let trigger = trigger.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
-            Ok(event) if event.paths.iter().any(|path| is_span_file(path) || path.is_dir()) || event.need_rescan() => trigger.request(),
+            Ok(event) if event.paths.iter().any(|path| is_span_file(path) || path.is_dir()) || event.need_rescan() => trigger.request(Instant::now()),
             Ok(_) => {}
-            Err(_) => trigger.request(),
+            Err(_) => trigger.poll(),
         });
         match watcher.and_then(|mut watcher| watcher.watch(root, RecursiveMode::Recursive).map(|()| watcher)) {
             Ok(watcher) => Some(watcher),
@@ -303,7 +289,7 @@ pub fn start_following_spans(
         let mut ticks = tokio::time::interval(poll_interval);
         loop {
             ticks.tick().await;
-            trigger.request();
+            trigger.poll();
         }
     });
     (follower, watch, poll)
