@@ -1,7 +1,7 @@
 //! A `ducktail run` for benchmarks: started on port 0 with a given config, ready when returned,
 //! stopped with SIGTERM. Shared by the benches through `#[path]`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ impl BenchDaemon {
     /// (its startup catch-up committed), for at most `ready_within`.
     pub fn start(opencode: &Path, db: &Path, scratch: &Path, config_toml: &str, ready_within: Duration) -> BenchDaemon {
         let config = scratch.join("bench.toml");
-        std::fs::write(&config, config_toml).unwrap();
+        // DUCKTAIL_BENCH_CONFIG: extra TOML appended to the bench's config, to try a setting.
+        let extra = std::env::var("DUCKTAIL_BENCH_CONFIG").unwrap_or_default().replace("\\n", "\n");
+        std::fs::write(&config, format!("{config_toml}\n{extra}\n")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
             .arg("run")
             .arg("--opencode")
@@ -28,16 +30,24 @@ impl BenchDaemon {
             .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
-            .env("RUST_LOG", "warn,ducktail=info")
+            // DUCKTAIL_BENCH_RUST_LOG / DUCKTAIL_BENCH_DAEMON_LOG: the daemon's log filter and a
+            // file to copy its log to, for looking inside a bench run (e.g. commit timings).
+            .env("RUST_LOG", std::env::var("DUCKTAIL_BENCH_RUST_LOG").unwrap_or_else(|_| "warn,ducktail=info".to_owned()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ducktail run");
         let stderr = child.stderr.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
+        let mut log_copy = std::env::var_os("DUCKTAIL_BENCH_DAEMON_LOG").map(|path| {
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("DUCKTAIL_BENCH_DAEMON_LOG is writable")
+        });
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(copy) = log_copy.as_mut() {
+                    let _ = writeln!(copy, "{line}");
+                }
                 if let (false, Some(start)) = (sent, line.find("http://")) {
                     let address: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
                     sent = sender.send(address).is_ok();

@@ -37,6 +37,9 @@ pub struct BatchRules {
     pub min_rewrite_interval: Duration,
     /// First retry delay of a not-ready path; doubles per attempt.
     pub retry_base: Duration,
+    /// How long a file announced as being written waits for its close before it is read
+    /// anyway (a writer that keeps its file open never sends one).
+    pub write_grace: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
 }
@@ -54,6 +57,8 @@ impl BatchRules {
             max_pending: pipeline.max_pending,
             min_rewrite_interval: Duration::from_millis(pipeline.min_rewrite_interval_ms),
             retry_base: Duration::from_millis((pipeline.settle_ms / 4).max(10)),
+            // As long as a first retry: a file read too early would have waited that long.
+            write_grace: Duration::from_millis((pipeline.settle_ms / 4).max(10)),
             retry_max: Duration::from_millis(pipeline.retry_backoff_max_ms.max(10)),
         }
     }
@@ -69,6 +74,8 @@ struct PendingPath {
     eligible_at: Instant,
     /// Whether this is a scheduled retry (does not block draining).
     is_retry: bool,
+    /// Announced as being written: its close makes it eligible at once.
+    awaiting_close: bool,
 }
 
 /// The accumulator's state and rules, without actix.
@@ -105,11 +112,29 @@ impl AccumulatorCore {
     pub fn offer(&mut self, paths: Vec<ObservedPath>, origin: Origin, now: Instant) -> Backlog {
         for observed in paths {
             let throttled_until = self.throttled(&observed.path, now);
+            let writing_until = throttled_until.max(now + self.rules.write_grace);
             if let Some(existing) = self.pending.get_mut(&observed.path) {
-                if existing.is_retry && origin != Origin::Retry {
-                    // A fresh change beats a scheduled retry: look at it now.
-                    existing.is_retry = false;
-                    existing.eligible_at = throttled_until;
+                match origin {
+                    Origin::Retry => {}
+                    // A fresh change beats a scheduled retry: look at it now (or at its close).
+                    Origin::Writing if existing.is_retry => {
+                        existing.is_retry = false;
+                        existing.awaiting_close = true;
+                        existing.eligible_at = writing_until;
+                    }
+                    Origin::Writing => {}
+                    // The close (or rename, or removal) the file was waiting for.
+                    Origin::Watcher if existing.is_retry || existing.awaiting_close => {
+                        existing.is_retry = false;
+                        existing.awaiting_close = false;
+                        existing.eligible_at = throttled_until;
+                    }
+                    // A scan cannot tell a finished file from one being written.
+                    Origin::Reconciler if existing.is_retry => {
+                        existing.is_retry = false;
+                        existing.eligible_at = throttled_until;
+                    }
+                    Origin::Watcher | Origin::Reconciler => {}
                 }
                 continue;
             }
@@ -117,11 +142,21 @@ impl AccumulatorCore {
                 self.refused_since_rescan = true;
                 continue;
             }
-            let eligible_at = if origin == Origin::Retry { observed.observed_at.max(now) } else { throttled_until };
+            let eligible_at = match origin {
+                Origin::Retry => observed.observed_at.max(now),
+                Origin::Writing => writing_until,
+                Origin::Watcher | Origin::Reconciler => throttled_until,
+            };
             let observed_at = if origin == Origin::Retry { now } else { observed.observed_at };
             self.pending.insert(
                 observed.path,
-                PendingPath { kind: observed.kind, observed_at, eligible_at, is_retry: origin == Origin::Retry },
+                PendingPath {
+                    kind: observed.kind,
+                    observed_at,
+                    eligible_at,
+                    is_retry: origin == Origin::Retry,
+                    awaiting_close: origin == Origin::Writing,
+                },
             );
         }
         self.backlog()
@@ -216,7 +251,8 @@ impl AccumulatorCore {
                     self.retry_attempts.remove(&path);
                 }
                 // Changed again while in flight (a streamed file): throttle the next commit.
-                if let Some(pending) = self.pending.get_mut(&path) {
+                // Not after a read that found the file incomplete: the change is its completion.
+                if let Some(pending) = self.pending.get_mut(&path).filter(|_| !not_ready_paths.contains(&path)) {
                     pending.eligible_at = pending.eligible_at.max(now + self.rules.min_rewrite_interval);
                 }
                 self.last_committed.insert(path, now);
@@ -253,7 +289,7 @@ impl AccumulatorCore {
             None => {
                 self.pending.insert(
                     observed.path,
-                    PendingPath { kind: observed.kind, observed_at: now, eligible_at: retry_at, is_retry: true },
+                    PendingPath { kind: observed.kind, observed_at: now, eligible_at: retry_at, is_retry: true, awaiting_close: false },
                 );
             }
         }
@@ -452,6 +488,7 @@ mod tests {
             max_pending: 8,
             min_rewrite_interval: Duration::from_millis(250),
             retry_base: Duration::from_millis(100),
+            write_grace: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
         }
     }
@@ -529,5 +566,34 @@ mod tests {
         core.committed(retry.batch_id, vec![observed("a", now)], now + Duration::from_millis(100));
         assert!(core.next_batch(now + Duration::from_millis(250), false).is_none(), "second retry waits 200 ms");
         assert!(core.next_batch(now + Duration::from_millis(300), false).is_some());
+    }
+
+    #[test]
+    fn a_file_being_written_waits_for_its_close_or_the_grace() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now)], Origin::Writing, now);
+        assert!(core.next_batch(now, false).is_none(), "created, not closed: reading now would find it partial");
+        core.offer(vec![observed("a", now)], Origin::Watcher, now + Duration::from_millis(1));
+        assert!(core.next_batch(now + Duration::from_millis(1), false).is_some(), "closed: read at once");
+
+        core.offer(vec![observed("b", now)], Origin::Writing, now);
+        core.offer(vec![observed("b", now)], Origin::Reconciler, now);
+        assert!(core.next_batch(now + Duration::from_millis(99), false).is_none(), "a scan does not stand for the close");
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("b", now)], Origin::Writing, now);
+        assert!(core.next_batch(now + Duration::from_millis(100), false).is_some(), "never closed: read after the grace");
+    }
+
+    #[test]
+    fn a_change_that_completes_a_file_read_too_early_is_not_throttled() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now)], Origin::Reconciler, now);
+        let batch = core.next_batch(now, false).unwrap();
+        // The read found the file incomplete; meanwhile its writer closed it.
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        core.committed(batch.batch_id, vec![observed("a", now)], now);
+        assert!(core.next_batch(now, false).is_some(), "the completed file is read at once, not after the rewrite throttle");
     }
 }

@@ -30,8 +30,12 @@ pub struct ObservedPath {
 /// Who noticed a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// A filesystem event.
+    /// A filesystem event of a finished change: a file closed after writing, renamed into
+    /// place, or removed.
     Watcher,
+    /// A filesystem event of a write still in progress (a file created or modified, not yet
+    /// closed): looked at once it is closed, or after a grace period if it never is.
+    Writing,
     /// A scan (startup catch-up, periodic, or on demand).
     Reconciler,
     /// A retry of a file that was not ready or whose batch failed.

@@ -62,6 +62,7 @@ impl Simulation {
             max_pending: 6,
             min_rewrite_interval: Duration::from_millis(250),
             retry_base: Duration::from_millis(100),
+            write_grace: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
         };
         Simulation { disk: BTreeMap::new(), index: HashMap::new(), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0 }

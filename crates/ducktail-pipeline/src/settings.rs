@@ -183,7 +183,7 @@ impl Default for PipelineSettings {
             max_in_flight: 2,
             max_pending: 100_000,
             settle_ms: 500,
-            min_rewrite_interval_ms: 250,
+            min_rewrite_interval_ms: 100,
             retry_backoff_max_ms: 5_000,
             on_delete: OnDeleteSetting::Remove,
         }

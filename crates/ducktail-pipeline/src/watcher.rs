@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use ducktail_sources::opencode::classify;
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
@@ -36,8 +37,10 @@ const MAX_LIMIT_BACKOFF: Duration = Duration::from_secs(300);
 /// What a run of events asks for.
 #[derive(Debug, Default)]
 pub struct Translated {
-    /// Files to look at.
+    /// Files to look at: closed after writing, renamed into place, or removed.
     pub paths: Vec<ObservedPath>,
+    /// Files being written (created or modified, not closed yet in this run of events).
+    pub writing: Vec<ObservedPath>,
     /// Directories to rescan (events inside them may have been lost).
     pub rescans: Vec<PathBuf>,
     /// The storage folder itself was removed (or renamed away): its watch is gone with it.
@@ -60,9 +63,15 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
             translated.rescans.push(storage_root.to_owned());
             continue;
         }
-        if matches!(event.kind, EventKind::Access(_)) {
+        // Of the accesses, only a close after writing matters: the file is complete.
+        let closed_after_write = matches!(event.kind, EventKind::Access(AccessKind::Close(AccessMode::Write)));
+        if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
             continue;
         }
+        // Reading a file between its creation (or truncation) and its close would find it
+        // partial: such events only announce the close to come.
+        let write_in_progress =
+            matches!(event.kind, EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any));
         let removal = matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
         // Even if the folder is already back, its watch went with the old one: attach again.
         if removal && event.paths.iter().any(|path| path == storage_root) {
@@ -71,7 +80,12 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
         }
         for path in event.paths {
             if let Some((kind, _)) = classify(storage_root, &path) {
-                translated.paths.push(ObservedPath { path, kind, observed_at: now });
+                let observed = ObservedPath { path, kind, observed_at: now };
+                if write_in_progress {
+                    translated.writing.push(observed);
+                } else {
+                    translated.paths.push(observed);
+                }
             } else if matches!(event.kind, EventKind::Create(notify::event::CreateKind::Folder)) || path.is_dir() {
                 // A new (or renamed) directory: files written into it before the watch was
                 // added produced no events.
@@ -83,6 +97,10 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
     }
     translated.rescans.sort();
     translated.rescans.dedup();
+    // Written and closed within this run: complete now.
+    let complete: std::collections::HashSet<&Path> = translated.paths.iter().map(|observed| observed.path.as_path()).collect();
+    let writing = std::mem::take(&mut translated.writing);
+    translated.writing = writing.into_iter().filter(|observed| !complete.contains(observed.path.as_path())).collect();
     translated
 }
 
@@ -272,6 +290,9 @@ impl Watcher {
                         reconciler.do_send(Rescan { scope, reason: "new directory" });
                     });
                 }
+                if !translated.writing.is_empty() {
+                    accumulator.do_send(PathsChanged { paths: translated.writing, origin: Origin::Writing });
+                }
                 if translated.paths.is_empty() {
                     continue;
                 }
@@ -331,7 +352,6 @@ impl Handler<StopWatching> for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, ModifyKind};
 
     #[test]
     fn events_map_to_files_and_new_directories_to_rescans() {
@@ -345,9 +365,30 @@ mod tests {
             Ok(notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(root.join("part/msg_a/prt_b.json.tmp"))),
         ];
         let translated = translate(&root, events, Instant::now());
-        assert_eq!(translated.paths.len(), 1);
-        assert_eq!(translated.paths[0].path, part);
+        assert!(translated.paths.is_empty(), "a modified file not yet closed is not complete");
+        assert_eq!(translated.writing.len(), 1);
+        assert_eq!(translated.writing[0].path, part);
         assert_eq!(translated.rescans, vec![root.join("part/msg_a")]);
+    }
+
+    #[test]
+    fn a_file_is_complete_when_closed_after_writing_or_renamed_into_place() {
+        let root = PathBuf::from("/data/storage");
+        let part = root.join("part/msg_a/prt_b.json");
+        let event = |kind: EventKind| Ok(notify::Event::new(kind).add_path(part.clone()));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let written = translate(
+            &root,
+            vec![event(EventKind::Create(CreateKind::File)), event(EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any))), event(closed)],
+            Instant::now(),
+        );
+        assert_eq!((written.paths.len(), written.writing.len()), (1, 0), "created, written and closed in one run");
+        let created = translate(&root, vec![event(EventKind::Create(CreateKind::File))], Instant::now());
+        assert_eq!((created.paths.len(), created.writing.len()), (0, 1), "created, still open");
+        let renamed = translate(&root, vec![event(EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)))], Instant::now());
+        assert_eq!((renamed.paths.len(), renamed.writing.len()), (1, 0), "renamed into place");
+        let read = translate(&root, vec![event(EventKind::Access(AccessKind::Close(AccessMode::Read)))], Instant::now());
+        assert_eq!((read.paths.len(), read.writing.len()), (0, 0), "a read changes nothing");
     }
 
     #[test]

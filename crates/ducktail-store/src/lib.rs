@@ -136,6 +136,8 @@ pub struct Store {
     /// Sources that have written records here, once looked up: while there is one, the
     /// cross-source checks of the writer are skipped.
     sources_written: Option<std::collections::BTreeSet<String>>,
+    /// Whether this connection's temp staging tables exist (created once, not per batch).
+    staging_ready: bool,
 }
 
 impl Store {
@@ -159,7 +161,7 @@ impl Store {
             config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
-        let store = Store { connection, path: path.to_owned(), sources_written: None };
+        let store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false };
         // Damage can also show on the first read rather than at open.
         store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
@@ -173,7 +175,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
-        let store = Store { connection, path, sources_written: None };
+        let store = Store { connection, path, sources_written: None, staging_ready: false };
         store.migrate()?;
         Ok(store)
     }

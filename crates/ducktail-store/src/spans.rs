@@ -16,7 +16,7 @@ use duckdb::params;
 use duckdb::types::{TimeUnit, Value};
 use ducktail_model::{Span, SpanFile, SpanFileOutcome};
 
-use crate::writer::{MERGE_FILE_INDEX, TEMP_TABLES};
+use crate::writer::MERGE_FILE_INDEX;
 use crate::{Result, Store};
 
 /// `file_index.source` and `.kind` of span files.
@@ -174,8 +174,9 @@ impl Store {
     /// Writes one batch of span files in one transaction. On error nothing of it is visible.
     pub fn write_spans(&mut self, batch: &SpanBatch) -> Result<SpanReport> {
         let started = Instant::now();
+        self.ensure_staging_tables()?;
         self.connection
-            .execute_batch(&format!("{TEMP_TABLES}{SPAN_TEMP_TABLES}"))
+            .execute_batch(SPAN_TEMP_TABLES)
             .map_err(|source| self.query_error("creating span staging tables", source))?;
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a span batch", source))?;
         match self.write_spans_in_transaction(batch) {

@@ -357,7 +357,7 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
             crate::schema::MIGRATIONS[0].sql
         ))
         .unwrap();
-    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None };
+    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false };
     store.migrate().unwrap();
     assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
