@@ -367,12 +367,26 @@ fn usage_at(row: &[Value], at: usize) -> Usage {
 }
 
 /// The finish-step sums, in [`usage_at`] order.
+/// The start of a CTE `step_rows` with the step columns [`USAGE_SUMS`] needs.
+const STEP_COLUMNS: &str = "step_rows AS MATERIALIZED (SELECT session_id, message_id, id, event_type, tokens_input, \
+     tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost";
+
 const USAGE_SUMS: &str = "coalesce(sum(e.tokens_input), 0), coalesce(sum(e.tokens_output), 0), \
      coalesce(sum(e.tokens_reasoning), 0), coalesce(sum(e.tokens_cache_read), 0), \
      coalesce(sum(e.tokens_cache_write), 0), coalesce(sum(e.cost ORDER BY e.id), 0)";
 
 /// Sessions with their counts; `{filter}` narrows `sessions s`, `{order}` orders the page.
 fn session_list_sql(filter: &str, tail: &str) -> String {
+    session_counts_sql(filter, tail, "IN (SELECT id FROM page)")
+}
+
+/// [`session_list_sql`] with the large tables narrowed by `{in_page}`: a page's semi-join, or
+/// `= $1::VARCHAR` for one session.
+///
+/// Each large table is narrowed in a `MATERIALIZED` CTE whose only filter is on `session_id`:
+/// DuckDB answers such a filter from the `*_by_session` index, but not once another filter (the
+/// event type, the part type) is pushed down beside it, which turns it into a full scan.
+fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
     format!(
         "WITH page AS (
             SELECT s.id, s.project_id, s.parent_id, s.title,
@@ -381,20 +395,21 @@ fn session_list_sql(filter: &str, tail: &str) -> String {
             FROM sessions s WHERE {filter}
             {tail}
         ),
+        {STEP_COLUMNS} FROM step_events WHERE session_id {in_page}),
+        message_rows AS MATERIALIZED (SELECT session_id, error_name FROM messages WHERE session_id {in_page}),
+        part_rows AS MATERIALIZED (SELECT session_id, part_type, tool_status FROM parts WHERE session_id {in_page}),
         usage AS (
-            SELECT e.session_id, {USAGE_SUMS} FROM step_events e
-            WHERE e.event_type = 'finish' AND e.session_id IN (SELECT id FROM page) GROUP BY e.session_id
+            SELECT e.session_id, {USAGE_SUMS} FROM step_rows e WHERE e.event_type = 'finish' GROUP BY e.session_id
         ),
         msgs AS (
-            SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM messages
-            WHERE session_id IN (SELECT id FROM page) GROUP BY session_id
+            SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM message_rows GROUP BY session_id
         ),
         tools AS (
-            SELECT session_id, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors FROM parts
-            WHERE part_type = 'tool' AND session_id IN (SELECT id FROM page) GROUP BY session_id
+            SELECT session_id, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors FROM part_rows
+            WHERE part_type = 'tool' GROUP BY session_id
         ),
         kids AS (
-            SELECT parent_id, count(*) AS children FROM sessions WHERE parent_id IN (SELECT id FROM page) GROUP BY parent_id
+            SELECT parent_id, count(*) AS children FROM sessions WHERE parent_id {in_page} GROUP BY parent_id
         )
         SELECT p.id, p.project_id, p.parent_id, p.title, p.created_us, p.updated_us, p.created_key,
                u.* EXCLUDE (session_id),
@@ -430,13 +445,16 @@ impl Reader {
     /// Runs `sql` with bound `parameters` and returns every row as values.
     fn rows(&self, sql: &str, parameters: &[Value], context: &'static str) -> Result<Vec<Vec<Value>>> {
         let fail = |source| self.query_error(context, source);
+        let started = std::time::Instant::now();
         let mut statement = self.connection.prepare(sql).map_err(fail)?;
+        let prepared = started.elapsed();
         let mut rows = statement.query(duckdb::params_from_iter(parameters.iter())).map_err(fail)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(fail)? {
             let columns = row.as_ref().column_count();
             out.push((0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>().map_err(fail)?);
         }
+        tracing::trace!(context, prepare_ms = prepared.as_secs_f64() * 1e3, total_ms = started.elapsed().as_secs_f64() * 1e3, rows = out.len(), "read query");
         Ok(out)
     }
 
@@ -477,13 +495,17 @@ impl Reader {
     /// Everything about one session, or `None` when it is unknown.
     pub fn session_summary(&self, id: &str) -> Result<Option<SessionSummary>> {
         let id_value = [Value::Text(id.to_owned())];
-        let rows = self.rows(&session_list_sql("s.id = $1::VARCHAR", ""), &id_value, "reading a session")?;
+        let rows = self.rows(&session_counts_sql("s.id = $1::VARCHAR", "", "= $1::VARCHAR"), &id_value, "reading a session")?;
         let Some(row) = rows.first() else { return Ok(None) };
         let (session, _) = list_item(row);
         let by = |key: &str, context| -> Result<Vec<UsageBy>> {
             let sql = format!(
-                "SELECT {key} AS key, count(*), {USAGE_SUMS} FROM step_events e LEFT JOIN messages m ON m.id = e.message_id
-                 WHERE e.event_type = 'finish' AND e.session_id = $1::VARCHAR GROUP BY 1 ORDER BY 1"
+                // A step's message is in the step's session: both sides are narrowed by index (see
+                // `session_counts_sql` for why in materialized CTEs).
+                "WITH {STEP_COLUMNS} FROM step_events WHERE session_id = $1::VARCHAR),
+                      m AS MATERIALIZED (SELECT id, agent, provider_id, model_id FROM messages WHERE session_id = $1::VARCHAR)
+                 SELECT {key} AS key, count(*), {USAGE_SUMS} FROM step_rows e LEFT JOIN m ON m.id = e.message_id
+                 WHERE e.event_type = 'finish' GROUP BY 1 ORDER BY 1"
             );
             Ok(self
                 .rows(&sql, &id_value, context)?
@@ -495,10 +517,12 @@ impl Reader {
         let by_agent = by(UsageGroup::Agent.key_sql(), "summing usage per agent")?;
         let tools = self
             .rows(
-                "SELECT coalesce(tool_name, 'unknown'), count(*), count(*) FILTER (WHERE tool_status = 'error'),
+                "WITH p AS MATERIALIZED (
+                     SELECT part_type, tool_name, tool_status, started_at, ended_at FROM parts WHERE session_id = $1::VARCHAR)
+                 SELECT coalesce(tool_name, 'unknown'), count(*), count(*) FILTER (WHERE tool_status = 'error'),
                         quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.5),
                         quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.95)
-                 FROM parts WHERE part_type = 'tool' AND session_id = $1::VARCHAR GROUP BY 1 ORDER BY 2 DESC, 1",
+                 FROM p WHERE part_type = 'tool' GROUP BY 1 ORDER BY 2 DESC, 1",
                 &id_value,
                 "summing tool calls",
             )?
@@ -507,7 +531,8 @@ impl Reader {
             .collect();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in self.rows(
-            "SELECT DISTINCT operation, file_path FROM file_operations WHERE session_id = $1::VARCHAR AND file_path IS NOT NULL ORDER BY 1, 2",
+            "WITH f AS MATERIALIZED (SELECT operation, file_path FROM file_operations WHERE session_id = $1::VARCHAR)
+             SELECT DISTINCT operation, file_path FROM f WHERE file_path IS NOT NULL ORDER BY 1, 2",
             &id_value,
             "listing file operations",
         )? {
@@ -538,12 +563,29 @@ impl Reader {
     /// The delegation tree under a session: rooted at its root trace (a root session) or at the
     /// trace that created it (a child session). `None` when no trace knows the session.
     pub fn trace_tree(&self, session_id: &str) -> Result<Option<TraceNode>> {
+        // A root session has its own root trace; a child session starts at the earliest trace
+        // that created it.
+        let root_trace = format!("root_{session_id}");
+        let start = self.rows(
+            "SELECT trace_id FROM agent_traces WHERE trace_id = $1::VARCHAR OR child_session_id = $2::VARCHAR
+             ORDER BY trace_id = $1::VARCHAR DESC, started_at NULLS LAST, trace_id LIMIT 1",
+            &[Value::Text(root_trace), Value::Text(session_id.to_owned())],
+            "finding a session's trace",
+        )?;
+        let Some(start) = start.first().and_then(|row| text(&row[0])) else { return Ok(None) };
+        // Only the subtree is read (UNION, not UNION ALL: a cycle ends the recursion), so the
+        // cost follows the tree's size, not the number of traces in the database.
         let rows = self.rows(
-            "SELECT trace_id, session_id, parent_trace_id, child_session_id, parent_agent, subagent_type, status,
+            "WITH RECURSIVE subtree(trace_id) AS (
+                 SELECT $1::VARCHAR
+                 UNION SELECT t.trace_id FROM agent_traces t JOIN subtree s ON t.parent_trace_id = s.trace_id
+             )
+             SELECT trace_id, session_id, parent_trace_id, child_session_id, parent_agent, subagent_type, status,
                     epoch_us(started_at::TIMESTAMP), epoch_us(ended_at::TIMESTAMP),
                     tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost
-             FROM agent_traces ORDER BY started_at NULLS LAST, trace_id",
-            &[],
+             FROM agent_traces WHERE trace_id IN (SELECT trace_id FROM subtree)
+             ORDER BY started_at NULLS LAST, trace_id",
+            &[Value::Text(start.clone())],
             "reading traces",
         )?;
         let mut children_of: HashMap<String, Vec<usize>> = HashMap::new();
@@ -552,14 +594,7 @@ impl Reader {
                 children_of.entry(parent).or_default().push(index);
             }
         }
-        // A root session has its own root trace; a child session starts at the (earliest) trace
-        // that created it — rows are ordered by start time.
-        let root_trace = format!("root_{session_id}");
-        let root = rows
-            .iter()
-            .position(|row| text(&row[0]).as_deref() == Some(root_trace.as_str()))
-            .or_else(|| rows.iter().position(|row| text(&row[3]).as_deref() == Some(session_id)));
-        let Some(root) = root else { return Ok(None) };
+        let Some(root) = rows.iter().position(|row| text(&row[0]).as_deref() == Some(start.as_str())) else { return Ok(None) };
         let mut visiting = HashSet::new();
         Ok(Some(build_node(&rows, &children_of, root, &mut visiting)))
     }
@@ -596,14 +631,17 @@ impl Reader {
         let parameters = [Value::Text(id.to_owned()), Value::BigInt(max_chars as i64)];
         // Part ids sort in creation order; texts are cut in SQL so a huge output never leaves DuckDB.
         let rows = self.rows(
-            "SELECT p.id, p.message_id, p.part_type,
+            // A part's step event is in the part's session: both sides narrowed by index (see
+            // `session_counts_sql`).
+            "WITH e AS MATERIALIZED (SELECT * EXCLUDE (session_id, message_id) FROM step_events WHERE session_id = $1::VARCHAR)
+             SELECT p.id, p.message_id, p.part_type,
                     left(p.text, $2::BIGINT), length(p.text), p.tool_name, p.tool_status, p.tool_title,
                     epoch_ms(p.ended_at::TIMESTAMP) - epoch_ms(p.started_at::TIMESTAMP),
                     left(p.tool_input, $2::BIGINT), length(p.tool_input),
                     left(coalesce(p.tool_output, p.tool_error), $2::BIGINT), length(coalesce(p.tool_output, p.tool_error)),
                     e.event_type, e.reason, e.tokens_input, e.tokens_output, e.tokens_reasoning, e.tokens_cache_read,
                     e.tokens_cache_write, e.cost, epoch_us(p.started_at::TIMESTAMP), p.content_truncated
-             FROM parts p LEFT JOIN step_events e ON e.id = p.id
+             FROM parts p LEFT JOIN e ON e.id = p.id
              WHERE p.session_id = $1::VARCHAR ORDER BY p.message_id, p.id",
             &parameters,
             "reading a session's parts",

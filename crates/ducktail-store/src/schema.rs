@@ -280,4 +280,17 @@ CREATE TABLE services (
 );
 "#,
 },
+Migration {
+    version: 4,
+    name: "per-session lookups by index",
+    // The session endpoints filter the large tables by session_id; without an index each
+    // request scanned every row (164 ms p95 on a 1M-file database). Small tables (todos,
+    // file_diffs, sessions) are scanned faster than an index is kept.
+    sql: r#"
+CREATE INDEX parts_by_session ON parts (session_id);
+CREATE INDEX messages_by_session ON messages (session_id);
+CREATE INDEX step_events_by_session ON step_events (session_id);
+CREATE INDEX file_operations_by_session ON file_operations (session_id);
+"#,
+},
 ];
