@@ -94,28 +94,34 @@ pub fn index_view(entries: Vec<FileIndexEntry>, source: &str) -> HashMap<PathBuf
 /// The sweep for removals visits the index once, whatever the number of scopes: a burst of new
 /// directories can queue thousands of them.
 pub fn diff(
-    on_disk: impl IntoIterator<Item = ScannedFile>,
+    mut on_disk: Vec<ScannedFile>,
     indexed: &mut HashMap<PathBuf, IndexedState>,
     scopes: &[PathBuf],
     scan_mark: u32,
 ) -> Differences {
     let mut differences = Differences::default();
-    for file in on_disk {
-        match indexed.get_mut(&file.path) {
-            Some(state) => {
-                state.seen_in_scan = scan_mark;
-                if state.stamp == file.stamp && state.status != FileStatus::Pending {
-                    differences.unchanged += 1;
-                } else {
-                    differences.changed.push(file);
-                }
-            }
-            None => differences.changed.push(file),
+    // In place: a cold index of 1M files would otherwise hold the listing twice.
+    on_disk.retain(|file| match indexed.get_mut(&file.path) {
+        Some(state) => {
+            state.seen_in_scan = scan_mark;
+            let unchanged = state.stamp == file.stamp && state.status != FileStatus::Pending;
+            differences.unchanged += usize::from(unchanged);
+            !unchanged
         }
-    }
-    let scopes: HashSet<&Path> = scopes.iter().map(PathBuf::as_path).collect();
+        None => true,
+    });
+    on_disk.shrink_to_fit();
+    differences.changed = on_disk;
+    // A few scopes (the usual case: the whole tree) are checked by prefix; a burst of new
+    // directories by looking each ancestor up.
+    let in_scope: Box<dyn Fn(&Path) -> bool> = if scopes.len() <= 8 {
+        Box::new(|path: &Path| scopes.iter().any(|scope| path.starts_with(scope)))
+    } else {
+        let scopes: HashSet<&Path> = scopes.iter().map(PathBuf::as_path).collect();
+        Box::new(move |path: &Path| path.ancestors().any(|ancestor| scopes.contains(ancestor)))
+    };
     for (path, state) in indexed.iter() {
-        if state.seen_in_scan != scan_mark && path.ancestors().any(|ancestor| scopes.contains(ancestor)) {
+        if state.seen_in_scan != scan_mark && in_scope(path) {
             differences.removed.push((path.clone(), state.kind));
         }
     }

@@ -92,7 +92,8 @@ impl Default for OpenCodeSettings {
 pub struct DatabaseSettings {
     /// The DuckDB file. Empty means `$XDG_DATA_HOME/ducktail/ducktail.duckdb`.
     pub path: PathBuf,
-    /// DuckDB `memory_limit` (e.g. "1GB"); empty keeps DuckDB's default.
+    /// DuckDB `memory_limit` (e.g. "1GB"): its buffer pool, beyond which it spills to disk;
+    /// empty keeps DuckDB's default (80% of RAM).
     pub memory_limit: String,
     /// DuckDB worker threads; 0 keeps DuckDB's default (one per core).
     pub threads: u32,
@@ -103,7 +104,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings { path: PathBuf::new(), memory_limit: String::new(), threads: 0, checkpoint_interval: Duration::from_secs(300) }
+        DatabaseSettings { path: PathBuf::new(), memory_limit: "256MB".to_owned(), threads: 0, checkpoint_interval: Duration::from_secs(300) }
     }
 }
 

@@ -103,7 +103,7 @@ pub enum StoreError {
         reason: String,
     },
     /// A statement failed while writing or reading.
-    #[error("database {path}: {context}: {source}")]
+    #[error("database {path}: {context}: {source}{hint}", hint = out_of_memory_hint(source))]
     Query {
         /// The database file.
         path: PathBuf,
@@ -113,6 +113,15 @@ pub enum StoreError {
         #[source]
         source: duckdb::Error,
     },
+}
+
+/// The fix for DuckDB running out of its memory budget, appended to such errors.
+fn out_of_memory_hint(error: &duckdb::Error) -> &'static str {
+    if error.to_string().contains("Out of Memory") {
+        "; raise [database] memory_limit in the config file (default 256MB)"
+    } else {
+        ""
+    }
 }
 
 /// Result alias of this crate.
