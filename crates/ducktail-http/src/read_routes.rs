@@ -36,13 +36,13 @@ fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
     Ok((key.parse().map_err(|_| invalid())?, id.to_owned()))
 }
 
-/// Runs `query` on a fresh reader off the async executor.
+/// Runs `query` on a pooled reader (its prepared statements reused) off the async executor.
 async fn read<T: Send + 'static>(
     state: &web::Data<HttpState>,
     query: impl FnOnce(&Reader) -> ducktail_store::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let readers = state.readers.clone();
-    web::block(move || readers.reader().and_then(|reader| query(&reader)))
+    web::block(move || readers.pooled().and_then(|reader| query(&reader)))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?
         .map_err(|error| ApiError::internal(error.to_string()))

@@ -203,7 +203,11 @@ impl Store {
     /// A cloneable source of reader connections for other threads.
     pub fn reader_pool(&self) -> Result<ReaderPool> {
         let template = self.connection.try_clone().map_err(|source| self.query_error("opening a reader connection", source))?;
-        Ok(ReaderPool { template: std::sync::Arc::new(std::sync::Mutex::new(template)), path: self.path.clone() })
+        Ok(ReaderPool {
+            template: std::sync::Arc::new(std::sync::Mutex::new(template)),
+            idle: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+            path: self.path.clone(),
+        })
     }
 
     /// Rolls back a transaction left open by an interrupted batch; a no-op otherwise.
@@ -309,8 +313,39 @@ impl Store {
 pub struct ReaderPool {
     /// A connection used only to clone readers from.
     template: std::sync::Arc<std::sync::Mutex<duckdb::Connection>>,
+    /// Readers handed back by [`PooledReader`]s, with their prepared-statement caches.
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
     /// The database file, for error messages.
     path: PathBuf,
+}
+
+/// Most idle readers a pool keeps (one per concurrent request beyond this is closed after use).
+const MAX_IDLE_READERS: usize = 8;
+
+/// A reader borrowed from a [`ReaderPool`]: it goes back to the pool when dropped, so the next
+/// request reuses its connection and the statements it already prepared (planning the session
+/// queries costs more than running them on an indexed session).
+pub struct PooledReader {
+    reader: Option<Reader>,
+    home: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
+}
+
+impl std::ops::Deref for PooledReader {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        self.reader.as_ref().expect("a pooled reader is present until dropped")
+    }
+}
+
+impl Drop for PooledReader {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let mut idle = self.home.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(reader);
+            }
+        }
+    }
 }
 
 impl ReaderPool {
@@ -326,6 +361,17 @@ impl ReaderPool {
             .try_clone()
             .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", source })?;
         Ok(Reader::new(connection, self.path.clone()))
+    }
+
+    /// A reader for one request: an idle one if there is one, else a new connection. Dropping
+    /// it hands it back.
+    pub fn pooled(&self) -> Result<PooledReader> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let reader = match idle {
+            Some(reader) => reader,
+            None => self.reader()?,
+        };
+        Ok(PooledReader { reader: Some(reader), home: self.idle.clone() })
     }
 }
 

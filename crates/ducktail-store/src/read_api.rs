@@ -446,7 +446,8 @@ impl Reader {
     fn rows(&self, sql: &str, parameters: &[Value], context: &'static str) -> Result<Vec<Vec<Value>>> {
         let fail = |source| self.query_error(context, source);
         let started = std::time::Instant::now();
-        let mut statement = self.connection.prepare(sql).map_err(fail)?;
+        // Cached per connection: pooled readers plan each endpoint's queries once.
+        let mut statement = self.connection.prepare_cached(sql).map_err(fail)?;
         let prepared = started.elapsed();
         let mut rows = statement.query(duckdb::params_from_iter(parameters.iter())).map_err(fail)?;
         let mut out = Vec::new();

@@ -88,6 +88,8 @@ pub const COUNTED_TABLES: [&str; 16] = [
 
 impl Reader {
     pub(crate) fn new(connection: duckdb::Connection, path: PathBuf) -> Reader {
+        // Room for every query of the read API (about twenty), so a pooled reader plans each once.
+        connection.set_prepared_statement_cache_capacity(64);
         Reader { connection, path }
     }
 
