@@ -1,8 +1,9 @@
 //! Live benchmark of `ducktail run`: event→commit latency at paced write rates, and the sustained
-//! rate when one process writes files as fast as it can. Prints one markdown table.
+//! rate when one process writes files as fast as it can. Prints rows of the suite's table (see
+//! `benches/suite.sh`).
 //!
 //! ```text
-//! cargo bench --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
+//! cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
 //! ```
 //!
 //! Each row starts a fresh daemon on an empty tree, then writes generated OpenCode files (the
@@ -22,10 +23,11 @@ struct Options {
     rates: Vec<u64>,
     seconds: u64,
     burst: usize,
+    header: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000 };
+    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
@@ -33,6 +35,7 @@ fn options() -> Options {
             "--rates" => options.rates = value().split(',').map(|rate| rate.trim().parse().expect("a rate in files/s")).collect(),
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--burst" => options.burst = value().parse().expect("a number of files"),
+            "--no-header" => options.header = false,
             // `cargo bench` passes --bench; ignore anything else it adds.
             _ => {}
         }
@@ -43,16 +46,31 @@ fn options() -> Options {
 fn main() {
     let options = options();
     let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
-    println!("machine: {cores} cores; one writer process (this bench) and the daemon share them\n");
-    println!("| offered rate | files | achieved write rate | committed files/s | p50 ms | p95 ms | p99 ms | max backlog |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    if options.header {
+        suite::print_header(&format!("{cores} cores; one writer process (this bench) and the daemon share them"));
+    }
     for rate in &options.rates {
         let files = (*rate * options.seconds) as usize;
-        print_row(&format!("{rate} files/s"), run(files, Some(*rate), false));
+        let outcome = run(files, Some(*rate), false);
+        let goal = match rate {
+            1_000 => "p95 ≤ 50",
+            10_000 => "p99 ≤ 250",
+            _ => "",
+        };
+        let workload = format!("live: write → visible, {rate} files/s offered ({:.0} written/s)", outcome.files as f64 / outcome.write_seconds);
+        suite::row_text(&workload, outcome.files, "latency ms p50 / p95 / p99", &outcome.latencies(), goal);
+        suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
     }
     if options.burst > 0 {
-        print_row("as fast as possible", run(options.burst, None, false));
-        print_row("as fast as possible, a dashboard polling 20/s", run(options.burst, None, true));
+        for (label, dashboard) in [("as fast as it can", false), ("as fast as it can, a dashboard polling 20/s", true)] {
+            let outcome = run(options.burst, None, dashboard);
+            let workload = format!("live: sustained, one process writing {label}");
+            let committed = outcome.files as f64 / outcome.commit_seconds;
+            let written = outcome.files as f64 / outcome.write_seconds;
+            suite::row(&workload, outcome.files, "files/s committed", committed, "the writer's own rate", Some(written), if dashboard { "" } else { "≥ 30,000" });
+            suite::row_text(&workload, outcome.files, "latency ms p50 / p95 / p99", &outcome.latencies(), "");
+            suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
+        }
     }
 }
 
@@ -64,18 +82,11 @@ struct Outcome {
     max_backlog: u64,
 }
 
-fn print_row(label: &str, outcome: Outcome) {
-    let ms = |key: &str| outcome.latency[key].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "| {label} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
-        outcome.files,
-        outcome.files as f64 / outcome.write_seconds,
-        outcome.files as f64 / outcome.commit_seconds,
-        ms("p50"),
-        ms("p95"),
-        ms("p99"),
-        outcome.max_backlog
-    );
+impl Outcome {
+    fn latencies(&self) -> String {
+        let ms = |key: &str| self.latency[key].as_f64().unwrap_or(f64::NAN);
+        format!("{:.1} / {:.1} / {:.1}", ms("p50"), ms("p95"), ms("p99"))
+    }
 }
 
 /// Writes `files` generated files at `rate` files/s (or unpaced) under a running daemon; with
@@ -160,6 +171,8 @@ fn get_json(base_url: &str, path: &str) -> Option<serde_json::Value> {
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/suite.rs"]
+mod suite;
 
 /// `ducktail run` on port 0 with the SQL API on.
 struct Daemon {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole benchmark suite: bulk, reconcile, read and live, each beside its baselines, printed as
+# one markdown table on stdout (cargo's progress goes to stderr). Heavy — about 20 minutes and
+# 6 GB of disk for the 1M-file tree on a 2-core machine — so it is not part of the test command;
+# CI only builds the benches (`cargo build --release --workspace --all-targets` in .ci/run).
+#
+#   benches/suite.sh                    # trees of 10k, 100k and 1M files
+#   DUCKTAIL_SUITE_SIZES=10000 benches/suite.sh   # a quick run
+#
+# Trees and databases are kept under $CARGO_TARGET_DIR/bench-trees/ and reused by later runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ducktail/target}"
+sizes="${DUCKTAIL_SUITE_SIZES:-10000,100000,1000000}"
+largest="${sizes##*,}"
+trees="$CARGO_TARGET_DIR/bench-trees"
+
+cargo bench --workspace --no-run >&2
+cpu="$(lscpu | sed -n 's/^Model name: *//p' | head -n1)"
+echo "ducktail $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) × ${cpu:-unknown CPU}, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM"
+echo
+cargo bench --workspace --bench pipeline -- --files "$sizes"
+cargo bench --workspace --bench read -- --opencode "$trees/seed42-$largest" --db "$trees/bench-$largest.duckdb" --requests 200 --no-header
+cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 5 --burst 20000 --no-header
