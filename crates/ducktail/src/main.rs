@@ -156,11 +156,12 @@ fn store_options(settings: &Settings) -> StoreOptions {
     StoreOptions {
         memory_limit: Some(settings.database.memory_limit.clone()).filter(|limit| !limit.is_empty()),
         threads: Some(settings.database.threads).filter(|threads| *threads > 0),
+        bulk_load: false,
     }
 }
 
 fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexSummary> {
-    let mut store = Store::open(database, &store_options(settings))?;
+    let mut store = Store::open(database, &StoreOptions { bulk_load: true, ..store_options(settings) })?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
