@@ -499,23 +499,25 @@ impl Reader {
         let rows = self.rows(&session_counts_sql("s.id = $1::VARCHAR", "", "= $1::VARCHAR"), &id_value, "reading a session")?;
         let Some(row) = rows.first() else { return Ok(None) };
         let (session, _) = list_item(row);
-        let by = |key: &str, context| -> Result<Vec<UsageBy>> {
-            let sql = format!(
-                // A step's message is in the step's session: both sides are narrowed by index (see
-                // `session_counts_sql` for why in materialized CTEs).
-                "WITH {STEP_COLUMNS} FROM step_events WHERE session_id = $1::VARCHAR),
-                      m AS MATERIALIZED (SELECT id, agent, provider_id, model_id FROM messages WHERE session_id = $1::VARCHAR)
-                 SELECT {key} AS key, count(*), {USAGE_SUMS} FROM step_rows e LEFT JOIN m ON m.id = e.message_id
-                 WHERE e.event_type = 'finish' GROUP BY 1 ORDER BY 1"
-            );
-            Ok(self
-                .rows(&sql, &id_value, context)?
-                .iter()
-                .map(|row| UsageBy { key: text(&row[0]).unwrap_or_default(), steps: int(&row[1]), usage: usage_at(row, 2) })
-                .collect())
-        };
-        let by_model = by(UsageGroup::Model.key_sql(), "summing usage per model")?;
-        let by_agent = by(UsageGroup::Agent.key_sql(), "summing usage per agent")?;
+        // Per model and per agent in one pass (GROUPING SETS): the steps are read once. Keys are
+        // never NULL, so the set a row belongs to is the one whose key is present.
+        let sql = format!(
+            // A step's message is in the step's session: both sides are narrowed by index (see
+            // `session_counts_sql` for why in materialized CTEs).
+            "WITH {STEP_COLUMNS} FROM step_events WHERE session_id = $1::VARCHAR),
+                  m AS MATERIALIZED (SELECT id, agent, provider_id, model_id FROM messages WHERE session_id = $1::VARCHAR),
+                  keyed AS (SELECT {model} AS model_key, {agent} AS agent_key, e.* FROM step_rows e
+                            LEFT JOIN m ON m.id = e.message_id WHERE e.event_type = 'finish')
+             SELECT model_key IS NULL AS per_agent, coalesce(model_key, agent_key), count(*), {USAGE_SUMS}
+             FROM keyed e GROUP BY GROUPING SETS ((model_key), (agent_key)) ORDER BY 1, 2",
+            model = UsageGroup::Model.key_sql(),
+            agent = UsageGroup::Agent.key_sql(),
+        );
+        let (mut by_model, mut by_agent) = (Vec::new(), Vec::new());
+        for row in self.rows(&sql, &id_value, "summing usage per model and agent")? {
+            let usage = UsageBy { key: text(&row[1]).unwrap_or_default(), steps: int(&row[2]), usage: usage_at(&row, 3) };
+            if matches!(row[0], Value::Boolean(true)) { &mut by_agent } else { &mut by_model }.push(usage);
+        }
         let tools = self
             .rows(
                 "WITH p AS MATERIALIZED (
