@@ -186,6 +186,12 @@ pub struct Rescan {
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// Reconciler → Writer, ask. Answered once every message sent to the writer before it has been
+/// handled (the mailbox is FIFO): a barrier, e.g. for derived rows handed over just before.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WriterBarrier;
+
 /// Daemon → Writer, ask. Fold the WAL into the database file (clean shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -223,6 +223,7 @@ impl Reconciler {
             .collect();
         paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath { path, kind, observed_at: now }));
         let accumulator = self.links.accumulator().clone();
+        let (trace_builder, writer) = (self.links.trace_builder().clone(), self.links.writer().clone());
         let board = self.board.clone();
         let sending = async move {
             let mut remaining = paths;
@@ -243,6 +244,11 @@ impl Reconciler {
             }
             if is_catch_up {
                 let _ = accumulator.send(Drain).await;
+                // Ready also means the traces reflect the catch-up: the TraceBuilder computes what
+                // the drained batches dirtied now (not after its rest), and the barrier returns once
+                // the writer has applied those rows.
+                let _ = trace_builder.send(FlushTraces).await;
+                let _ = writer.send(WriterBarrier).await;
                 board.ready.store(true, Ordering::Release);
                 tracing::info!("startup catch-up committed; ready");
             }

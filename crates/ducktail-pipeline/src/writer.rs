@@ -287,6 +287,11 @@ impl Handler<PurgeBefore> for Writer {
     }
 }
 
+impl Handler<WriterBarrier> for Writer {
+    type Result = ();
+    fn handle(&mut self, _message: WriterBarrier, _ctx: &mut Self::Context) {}
+}
+
 impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
