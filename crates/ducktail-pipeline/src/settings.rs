@@ -100,11 +100,20 @@ pub struct DatabaseSettings {
     /// Time between CHECKPOINTs while `run` is up (folds the WAL into the database file).
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// DuckDB `wal_autocheckpoint` while `run` is up: a commit that grows the WAL past this
+    /// checkpoints inline (that batch waits for it). Empty keeps DuckDB's 16MB.
+    pub wal_autocheckpoint: String,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings { path: PathBuf::new(), memory_limit: "256MB".to_owned(), threads: 0, checkpoint_interval: Duration::from_secs(300) }
+        DatabaseSettings {
+            path: PathBuf::new(),
+            memory_limit: "256MB".to_owned(),
+            threads: 0,
+            checkpoint_interval: Duration::from_secs(300),
+            wal_autocheckpoint: String::new(),
+        }
     }
 }
 

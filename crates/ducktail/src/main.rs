@@ -157,6 +157,7 @@ fn store_options(settings: &Settings) -> StoreOptions {
         memory_limit: Some(settings.database.memory_limit.clone()).filter(|limit| !limit.is_empty()),
         threads: Some(settings.database.threads).filter(|threads| *threads > 0),
         bulk_load: false,
+        wal_autocheckpoint: Some(settings.database.wal_autocheckpoint.clone()).filter(|threshold| !threshold.is_empty()),
     }
 }
 
