@@ -44,7 +44,7 @@ fn path(index: u8) -> PathBuf {
 
 struct Simulation {
     disk: BTreeMap<PathBuf, FileStamp>,
-    index: HashMap<PathBuf, IndexedState>,
+    index: crate::files::IndexView,
     accumulator: AccumulatorCore,
     now: Instant,
     version: i64,
@@ -88,12 +88,12 @@ impl Simulation {
                 match self.disk.get(&observed.path) {
                     Some(stamp) => {
                         self.index.insert(
-                            observed.path.clone(),
+                            observed.path.clone().into_os_string(),
                             IndexedState { kind: FileKind::Session, stamp: *stamp, status: FileStatus::Indexed, seen_in_scan: 0 },
                         );
                     }
                     None => {
-                        self.index.remove(&observed.path);
+                        self.index.remove(observed.path.as_os_str());
                     }
                 }
             }
@@ -162,7 +162,7 @@ proptest! {
         simulation.settle();
         simulation.reconcile();
         simulation.settle();
-        let indexed: BTreeMap<PathBuf, FileStamp> = simulation.index.iter().map(|(path, state)| (path.clone(), state.stamp)).collect();
+        let indexed: BTreeMap<PathBuf, FileStamp> = simulation.index.iter().map(|(path, state)| (PathBuf::from(path), state.stamp)).collect();
         prop_assert_eq!(indexed, simulation.disk.clone());
         prop_assert!(simulation.accumulator.is_drained());
     }

@@ -2,7 +2,6 @@
 //! does the startup catch-up, rescans periodically and on demand, and feeds what is new, changed
 //! or gone to the accumulator.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,14 +11,14 @@ use actix::prelude::*;
 use ducktail_sources::opencode::{classify, scan_storage, stamp_of, ScannedFile};
 use ducktail_store::ReaderPool;
 
-use crate::files::{diff, index_view, Differences, IndexedState, OPENCODE_JSON_SOURCE};
+use crate::files::{diff, index_view, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
 use crate::messages::*;
 use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
 use crate::Links;
 
 /// Path → indexed state: the reconciler's view of `file_index`.
-type View = HashMap<PathBuf, IndexedState>;
+type View = IndexView;
 
 /// A scan's result: the view back with what changed and what could not be read, or the view (if
 /// it was loaded) and why the scan failed.
@@ -66,7 +65,7 @@ pub struct Reconciler {
     /// `<opencode>/storage`.
     storage_root: PathBuf,
     /// Path → indexed state. `None` while a scan has it on a blocking thread (or before loading).
-    view: Option<HashMap<PathBuf, IndexedState>>,
+    view: Option<View>,
     /// Commits that arrived while the view was out; applied when it returns.
     buffered_commits: Vec<BatchCommitted>,
     /// Increments per scan (mark-and-sweep of removals).
@@ -106,15 +105,15 @@ impl Reconciler {
         }
     }
 
-    fn apply_commit(view: &mut HashMap<PathBuf, IndexedState>, committed: &BatchCommitted) {
+    fn apply_commit(view: &mut View, committed: &BatchCommitted) {
         for file in &committed.files {
             match file.state {
                 Some((stamp, status)) => {
-                    let seen_in_scan = view.get(&file.path).map_or(0, |state| state.seen_in_scan);
-                    view.insert(file.path.clone(), IndexedState { kind: file.kind, stamp, status, seen_in_scan });
+                    let seen_in_scan = view.get(file.path.as_os_str()).map_or(0, |state| state.seen_in_scan);
+                    view.insert(file.path.clone().into_os_string(), IndexedState { kind: file.kind, stamp, status, seen_in_scan });
                 }
                 None => {
-                    view.remove(&file.path);
+                    view.remove(file.path.as_os_str());
                 }
             }
         }
