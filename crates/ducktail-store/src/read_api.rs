@@ -366,11 +366,11 @@ fn usage_at(row: &[Value], at: usize) -> Usage {
     }
 }
 
-/// The finish-step sums, in [`usage_at`] order.
 /// The start of a CTE `step_rows` with the step columns [`USAGE_SUMS`] needs.
 const STEP_COLUMNS: &str = "step_rows AS MATERIALIZED (SELECT session_id, message_id, id, event_type, tokens_input, \
      tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost";
 
+/// The finish-step sums, in [`usage_at`] order.
 const USAGE_SUMS: &str = "coalesce(sum(e.tokens_input), 0), coalesce(sum(e.tokens_output), 0), \
      coalesce(sum(e.tokens_reasoning), 0), coalesce(sum(e.tokens_cache_read), 0), \
      coalesce(sum(e.tokens_cache_write), 0), coalesce(sum(e.cost ORDER BY e.id), 0)";
