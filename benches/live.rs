@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
+//! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100
 //! ```
 //!
 //! Each row starts a fresh daemon on an empty tree, then writes generated OpenCode files (the
@@ -24,18 +25,22 @@ struct Options {
     seconds: u64,
     burst: usize,
     header: bool,
+    soak_minutes: u64,
+    soak_rate: u64,
 }
 
 fn options() -> Options {
-    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true };
+    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100 };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
         match argument.as_str() {
-            "--rates" => options.rates = value().split(',').map(|rate| rate.trim().parse().expect("a rate in files/s")).collect(),
+            "--rates" => options.rates = value().split(',').filter(|rate| !rate.trim().is_empty()).map(|rate| rate.trim().parse().expect("a rate in files/s")).collect(),
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--burst" => options.burst = value().parse().expect("a number of files"),
             "--no-header" => options.header = false,
+            "--soak-minutes" => options.soak_minutes = value().parse().expect("minutes"),
+            "--soak-rate" => options.soak_rate = value().parse().expect("files/s"),
             // `cargo bench` passes --bench; ignore anything else it adds.
             _ => {}
         }
@@ -59,6 +64,8 @@ fn main() {
         };
         let workload = format!("live: write → visible, {rate} files/s offered ({:.0} written/s)", outcome.files as f64 / outcome.write_seconds);
         suite::row_text(&workload, outcome.files, "latency ms p50 / p95 / p99", &outcome.latencies(), goal);
+        let written = outcome.files as f64 / outcome.write_seconds;
+        suite::row(&workload, outcome.files, "files/s committed", outcome.files as f64 / outcome.commit_seconds, "the writer's own rate", Some(written), "");
         suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
     }
     if options.burst > 0 {
@@ -72,6 +79,57 @@ fn main() {
             suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
         }
     }
+    if options.soak_minutes > 0 {
+        soak(options.soak_minutes, options.soak_rate);
+    }
+}
+
+/// The daemon's resident set (VmRSS) in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status.lines().find(|line| line.starts_with("VmRSS:")).and_then(|line| line.split_whitespace().nth(1)?.parse().ok()).unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+/// A long run at a steady rate: is the daemon's memory flat? Samples its RSS every 10 s and
+/// prints it after the first minute (caches warm), at the middle, at the end, and the most.
+fn soak(minutes: u64, rate: u64) {
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let opencode = scratch.path().join("opencode");
+    std::fs::create_dir_all(opencode.join("storage")).unwrap();
+    let daemon = Daemon::start(&opencode, &scratch.path().join("bench.duckdb"), scratch.path());
+    let files = (minutes * 60 * rate) as usize;
+    let config = ducktail_generator::GeneratorConfig { seed: 11, target_files: files, ..Default::default() };
+    let pid = daemon.inner.pid();
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let started = Instant::now();
+    let mut next_sample = started;
+    for (index, file) in ducktail_generator::plan(&config).take(files).enumerate() {
+        let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let path = opencode.join(&file.relative_path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &file.contents).unwrap();
+        if Instant::now() >= next_sample {
+            samples.push((started.elapsed().as_secs_f64() / 60.0, rss_mib(pid)));
+            next_sample += Duration::from_secs(10);
+        }
+    }
+    let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
+    daemon.stop();
+    let at = |minute: f64| samples.iter().find(|(at, _)| *at >= minute).or(samples.last()).map_or(f64::NAN, |(_, rss)| *rss);
+    let most = samples.iter().map(|(_, rss)| *rss).fold(0.0, f64::max);
+    let workload = format!("live: soak, {rate} files/s for {minutes} min");
+    let half = minutes as f64 / 2.0;
+    let first = at(1.0);
+    suite::row(&workload, files, "daemon RSS MB after 1 min", first, "", None, "");
+    suite::row(&workload, files, &format!("daemon RSS MB after {half:.0} min"), at(half), "after 1 min", Some(first), "");
+    suite::row(&workload, files, &format!("daemon RSS MB after {minutes} min"), samples.last().map_or(f64::NAN, |(_, rss)| *rss), "after 1 min", Some(first), "flat");
+    suite::row(&workload, files, "daemon RSS MB, most", most, "", None, "");
+    let ms = |key: &str| latency[key].as_f64().unwrap_or(f64::NAN);
+    suite::row_text(&workload, files, "latency ms p50 / p95 / p99 (last 10,000 files)", &format!("{:.1} / {:.1} / {:.1}", ms("p50"), ms("p95"), ms("p99")), "");
 }
 
 struct Outcome {

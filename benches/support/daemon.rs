@@ -64,6 +64,12 @@ impl BenchDaemon {
         daemon
     }
 
+    /// The daemon's process id.
+    #[allow(dead_code)] // Only the live bench's soak samples the daemon's memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
