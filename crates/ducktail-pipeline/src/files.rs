@@ -181,4 +181,17 @@ mod tests {
         // m10 shares m1's text prefix but is not inside it; m3 was not scanned.
         assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);
     }
+
+    #[test]
+    fn many_scopes_sweep_removals_only_inside_them_too() {
+        // Past eight scopes (a burst of new directories) the sweep looks ancestors up instead.
+        let mut indexed = HashMap::from([
+            (OsString::from("/s/part/m1/a"), state(1, FileStatus::Indexed)),
+            (OsString::from("/s/part/m10/d"), state(1, FileStatus::Indexed)),
+            (OsString::from("/s/part/m99/z"), state(1, FileStatus::Indexed)),
+        ]);
+        let scopes: Vec<PathBuf> = (1..=9).map(|index| PathBuf::from(format!("/s/part/m{index}"))).collect();
+        let differences = diff(Vec::new(), &mut indexed, &scopes, 1);
+        assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);
+    }
 }
