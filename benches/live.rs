@@ -84,6 +84,31 @@ fn main() {
     }
 }
 
+/// Writes `plan`'s files under `opencode` in order — at `rate` files/s when given, else as fast as
+/// it can — calling `after_each` after every file. The pacing sleeps are the workload, not
+/// synchronisation.
+fn write_files<F: std::borrow::Borrow<ducktail_generator::GeneratedFile>>(
+    opencode: &Path,
+    plan: impl Iterator<Item = F>,
+    rate: Option<u64>,
+    mut after_each: impl FnMut(),
+) {
+    let started = Instant::now();
+    for (index, file) in plan.enumerate() {
+        let file = file.borrow();
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let path = opencode.join(&file.relative_path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &file.contents).unwrap();
+        after_each();
+    }
+}
+
 /// The daemon's resident set (VmRSS) in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -104,19 +129,12 @@ fn soak(minutes: u64, rate: u64) {
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let started = Instant::now();
     let mut next_sample = started;
-    for (index, file) in ducktail_generator::plan(&config).take(files).enumerate() {
-        let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let path = opencode.join(&file.relative_path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &file.contents).unwrap();
+    write_files(&opencode, ducktail_generator::plan(&config).take(files), Some(rate), || {
         if Instant::now() >= next_sample {
             samples.push((started.elapsed().as_secs_f64() / 60.0, rss_mib(pid)));
             next_sample += Duration::from_secs(10);
         }
-    }
+    });
     let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
     daemon.stop();
     let at = |minute: f64| samples.iter().find(|(at, _)| *at >= minute).or(samples.last()).map_or(f64::NAN, |(_, rss)| *rss);
@@ -191,17 +209,7 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     let config = ducktail_generator::GeneratorConfig { seed: 7, target_files: files, ..Default::default() };
     let plan: Vec<_> = ducktail_generator::plan(&config).take(files).collect();
     let started = Instant::now();
-    for (index, file) in plan.iter().enumerate() {
-        if let Some(rate) = rate {
-            let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let path = opencode.join(&file.relative_path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &file.contents).unwrap();
-    }
+    write_files(&opencode, plan.iter(), rate, || {});
     let write_seconds = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

@@ -128,11 +128,11 @@ pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
                 continue;
             }
         }
-        let listing = match std::fs::read_dir(&folder) {
-            Ok(listing) => listing,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                found.push(Err(ScanError::Io { path: folder, source }));
+        let listing = match read_folder(&folder) {
+            Some(Ok(listing)) => listing,
+            None => continue,
+            Some(Err(error)) => {
+                found.push(Err(error));
                 continue;
             }
         };
@@ -187,11 +187,11 @@ impl Iterator for StorageScan {
 
 /// Lists the record files of one id folder (a three-level layout's middle level).
 fn list_id_folder(folder: PathBuf, kind: FileKind, found: &mut Vec<Result<ScannedFile, ScanError>>) {
-    let listing = match std::fs::read_dir(&folder) {
-        Ok(listing) => listing,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return,
-        Err(source) => {
-            found.push(Err(ScanError::Io { path: folder, source }));
+    let listing = match read_folder(&folder) {
+        Some(Ok(listing)) => listing,
+        None => return,
+        Some(Err(error)) => {
+            found.push(Err(error));
             return;
         }
     };
@@ -201,6 +201,16 @@ fn list_id_folder(folder: PathBuf, kind: FileKind, found: &mut Vec<Result<Scanne
             Ok(_) | Err(None) => {}
             Err(Some(error)) => found.push(Err(error)),
         }
+    }
+}
+
+/// Opens `folder`'s listing: `None` when it vanished (a removal mid-scan is not an error), an
+/// error naming it when it cannot be read.
+fn read_folder(folder: &Path) -> Option<Result<std::fs::ReadDir, ScanError>> {
+    match std::fs::read_dir(folder) {
+        Ok(listing) => Some(Ok(listing)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => Some(Err(ScanError::Io { path: folder.to_path_buf(), source })),
     }
 }
 
