@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
 //! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100
+//! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100 --soak-steady 20000
 //! ```
 //!
 //! Each row starts a fresh daemon on an empty tree, then writes generated OpenCode files (the
@@ -27,10 +28,11 @@ struct Options {
     header: bool,
     soak_minutes: u64,
     soak_rate: u64,
+    soak_steady: usize,
 }
 
 fn options() -> Options {
-    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100 };
+    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100, soak_steady: 0 };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
@@ -41,6 +43,7 @@ fn options() -> Options {
             "--no-header" => options.header = false,
             "--soak-minutes" => options.soak_minutes = value().parse().expect("minutes"),
             "--soak-rate" => options.soak_rate = value().parse().expect("files/s"),
+            "--soak-steady" => options.soak_steady = value().parse().expect("a number of files"),
             // `cargo bench` passes --bench; ignore anything else it adds.
             _ => {}
         }
@@ -80,7 +83,7 @@ fn main() {
         }
     }
     if options.soak_minutes > 0 {
-        soak(options.soak_minutes, options.soak_rate);
+        soak(options.soak_minutes, options.soak_rate, options.soak_steady);
     }
 }
 
@@ -118,28 +121,42 @@ fn rss_mib(pid: u32) -> f64 {
 
 /// A long run at a steady rate: is the daemon's memory flat? Samples its RSS every 10 s and
 /// prints it after the first minute (caches warm), at the middle, at the end, and the most.
-fn soak(minutes: u64, rate: u64) {
+/// With `steady` > 0 the tree does not grow: the first `steady` files are written at once, then
+/// rewritten in turn (same content, new mtime) for the whole run, so every batch replaces rows
+/// and a leak would show as growth.
+fn soak(minutes: u64, rate: u64, steady: usize) {
     let scratch = tempfile::tempdir().expect("a temp dir");
     let opencode = scratch.path().join("opencode");
     std::fs::create_dir_all(opencode.join("storage")).unwrap();
     let daemon = Daemon::start(&opencode, &scratch.path().join("bench.duckdb"), scratch.path());
     let files = (minutes * 60 * rate) as usize;
-    let config = ducktail_generator::GeneratorConfig { seed: 11, target_files: files, ..Default::default() };
+    let config = ducktail_generator::GeneratorConfig { seed: 11, target_files: if steady > 0 { steady } else { files }, ..Default::default() };
     let pid = daemon.inner.pid();
     let mut samples: Vec<(f64, f64)> = Vec::new();
+    let steady_plan: Vec<_> = ducktail_generator::plan(&config).take(steady).collect();
+    write_files(&opencode, steady_plan.iter(), None, || {});
     let started = Instant::now();
     let mut next_sample = started;
-    write_files(&opencode, ducktail_generator::plan(&config).take(files), Some(rate), || {
+    let sample = || {
         if Instant::now() >= next_sample {
             samples.push((started.elapsed().as_secs_f64() / 60.0, rss_mib(pid)));
             next_sample += Duration::from_secs(10);
         }
-    });
+    };
+    if steady > 0 {
+        write_files(&opencode, steady_plan.iter().cycle().take(files), Some(rate), sample);
+    } else {
+        write_files(&opencode, ducktail_generator::plan(&config).take(files), Some(rate), sample);
+    }
     let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
     daemon.stop();
     let at = |minute: f64| samples.iter().find(|(at, _)| *at >= minute).or(samples.last()).map_or(f64::NAN, |(_, rss)| *rss);
     let most = samples.iter().map(|(_, rss)| *rss).fold(0.0, f64::max);
-    let workload = format!("live: soak, {rate} files/s for {minutes} min");
+    let workload = if steady > 0 {
+        format!("live: soak, {steady} files rewritten in turn, {rate} files/s for {minutes} min")
+    } else {
+        format!("live: soak, {rate} files/s for {minutes} min")
+    };
     let half = minutes as f64 / 2.0;
     let first = at(1.0);
     suite::row(&workload, files, "daemon RSS MB after 1 min", first, "", None, "");
