@@ -54,8 +54,9 @@ impl BenchDaemon {
                 }
             }
         });
-        let base_url = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
-        let daemon = BenchDaemon { child, base_url };
+        // Owned before anything can panic, so a failed start does not leave the daemon running.
+        let mut daemon = BenchDaemon { child, base_url: String::new() };
+        daemon.base_url = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
         let deadline = Instant::now() + ready_within;
         while ureq::get(&format!("{}/readyz", daemon.base_url)).call().is_err() {
             assert!(Instant::now() < deadline, "the daemon did not become ready within {ready_within:?}");
@@ -74,5 +75,15 @@ impl BenchDaemon {
     pub fn stop(mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        // A bench that panics must not leave its daemon running, skewing every later run.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
