@@ -362,12 +362,6 @@ pub fn start_following(
     let follower = SyncArbiter::start(1, move || DatabaseFollower::new(path.clone(), limits, shared.clone()));
     trigger.connect(follower.clone().recipient());
     let watch = DatabaseWatch::start(data_dir, trigger.clone());
-    let poll = actix_rt::spawn(async move {
-        let mut ticks = tokio::time::interval(poll_interval);
-        loop {
-            ticks.tick().await;
-            trigger.poll();
-        }
-    });
+    let poll = trigger.poll_every(poll_interval);
     (follower, watch, poll)
 }

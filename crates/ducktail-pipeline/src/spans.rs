@@ -284,14 +284,7 @@ pub fn start_following_spans(
             }
         }
     };
-    let poll_interval = settings.sources.spans.poll_interval;
-    let poll = actix_rt::spawn(async move {
-        let mut ticks = tokio::time::interval(poll_interval);
-        loop {
-            ticks.tick().await;
-            trigger.poll();
-        }
-    });
+    let poll = trigger.poll_every(settings.sources.spans.poll_interval);
     (follower, watch, poll)
 }
 

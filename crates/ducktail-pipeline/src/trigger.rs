@@ -3,8 +3,8 @@
 //! remembered for latency.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix::{Message, Recipient};
 
@@ -46,6 +46,19 @@ impl<M: Message<Result = ()> + Clone + Send + 'static> Trigger<M> {
                 target.do_send(self.message.clone());
             }
         }
+    }
+
+    /// Polls every `interval` on the event loop, for changes no file event announces; aborting
+    /// the handle stops it.
+    pub fn poll_every(self: &Arc<Self>, interval: Duration) -> actix_rt::task::JoinHandle<()> {
+        let trigger = self.clone();
+        actix_rt::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                trigger.poll();
+            }
+        })
     }
 
     /// Called by the follower first thing when a read starts, before anything can fail: later
