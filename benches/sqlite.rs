@@ -66,14 +66,21 @@ fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * quantile).round() as usize].as_secs_f64() * 1_000.0
 }
 
-/// Bulk reading of a database with the fixture's messages and parts copied `copies` times.
-fn bulk(copies: usize) {
-    let scratch = tempfile::tempdir().unwrap();
-    let opencode = scratch.path().join("opencode");
+/// An OpenCode data folder under `scratch` holding a copy of the fixture's `opencode.db`:
+/// (folder, database).
+fn copy_fixture_database(scratch: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let opencode = scratch.join("opencode");
     std::fs::create_dir_all(&opencode).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/opencode-sqlite/opencode.db");
     let database = opencode.join("opencode.db");
     std::fs::copy(&fixture, &database).unwrap();
+    (opencode, database)
+}
+
+/// Bulk reading of a database with the fixture's messages and parts copied `copies` times.
+fn bulk(copies: usize) {
+    let scratch = tempfile::tempdir().unwrap();
+    let (opencode, database) = copy_fixture_database(scratch.path());
     let writer = rusqlite::Connection::open(&database).unwrap();
     writer
         .execute_batch(&format!(
@@ -104,11 +111,7 @@ fn bulk(copies: usize) {
 fn main() {
     let options = options();
     let scratch = tempfile::tempdir().unwrap();
-    let opencode = scratch.path().join("opencode");
-    std::fs::create_dir_all(&opencode).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/opencode-sqlite/opencode.db");
-    let database = opencode.join("opencode.db");
-    std::fs::copy(&fixture, &database).unwrap();
+    let (opencode, database) = copy_fixture_database(scratch.path());
     let db = scratch.path().join("bench.duckdb");
     let daemon = daemon::BenchDaemon::start(&opencode, &db, scratch.path(), "[http]\nsql_enabled = true\n", Duration::from_secs(60));
 
