@@ -275,6 +275,11 @@ impl Watcher {
                 });
                 let Some(translated) = translated else { return LoopEnd::Panicked };
                 if translated.root_removed {
+                    // The files removed with the folder may share this run of events with it, and
+                    // no scan can find them once the folder is gone: deliver them before leaving.
+                    if !translated.paths.is_empty() {
+                        let _ = accumulator.send(PathsChanged { paths: translated.paths, origin: Origin::Watcher }).await;
+                    }
                     return LoopEnd::RootRemoved;
                 }
                 for scope in translated.rescans {
