@@ -364,3 +364,21 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
     assert_eq!(count(&store, "SELECT count(*) FROM todos WHERE source = 'opencode_json'"), 1);
 }
+
+#[test]
+fn a_file_whose_content_changes_id_leaves_no_stale_record() {
+    let mut store = Store::open_in_memory().unwrap();
+    // Read between a rename and the rewrite that follows it: the new path still holds the old id.
+    store.write_batch(&batch(vec![file("/s/part/m/prt_b.json", finish("prt_a", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    store.write_batch(&batch(vec![file("/s/part/m/prt_c.json", finish("prt_c", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    let rewritten = store.write_batch(&batch(vec![file("/s/part/m/prt_b.json", finish("prt_b", "ses_1", "msg_1", 2, 0.2))])).unwrap();
+    assert!(rewritten.touched_sessions.contains("ses_1"));
+    assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id = 'prt_a'"), 0, "the id the file no longer holds is gone");
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events WHERE id = 'prt_a'"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id IN ('prt_b', 'prt_c')"), 2);
+
+    // An id another file still holds stays.
+    store.write_batch(&batch(vec![file("/s/part/m/prt_d.json", finish("prt_c", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    store.write_batch(&batch(vec![file("/s/part/m/prt_d.json", finish("prt_d", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id = 'prt_c'"), 1, "prt_c.json still holds prt_c");
+}

@@ -214,6 +214,13 @@ ON CONFLICT (file_path) DO UPDATE SET
     indexed_at = excluded.indexed_at;
 ";
 
+/// Records a changed file held before and holds no longer (its content now names another id):
+/// candidates for deletion once `file_index` has the batch's rows, like a removed file's.
+const FIND_REPLACED_RECORD_IDS: &str = "
+INSERT INTO temp.stage_gone SELECT f.kind, f.record_id FROM file_index f JOIN temp.stage_file_index s ON s.file_path = f.file_path
+WHERE s.status = 'indexed' AND f.record_id IS NOT NULL AND s.record_id IS DISTINCT FROM f.record_id;
+";
+
 /// Finds the sessions of removed files, then forgets the files. Records are handled after.
 const FORGET_REMOVED: &str = "
 INSERT INTO temp.stage_gone SELECT kind, record_id FROM file_index
@@ -436,8 +443,17 @@ impl Store {
         }
         self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
         phases.mark("stage_file_index");
+        let replaced_ids = match batch.files.is_empty() {
+            true => 0,
+            false => self.connection.execute(FIND_REPLACED_RECORD_IDS, []).map_err(|source| self.query_error("finding replaced record ids", source))?,
+        };
         self.connection.execute_batch(MERGE_FILE_INDEX).map_err(|source| self.query_error("merging file_index", source))?;
         phases.mark("merge_file_index");
+        if replaced_ids > 0 {
+            // Not subject to the delete policy: the file is there, its content changed.
+            self.delete_gone_records(batch, other_sources, &mut report)?;
+            self.connection.execute_batch("DELETE FROM temp.stage_gone;").map_err(|source| self.query_error("clearing staging tables", source))?;
+        }
         if !batch.removed.is_empty() {
             report.removed = batch.removed.len();
             self.remove_files(batch, other_sources, &mut report)?;
@@ -741,23 +757,26 @@ impl Store {
         }
         self.connection.execute_batch(FORGET_REMOVED).map_err(|source| self.query_error("forgetting removed files", source))?;
         if batch.on_delete == OnDelete::Remove {
-            let mut statement =
-                self.connection.prepare(GONE_SESSIONS).map_err(|source| self.query_error("finding sessions of removed files", source))?;
-            let sessions = statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
-                .map_err(|source| self.query_error("finding sessions of removed files", source))?;
-            report.touched_sessions.extend(sessions);
-            let mut statements = FIND_GONE_ORPHANS.to_owned();
-            if other_sources {
-                statements.push_str(&KEEP_OTHER_SOURCES_ORPHANS.replace("{source}", batch.source));
-            }
-            statements.push_str(DELETE_GONE_RECORDS);
-            self.connection
-                .execute_batch(&statements)
-                .map_err(|source| self.query_error("deleting records of removed files", source))?;
+            self.delete_gone_records(batch, other_sources, report)?;
         }
         Ok(())
+    }
+
+    /// Deletes the records staged in `stage_gone` that no indexed file holds any more, and
+    /// reports their sessions as touched.
+    fn delete_gone_records(&mut self, batch: &WriteBatch, other_sources: bool, report: &mut BatchReport) -> Result<()> {
+        let mut statement = self.connection.prepare(GONE_SESSIONS).map_err(|source| self.query_error("finding sessions of removed records", source))?;
+        let sessions = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
+            .map_err(|source| self.query_error("finding sessions of removed records", source))?;
+        report.touched_sessions.extend(sessions);
+        let mut statements = FIND_GONE_ORPHANS.to_owned();
+        if other_sources {
+            statements.push_str(&KEEP_OTHER_SOURCES_ORPHANS.replace("{source}", batch.source));
+        }
+        statements.push_str(DELETE_GONE_RECORDS);
+        self.connection.execute_batch(&statements).map_err(|source| self.query_error("deleting orphaned records", source))
     }
 
     /// Deletes the records a database source no longer holds (only that source's rows).
