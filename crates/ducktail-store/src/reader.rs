@@ -16,6 +16,15 @@ pub struct Reader {
     path: PathBuf,
 }
 
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // duckdb-rs drops a connection before its statement cache, so a cached statement would
+        // be destroyed after its connection (and, for the last connection, after the database):
+        // a use-after-free that crashed the daemon at exit. Statements go first.
+        self.connection.flush_prepared_statement_cache();
+    }
+}
+
 /// One row of `file_index`, as the reconciler needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileIndexEntry {
