@@ -63,6 +63,19 @@ fn live_create_modify_delete_rename_are_followed() {
     wait_until("deleted part gone", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_live_%'") == 0);
     wait_until("file_index forgets it", DEADLINE, || daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%prt_live_%'") == 0);
 
+    // The per-session rollups follow a live change, and its removal, on their own.
+    let tool_path = storage.join("part/msg_live0000000000000000000001/prt_live_tool.json");
+    std::fs::write(
+        &tool_path,
+        r#"{"id":"prt_live_tool","sessionID":"ses_live","messageID":"msg_live0000000000000000000001","type":"tool","tool":"bash","callID":"c1","state":{"status":"error","input":{},"error":"boom","time":{"start":1,"end":2}}}"#,
+    )
+    .unwrap();
+    wait_until("a live tool call counted in session_stats", DEADLINE, || {
+        daemon.sql("SELECT tool_calls, tool_errors FROM session_stats WHERE session_id = 'ses_live'") == vec![vec!["1".to_owned(), "1".to_owned()]]
+    });
+    std::fs::remove_file(&tool_path).unwrap();
+    wait_until("the removed tool call uncounted", DEADLINE, || daemon.scalar("SELECT count(*) FROM session_stats WHERE session_id = 'ses_live'") == 0);
+
     let status = daemon.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     assert_equals_fresh_index(&opencode, &db, dir.path());

@@ -76,7 +76,7 @@ pub fn json_text(value: serde_json::Value) -> String {
 /// Every contract table's rows as sorted text (volatile bookkeeping columns left out), for
 /// comparing a database with a fresh index of the same tree.
 pub fn snapshot(db: &Path) -> BTreeMap<&'static str, Vec<String>> {
-    const TABLES: [(&str, &str); 11] = [
+    const TABLES: [(&str, &str); 14] = [
         ("projects", "SELECT * FROM projects"),
         ("sessions", "SELECT * FROM sessions"),
         ("messages", "SELECT * FROM messages"),
@@ -87,6 +87,9 @@ pub fn snapshot(db: &Path) -> BTreeMap<&'static str, Vec<String>> {
         ("file_diffs", "SELECT * FROM file_diffs"),
         ("delegations", "SELECT * FROM delegations"),
         ("agent_traces", "SELECT * FROM agent_traces"),
+        ("session_stats", "SELECT * FROM session_stats"),
+        ("session_usage", "SELECT * FROM session_usage"),
+        ("session_tools", "SELECT * FROM session_tools"),
         ("file_index", "SELECT file_path, source, kind, mtime_ns, size, record_id, status FROM file_index"),
     ];
     let reader = Reader::open_read_only(db).unwrap_or_else(|error| panic!("open {}: {error}", db.display()));
@@ -158,7 +161,7 @@ impl Daemon {
     pub fn start(opencode: &Path, db: &Path, config: &Path) -> Daemon {
         let mut child = Command::new(binary())
             .args(["run", "--opencode", path_str(opencode), "--db", path_str(db), "--listen", "127.0.0.1:0", "--config", path_str(config)])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("DUCKTAIL_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
             .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

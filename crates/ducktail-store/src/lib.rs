@@ -187,13 +187,17 @@ impl Store {
             config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
-        let store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false };
+        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false };
         // Damage can also show on the first read rather than at open.
-        store.migrate().map_err(|error| match error {
+        let upgraded_from = store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
             StoreError::Migration { path, detail, .. } if is_corruption(&detail) => StoreError::Corrupt { path, detail },
             other => other,
         })?;
+        if (1..schema::FIRST_WITH_ROLLUPS).contains(&upgraded_from) {
+            // The rollup tables arrived empty; readers without a daemon (the CLI) need them full.
+            store.refresh_derived(&traces::TraceScope::All)?;
+        }
         Ok(store)
     }
 
@@ -268,6 +272,9 @@ impl Store {
                      DELETE FROM delegations WHERE session_id IN (SELECT id FROM temp.purge_sessions);
                      DELETE FROM agent_traces WHERE session_id IN (SELECT id FROM temp.purge_sessions)
                          OR child_session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM session_stats WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM session_usage WHERE session_id IN (SELECT id FROM temp.purge_sessions);
+                     DELETE FROM session_tools WHERE session_id IN (SELECT id FROM temp.purge_sessions);
                      DELETE FROM sessions WHERE id IN (SELECT id FROM temp.purge_sessions);
                      DROP TABLE temp.purge_sessions;",
                 )
@@ -293,7 +300,8 @@ impl Store {
             .map_err(|source| self.query_error("reading the schema version", source))
     }
 
-    fn migrate(&self) -> Result<()> {
+    /// Applies the migrations the database lacks; returns the version it had before.
+    fn migrate(&self) -> Result<i32> {
         self.connection
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
@@ -317,7 +325,7 @@ impl Store {
             }
             tracing::info!(version = migration.version, name = migration.name, "applied schema migration");
         }
-        Ok(())
+        Ok(current)
     }
 
     fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {

@@ -4,6 +4,11 @@
 //!
 //! Token and cost totals always come from `step_events` with `event_type = 'finish'` (a message's
 //! own `tokens_*` hold only its last step).
+//!
+//! Per-session counts, totals and tool statistics are read from the rollup tables the
+//! TraceBuilder keeps (`session_stats`, `session_usage`, `session_tools`), not aggregated per
+//! request: a request then costs a lookup whatever the session's size. Like `agent_traces`, they
+//! trail a commit by one trace recompute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -296,6 +301,7 @@ impl UsageGroup {
         }
     }
 
+    /// The group key over raw rows: steps joined to their messages `m` and sessions `s`.
     fn key_sql(self) -> &'static str {
         match self {
             // No ICU: calendar functions need a plain TIMESTAMP (the value is UTC).
@@ -303,6 +309,25 @@ impl UsageGroup {
             UsageGroup::Model => "coalesce(m.provider_id || '/', '') || coalesce(m.model_id, 'unknown')",
             UsageGroup::Agent => "coalesce(m.agent, 'unknown')",
             UsageGroup::Project => "coalesce(s.project_id, 'unknown')",
+        }
+    }
+
+    /// The same key over `session_usage r` rollup rows.
+    fn rollup_key_sql(self) -> &'static str {
+        match self {
+            UsageGroup::Day => "coalesce(strftime(r.day, '%Y-%m-%d'), 'unknown')",
+            UsageGroup::Model => "coalesce(r.provider_id || '/', '') || coalesce(r.model_id, 'unknown')",
+            UsageGroup::Agent => "coalesce(r.agent, 'unknown')",
+            UsageGroup::Project => "coalesce(r.project_id, 'unknown')",
+        }
+    }
+
+    /// What to group `session_usage r` rows by, and the key of a group `g`: a day is grouped as a
+    /// date and formatted once per group (formatting every row cost more than the grouping).
+    fn rollup_group_sql(self) -> (&'static str, &'static str) {
+        match self {
+            UsageGroup::Day => ("r.day", "coalesce(strftime(g, '%Y-%m-%d'), 'unknown')"),
+            other => (other.rollup_key_sql(), "g"),
         }
     }
 }
@@ -366,26 +391,33 @@ fn usage_at(row: &[Value], at: usize) -> Usage {
     }
 }
 
-/// The start of a CTE `step_rows` with the step columns [`USAGE_SUMS`] needs.
-const STEP_COLUMNS: &str = "step_rows AS MATERIALIZED (SELECT session_id, message_id, id, event_type, tokens_input, \
-     tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost";
-
-/// The finish-step sums, in [`usage_at`] order.
+/// The finish-step sums over raw `step_events e`, in [`usage_at`] order.
 const USAGE_SUMS: &str = "coalesce(sum(e.tokens_input), 0), coalesce(sum(e.tokens_output), 0), \
      coalesce(sum(e.tokens_reasoning), 0), coalesce(sum(e.tokens_cache_read), 0), \
      coalesce(sum(e.tokens_cache_write), 0), coalesce(sum(e.cost ORDER BY e.id), 0)";
 
-/// Sessions with their counts; `{filter}` narrows `sessions s`, `{order}` orders the page.
+/// The same sums over one session's `session_usage r` rollup rows, in [`usage_at`] order; cost is
+/// summed in key order so the total does not depend on the order rows were written.
+const ROLLUP_SUMS: &str = "coalesce(sum(r.tokens_input), 0), coalesce(sum(r.tokens_output), 0), \
+     coalesce(sum(r.tokens_reasoning), 0), coalesce(sum(r.tokens_cache_read), 0), \
+     coalesce(sum(r.tokens_cache_write), 0), \
+     coalesce(sum(r.cost ORDER BY r.day, r.provider_id, r.model_id, r.agent), 0)";
+
+/// [`ROLLUP_SUMS`] across sessions. Ordering the cost sum over every rollup row cost more than the
+/// rest of the query, so it is a compensated sum (`fsum`): accurate to the last bits whatever the
+/// order, instead of bit-for-bit repeatable.
+const ROLLUP_SUMS_ACROSS_SESSIONS: &str = "coalesce(sum(r.tokens_input), 0), coalesce(sum(r.tokens_output), 0), \
+     coalesce(sum(r.tokens_reasoning), 0), coalesce(sum(r.tokens_cache_read), 0), \
+     coalesce(sum(r.tokens_cache_write), 0), coalesce(fsum(r.cost), 0)";
+
+/// Sessions with their counts; `{filter}` narrows `sessions s`, `{tail}` orders and cuts the page.
 fn session_list_sql(filter: &str, tail: &str) -> String {
     session_counts_sql(filter, tail, "IN (SELECT id FROM page)")
 }
 
-/// [`session_list_sql`] with the large tables narrowed by `{in_page}`: a page's semi-join, or
-/// `= $1::VARCHAR` for one session.
-///
-/// Each large table is narrowed in a `MATERIALIZED` CTE whose only filter is on `session_id`:
-/// DuckDB answers such a filter from the `*_by_session` index, but not once another filter (the
-/// event type, the part type) is pushed down beside it, which turns it into a full scan.
+/// [`session_list_sql`] with the child count narrowed by `{in_page}`: a page's semi-join, or
+/// `= $1::VARCHAR` for one session. Counts and totals come from the `session_stats` rollup (the
+/// TraceBuilder keeps it), so a page costs two small-table scans whatever the sessions' sizes.
 fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
     format!(
         "WITH page AS (
@@ -395,30 +427,16 @@ fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
             FROM sessions s WHERE {filter}
             {tail}
         ),
-        {STEP_COLUMNS} FROM step_events WHERE session_id {in_page}),
-        message_rows AS MATERIALIZED (SELECT session_id, error_name FROM messages WHERE session_id {in_page}),
-        part_rows AS MATERIALIZED (SELECT session_id, part_type, tool_status FROM parts WHERE session_id {in_page}),
-        usage AS (
-            SELECT e.session_id, {USAGE_SUMS} FROM step_rows e WHERE e.event_type = 'finish' GROUP BY e.session_id
-        ),
-        msgs AS (
-            SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM message_rows GROUP BY session_id
-        ),
-        tools AS (
-            SELECT session_id, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors FROM part_rows
-            WHERE part_type = 'tool' GROUP BY session_id
-        ),
         kids AS (
             SELECT parent_id, count(*) AS children FROM sessions WHERE parent_id {in_page} GROUP BY parent_id
         )
         SELECT p.id, p.project_id, p.parent_id, p.title, p.created_us, p.updated_us, p.created_key,
-               u.* EXCLUDE (session_id),
-               coalesce(m.messages, 0), coalesce(t.calls, 0), coalesce(t.errors, 0) + coalesce(m.errors, 0),
+               coalesce(st.tokens_input, 0), coalesce(st.tokens_output, 0), coalesce(st.tokens_reasoning, 0),
+               coalesce(st.tokens_cache_read, 0), coalesce(st.tokens_cache_write, 0), coalesce(st.cost, 0),
+               coalesce(st.messages, 0), coalesce(st.tool_calls, 0), coalesce(st.tool_errors, 0) + coalesce(st.message_errors, 0),
                coalesce(k.children, 0)
         FROM page p
-        LEFT JOIN usage u ON u.session_id = p.id
-        LEFT JOIN msgs m ON m.session_id = p.id
-        LEFT JOIN tools t ON t.session_id = p.id
+        LEFT JOIN session_stats st ON st.session_id = p.id
         LEFT JOIN kids k ON k.parent_id = p.id
         ORDER BY p.created_key DESC, p.id DESC"
     )
@@ -499,19 +517,14 @@ impl Reader {
         let rows = self.rows(&session_counts_sql("s.id = $1::VARCHAR", "", "= $1::VARCHAR"), &id_value, "reading a session")?;
         let Some(row) = rows.first() else { return Ok(None) };
         let (session, _) = list_item(row);
-        // Per model and per agent in one pass (GROUPING SETS): the steps are read once. Keys are
-        // never NULL, so the set a row belongs to is the one whose key is present.
+        // Per model and per agent in one pass (GROUPING SETS) over the session's rollup rows. Keys
+        // are never NULL, so the set a row belongs to is the one whose key is present.
         let sql = format!(
-            // A step's message is in the step's session: both sides are narrowed by index (see
-            // `session_counts_sql` for why in materialized CTEs).
-            "WITH {STEP_COLUMNS} FROM step_events WHERE session_id = $1::VARCHAR),
-                  m AS MATERIALIZED (SELECT id, agent, provider_id, model_id FROM messages WHERE session_id = $1::VARCHAR),
-                  keyed AS (SELECT {model} AS model_key, {agent} AS agent_key, e.* FROM step_rows e
-                            LEFT JOIN m ON m.id = e.message_id WHERE e.event_type = 'finish')
-             SELECT model_key IS NULL AS per_agent, coalesce(model_key, agent_key), count(*), {USAGE_SUMS}
-             FROM keyed e GROUP BY GROUPING SETS ((model_key), (agent_key)) ORDER BY 1, 2",
-            model = UsageGroup::Model.key_sql(),
-            agent = UsageGroup::Agent.key_sql(),
+            "WITH r AS (SELECT {model} AS model_key, {agent} AS agent_key, * FROM session_usage r WHERE session_id = $1::VARCHAR)
+             SELECT model_key IS NULL AS per_agent, coalesce(model_key, agent_key), sum(r.steps), {ROLLUP_SUMS}
+             FROM r GROUP BY GROUPING SETS ((model_key), (agent_key)) ORDER BY 1, 2",
+            model = UsageGroup::Model.rollup_key_sql(),
+            agent = UsageGroup::Agent.rollup_key_sql(),
         );
         let (mut by_model, mut by_agent) = (Vec::new(), Vec::new());
         for row in self.rows(&sql, &id_value, "summing usage per model and agent")? {
@@ -520,12 +533,8 @@ impl Reader {
         }
         let tools = self
             .rows(
-                "WITH p AS MATERIALIZED (
-                     SELECT part_type, tool_name, tool_status, started_at, ended_at FROM parts WHERE session_id = $1::VARCHAR)
-                 SELECT coalesce(tool_name, 'unknown'), count(*), count(*) FILTER (WHERE tool_status = 'error'),
-                        quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.5),
-                        quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.95)
-                 FROM p WHERE part_type = 'tool' GROUP BY 1 ORDER BY 2 DESC, 1",
+                "SELECT tool_name, calls, errors, p50_ms, p95_ms FROM session_tools WHERE session_id = $1::VARCHAR
+                 ORDER BY calls DESC, tool_name",
                 &id_value,
                 "summing tool calls",
             )?
@@ -699,17 +708,34 @@ impl Reader {
         Ok(Some(messages))
     }
 
-    /// Finish-step usage grouped by day, model, agent or project, between two instants (µs).
+    /// Finish-step usage grouped by day, model, agent or project, for messages created in
+    /// `[since, until)` (µs). Bounds on UTC midnights (or none) are answered from the per-day
+    /// `session_usage` rollup; other bounds cut through a day and are summed from the steps.
     pub fn usage(&self, group: UsageGroup, since_us: Option<i64>, until_us: Option<i64>) -> Result<Vec<UsageRow>> {
-        let sql = format!(
-            "SELECT {key} AS key, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
-             FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
-             WHERE e.event_type = 'finish'
-               AND ($1::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) >= $1::BIGINT)
-               AND ($2::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) < $2::BIGINT)
-             GROUP BY 1 ORDER BY 1",
-            key = group.key_sql()
-        );
+        const DAY_US: i64 = 86_400_000_000;
+        let on_midnight = |bound: Option<i64>| bound.is_none_or(|us| us.rem_euclid(DAY_US) == 0);
+        let sql = if on_midnight(since_us) && on_midnight(until_us) {
+            let (group_by, key) = group.rollup_group_sql();
+            format!(
+                "SELECT {key} AS key, * EXCLUDE (g) FROM (
+                     SELECT {group_by} AS g, count(DISTINCT r.session_id), sum(r.steps), {ROLLUP_SUMS_ACROSS_SESSIONS}
+                     FROM session_usage r
+                     WHERE ($1::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) >= $1::BIGINT)
+                       AND ($2::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) < $2::BIGINT)
+                     GROUP BY 1)
+                 ORDER BY 1"
+            )
+        } else {
+            format!(
+                "SELECT {key} AS key, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
+                 FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
+                 WHERE e.event_type = 'finish'
+                   AND ($1::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) >= $1::BIGINT)
+                   AND ($2::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) < $2::BIGINT)
+                 GROUP BY 1 ORDER BY 1",
+                key = group.key_sql()
+            )
+        };
         let parameters = [since_us.map_or(Value::Null, Value::BigInt), until_us.map_or(Value::Null, Value::BigInt)];
         Ok(self
             .rows(&sql, &parameters, "summing usage")?

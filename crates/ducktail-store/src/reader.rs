@@ -128,21 +128,17 @@ impl Reader {
         StoreError::Query { path: self.path.clone(), context, source }
     }
 
-    /// Runs `sql` and returns its first column as strings.
-    pub(crate) fn query_strings(&self, sql: &str, context: &'static str) -> Result<Vec<String>> {
-        let mut statement = self.connection.prepare(sql).map_err(|source| self.query_error(context, source))?;
-        let rows = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
-            .map_err(|source| self.query_error(context, source))?;
-        Ok(rows)
-    }
-
     /// Runs `sql` and returns `columns` values per row.
     pub(crate) fn query_values(&self, sql: &str, columns: usize, context: &'static str) -> Result<Vec<Vec<Value>>> {
-        let mut statement = self.connection.prepare(sql).map_err(|source| self.query_error(context, source))?;
+        self.query_values_with(sql, &[], columns, context)
+    }
+
+    /// [`Reader::query_values`] with bound `parameters`, through the connection's statement
+    /// cache: a query run again and again (the trace recompute) is planned once.
+    pub(crate) fn query_values_with(&self, sql: &str, parameters: &[Value], columns: usize, context: &'static str) -> Result<Vec<Vec<Value>>> {
+        let mut statement = self.connection.prepare_cached(sql).map_err(|source| self.query_error(context, source))?;
         let rows = statement
-            .query_map([], |row| (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>())
+            .query_map(duckdb::params_from_iter(parameters.iter()), |row| (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>())
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<Vec<Value>>>>())
             .map_err(|source| self.query_error(context, source))?;
         Ok(rows)

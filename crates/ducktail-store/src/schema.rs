@@ -10,6 +10,10 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
+/// The migration that added the per-session rollups: a database upgraded past it has them
+/// recomputed at open.
+pub(crate) const FIRST_WITH_ROLLUPS: i32 = 5;
+
 /// Every migration, oldest first.
 pub(crate) const MIGRATIONS: &[Migration] = &[
 Migration {
@@ -291,6 +295,53 @@ CREATE INDEX parts_by_session ON parts (session_id);
 CREATE INDEX messages_by_session ON messages (session_id);
 CREATE INDEX step_events_by_session ON step_events (session_id);
 CREATE INDEX file_operations_by_session ON file_operations (session_id);
+"#,
+},
+Migration {
+    version: 5,
+    name: "per-session rollups kept by the TraceBuilder",
+    // The session list, the session summary and usage used to aggregate step_events, messages and
+    // parts on every request (34, 60 and 126 ms p95 on a 1M-file database). These tables hold
+    // the same aggregates per session; they are derived like agent_traces and recomputed with
+    // them for the sessions each batch touches. Filled at open right after this migration.
+    sql: r#"
+CREATE TABLE session_stats (
+    session_id          VARCHAR NOT NULL,
+    messages            BIGINT NOT NULL,
+    message_errors      BIGINT NOT NULL,
+    tool_calls          BIGINT NOT NULL,
+    tool_errors         BIGINT NOT NULL,
+    steps               BIGINT NOT NULL,
+    tokens_input        BIGINT NOT NULL,
+    tokens_output       BIGINT NOT NULL,
+    tokens_reasoning    BIGINT NOT NULL,
+    tokens_cache_read   BIGINT NOT NULL,
+    tokens_cache_write  BIGINT NOT NULL,
+    cost                DOUBLE NOT NULL
+);
+CREATE TABLE session_usage (
+    session_id          VARCHAR NOT NULL,
+    project_id          VARCHAR,
+    day                 DATE,
+    provider_id         VARCHAR,
+    model_id            VARCHAR,
+    agent               VARCHAR,
+    steps               BIGINT NOT NULL,
+    tokens_input        BIGINT NOT NULL,
+    tokens_output       BIGINT NOT NULL,
+    tokens_reasoning    BIGINT NOT NULL,
+    tokens_cache_read   BIGINT NOT NULL,
+    tokens_cache_write  BIGINT NOT NULL,
+    cost                DOUBLE NOT NULL
+);
+CREATE TABLE session_tools (
+    session_id  VARCHAR NOT NULL,
+    tool_name   VARCHAR NOT NULL,
+    calls       BIGINT NOT NULL,
+    errors      BIGINT NOT NULL,
+    p50_ms      DOUBLE,
+    p95_ms      DOUBLE
+);
 "#,
 },
 ];

@@ -365,6 +365,158 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
     assert_eq!(count(&store, "SELECT count(*) FROM todos WHERE source = 'opencode_json'"), 1);
 }
 
+fn message_on(id: &str, session: &str, agent: &str, model: &str, created_ms: i64) -> Records {
+    let Records::Message(mut record) = message(id, session, agent) else { unreachable!() };
+    record.provider_id = Some("anthropic".into());
+    record.model_id = Some(model.into());
+    record.created_at = Some(created_ms);
+    Records::Message(record)
+}
+
+fn tool(id: &str, session: &str, message: &str, name: &str, status: &str, took_ms: i64) -> Records {
+    Records::Part {
+        part: PartRecord {
+            id: id.into(),
+            session_id: session.into(),
+            message_id: message.into(),
+            part_type: "tool".into(),
+            tool_name: Some(name.into()),
+            tool_status: Some(status.into()),
+            started_at: Some(1_700_000_000_000),
+            ended_at: Some(1_700_000_000_000 + took_ms),
+            ..Default::default()
+        },
+        step: None,
+        file_operation: None,
+    }
+}
+
+/// The rollups, read in a fixed order, for comparing an incremental state with a full recompute.
+fn rollup_rows(store: &Store) -> Vec<Vec<Value>> {
+    let reader = store.reader().unwrap();
+    ["session_stats", "session_usage", "session_tools"]
+        .iter()
+        .flat_map(|table| reader.query(&format!("SELECT '{table}', * FROM {table} ORDER BY ALL")).unwrap().1)
+        .collect()
+}
+
+/// The rollup answers beside the same questions aggregated from the records themselves.
+fn assert_rollups_match_records(store: &Store) {
+    let reader = store.reader().unwrap();
+    // A bound one microsecond past the epoch is not a midnight, so it takes the raw path while
+    // filtering nothing.
+    for group in [UsageGroup::Day, UsageGroup::Model, UsageGroup::Agent, UsageGroup::Project] {
+        let rolled = reader.usage(group, None, None).unwrap();
+        let raw = reader.usage(group, Some(1), None).unwrap();
+        assert_eq!(rolled.len(), raw.len(), "{group:?}: {rolled:?} vs {raw:?}");
+        for (rolled, raw) in rolled.iter().zip(&raw) {
+            assert_eq!((&rolled.key, rolled.sessions, rolled.steps), (&raw.key, raw.sessions, raw.steps), "{group:?}");
+            assert_eq!(Usage { cost: 0.0, ..rolled.usage.clone() }, Usage { cost: 0.0, ..raw.usage.clone() }, "{group:?}");
+            assert!((rolled.usage.cost - raw.usage.cost).abs() < 1e-9, "{group:?}: {} vs {}", rolled.usage.cost, raw.usage.cost);
+        }
+    }
+    let (_, expected) = reader
+        .query(
+            "SELECT s.id,
+                    (SELECT count(*) FROM messages m WHERE m.session_id = s.id),
+                    (SELECT count(*) FROM parts p WHERE p.session_id = s.id AND p.part_type = 'tool'),
+                    (SELECT count(*) FROM parts p WHERE p.session_id = s.id AND p.tool_status = 'error')
+                        + (SELECT count(error_name) FROM messages m WHERE m.session_id = s.id),
+                    (SELECT coalesce(sum(tokens_input), 0) FROM step_events e WHERE e.session_id = s.id AND e.event_type = 'finish')
+             FROM sessions s ORDER BY s.id",
+        )
+        .unwrap();
+    for row in expected {
+        let Value::Text(id) = &row[0] else { panic!("a session id: {row:?}") };
+        let summary = reader.session_summary(id).unwrap().unwrap();
+        let as_int = |value: &Value| match value {
+            Value::BigInt(n) => *n,
+            Value::HugeInt(n) => *n as i64,
+            other => panic!("not an integer: {other:?}"),
+        };
+        let got = [summary.session.messages, summary.session.tool_calls, summary.session.errors, summary.session.usage.input];
+        assert_eq!(got, [as_int(&row[1]), as_int(&row[2]), as_int(&row[3]), as_int(&row[4])], "{id}");
+        let per_model: i64 = summary.by_model.iter().map(|usage| usage.usage.input).sum();
+        assert_eq!(per_model, summary.session.usage.input, "{id}: per-model inputs sum to the total");
+        let tool_calls: i64 = summary.tools.iter().map(|tool| tool.calls).sum();
+        assert_eq!(tool_calls, summary.session.tool_calls, "{id}");
+    }
+}
+
+#[test]
+fn rollups_follow_every_change_and_equal_a_full_recompute() {
+    let mut store = Store::open_in_memory().unwrap();
+    let day = 86_400_000;
+    let first = store
+        .write_batch(&batch(vec![
+            file("/a", session("ses_a", None)),
+            file("/a1", message_on("msg_a1", "ses_a", "build", "sonnet", 1_700_000_000_000)),
+            file("/a2", message_on("msg_a2", "ses_a", "plan", "opus", 1_700_000_000_000 + day)),
+            file("/af1", finish("prt_af1", "ses_a", "msg_a1", 10, 0.1)),
+            file("/af2", finish("prt_af2", "ses_a", "msg_a2", 20, 0.2)),
+            file("/at1", tool("prt_at1", "ses_a", "msg_a1", "bash", "completed", 100)),
+            file("/at2", tool("prt_at2", "ses_a", "msg_a1", "bash", "error", 300)),
+            file("/b", session("ses_b", Some("ses_a"))),
+            file("/b1", message_on("msg_b1", "ses_b", "explore", "sonnet", 1_700_000_000_000)),
+            file("/bf1", finish("prt_bf1", "ses_b", "msg_b1", 5, 0.05)),
+        ]))
+        .unwrap();
+    store.refresh_derived(&TraceScope::Sessions(first.touched_sessions)).unwrap();
+    assert_rollups_match_records(&store);
+    let bash = store.reader().unwrap().session_summary("ses_a").unwrap().unwrap().tools;
+    assert_eq!((bash[0].tool.as_str(), bash[0].calls, bash[0].errors, bash[0].p50_ms), ("bash", 2, 1, Some(200.0)));
+
+    // A rewritten step, a new tool call, a session moved to another project, and a removed step file.
+    let Records::Session(mut moved) = session("ses_b", Some("ses_a")) else { unreachable!() };
+    moved.project_id = Some("q".into());
+    let mut second = batch(vec![
+        file("/af1", finish("prt_af1", "ses_a", "msg_a1", 40, 0.4)),
+        file("/at3", tool("prt_at3", "ses_a", "msg_a2", "read", "completed", 5)),
+        file("/b", Records::Session(moved)),
+    ]);
+    second.removed.push(RemovedFile { path: "/af2".into() });
+    let second = store.write_batch(&second).unwrap();
+    assert!(second.touched_sessions.contains("ses_a"));
+    store.refresh_derived(&TraceScope::Sessions(second.touched_sessions)).unwrap();
+    assert_rollups_match_records(&store);
+    let summary = store.reader().unwrap().session_summary("ses_a").unwrap().unwrap();
+    assert_eq!((summary.session.usage.input, summary.session.tool_calls), (40, 3));
+    let projects: Vec<String> = store.reader().unwrap().usage(UsageGroup::Project, None, None).unwrap().into_iter().map(|row| row.key).collect();
+    assert_eq!(projects, ["p", "q"]);
+
+    let incremental = rollup_rows(&store);
+    store.refresh_derived(&TraceScope::All).unwrap();
+    assert_eq!(incremental, rollup_rows(&store), "incremental rollups must equal a full recompute");
+}
+
+#[test]
+fn a_database_from_before_the_rollups_has_them_filled_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store
+        .write_batch(&batch(vec![
+            file("/a", session("ses_a", None)),
+            file("/a1", message("msg_a1", "ses_a", "build")),
+            file("/af1", finish("prt_af1", "ses_a", "msg_a1", 10, 0.1)),
+        ]))
+        .unwrap();
+    // As a version 4 database: no rollup tables, no record of migration 5.
+    store
+        .connection
+        .execute_batch(&format!(
+            "DROP TABLE session_stats; DROP TABLE session_usage; DROP TABLE session_tools;
+             DELETE FROM schema_migrations WHERE version >= {};",
+            crate::schema::FIRST_WITH_ROLLUPS
+        ))
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM session_usage"), 1);
+    let summary = store.reader().unwrap().session_summary("ses_a").unwrap().unwrap();
+    assert_eq!((summary.session.messages, summary.session.usage.input), (1, 10));
+}
+
 #[test]
 fn a_file_whose_content_changes_id_leaves_no_stale_record() {
     let mut store = Store::open_in_memory().unwrap();

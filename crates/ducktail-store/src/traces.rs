@@ -1,4 +1,5 @@
-//! Derived delegation data: `agent_traces` and `delegations`, computed for a scope of sessions.
+//! Derived data: `agent_traces` and `delegations`, and the per-session rollups (`session_stats`,
+//! `session_usage`, `session_tools`) the read API answers from, computed for a scope of sessions.
 //!
 //! Computation reads (through a [`Reader`]) and replacement writes (through the [`Store`]), so the
 //! live pipeline can compute off the writer's thread and hand rows to the one writer.
@@ -7,6 +8,9 @@
 //! created, and on which trace created its session. So when sessions `T` change, the rows to
 //! recompute are those whose `session_id` or `child_session_id` lies in `T` plus the children of
 //! `T` (their parent trace may have just appeared). That expansion is [`TraceScope`]'s job.
+//!
+//! A rollup row depends only on its own session's records, so recomputing the expanded scope
+//! covers it too.
 
 use std::collections::BTreeSet;
 
@@ -33,22 +37,32 @@ pub struct DerivedRows {
     pub traces: Vec<Vec<Value>>,
     /// `delegations` rows, in table column order.
     pub delegations: Vec<Vec<Value>>,
+    /// `session_stats` rows, in table column order.
+    pub stats: Vec<Vec<Value>>,
+    /// `session_usage` rows, in table column order.
+    pub usage: Vec<Vec<Value>>,
+    /// `session_tools` rows, in table column order.
+    pub tools: Vec<Vec<Value>>,
 }
 
-fn sql_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+/// The rollup tables, with their column counts, in the order [`DerivedRows`] holds them.
+const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 13), ("session_tools", 6)];
 
-/// The scope expansion and shared CTEs, given an `input(session_id)` relation.
-fn scoped_ctes(input: &str) -> String {
+/// The expanded scope of an `input(session_id)` relation (see the module doc), as one query.
+fn expansion_sql(input: &str) -> String {
     format!(
-        "WITH input AS ({input}),
-scope AS (
+        "WITH input AS ({input})
     SELECT session_id FROM input
     UNION SELECT s.id FROM sessions s JOIN input i ON s.parent_id = i.session_id
     UNION SELECT p.child_session_id FROM parts p JOIN input i ON p.session_id = i.session_id
-        WHERE p.tool_name = 'task' AND p.child_session_id IS NOT NULL
-),
+        WHERE p.tool_name = 'task' AND p.child_session_id IS NOT NULL"
+    )
+}
+
+/// The CTEs the trace queries share, given the expanded scope as a `scope(session_id)` relation.
+fn scoped_ctes(scope: &str) -> String {
+    format!(
+        "WITH scope AS ({scope}),
 task AS (
     SELECT id, session_id, child_session_id, message_id, subagent_type, tool_status, started_at, ended_at
     FROM parts WHERE part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL
@@ -56,7 +70,7 @@ task AS (
     )
 }
 
-fn traces_sql(input: &str) -> String {
+fn traces_sql(scope: &str) -> String {
     format!(
         "{ctes},
 scoped_task AS (
@@ -115,45 +129,136 @@ SELECT tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_session_id, tr.p
        coalesce(u.tokens_cache_read, 0), coalesce(u.tokens_cache_write, 0), coalesce(u.cost, 0)
 FROM traces tr LEFT JOIN usage u ON u.session_id = tr.child_session_id
 ORDER BY tr.trace_id",
-        ctes = scoped_ctes(input)
+        ctes = scoped_ctes(scope)
     )
 }
 
-fn delegations_sql(input: &str) -> String {
+fn delegations_sql(scope: &str) -> String {
     format!(
         "{ctes}
 SELECT t.id, t.session_id, t.child_session_id, m.agent, t.subagent_type, t.started_at
 FROM task t LEFT JOIN messages m ON m.id = t.message_id
 WHERE t.session_id IN (SELECT session_id FROM scope)
 ORDER BY t.id",
-        ctes = scoped_ctes(input)
+        ctes = scoped_ctes(scope)
+    )
+}
+
+/// Finish-step sums, named as the rollup tables' columns. Cost is summed in id order so the
+/// floating-point total does not depend on the order rows were written.
+const STEP_SUMS: &str = "count(*) AS steps,
+    coalesce(sum(e.tokens_input), 0) AS tokens_input, coalesce(sum(e.tokens_output), 0) AS tokens_output,
+    coalesce(sum(e.tokens_reasoning), 0) AS tokens_reasoning, coalesce(sum(e.tokens_cache_read), 0) AS tokens_cache_read,
+    coalesce(sum(e.tokens_cache_write), 0) AS tokens_cache_write, coalesce(sum(e.cost ORDER BY e.id), 0) AS cost";
+
+/// The rollups read only their own session's rows, so they take the already expanded scope as
+/// `{in_scope}`, a predicate on `session_id` (`IN (…)`, or `IS NOT NULL` for every session), instead
+/// of expanding it again.
+///
+/// `session_stats`: counts and finish-step totals of each session in scope that has any record.
+fn session_stats_sql(in_scope: &str) -> String {
+    format!(
+        "WITH steps AS (
+    SELECT e.session_id, {STEP_SUMS} FROM step_events e
+    WHERE e.event_type = 'finish' AND e.session_id {in_scope} GROUP BY e.session_id
+),
+msgs AS (
+    SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM messages
+    WHERE session_id {in_scope} GROUP BY session_id
+),
+tools AS (
+    SELECT session_id, count(*) AS calls, count(*) FILTER (WHERE tool_status = 'error') AS errors FROM parts
+    WHERE part_type = 'tool' AND session_id {in_scope} GROUP BY session_id
+),
+ids AS (SELECT session_id FROM steps UNION SELECT session_id FROM msgs UNION SELECT session_id FROM tools)
+SELECT i.session_id, coalesce(m.messages, 0), coalesce(m.errors, 0), coalesce(t.calls, 0), coalesce(t.errors, 0),
+       coalesce(s.steps, 0), coalesce(s.tokens_input, 0), coalesce(s.tokens_output, 0), coalesce(s.tokens_reasoning, 0),
+       coalesce(s.tokens_cache_read, 0), coalesce(s.tokens_cache_write, 0), coalesce(s.cost, 0)
+FROM ids i LEFT JOIN steps s ON s.session_id = i.session_id LEFT JOIN msgs m ON m.session_id = i.session_id
+LEFT JOIN tools t ON t.session_id = i.session_id
+ORDER BY i.session_id"
+    )
+}
+
+/// `session_usage`: finish-step totals per session, UTC day of the step's message, model and agent,
+/// with the session's project (a session record's change recomputes its rows, so it stays true).
+fn session_usage_sql(in_scope: &str) -> String {
+    format!(
+        "SELECT e.session_id, s.project_id, CAST(m.created_at::TIMESTAMP AS DATE) AS day, m.provider_id, m.model_id, m.agent, {STEP_SUMS}
+FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
+WHERE e.event_type = 'finish' AND e.session_id {in_scope}
+GROUP BY ALL ORDER BY ALL"
+    )
+}
+
+/// `session_tools`: calls, errors and duration percentiles per session and tool.
+fn session_tools_sql(in_scope: &str) -> String {
+    format!(
+        "SELECT session_id, coalesce(tool_name, 'unknown'), count(*), count(*) FILTER (WHERE tool_status = 'error'),
+       quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.5),
+       quantile_cont(epoch_ms(ended_at::TIMESTAMP) - epoch_ms(started_at::TIMESTAMP), 0.95)
+FROM parts WHERE part_type = 'tool' AND session_id {in_scope}
+GROUP BY 1, 2 ORDER BY 1, 2"
     )
 }
 
 fn scope_sql(input: &str) -> String {
-    format!("{ctes} SELECT session_id FROM scope WHERE session_id IS NOT NULL ORDER BY 1", ctes = scoped_ctes(input))
+    format!("SELECT session_id FROM ({}) WHERE session_id IS NOT NULL ORDER BY 1", expansion_sql(input))
 }
+
+/// A scope of sessions passed as one parameter, `$1`: a JSON array of ids. The query text stays
+/// the same whatever the sessions, so each query is planned once per connection (planning cost
+/// as much as running on a small database).
+const SESSIONS_PARAMETER: &str = "SELECT unnest(from_json($1::VARCHAR, '[\"VARCHAR\"]')) AS session_id";
 
 impl Reader {
     /// Computes the derived rows for `scope` from committed data.
     pub fn compute_derived(&self, scope: &TraceScope) -> Result<DerivedRows> {
-        let input = match scope {
-            TraceScope::All => "SELECT id AS session_id FROM sessions UNION SELECT session_id FROM parts".to_owned(),
-            TraceScope::Sessions(sessions) if sessions.is_empty() => return Ok(DerivedRows { scope: Some(Vec::new()), ..Default::default() }),
+        // The expanded scope as a relation for the trace queries, and as a predicate on
+        // `session_id` for the rollups, with the parameters both take.
+        let (relation, in_scope, parameters, expanded) = match scope {
+            TraceScope::All => {
+                let all = expansion_sql("SELECT id AS session_id FROM sessions UNION SELECT session_id FROM parts");
+                (all, "IS NOT NULL".to_owned(), Vec::new(), None)
+            }
             TraceScope::Sessions(sessions) => {
-                let values: Vec<String> = sessions.iter().map(|id| format!("({})", sql_string(id))).collect();
-                format!("SELECT * FROM (VALUES {}) AS v(session_id)", values.join(", "))
+                let as_json = |ids: Vec<&String>| Value::Text(serde_json::Value::from(ids.into_iter().map(String::as_str).collect::<Vec<_>>()).to_string());
+                let expanded = match sessions.is_empty() {
+                    true => Vec::new(),
+                    false => self
+                        .query_values_with(&scope_sql(SESSIONS_PARAMETER), &[as_json(sessions.iter().collect())], 1, "expanding the trace scope")?
+                        .into_iter()
+                        .filter_map(|row| match row.into_iter().next() {
+                            Some(Value::Text(id)) => Some(id),
+                            _ => None,
+                        })
+                        .collect::<Vec<String>>(),
+                };
+                if expanded.is_empty() {
+                    return Ok(DerivedRows { scope: Some(Vec::new()), ..Default::default() });
+                }
+                let parameters = vec![as_json(expanded.iter().collect())];
+                (SESSIONS_PARAMETER.to_owned(), format!("IN ({SESSIONS_PARAMETER})"), parameters, Some(expanded))
             }
         };
-        let expanded = match scope {
-            TraceScope::All => None,
-            TraceScope::Sessions(_) => Some(self.query_strings(&scope_sql(&input), "expanding the trace scope")?),
+        // Timed per query, logged at `trace`: the recompute competes with batches for the cores.
+        let mut spent = Vec::with_capacity(5);
+        let mut timed = |sql: String, columns: usize, context: &'static str| {
+            let started = std::time::Instant::now();
+            let rows = self.query_values_with(&sql, &parameters, columns, context);
+            spent.push(format!("{}={:.2}", context.trim_start_matches("computing ").replace(' ', "_"), started.elapsed().as_secs_f64() * 1e3));
+            rows
         };
-        Ok(DerivedRows {
+        let rows = DerivedRows {
+            traces: timed(traces_sql(&relation), 15, "computing agent traces")?,
+            delegations: timed(delegations_sql(&relation), 6, "computing delegations")?,
+            stats: timed(session_stats_sql(&in_scope), ROLLUP_TABLES[0].1, "computing session stats")?,
+            usage: timed(session_usage_sql(&in_scope), ROLLUP_TABLES[1].1, "computing session usage")?,
+            tools: timed(session_tools_sql(&in_scope), ROLLUP_TABLES[2].1, "computing session tools")?,
             scope: expanded,
-            traces: self.query_values(&traces_sql(&input), 15, "computing agent traces")?,
-            delegations: self.query_values(&delegations_sql(&input), 6, "computing delegations")?,
-        })
+        };
+        tracing::trace!(sessions = rows.scope.as_ref().map(Vec::len), queries_ms = %spent.join(" "), "derived rows computed");
+        Ok(rows)
     }
 }
 
@@ -179,7 +284,12 @@ impl Store {
             move |source| crate::StoreError::Query { path, context, source }
         };
         match &rows.scope {
-            None => connection.execute_batch("DELETE FROM agent_traces; DELETE FROM delegations;").map_err(fail("clearing traces"))?,
+            None => connection
+                .execute_batch(
+                    "DELETE FROM agent_traces; DELETE FROM delegations;
+                     DELETE FROM session_stats; DELETE FROM session_usage; DELETE FROM session_tools;",
+                )
+                .map_err(fail("clearing traces"))?,
             Some(sessions) => {
                 connection
                     .execute_batch("CREATE TEMP TABLE IF NOT EXISTS stage_trace_scope (session_id VARCHAR); DELETE FROM temp.stage_trace_scope;")
@@ -194,7 +304,10 @@ impl Store {
                     .execute_batch(
                         "DELETE FROM agent_traces WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope)
                             OR child_session_id IN (SELECT session_id FROM temp.stage_trace_scope);
-                         DELETE FROM delegations WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope);",
+                         DELETE FROM delegations WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope);
+                         DELETE FROM session_stats WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope);
+                         DELETE FROM session_usage WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope);
+                         DELETE FROM session_tools WHERE session_id IN (SELECT session_id FROM temp.stage_trace_scope);",
                     )
                     .map_err(fail("deleting replaced traces"))?;
             }
@@ -209,6 +322,14 @@ impl Store {
             delegations.append_row(duckdb::appender_params_from_iter(row)).map_err(fail("appending delegations"))?;
         }
         delegations.flush().map_err(fail("appending delegations"))?;
+        drop(delegations);
+        for ((table, _), table_rows) in ROLLUP_TABLES.iter().zip([&rows.stats, &rows.usage, &rows.tools]) {
+            let mut appender = connection.appender(table).map_err(fail("appending session rollups"))?;
+            for row in table_rows {
+                appender.append_row(duckdb::appender_params_from_iter(row)).map_err(fail("appending session rollups"))?;
+            }
+            appender.flush().map_err(fail("appending session rollups"))?;
+        }
         Ok(())
     }
 
