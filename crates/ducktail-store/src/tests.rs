@@ -506,6 +506,8 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
         .connection
         .execute_batch(&format!(
             "DROP TABLE session_stats; DROP TABLE session_usage; DROP TABLE session_tools;
+             DROP INDEX sessions_by_id; DROP INDEX sessions_by_parent;
+             DROP INDEX agent_traces_by_id; DROP INDEX agent_traces_by_parent; DROP INDEX agent_traces_by_child_session;
              DELETE FROM schema_migrations WHERE version >= {};",
             crate::schema::FIRST_WITH_ROLLUPS
         ))
@@ -533,4 +535,31 @@ fn a_file_whose_content_changes_id_leaves_no_stale_record() {
     store.write_batch(&batch(vec![file("/s/part/m/prt_d.json", finish("prt_c", "ses_1", "msg_1", 1, 0.1))])).unwrap();
     store.write_batch(&batch(vec![file("/s/part/m/prt_d.json", finish("prt_d", "ses_1", "msg_1", 1, 0.1))])).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id = 'prt_c'"), 1, "prt_c.json still holds prt_c");
+}
+
+#[test]
+fn a_trace_tree_is_walked_by_level_in_start_order_and_a_cycle_ends_it() {
+    let store = Store::open_in_memory().unwrap();
+    // root → (b at 2, a at 1) → c under a → loop under c; the root names c as its parent (a
+    // hand-made cycle no OpenCode data produces).
+    store
+        .connection
+        .execute_batch(
+            "INSERT INTO agent_traces (trace_id, session_id, parent_trace_id, child_session_id, started_at) VALUES
+                 ('root_ses_r', 'ses_r', 'prt_c', 'ses_r', to_timestamp(0)),
+                 ('prt_b', 'ses_r', 'root_ses_r', 'ses_b', to_timestamp(2)),
+                 ('prt_a', 'ses_r', 'root_ses_r', 'ses_a', to_timestamp(1)),
+                 ('prt_c', 'ses_a', 'prt_a', 'ses_c', to_timestamp(3)),
+                 ('prt_loop', 'ses_c', 'prt_c', 'ses_a', NULL);",
+        )
+        .unwrap();
+    let reader = store.reader().unwrap();
+    let tree = reader.trace_tree("ses_r").unwrap().unwrap();
+    let ids = |nodes: &[TraceNode]| nodes.iter().map(|node| node.trace_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&tree.children), ["prt_a", "prt_b"], "siblings in start order");
+    assert_eq!(ids(&tree.children[0].children), ["prt_c"]);
+    assert_eq!(ids(&tree.children[0].children[0].children), ["prt_loop"]);
+    // A child session starts at the trace that created it.
+    assert_eq!(reader.trace_tree("ses_c").unwrap().unwrap().trace_id, "prt_c");
+    assert!(reader.trace_tree("ses_unknown").unwrap().is_none());
 }
