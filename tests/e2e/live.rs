@@ -329,6 +329,38 @@ fn sigterm_flushes_pending_work_and_exits_zero() {
     assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id LIKE 'prt_term_%'"), 50, "pending files were flushed");
 }
 
+/// A clean stop marks the derived tables complete, so the next start skips their full recompute;
+/// changes made while stopped still reach them through the catch-up, and a crash leaves no mark.
+#[test]
+fn a_clean_stop_spares_the_next_start_a_full_recompute_and_a_crash_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = fresh_tree(dir.path(), 300, 13);
+    let db = dir.path().join("db.duckdb");
+    let config = test_config(dir.path(), WATCHER_ONLY);
+    let mark = "SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'";
+    let daemon = Daemon::start(&opencode, &db, &config);
+    assert_eq!(daemon.scalar(mark), 0, "taken at start");
+    assert!(daemon.terminate().success());
+    assert_eq!(scalar(&db, mark), 1, "left by the clean stop");
+
+    // Changed while stopped: a tool call in error, in a session of its own.
+    let storage = opencode.join("storage");
+    let dir_path = storage.join("part/msg_stop0000000000000000000001");
+    std::fs::create_dir_all(&dir_path).unwrap();
+    std::fs::write(
+        dir_path.join("prt_stop_tool.json"),
+        r#"{"id":"prt_stop_tool","sessionID":"ses_stop","messageID":"msg_stop0000000000000000000001","type":"tool","tool":"bash","callID":"c1","state":{"status":"error","input":{},"error":"boom","time":{"start":1,"end":2}}}"#,
+    )
+    .unwrap();
+    let daemon = Daemon::start(&opencode, &db, &config);
+    assert_eq!(daemon.sql("SELECT tool_errors FROM session_stats WHERE session_id = 'ses_stop'"), vec![vec!["1".to_owned()]], "caught up before ready");
+    daemon.kill();
+    assert_eq!(scalar(&db, mark), 0, "a crash leaves no mark");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    assert!(daemon.terminate().success());
+    assert_equals_fresh_index(&opencode, &db, dir.path());
+}
+
 /// Kill -9 at pseudo-random moments — during startup catch-up, mid-burst, mid-commit — for
 /// `DUCKTAIL_CRASH_CYCLES` cycles (default 6; the long run in docs/reliability.md uses hundreds),
 /// then start cleanly: every start must open the database, and the end state must equal a fresh

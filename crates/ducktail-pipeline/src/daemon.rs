@@ -1,6 +1,7 @@
 //! Wiring and shutdown of the supervised actor tree behind `ducktail run`.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::accumulator::{Accumulator, BatchRules};
 use crate::database::{start_following, DatabaseWatch};
 use crate::decoder::Decoder;
 use crate::index::{decode_limits, on_delete_policy};
-use crate::messages::{Checkpoint, Drain, FlushTraces, GetPipelineStatus, PipelineStatus};
+use crate::messages::{Checkpoint, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
 use crate::reconciler::Reconciler;
 use crate::settings::Settings;
 use crate::status::StatusBoard;
@@ -45,8 +46,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts every actor. Must be called inside a running actix `System`. The store is moved
     /// into the writer; readers are cloned from it first.
-    pub fn start(settings: &Settings, opencode_dir: &Path, store: Store) -> Result<Daemon, StoreError> {
+    pub fn start(settings: &Settings, opencode_dir: &Path, mut store: Store) -> Result<Daemon, StoreError> {
         let readers = store.reader_pool()?;
+        // Taken (removed) now: if this run crashes, the next start recomputes the derived tables.
+        let was_complete = store.take_derived_complete_mark()?;
+        let derived_complete = Arc::new(AtomicBool::new(was_complete));
         let board = Arc::new(StatusBoard::default());
         let faults = Faults::new(&settings.faults);
         let links = Arc::new(Links::default());
@@ -67,7 +71,8 @@ impl Daemon {
         };
         let trace_builder = {
             let (links, board, faults, readers) = (links.clone(), board.clone(), faults.clone(), readers.clone());
-            SyncArbiter::start(1, move || TraceBuilder::new(readers.clone(), links.clone(), board.clone(), faults.clone()))
+            let derived_complete = derived_complete.clone();
+            SyncArbiter::start(1, move || TraceBuilder::new(readers.clone(), links.clone(), board.clone(), faults.clone(), derived_complete.clone()))
         };
         let accumulator = {
             let rules = BatchRules::from_settings(settings);
@@ -109,8 +114,11 @@ impl Daemon {
             let _ = links.spans.set(follower);
             (watch, poll)
         });
-        // The first trace builder may have started before the links existed.
-        links.trace_builder().do_send(crate::messages::RecomputeAllTraces);
+        // The first trace builder may have started before the links existed; after a clean stop
+        // that left the derived tables complete, there is nothing to recompute.
+        if !was_complete {
+            links.trace_builder().do_send(crate::messages::RecomputeAllTraces);
+        }
         let watcher = {
             let (links, board, faults, root) = (links.clone(), board.clone(), faults.clone(), root.clone());
             let retry = settings.reconcile.interval.min(Duration::from_secs(5));
@@ -178,7 +186,11 @@ impl Daemon {
         if drained.is_err() {
             tracing::warn!(?deadline, "pending work did not drain in time; the next start catches up");
         }
-        let _ = tokio::time::timeout(deadline, self.links.trace_builder().send(FlushTraces)).await;
+        let flushed = tokio::time::timeout(deadline, self.links.trace_builder().send(FlushTraces)).await;
+        // Everything committed and every trace computed: the next start need not recompute all.
+        if drained.is_ok() && matches!(flushed, Ok(Ok(true))) {
+            let _ = tokio::time::timeout(deadline, self.links.writer().send(MarkDerivedComplete)).await;
+        }
         let _ = tokio::time::timeout(deadline, self.links.writer().send(Checkpoint)).await;
     }
 }

@@ -97,6 +97,8 @@ pub fn decode_limits(settings: &Settings) -> DecodeLimits {
 /// `storage/` and, when present and followed, `opencode.db`; then `sources.spans.path`, if set.
 pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let started = Instant::now();
+    // A run that stops half-way must leave the next start to recompute the derived tables.
+    store.take_derived_complete_mark()?;
     let root = storage_root(opencode_dir);
     let database = database_path(opencode_dir);
     let read_database = settings.sources.opencode.follow_database && database.exists();
@@ -148,6 +150,7 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         summary.spans = spans.ok();
     }
     store.refresh_derived(&TraceScope::All)?;
+    store.mark_derived_complete()?;
     summary.duration = started.elapsed();
     Ok(summary)
 }

@@ -153,9 +153,17 @@ pub struct DerivedFailed {
 /// Daemon → TraceBuilder, ask. Replies once every earlier [`BatchCommitted`] has been turned into
 /// [`ReplaceDerived`] (it recomputes whatever is still dirty first), so a following
 /// [`Checkpoint`] lands after them.
+/// Answers whether every dirty session's rows were computed and sent (nothing owed).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct FlushTraces;
+
+/// Daemon → Writer, request, at a clean stop after [`FlushTraces`]. Marks the derived tables
+/// complete (unless one of this run's [`ReplaceDerived`] failed), so the next start skips its
+/// full recompute.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct FlushTraces;
+pub struct MarkDerivedComplete;
 
 /// TraceBuilder → itself, tell. Recompute the sessions marked dirty so far. Queued behind the
 /// [`BatchCommitted`] messages already waiting, so one recompute covers all of them: under load

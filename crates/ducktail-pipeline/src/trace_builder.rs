@@ -12,6 +12,7 @@
 //! about four recompute times (milliseconds on a small database, under a second on a 1M-file one).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,11 +47,20 @@ pub struct TraceBuilder {
     board: Arc<StatusBoard>,
     /// Test seams.
     faults: Arc<Faults>,
+    /// Set when the last run stopped cleanly with its derived tables complete: the first
+    /// incarnation then skips the full recompute (taken once; restarts always recompute).
+    derived_complete_at_start: Arc<AtomicBool>,
 }
 
 impl TraceBuilder {
     /// A trace builder reading through `readers`.
-    pub fn new(readers: ReaderPool, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> TraceBuilder {
+    pub fn new(
+        readers: ReaderPool,
+        links: Arc<Links>,
+        board: Arc<StatusBoard>,
+        faults: Arc<Faults>,
+        derived_complete_at_start: Arc<AtomicBool>,
+    ) -> TraceBuilder {
         TraceBuilder {
             readers,
             reader: None,
@@ -61,6 +71,7 @@ impl TraceBuilder {
             links,
             board,
             faults,
+            derived_complete_at_start,
         }
     }
 
@@ -85,10 +96,12 @@ impl Actor for TraceBuilder {
 
     fn started(&mut self, _ctx: &mut Self::Context) {
         // A crash (of this actor or the process) can fall between a batch's commit and its trace
-        // update, so every incarnation starts with a full recompute. The first incarnation may
-        // start before the daemon has wired the writer's address; the daemon then sends
+        // update, so every incarnation starts with a full recompute, except the first after a
+        // clean stop that left the derived tables complete. The first incarnation may start
+        // before the daemon has wired the writer's address; the daemon then sends
         // `RecomputeAllTraces` itself.
-        if self.links.is_wired() {
+        let complete = self.derived_complete_at_start.swap(false, Ordering::AcqRel);
+        if self.links.is_wired() && !complete {
             self.recompute_all();
         }
     }
@@ -192,8 +205,9 @@ impl Handler<ComputeDirtyTraces> for TraceBuilder {
 }
 
 impl Handler<FlushTraces> for TraceBuilder {
-    type Result = ();
-    fn handle(&mut self, _message: FlushTraces, ctx: &mut Self::Context) {
+    type Result = bool;
+    fn handle(&mut self, _message: FlushTraces, ctx: &mut Self::Context) -> bool {
         self.compute_dirty(ctx);
+        !self.all_dirty && self.dirty.is_empty()
     }
 }

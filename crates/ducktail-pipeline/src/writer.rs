@@ -263,14 +263,30 @@ impl Handler<ReplaceDerived> for Writer {
         match result {
             Some(Ok(())) => tracing::debug!(write_ms = started.elapsed().as_millis() as u64, "derived traces replaced"),
             Some(Err(reason)) => {
+                board.derived_write_failed.store(true, std::sync::atomic::Ordering::Release);
                 tracing::warn!(%reason, "could not replace derived traces; they are recomputed after the next commit");
                 board.set_commit_failure(Some(reason));
                 self.links.trace_builder().do_send(DerivedFailed { scope });
             }
             None => {
+                board.derived_write_failed.store(true, std::sync::atomic::Ordering::Release);
                 self.links.trace_builder().do_send(DerivedFailed { scope });
                 ctx.stop();
             }
+        }
+    }
+}
+
+impl Handler<MarkDerivedComplete> for Writer {
+    type Result = ();
+    fn handle(&mut self, _message: MarkDerivedComplete, _ctx: &mut Self::Context) {
+        // Conservative: after any failed derived write in this run, the next start recomputes.
+        if self.board.derived_write_failed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else { return };
+        if let Err(error) = store.mark_derived_complete() {
+            tracing::warn!(%error, "could not mark the derived tables complete; the next start recomputes them");
         }
     }
 }

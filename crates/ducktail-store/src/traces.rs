@@ -333,6 +333,29 @@ impl Store {
         Ok(())
     }
 
+    /// Records that the derived tables match the records (a clean stop after the last trace
+    /// flush, or the end of a one-shot index), so the next start can skip its full recompute.
+    pub fn mark_derived_complete(&mut self) -> Result<()> {
+        self.connection
+            .execute_batch("INSERT OR REPLACE INTO pipeline_state VALUES ('derived_complete', 'true')")
+            .map_err(|source| self.query_error("marking the derived tables complete", source))
+    }
+
+    /// Whether the last run left the derived tables complete; the mark is removed, so a run that
+    /// stops without marking again (a crash) leaves the next start to recompute everything.
+    pub fn take_derived_complete_mark(&mut self) -> Result<bool> {
+        let found = self
+            .connection
+            .query_row("SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'", [], |row| row.get::<_, i64>(0))
+            .map_err(|source| self.query_error("reading the derived-complete mark", source))?;
+        if found > 0 {
+            self.connection
+                .execute_batch("DELETE FROM pipeline_state WHERE key = 'derived_complete'")
+                .map_err(|source| self.query_error("clearing the derived-complete mark", source))?;
+        }
+        Ok(found > 0)
+    }
+
     /// Recomputes the derived rows of `scope` through a fresh reader and writes them.
     pub fn refresh_derived(&mut self, scope: &TraceScope) -> Result<DerivedRows> {
         let rows = self.reader()?.compute_derived(scope)?;
