@@ -195,6 +195,10 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
     std::fs::write(bad_dir.join("prt_notjson0000000000000000000.json"), br#"{"id":"prt_fixed","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"fixed"}"#).unwrap();
     index(&opencode, &db);
     assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id = 'prt_fixed'"), 1);
+    // The runs after the first recomputed only the sessions they touched (the first left the
+    // derived tables marked complete); traces and rollups still equal a fresh index's.
+    assert_eq!(scalar(&db, "SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'"), 1);
+    assert_equals_fresh_index(&opencode, &db, dir.path());
 }
 
 #[test]

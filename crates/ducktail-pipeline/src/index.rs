@@ -97,8 +97,10 @@ pub fn decode_limits(settings: &Settings) -> DecodeLimits {
 /// `storage/` and, when present and followed, `opencode.db`; then `sources.spans.path`, if set.
 pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let started = Instant::now();
-    // A run that stops half-way must leave the next start to recompute the derived tables.
-    store.take_derived_complete_mark()?;
+    // A run that stops half-way must leave the next start to recompute the derived tables. If
+    // they were complete, only the sessions this run touches need recomputing.
+    let was_complete = store.take_derived_complete_mark()?;
+    store.track_touched_sessions();
     let root = storage_root(opencode_dir);
     let database = database_path(opencode_dir);
     let read_database = settings.sources.opencode.follow_database && database.exists();
@@ -149,7 +151,8 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         }
         summary.spans = spans.ok();
     }
-    store.refresh_derived(&TraceScope::All)?;
+    let touched = store.take_touched_sessions();
+    store.refresh_derived(&if was_complete { TraceScope::Sessions(touched) } else { TraceScope::All })?;
     store.mark_derived_complete()?;
     summary.duration = started.elapsed();
     Ok(summary)

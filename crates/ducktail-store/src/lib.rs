@@ -160,6 +160,14 @@ pub struct Store {
     sources_written: Option<std::collections::BTreeSet<String>>,
     /// Whether this connection's temp staging tables exist (created once, not per batch).
     staging_ready: bool,
+    /// Sessions touched by batches since [`Store::track_touched_sessions`], for a one-shot index
+    /// that recomputes only those.
+    touched: Option<std::collections::BTreeSet<String>>,
+    /// `file_index` paths whose record id is not the one their file name implies (a file read
+    /// between a rename and the rewrite that follows it). Only a batch that touches one of them,
+    /// or makes a new one, can leave a record no file holds, so only such a batch looks for
+    /// replaced ids. Loaded by the first batch; dropped (and reloaded) after a failed one.
+    odd_paths: Option<std::collections::HashSet<String>>,
 }
 
 impl Store {
@@ -187,7 +195,7 @@ impl Store {
             config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
-        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false };
+        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None };
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
@@ -205,7 +213,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
-        let store = Store { connection, path, sources_written: None, staging_ready: false };
+        let store = Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None };
         store.migrate()?;
         Ok(store)
     }

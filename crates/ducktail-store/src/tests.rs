@@ -358,7 +358,7 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
             crate::schema::MIGRATIONS[0].sql
         ))
         .unwrap();
-    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false };
+    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false, touched: None, odd_paths: None };
     store.migrate().unwrap();
     assert_eq!(store.schema_version().unwrap(), crate::schema::MIGRATIONS.last().unwrap().version);
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
@@ -519,8 +519,15 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
     assert_eq!((summary.session.messages, summary.session.usage.input), (1, 10));
 }
 
+/// A decoded file as the decoder makes it: the path's own id comes from its name.
+fn file_named(path: &str, records: Records) -> DecodedFile {
+    let stem = std::path::Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
+    DecodedFile { path_record_id: stem, ..file(path, records) }
+}
+
 #[test]
 fn a_file_whose_content_changes_id_leaves_no_stale_record() {
+    let file = file_named;
     let mut store = Store::open_in_memory().unwrap();
     // Read between a rename and the rewrite that follows it: the new path still holds the old id.
     store.write_batch(&batch(vec![file("/s/part/m/prt_b.json", finish("prt_a", "ses_1", "msg_1", 1, 0.1))])).unwrap();

@@ -356,6 +356,16 @@ impl Store {
         Ok(found > 0)
     }
 
+    /// Starts collecting the sessions every later batch touches (see [`Store::take_touched_sessions`]).
+    pub fn track_touched_sessions(&mut self) {
+        self.touched = Some(BTreeSet::new());
+    }
+
+    /// The sessions touched since [`Store::track_touched_sessions`]; tracking stops.
+    pub fn take_touched_sessions(&mut self) -> BTreeSet<String> {
+        self.touched.take().unwrap_or_default()
+    }
+
     /// Recomputes the derived rows of `scope` through a fresh reader and writes them.
     pub fn refresh_derived(&mut self, scope: &TraceScope) -> Result<DerivedRows> {
         let rows = self.reader()?.compute_derived(scope)?;

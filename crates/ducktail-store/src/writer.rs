@@ -221,6 +221,13 @@ INSERT INTO temp.stage_gone SELECT f.kind, f.record_id FROM file_index f JOIN te
 WHERE s.status = 'indexed' AND f.record_id IS NOT NULL AND s.record_id IS DISTINCT FROM f.record_id;
 ";
 
+/// `file_index` paths whose record id is not what their file name says (`<id>.json`); a name that
+/// does not parse counts as odd, which only costs a check.
+const ODD_PATHS: &str = "
+SELECT file_path FROM file_index WHERE status = 'indexed' AND record_id IS NOT NULL
+    AND record_id IS DISTINCT FROM regexp_extract(file_path, '([^/]+)\\.json$', 1)
+";
+
 /// Finds the sessions of removed files, then forgets the files. Records are handled after.
 const FORGET_REMOVED: &str = "
 INSERT INTO temp.stage_gone SELECT kind, record_id FROM file_index
@@ -380,13 +387,60 @@ impl Store {
                 self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a batch", source))?;
                 phases.mark("commit");
                 report.duration = started.elapsed();
+                self.note_odd_paths(batch);
+                if let Some(touched) = self.touched.as_mut() {
+                    touched.extend(report.touched_sessions.iter().cloned());
+                }
                 tracing::trace!(files = batch.files.len(), rows = batch.rows.len(), phases_ms = %phases.summary(), "batch phases");
                 Ok(report)
             }
             Err(error) => {
                 let _ = self.connection.execute_batch("ROLLBACK");
+                self.odd_paths = None;
                 Err(error)
             }
+        }
+    }
+
+    /// Whether a batch can change the record id a path holds (see `Store::odd_paths`).
+    fn may_replace_record_ids(&mut self, batch: &WriteBatch) -> Result<bool> {
+        if self.odd_paths.is_none() {
+            let paths = self
+                .reader()?
+                .query_values(ODD_PATHS, 1, "finding files whose record id is not their name")?
+                .into_iter()
+                .filter_map(|row| match row.into_iter().next() {
+                    Some(Value::Text(path)) => Some(path),
+                    _ => None,
+                })
+                .collect();
+            self.odd_paths = Some(paths);
+        }
+        let odd = self.odd_paths.as_ref().expect("loaded above");
+        Ok(batch.files.iter().any(|file| match &file.outcome {
+            FileOutcome::Decoded(records) => records.record_id() != file.path_record_id || odd.contains(file.path.to_string_lossy().as_ref()),
+            FileOutcome::NotReady(_) | FileOutcome::Failed(_) => false,
+        }))
+    }
+
+    /// Brings `odd_paths` up to date with a committed batch.
+    fn note_odd_paths(&mut self, batch: &WriteBatch) {
+        let Some(odd) = self.odd_paths.as_mut() else { return };
+        for file in &batch.files {
+            let path = file.path.to_string_lossy().into_owned();
+            match &file.outcome {
+                FileOutcome::Decoded(records) if records.record_id() != file.path_record_id => {
+                    odd.insert(path);
+                }
+                // A file that failed keeps its row's record id; one that decoded normally is normal.
+                FileOutcome::Decoded(_) => {
+                    odd.remove(&path);
+                }
+                FileOutcome::NotReady(_) | FileOutcome::Failed(_) => {}
+            }
+        }
+        for removed in &batch.removed {
+            odd.remove(&removed.path);
         }
     }
 
@@ -443,9 +497,9 @@ impl Store {
         }
         self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
         phases.mark("stage_file_index");
-        let replaced_ids = match batch.files.is_empty() {
-            true => 0,
-            false => self.connection.execute(FIND_REPLACED_RECORD_IDS, []).map_err(|source| self.query_error("finding replaced record ids", source))?,
+        let replaced_ids = match self.may_replace_record_ids(batch)? {
+            false => 0,
+            true => self.connection.execute(FIND_REPLACED_RECORD_IDS, []).map_err(|source| self.query_error("finding replaced record ids", source))?,
         };
         self.connection.execute_batch(MERGE_FILE_INDEX).map_err(|source| self.query_error("merging file_index", source))?;
         phases.mark("merge_file_index");
