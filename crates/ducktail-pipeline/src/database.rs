@@ -88,7 +88,7 @@ pub struct DatabaseWatch {
 impl DatabaseWatch {
     /// Starts watching `data_dir`; if it cannot be watched, the poll alone keeps the store in step.
     pub fn start(data_dir: &Path, trigger: Arc<FollowTrigger>) -> DatabaseWatch {
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
             Ok(event) => {
                 let touches_database = event.need_rescan()
@@ -98,7 +98,9 @@ impl DatabaseWatch {
                 }
             }
             Err(_) => trigger.poll(),
-        });
+        };
+        // Accesses (SQLite opening its files, ours included) are never asked for.
+        let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(notify::EventKindMask::CORE));
         let watcher = watcher.and_then(|mut watcher| watcher.watch(data_dir, RecursiveMode::NonRecursive).map(|()| watcher));
         match watcher {
             Ok(watcher) => DatabaseWatch { _watcher: Some(watcher) },

@@ -270,12 +270,14 @@ pub fn start_following_spans(
     trigger.connect(follower.clone().recipient());
     let watch = {
         let trigger = trigger.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
             Ok(event) if event.paths.iter().any(|path| is_span_file(path) || path.is_dir()) || event.need_rescan() => trigger.request(Instant::now()),
             Ok(_) => {}
             Err(_) => trigger.poll(),
-        });
+        };
+        // Accesses (our own reads of the span files included) are never asked for.
+        let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(notify::EventKindMask::CORE));
         match watcher.and_then(|mut watcher| watcher.watch(root, RecursiveMode::Recursive).map(|()| watcher)) {
             Ok(watcher) => Some(watcher),
             Err(error) => {

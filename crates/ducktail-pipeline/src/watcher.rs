@@ -195,10 +195,15 @@ impl Watcher {
             return;
         }
         let (sender, receiver) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-        let watcher = notify::recommended_watcher(move |event| {
+        let handler = move |event| {
             // Blocks notify's thread when the actor is behind: that is the back-pressure.
             let _ = sender.blocking_send(event);
-        });
+        };
+        // Opens and read-only closes are never asked for: every folder the daemon's own scan
+        // opens would be an event, and on a large tree they overflowed the kernel's queue (a full
+        // rescan per start). A close after writing is the one access that matters.
+        let kinds = notify::EventKindMask::CORE | notify::EventKindMask::ACCESS_CLOSE;
+        let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(kinds));
         let mut watcher = match watcher {
             Ok(watcher) => watcher,
             Err(error) => {
