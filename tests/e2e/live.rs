@@ -24,6 +24,17 @@ fn write_part(storage: &Path, message: &str, id: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A `bash` tool part that ended in error, in a session of its own; returns its path.
+fn write_failed_tool_call(storage: &Path, session: &str, message: &str, id: &str) -> PathBuf {
+    let dir = storage.join("part").join(message);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{id}.json"));
+    let part = serde_json::json!({"id": id, "sessionID": session, "messageID": message, "type": "tool", "tool": "bash", "callID": "c1",
+        "state": {"status": "error", "input": {}, "error": "boom", "time": {"start": 1, "end": 2}}});
+    std::fs::write(&path, part.to_string()).unwrap();
+    path
+}
+
 fn fresh_tree(dir: &Path, files: usize, seed: u64) -> PathBuf {
     let opencode = dir.join("opencode");
     let config = ducktail_generator::GeneratorConfig { seed, target_files: files, ..Default::default() };
@@ -64,12 +75,7 @@ fn live_create_modify_delete_rename_are_followed() {
     wait_until("file_index forgets it", DEADLINE, || daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%prt_live_%'") == 0);
 
     // The per-session rollups follow a live change, and its removal, on their own.
-    let tool_path = storage.join("part/msg_live0000000000000000000001/prt_live_tool.json");
-    std::fs::write(
-        &tool_path,
-        r#"{"id":"prt_live_tool","sessionID":"ses_live","messageID":"msg_live0000000000000000000001","type":"tool","tool":"bash","callID":"c1","state":{"status":"error","input":{},"error":"boom","time":{"start":1,"end":2}}}"#,
-    )
-    .unwrap();
+    let tool_path = write_failed_tool_call(&storage, "ses_live", "msg_live0000000000000000000001", "prt_live_tool");
     wait_until("a live tool call counted in session_stats", DEADLINE, || {
         daemon.sql("SELECT tool_calls, tool_errors FROM session_stats WHERE session_id = 'ses_live'") == vec![vec!["1".to_owned(), "1".to_owned()]]
     });
@@ -344,14 +350,7 @@ fn a_clean_stop_spares_the_next_start_a_full_recompute_and_a_crash_does_not() {
     assert_eq!(scalar(&db, mark), 1, "left by the clean stop");
 
     // Changed while stopped: a tool call in error, in a session of its own.
-    let storage = opencode.join("storage");
-    let dir_path = storage.join("part/msg_stop0000000000000000000001");
-    std::fs::create_dir_all(&dir_path).unwrap();
-    std::fs::write(
-        dir_path.join("prt_stop_tool.json"),
-        r#"{"id":"prt_stop_tool","sessionID":"ses_stop","messageID":"msg_stop0000000000000000000001","type":"tool","tool":"bash","callID":"c1","state":{"status":"error","input":{},"error":"boom","time":{"start":1,"end":2}}}"#,
-    )
-    .unwrap();
+    write_failed_tool_call(&opencode.join("storage"), "ses_stop", "msg_stop0000000000000000000001", "prt_stop_tool");
     let daemon = Daemon::start(&opencode, &db, &config);
     assert_eq!(daemon.sql("SELECT tool_errors FROM session_stats WHERE session_id = 'ses_stop'"), vec![vec!["1".to_owned()]], "caught up before ready");
     daemon.kill();

@@ -63,22 +63,11 @@ fn finish(id: &str, session: &str, message: &str, input: i64, cost: f64) -> Reco
 }
 
 fn task(id: &str, session: &str, message: &str, child: &str) -> Records {
-    Records::Part {
-        part: PartRecord {
-            id: id.into(),
-            session_id: session.into(),
-            message_id: message.into(),
-            part_type: "tool".into(),
-            tool_name: Some("task".into()),
-            tool_status: Some("completed".into()),
-            child_session_id: Some(child.into()),
-            subagent_type: Some("general".into()),
-            started_at: Some(1_700_000_000_150),
-            ..Default::default()
-        },
-        step: None,
-        file_operation: None,
-    }
+    let Records::Part { mut part, .. } = tool(id, session, message, "task", "completed", 0) else { unreachable!() };
+    part.child_session_id = Some(child.into());
+    part.subagent_type = Some("general".into());
+    (part.started_at, part.ended_at) = (Some(1_700_000_000_150), None);
+    Records::Part { part, step: None, file_operation: None }
 }
 
 fn batch(files: Vec<DecodedFile>) -> WriteBatch {
