@@ -152,8 +152,8 @@ pub struct DerivedFailed {
 
 /// Daemon → TraceBuilder, ask. Replies once every earlier [`BatchCommitted`] has been turned into
 /// [`ReplaceDerived`] (it recomputes whatever is still dirty first), so a following
-/// [`Checkpoint`] lands after them.
-/// Answers whether every dirty session's rows were computed and sent (nothing owed).
+/// [`Checkpoint`] lands after them. Answers whether every dirty session's rows were computed and
+/// sent (nothing owed).
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct FlushTraces;

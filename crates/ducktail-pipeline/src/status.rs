@@ -55,8 +55,8 @@ impl CommitFeed {
 pub struct StatusBoard {
     /// Set once the startup catch-up has committed.
     pub ready: AtomicBool,
-    /// A write of derived rows failed (or panicked) in this run: a clean stop must not mark the
-    /// derived tables complete.
+    /// Computing or writing derived rows failed (or panicked) in this run: a clean stop must not
+    /// mark the derived tables complete.
     pub derived_write_failed: AtomicBool,
     /// Batches committed since start.
     pub batches_committed: AtomicU64,

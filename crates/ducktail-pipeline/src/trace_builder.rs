@@ -146,8 +146,12 @@ impl TraceBuilder {
                 tracing::warn!(%reason, "trace recompute failed; retried after the next commit");
                 self.owe(scope);
             }
-            // The next incarnation starts with a full recompute, so the lost dirty set is covered.
-            None => ctx.stop(),
+            // The next incarnation starts with a full recompute, so the lost dirty set is covered;
+            // a stop before it runs must not mark the derived tables complete.
+            None => {
+                self.board.derived_write_failed.store(true, Ordering::Release);
+                ctx.stop();
+            }
         }
     }
 

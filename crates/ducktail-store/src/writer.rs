@@ -432,10 +432,10 @@ impl Store {
                 FileOutcome::Decoded(records) if records.record_id() != file.path_record_id => {
                     odd.insert(path);
                 }
-                // A file that failed keeps its row's record id; one that decoded normally is normal.
                 FileOutcome::Decoded(_) => {
                     odd.remove(&path);
                 }
+                // Left as it was: a wrong "odd" only costs a lookup.
                 FileOutcome::NotReady(_) | FileOutcome::Failed(_) => {}
             }
         }
