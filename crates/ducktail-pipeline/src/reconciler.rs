@@ -79,8 +79,10 @@ pub struct Reconciler {
     readers: ReaderPool,
     /// The accumulator.
     links: Arc<Links>,
-    /// Time between full scans.
+    /// Least time between full scans (see [`periodic_delay`]).
     interval: Duration,
+    /// How long the last full scan took.
+    last_full_scan: Duration,
     /// Shared counters (readiness is set here).
     board: Arc<StatusBoard>,
     /// Test seams.
@@ -100,6 +102,7 @@ impl Reconciler {
             readers,
             links,
             interval,
+            last_full_scan: Duration::ZERO,
             board,
             faults,
         }
@@ -189,6 +192,7 @@ impl Reconciler {
                     }
                     // Whole-tree scans are rare and worth a line; new-directory scans are not.
                     if is_full_scan {
+                        act.last_full_scan = started.elapsed();
                         tracing::info!(changed, removed, unchanged = differences.unchanged, scan_ms, "scan finished");
                     } else {
                         tracing::debug!(changed, removed, unchanged = differences.unchanged, scan_ms, "scan finished");
@@ -263,7 +267,24 @@ impl Actor for Reconciler {
         ctx.set_mailbox_capacity(256);
         let root = self.storage_root.clone();
         self.request_scan(root, "startup catch-up", ctx);
-        ctx.run_interval(self.interval, |act, ctx| {
+        self.schedule_periodic_reconcile(ctx);
+    }
+}
+
+/// A full scan takes at most one part in this many of the time between scans: the watcher sees
+/// changes as they happen, and the periodic comparison is the safety net, which on a tree of a
+/// million files (a 6 s scan on two cores) must not cost a core all day.
+const SCAN_DUTY_INVERSE: u32 = 20;
+
+/// The wait before the next periodic reconcile: `interval`, or 20 times the last full scan's
+/// duration when that is longer.
+pub fn periodic_delay(interval: Duration, last_full_scan: Duration) -> Duration {
+    interval.max(last_full_scan * SCAN_DUTY_INVERSE)
+}
+
+impl Reconciler {
+    fn schedule_periodic_reconcile(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(periodic_delay(self.interval, self.last_full_scan), |act, ctx| {
             let root = act.storage_root.clone();
             act.request_scan(root, "periodic reconcile", ctx);
             // The database's counterpart of a full scan: compare every (id, time_updated).
@@ -273,6 +294,7 @@ impl Actor for Reconciler {
             if let Some(follower) = act.links.spans() {
                 follower.do_send(crate::spans::FollowSpans);
             }
+            act.schedule_periodic_reconcile(ctx);
         });
     }
 }
@@ -309,5 +331,18 @@ impl Handler<BatchCommitted> for Reconciler {
             // No view yet: the first load reads the database, which already holds this commit.
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_periodic_reconcile_waits_twenty_scan_times_on_a_large_tree() {
+        let interval = Duration::from_secs(30);
+        assert_eq!(periodic_delay(interval, Duration::ZERO), interval, "before the first scan");
+        assert_eq!(periodic_delay(interval, Duration::from_millis(400)), interval, "a small tree keeps the setting");
+        assert_eq!(periodic_delay(interval, Duration::from_secs(6)), Duration::from_secs(120), "a 1M-file tree: 5 % of the time");
     }
 }
