@@ -148,15 +148,20 @@ mod tests {
         IndexedState { kind: FileKind::Part, stamp: FileStamp { mtime_ns, size: 1 }, status, seen_in_scan: 0 }
     }
 
+    /// A view of indexed parts, all at mtime 1.
+    fn view(paths: &[(&str, FileStatus)]) -> HashMap<OsString, IndexedState> {
+        paths.iter().map(|(path, status)| (OsString::from(path), state(1, *status))).collect()
+    }
+
     #[test]
     fn diff_finds_new_changed_pending_removed_and_skips_unchanged_and_errors() {
-        let mut indexed = HashMap::from([
-            (OsString::from("/s/a"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/b"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/c"), state(1, FileStatus::Pending)),
-            (OsString::from("/s/d"), state(1, FileStatus::Error)),
-            (OsString::from("/s/gone"), state(1, FileStatus::Indexed)),
-            (OsString::from("/elsewhere/x"), state(1, FileStatus::Indexed)),
+        let mut indexed = view(&[
+            ("/s/a", FileStatus::Indexed),
+            ("/s/b", FileStatus::Indexed),
+            ("/s/c", FileStatus::Pending),
+            ("/s/d", FileStatus::Error),
+            ("/s/gone", FileStatus::Indexed),
+            ("/elsewhere/x", FileStatus::Indexed),
         ]);
         let disk = vec![scanned("/s/a", 1), scanned("/s/b", 2), scanned("/s/c", 1), scanned("/s/d", 1), scanned("/s/new", 1)];
         let differences = diff(disk, &mut indexed, &[PathBuf::from("/s")], 1);
@@ -169,11 +174,11 @@ mod tests {
 
     #[test]
     fn several_scopes_sweep_removals_only_inside_them() {
-        let mut indexed = HashMap::from([
-            (OsString::from("/s/part/m1/a"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/part/m2/b"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/part/m3/c"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/part/m10/d"), state(1, FileStatus::Indexed)),
+        let mut indexed = view(&[
+            ("/s/part/m1/a", FileStatus::Indexed),
+            ("/s/part/m2/b", FileStatus::Indexed),
+            ("/s/part/m3/c", FileStatus::Indexed),
+            ("/s/part/m10/d", FileStatus::Indexed),
         ]);
         let scopes = [PathBuf::from("/s/part/m1"), PathBuf::from("/s/part/m2")];
         let differences = diff(vec![scanned("/s/part/m2/b", 1)], &mut indexed, &scopes, 1);
@@ -185,11 +190,7 @@ mod tests {
     #[test]
     fn many_scopes_sweep_removals_only_inside_them_too() {
         // Past eight scopes (a burst of new directories) the sweep looks ancestors up instead.
-        let mut indexed = HashMap::from([
-            (OsString::from("/s/part/m1/a"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/part/m10/d"), state(1, FileStatus::Indexed)),
-            (OsString::from("/s/part/m99/z"), state(1, FileStatus::Indexed)),
-        ]);
+        let mut indexed = view(&[("/s/part/m1/a", FileStatus::Indexed), ("/s/part/m10/d", FileStatus::Indexed), ("/s/part/m99/z", FileStatus::Indexed)]);
         let scopes: Vec<PathBuf> = (1..=9).map(|index| PathBuf::from(format!("/s/part/m{index}"))).collect();
         let differences = diff(Vec::new(), &mut indexed, &scopes, 1);
         assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);

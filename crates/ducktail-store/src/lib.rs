@@ -204,7 +204,9 @@ impl Store {
         })?;
         if (1..schema::FIRST_WITH_ROLLUPS).contains(&upgraded_from) {
             // The rollup tables arrived empty; readers without a daemon (the CLI) need them full.
+            // Marked complete, so the daemon's first start does not compute them all again.
             store.refresh_derived(&traces::TraceScope::All)?;
+            store.mark_derived_complete()?;
         }
         Ok(store)
     }

@@ -608,7 +608,7 @@ impl Reader {
             }
         }
         // Siblings in start order, as before: by start time, then id.
-        rows.sort_by(|a, b| (micros(&a[7]).is_none(), micros(&a[7]), text(&a[0])).cmp(&(micros(&b[7]).is_none(), micros(&b[7]), text(&b[0]))));
+        rows.sort_by_cached_key(|row| (micros(&row[7]).is_none(), micros(&row[7]), text(&row[0])));
         let mut children_of: HashMap<String, Vec<usize>> = HashMap::new();
         for (index, row) in rows.iter().enumerate() {
             if let Some(parent) = text(&row[2]) {

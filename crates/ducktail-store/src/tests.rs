@@ -504,6 +504,7 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
     drop(store);
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM session_usage"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'"), 1, "the daemon need not recompute them");
     let summary = store.reader().unwrap().session_summary("ses_a").unwrap().unwrap();
     assert_eq!((summary.session.messages, summary.session.usage.input), (1, 10));
 }
