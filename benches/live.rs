@@ -119,8 +119,9 @@ fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// A long run at a steady rate: is the daemon's memory flat? Samples its RSS every 10 s and
-/// prints it after the first minute (caches warm), at the middle, at the end, and the most.
+/// A long run at a steady rate: is the daemon's memory flat? Samples its RSS every 10 s (logged
+/// to stderr each minute) and prints it after the first minute (caches warm), at every tenth of
+/// the run, at the end, and the most.
 /// With `steady` > 0 the tree does not grow: the first `steady` files are written at once, then
 /// rewritten in turn (same content, new mtime) for the whole run, so every batch replaces rows
 /// and a leak would show as growth.
@@ -139,7 +140,11 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
     let mut next_sample = started;
     let sample = || {
         if Instant::now() >= next_sample {
-            samples.push((started.elapsed().as_secs_f64() / 60.0, rss_mib(pid)));
+            let (minute, rss) = (started.elapsed().as_secs_f64() / 60.0, rss_mib(pid));
+            samples.push((minute, rss));
+            if samples.len() % 6 == 1 {
+                eprintln!("soak: {minute:.1} min, daemon RSS {rss:.0} MB");
+            }
             next_sample += Duration::from_secs(10);
         }
     };
@@ -157,10 +162,13 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
     } else {
         format!("live: soak, {rate} files/s for {minutes} min")
     };
-    let half = minutes as f64 / 2.0;
     let first = at(1.0);
     suite::row(&workload, files, "daemon RSS MB after 1 min", first, "", None, "");
-    suite::row(&workload, files, &format!("daemon RSS MB after {half:.0} min"), at(half), "after 1 min", Some(first), "");
+    // The curve, not only its ends: a row every tenth of the run.
+    for tenth in 1..10 {
+        let minute = minutes as f64 * tenth as f64 / 10.0;
+        suite::row(&workload, files, &format!("daemon RSS MB after {minute:.0} min"), at(minute), "after 1 min", Some(first), "");
+    }
     suite::row(&workload, files, &format!("daemon RSS MB after {minutes} min"), samples.last().map_or(f64::NAN, |(_, rss)| *rss), "after 1 min", Some(first), "flat");
     suite::row(&workload, files, "daemon RSS MB, most", most, "", None, "");
     let ms = |key: &str| latency[key].as_f64().unwrap_or(f64::NAN);
