@@ -152,8 +152,10 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         summary.spans = spans.ok();
     }
     let touched = store.take_touched_sessions();
+    let derived = Instant::now();
     store.refresh_derived(&if was_complete { TraceScope::Sessions(touched) } else { TraceScope::All })?;
     store.mark_derived_complete()?;
+    tracing::debug!(took = ?derived.elapsed(), was_complete, "index: derived tables refreshed");
     summary.duration = started.elapsed();
     Ok(summary)
 }
@@ -224,6 +226,7 @@ fn index_database(store: &mut Store, path: &Path, settings: &Settings, summary: 
 fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let root = root.to_owned();
     let mut summary = IndexSummary::default();
+    let phase = Instant::now();
     let mut on_disk = Vec::new();
     for entry in scan_storage(&root) {
         match entry {
@@ -235,8 +238,11 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
         }
     }
     summary.scanned = on_disk.len();
+    let listed = phase.elapsed();
     let mut indexed = index_view(store.reader()?.file_index()?, OPENCODE_JSON_SOURCE);
+    let loaded = phase.elapsed();
     let differences = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
+    tracing::debug!(files = summary.scanned, ?listed, ?loaded, compared = ?phase.elapsed(), "index: listed the tree, loaded file_index, compared");
     summary.unchanged = differences.unchanged;
     let total = differences.changed.len();
     progress(0, total);

@@ -145,6 +145,14 @@ pub struct StoreOptions {
     pub wal_autocheckpoint: Option<String>,
 }
 
+/// The writing connection's settings. A batch replaces rows by joining its staged keys; DuckDB
+/// turns a join's small side into an `IN` filter that the table's index answers only up to
+/// `dynamic_or_filter_threshold` keys (50 by default), and above that scans the whole column. On a
+/// 1M-row `file_index`, replacing 100 staged rows took 34 ms by scan and 2 ms through the index.
+/// Live batches hold up to `pipeline.max_files` files (100 by default); 2048 keeps batches of up
+/// to DuckDB's index-scan limit on the index.
+const WRITER_SETTINGS: &str = "SET dynamic_or_filter_threshold = 2048;";
+
 /// `wal_autocheckpoint` of a bulk load: larger than any index run's WAL, so the only checkpoint
 /// is the one at close.
 const BULK_LOAD_WAL_CHECKPOINT: &str = "4GB";
@@ -195,6 +203,7 @@ impl Store {
             config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
+        connection.execute_batch(WRITER_SETTINGS).map_err(|error| open_error(path, error))?;
         let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None };
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {

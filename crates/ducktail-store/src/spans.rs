@@ -16,7 +16,7 @@ use duckdb::params;
 use duckdb::types::{TimeUnit, Value};
 use ducktail_model::{Span, SpanFile, SpanFileOutcome};
 
-use crate::writer::MERGE_FILE_INDEX;
+use crate::writer::{COUNT_ATTEMPTS, REPLACE_FILE_INDEX};
 use crate::{Result, Store};
 
 /// `file_index.source` and `.kind` of span files.
@@ -304,12 +304,14 @@ impl Store {
                 Option::<String>::None,
                 status,
                 message,
+                i32::from(status != "indexed"),
             ])?;
         }
         parquet.flush()?;
         index.flush()?;
         drop(index);
-        self.connection.execute_batch(MERGE_FILE_INDEX)?;
+        self.connection.execute_batch(COUNT_ATTEMPTS)?;
+        self.connection.execute_batch(REPLACE_FILE_INDEX)?;
         let mut statement = self.connection.prepare("DELETE FROM file_index WHERE file_path = ?")?;
         for path in &batch.removed {
             statement.execute([path])?;

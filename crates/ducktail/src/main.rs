@@ -12,7 +12,7 @@ mod settings_loader;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -162,7 +162,9 @@ fn store_options(settings: &Settings) -> StoreOptions {
 }
 
 fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexSummary> {
+    let opening = Instant::now();
     let mut store = Store::open(database, &StoreOptions { bulk_load: true, ..store_options(settings) })?;
+    tracing::debug!(took = ?opening.elapsed(), "index: database opened");
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -182,7 +184,10 @@ fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexS
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let closing = Instant::now();
     store.checkpoint()?;
+    drop(store);
+    tracing::debug!(took = ?closing.elapsed(), "index: checkpointed and closed");
     Ok(summary)
 }
 

@@ -1,0 +1,84 @@
+//! The writer's cost per live batch, alone: no daemon, no watcher, no file writing process. On a
+//! copy of an indexed database (by default the pipeline bench's 100k one), rewrites files of its
+//! tree in batches of 1, 10 and 100 files — what the Accumulator hands the Writer when it flushes
+//! at once on an idle writer — and prints each batch size's time per batch. Prints rows of the
+//! suite's table (see `benches/suite.sh`).
+//!
+//! ```text
+//! cargo bench --workspace --bench batch -- [--files 100000] [--batches 200]
+//! RUST_LOG=ducktail_store=trace cargo bench --workspace --bench batch   # and each batch's phases
+//! ```
+//!
+//! The files are re-decoded, unchanged, before each batch, so every batch replaces rows that
+//! exist, as the live path does while OpenCode rewrites a streaming part. They are taken message
+//! folder by message folder, as a session's parts arrive.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ducktail_model::FileKind;
+use ducktail_pipeline::files::{resolve_path, Resolved, OPENCODE_JSON_SOURCE};
+use ducktail_sources::opencode::{scan_storage, DecodeLimits};
+use ducktail_store::{Store, StoreOptions, WriteBatch};
+
+#[path = "support/suite.rs"]
+mod suite;
+
+fn main() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).try_init();
+    let (mut size, mut batches, mut header) = (100_000usize, 200usize, true);
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        match argument.as_str() {
+            "--files" => size = arguments.next().and_then(|value| value.parse().ok()).expect("--files N"),
+            "--batches" => batches = arguments.next().and_then(|value| value.parse().ok()).expect("--batches N"),
+            "--no-header" => header = false,
+            _ => {}
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let trees = target.join("bench-trees");
+    let storage = trees.join(format!("seed42-{size}")).join("storage");
+    let indexed = trees.join(format!("bench-{size}.duckdb"));
+    assert!(
+        indexed.exists() && storage.is_dir(),
+        "{} and its tree come from `cargo bench --workspace --bench pipeline -- --files {size}`",
+        indexed.display()
+    );
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let database = scratch.path().join("batch.duckdb");
+    std::fs::copy(&indexed, &database).expect("copy the indexed database");
+    // The daemon's settings: not a bulk load.
+    let options = StoreOptions { memory_limit: Some("256MB".to_owned()), ..Default::default() };
+    let mut store = Store::open(&database, &options).expect("open the copy");
+
+    let mut files: Vec<(PathBuf, FileKind)> =
+        scan_storage(&storage).filter_map(Result::ok).filter(|file| matches!(file.kind, FileKind::Part | FileKind::Message)).map(|file| (file.path, file.kind)).collect();
+    files.sort(); // message folder by message folder
+    let limits = DecodeLimits::default();
+    if header {
+        suite::print_header("the writer alone, on one thread; DuckDB's default threads");
+    }
+    for batch_files in [1usize, 10, 100] {
+        let count = if batch_files == 100 { batches / 4 } else { batches };
+        let mut took: Vec<Duration> = Vec::with_capacity(count);
+        for (index, chunk) in files.chunks(batch_files).take(count + 10).enumerate() {
+            let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, ..Default::default() };
+            for (path, kind) in chunk {
+                match resolve_path(&storage, path, *kind, &limits, Duration::ZERO) {
+                    Resolved::Present(file) => batch.files.push(file),
+                    Resolved::Gone(_) => panic!("{} vanished", path.display()),
+                }
+            }
+            let started = Instant::now();
+            store.write_batch(&batch).expect("write a batch");
+            if index >= 10 {
+                took.push(started.elapsed()); // the first ten warm caches and plans
+            }
+        }
+        took.sort();
+        let ms = |quantile: f64| took[((took.len() - 1) as f64 * quantile).round() as usize].as_secs_f64() * 1e3;
+        let workload = format!("writer: one live batch of {batch_files} rewritten file(s), {count} batches");
+        suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &format!("{:.2} / {:.2} / {:.2}", ms(0.5), ms(0.95), ms(0.99)), "");
+    }
+}
