@@ -84,8 +84,7 @@ pub fn stamp_of(metadata: &Metadata) -> FileStamp {
 }
 
 /// Lists every record file below `storage_root`, folder by folder (project, session, message,
-/// part, todo, session_diff), on one thread per core; the order within a folder is not
-/// defined.
+/// part, todo, session_diff), on one thread per core; within a folder, in name order.
 ///
 /// Only regular files at their layout's exact depth whose names are `<id>.json` are listed;
 /// symbolic links (to files or folders), FIFOs, sockets, hidden names and `*.tmp` files are
@@ -137,31 +136,39 @@ pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
             }
         };
         // The threads take the top-level entries one at a time: a file (two-level layouts) or an
-        // id folder they list in full (three-level layouts).
-        let listing = std::sync::Mutex::new(listing);
+        // id folder they list in full (three-level layouts). Entries go in name order, and what
+        // they hold comes back in that order: OpenCode's message and part ids grow with time,
+        // so a bulk load then stores rows in time order, a session's rows close together, and
+        // DuckDB's per-block min/max skips most of a table when a batch looks up recent ids.
+        let listing = sorted_by_name(listing);
+        let next_entry = std::sync::atomic::AtomicUsize::new(0);
         let files_at_top = depth == 2;
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
-                        let mut found = Vec::new();
+                        let mut found_per_entry = Vec::new();
                         loop {
-                            let entry = listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
-                            let Some(entry) = entry else { break };
+                            let index = next_entry.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(entry) = listing.get(index) else { break };
+                            let mut found = Vec::new();
                             match list_entry(&folder, entry, kind, files_at_top) {
                                 Ok(Listed::File(file)) => found.push(Ok(file)),
                                 Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
                                 Ok(Listed::Skip) | Err(None) => {}
                                 Err(Some(error)) => found.push(Err(error)),
                             }
+                            if !found.is_empty() {
+                                found_per_entry.push((index, found));
+                            }
                         }
-                        found
+                        found_per_entry
                     })
                 })
                 .collect();
-            for worker in workers {
-                found.extend(worker.join().expect("a scan thread panicked"));
-            }
+            let mut found_per_entry: Vec<_> = workers.into_iter().flat_map(|worker| worker.join().expect("a scan thread panicked")).collect();
+            found_per_entry.sort_unstable_by_key(|(index, _)| *index);
+            found.extend(found_per_entry.into_iter().flat_map(|(_, found)| found));
         });
     }
     StorageScan { found: found.into_iter() }
@@ -195,7 +202,7 @@ fn list_id_folder(folder: PathBuf, kind: FileKind, found: &mut Vec<Result<Scanne
             return;
         }
     };
-    for entry in listing {
+    for entry in &sorted_by_name(listing) {
         match list_entry(&folder, entry, kind, true) {
             Ok(Listed::File(file)) => found.push(Ok(file)),
             Ok(_) | Err(None) => {}
@@ -214,6 +221,13 @@ fn read_folder(folder: &Path) -> Option<Result<std::fs::ReadDir, ScanError>> {
     }
 }
 
+/// A folder's entries in name order; entries that failed to read come first.
+fn sorted_by_name(listing: std::fs::ReadDir) -> Vec<io::Result<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = listing.collect();
+    entries.sort_by_cached_key(|entry| entry.as_ref().ok().map(std::fs::DirEntry::file_name));
+    entries
+}
+
 /// What one directory entry turned out to be.
 enum Listed {
     File(ScannedFile),
@@ -223,9 +237,12 @@ enum Listed {
 
 /// Classifies one entry of `folder`: a record file (when `files_here`), an id folder to enter
 /// (otherwise), or something skipped by rule. `Err(None)` is an entry that vanished.
-fn list_entry(folder: &Path, entry: io::Result<std::fs::DirEntry>, kind: FileKind, files_here: bool) -> Result<Listed, Option<ScanError>> {
+fn list_entry(folder: &Path, entry: &io::Result<std::fs::DirEntry>, kind: FileKind, files_here: bool) -> Result<Listed, Option<ScanError>> {
     let vanished_or = |path: PathBuf, source: io::Error| if source.kind() == io::ErrorKind::NotFound { None } else { Some(ScanError::Io { path, source }) };
-    let entry = entry.map_err(|source| vanished_or(folder.to_path_buf(), source))?;
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(error) => return Err(vanished_or(folder.to_path_buf(), io::Error::new(error.kind(), error.to_string()))),
+    };
     // From the listing (lstat semantics): links, FIFOs and sockets are never followed or listed.
     let file_type = entry.file_type().map_err(|source| vanished_or(entry.path(), source))?;
     if !files_here {
