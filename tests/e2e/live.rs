@@ -361,15 +361,15 @@ fn a_clean_stop_spares_the_next_start_a_full_recompute_and_a_crash_does_not() {
 }
 
 /// Every clean stop exits 0. The connections of the writer and trace builder threads once closed
-/// after the main thread had begun exiting, which crashed the process in about one stop of five;
-/// ten stops in a row catch that with high probability.
+/// after the main thread had begun exiting, which crashed the process in about one stop in ten to
+/// twenty with mimalloc as Rust's allocator (ten stops in a row caught it in one run of three).
 #[test]
-fn ten_clean_stops_in_a_row_all_exit_zero() {
+fn twenty_clean_stops_in_a_row_all_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = fresh_tree(dir.path(), 100, 17);
     let db = dir.path().join("db.duckdb");
     let config = test_config(dir.path(), WATCHER_ONLY);
-    for stop in 1..=10 {
+    for stop in 1..=20 {
         let daemon = Daemon::start(&opencode, &db, &config);
         let status = daemon.terminate();
         assert!(status.success(), "clean stop {stop}: {status:?}");

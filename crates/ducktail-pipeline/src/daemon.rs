@@ -13,7 +13,7 @@ use crate::accumulator::{Accumulator, BatchRules};
 use crate::database::{start_following, DatabaseWatch};
 use crate::decoder::Decoder;
 use crate::index::{decode_limits, on_delete_policy};
-use crate::messages::{Checkpoint, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
+use crate::messages::{Checkpoint, CloseDatabase, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
 use crate::reconciler::Reconciler;
 use crate::settings::Settings;
 use crate::status::StatusBoard;
@@ -192,5 +192,9 @@ impl Daemon {
             let _ = tokio::time::timeout(deadline, self.links.writer().send(MarkDerivedComplete)).await;
         }
         let _ = tokio::time::timeout(deadline, self.links.writer().send(Checkpoint)).await;
+        // Every connection closes before the process exits (see `CloseDatabase`).
+        let _ = tokio::time::timeout(deadline, self.links.trace_builder().send(CloseDatabase)).await;
+        self.readers.close();
+        let _ = tokio::time::timeout(deadline, self.links.writer().send(CloseDatabase)).await;
     }
 }

@@ -205,6 +205,14 @@ pub struct WriterBarrier;
 #[rtype(result = "()")]
 pub struct Checkpoint;
 
+/// Daemon → TraceBuilder, then Writer, ask; the last message of a clean stop. The actor closes
+/// the DuckDB connections it holds, on its own thread, and replies once they are closed. Without
+/// it they closed when the actor's thread ended, which could be after the main thread had begun
+/// exiting and destroyed DuckDB's globals: a crash at exit, once in a few stops.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseDatabase;
+
 /// Daemon → Writer, tell. Purge sessions inactive since before this Unix time (µs)
 /// (`[retention]`). Losing one is harmless: the next interval purges.
 #[derive(Debug, Message)]

@@ -208,6 +208,14 @@ impl Handler<ComputeDirtyTraces> for TraceBuilder {
     }
 }
 
+impl Handler<CloseDatabase> for TraceBuilder {
+    type Result = ();
+    fn handle(&mut self, _message: CloseDatabase, _ctx: &mut Self::Context) {
+        self.reader = None;
+        self.readers.close();
+    }
+}
+
 impl Handler<FlushTraces> for TraceBuilder {
     type Result = bool;
     fn handle(&mut self, _message: FlushTraces, ctx: &mut Self::Context) -> bool {

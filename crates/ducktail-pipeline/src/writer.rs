@@ -308,6 +308,18 @@ impl Handler<WriterBarrier> for Writer {
     fn handle(&mut self, _message: WriterBarrier, _ctx: &mut Self::Context) {}
 }
 
+impl Handler<CloseDatabase> for Writer {
+    type Result = ();
+    fn handle(&mut self, _message: CloseDatabase, _ctx: &mut Self::Context) {
+        // The store waiting for a next incarnation closes too: there will be none.
+        let waiting = self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        for store in self.store.take().into_iter().chain(waiting) {
+            store.rollback_open_transaction();
+            drop(store);
+        }
+    }
+}
+
 impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {

@@ -102,6 +102,12 @@ pub enum StoreError {
         /// Why, in DuckDB's parser's words where it has them.
         reason: String,
     },
+    /// The reader pool was closed: the daemon is stopping.
+    #[error("database {path} is closed: ducktail is stopping")]
+    Closed {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A statement failed while writing or reading.
     #[error("database {path}: {context}: {source}{hint}", hint = out_of_memory_hint(source))]
     Query {
@@ -244,8 +250,8 @@ impl Store {
     pub fn reader_pool(&self) -> Result<ReaderPool> {
         let template = self.connection.try_clone().map_err(|source| self.query_error("opening a reader connection", source))?;
         Ok(ReaderPool {
-            template: std::sync::Arc::new(std::sync::Mutex::new(template)),
-            idle: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+            template: std::sync::Arc::new(std::sync::Mutex::new(Some(template))),
+            idle: std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
             path: self.path.clone(),
         })
     }
@@ -353,15 +359,23 @@ impl Store {
 }
 
 /// Hands out reader connections to the same database from any thread.
+///
+/// Its clones share one state, and [`ReaderPool::close`] closes the connections it holds for
+/// all of them: the process must not exit while a clone held by another thread still owns a
+/// connection (DuckDB's globals are destroyed at exit, and the last connection to go would
+/// use them).
 #[derive(Clone)]
 pub struct ReaderPool {
-    /// A connection used only to clone readers from.
-    template: std::sync::Arc<std::sync::Mutex<duckdb::Connection>>,
-    /// Readers handed back by [`PooledReader`]s, with their prepared-statement caches.
-    idle: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
+    /// A connection used only to clone readers from; `None` once closed.
+    template: std::sync::Arc<std::sync::Mutex<Option<duckdb::Connection>>>,
+    /// Readers handed back by [`PooledReader`]s, with their prepared-statement caches; `None`
+    /// once closed.
+    idle: IdleReaders,
     /// The database file, for error messages.
     path: PathBuf,
 }
+
+type IdleReaders = std::sync::Arc<std::sync::Mutex<Option<Vec<Reader>>>>;
 
 /// Most idle readers a pool keeps (one per concurrent request beyond this is closed after use).
 const MAX_IDLE_READERS: usize = 8;
@@ -371,7 +385,7 @@ const MAX_IDLE_READERS: usize = 8;
 /// queries costs more than running them on an indexed session).
 pub struct PooledReader {
     reader: Option<Reader>,
-    home: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
+    home: IdleReaders,
 }
 
 impl std::ops::Deref for PooledReader {
@@ -385,7 +399,8 @@ impl Drop for PooledReader {
     fn drop(&mut self) {
         if let Some(reader) = self.reader.take() {
             let mut idle = self.home.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
+            // A closed pool keeps nothing: the reader closes here.
+            if let Some(idle) = idle.as_mut().filter(|idle| idle.len() < MAX_IDLE_READERS) {
                 idle.push(reader);
             }
         }
@@ -402,6 +417,8 @@ impl ReaderPool {
     pub fn reader(&self) -> Result<Reader> {
         let template = self.template.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let connection = template
+            .as_ref()
+            .ok_or_else(|| StoreError::Closed { path: self.path.clone() })?
             .try_clone()
             .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", source })?;
         Ok(Reader::new(connection, self.path.clone()))
@@ -410,12 +427,22 @@ impl ReaderPool {
     /// A reader for one request: an idle one if there is one, else a new connection. Dropping
     /// it hands it back.
     pub fn pooled(&self) -> Result<PooledReader> {
-        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut().and_then(Vec::pop);
         let reader = match idle {
             Some(reader) => reader,
             None => self.reader()?,
         };
         Ok(PooledReader { reader: Some(reader), home: self.idle.clone() })
+    }
+
+    /// Closes the pool's connections, for every clone: later [`ReaderPool::reader`] calls fail
+    /// with [`StoreError::Closed`], and readers handed back close at once. Readers already
+    /// handed out stay open until dropped.
+    pub fn close(&self) {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(idle);
+        let template = self.template.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(template);
     }
 }
 
