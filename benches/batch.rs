@@ -5,7 +5,7 @@
 //! suite's table (see `benches/suite.sh`).
 //!
 //! ```text
-//! cargo bench --workspace --bench batch -- [--files 100000] [--batches 200]
+//! cargo bench --workspace --bench batch -- [--files 100000] [--batches 200] [--wal-autocheckpoint 64MB] [--memory-limit 256MB]
 //! RUST_LOG=ducktail_store=trace cargo bench --workspace --bench batch   # and each batch's phases
 //! ```
 //!
@@ -24,14 +24,20 @@ use ducktail_store::{Store, StoreOptions, WriteBatch};
 #[path = "support/suite.rs"]
 mod suite;
 
+/// As in the `ducktail` binary: Rust's allocations out of the glibc heap DuckDB trims.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).try_init();
-    let (mut size, mut batches, mut header) = (100_000usize, 200usize, true);
+    let (mut size, mut batches, mut header, mut wal_autocheckpoint, mut memory_limit) = (100_000usize, 200usize, true, None, "256MB".to_owned());
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--files" => size = arguments.next().and_then(|value| value.parse().ok()).expect("--files N"),
             "--batches" => batches = arguments.next().and_then(|value| value.parse().ok()).expect("--batches N"),
+            "--wal-autocheckpoint" => wal_autocheckpoint = arguments.next(),
+            "--memory-limit" => memory_limit = arguments.next().expect("--memory-limit 1GB"),
             "--no-header" => header = false,
             _ => {}
         }
@@ -49,7 +55,7 @@ fn main() {
     let database = scratch.path().join("batch.duckdb");
     std::fs::copy(&indexed, &database).expect("copy the indexed database");
     // The daemon's settings: not a bulk load.
-    let options = StoreOptions { memory_limit: Some("256MB".to_owned()), ..Default::default() };
+    let options = StoreOptions { memory_limit: Some(memory_limit), wal_autocheckpoint, ..Default::default() };
     let mut store = Store::open(&database, &options).expect("open the copy");
 
     let mut files: Vec<(PathBuf, FileKind)> =
@@ -81,4 +87,7 @@ fn main() {
         let workload = format!("writer: one live batch of {batch_files} rewritten file(s), {count} batches");
         suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &format!("{:.2} / {:.2} / {:.2}", ms(0.5), ms(0.95), ms(0.99)), "");
     }
+    // What holds DuckDB's buffer pool at the end: when it is full, batches wait for evictions.
+    let (_, rows) = store.reader().expect("a reader").query("SELECT tag, memory_usage_bytes // 1048576 AS mib FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY 2 DESC").expect("duckdb_memory()");
+    eprintln!("DuckDB memory by tag (MiB): {rows:?}");
 }
