@@ -167,7 +167,8 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
     // The curve, not only its ends: a row every tenth of the run.
     for tenth in 1..10 {
         let minute = minutes as f64 * tenth as f64 / 10.0;
-        suite::row(&workload, files, &format!("daemon RSS MB after {minute:.0} min"), at(minute), "after 1 min", Some(first), "");
+        let label = if minutes >= 10 { format!("{minute:.0}") } else { format!("{minute:.1}") };
+        suite::row(&workload, files, &format!("daemon RSS MB after {label} min"), at(minute), "after 1 min", Some(first), "");
     }
     suite::row(&workload, files, &format!("daemon RSS MB after {minutes} min"), samples.last().map_or(f64::NAN, |(_, rss)| *rss), "after 1 min", Some(first), "flat");
     suite::row(&workload, files, "daemon RSS MB, most", most, "", None, "");
