@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole benchmark suite: bulk, reconcile, read and live, each beside its baselines, printed as
+# The whole benchmark suite: bulk, reconcile, read, the writer's batch and live, each beside its
+# baselines, printed as
 # one markdown table on stdout (cargo's progress goes to stderr). Heavy — about 20 minutes and
 # 6 GB of disk for the 1M-file tree on a 2-core machine — so it is not part of the test command;
 # CI only builds the benches (`cargo build --release --workspace --all-targets` in .ci/run).
@@ -21,4 +22,5 @@ echo "ducktail $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M') UTC, 
 echo
 cargo bench --workspace --bench pipeline -- --files "$sizes"
 cargo bench --workspace --bench read -- --opencode "$trees/seed42-$largest" --db "$trees/bench-$largest.duckdb" --requests 200 --no-header
+cargo bench --workspace --bench batch -- --files "$largest" --no-header
 cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 5 --burst 20000 --no-header
