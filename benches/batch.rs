@@ -10,8 +10,9 @@
 //! ```
 //!
 //! The files are re-decoded, unchanged, before each batch, so every batch replaces rows that
-//! exist, as the live path does while OpenCode rewrites a streaming part. They are taken message
-//! folder by message folder, as a session's parts arrive.
+//! exist, as the live path does while OpenCode rewrites a message or a streaming part. They are
+//! taken in path order, so with the default counts every batch holds message files
+//! (`message/<session>/…` sorts before `part/`), a session's messages together.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,7 +61,7 @@ fn main() {
 
     let mut files: Vec<(PathBuf, FileKind)> =
         scan_storage(&storage).filter_map(Result::ok).filter(|file| matches!(file.kind, FileKind::Part | FileKind::Message)).map(|file| (file.path, file.kind)).collect();
-    files.sort(); // message folder by message folder
+    files.sort(); // messages first, session by session
     let limits = DecodeLimits::default();
     if header {
         suite::print_header("the writer alone, on one thread; DuckDB's default threads");
