@@ -275,6 +275,7 @@ impl Store {
     fn record_span_files(&self, batch: &SpanBatch) -> duckdb::Result<()> {
         let mut parquet = self.connection.appender("parquet_files")?;
         let mut index = self.connection.appender_to_catalog_and_db("stage_file_index", "temp", "main")?;
+        let mut failures = false;
         for file in &batch.files {
             let path = file.path.to_string_lossy();
             let (status, message) = match &file.outcome {
@@ -294,6 +295,7 @@ impl Store {
                 SpanFileOutcome::NotReady(reason) => ("pending", Some(reason.as_str())),
                 SpanFileOutcome::Failed(reason) => ("error", Some(reason.as_str())),
             };
+            failures |= status != "indexed";
             index.append_row(params![
                 path,
                 SOURCE,
@@ -310,7 +312,9 @@ impl Store {
         parquet.flush()?;
         index.flush()?;
         drop(index);
-        self.connection.execute_batch(COUNT_ATTEMPTS)?;
+        if failures {
+            self.connection.execute_batch(COUNT_ATTEMPTS)?;
+        }
         self.connection.execute_batch(REPLACE_FILE_INDEX)?;
         let mut statement = self.connection.prepare("DELETE FROM file_index WHERE file_path = ?")?;
         for path in &batch.removed {
