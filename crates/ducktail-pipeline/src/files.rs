@@ -85,11 +85,10 @@ pub struct IndexedState {
 /// 1M files. Paths come from one construction (root joined with names), so bytes are identity.
 pub type IndexView = HashMap<OsString, IndexedState>;
 
-/// Builds the in-memory view of `file_index` for one source.
-pub fn index_view(entries: Vec<FileIndexEntry>, source: &str) -> IndexView {
+/// Builds the in-memory view of `file_index` of one source.
+pub fn index_view(entries: Vec<FileIndexEntry>) -> IndexView {
     entries
         .into_iter()
-        .filter(|entry| entry.source == source)
         .map(|entry| (OsString::from(entry.path), IndexedState { kind: entry.kind, stamp: entry.stamp, status: entry.status, seen_in_scan: 0 }))
         .collect()
 }

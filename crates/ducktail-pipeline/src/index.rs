@@ -153,7 +153,10 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
     }
     let touched = store.take_touched_sessions();
     let derived = Instant::now();
-    store.refresh_derived(&if was_complete { TraceScope::Sessions(touched) } else { TraceScope::All })?;
+    // Complete and untouched (the usual reconcile of an unchanged tree): nothing to recompute.
+    if !(was_complete && touched.is_empty()) {
+        store.refresh_derived(&if was_complete { TraceScope::Sessions(touched) } else { TraceScope::All })?;
+    }
     store.mark_derived_complete()?;
     tracing::debug!(took = ?derived.elapsed(), was_complete, "index: derived tables refreshed");
     summary.duration = started.elapsed();
@@ -227,22 +230,34 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     let root = root.to_owned();
     let mut summary = IndexSummary::default();
     let phase = Instant::now();
-    let mut on_disk = Vec::new();
-    for entry in scan_storage(&root) {
-        match entry {
-            Ok(file) => {
-                *summary.files_by_kind.entry(file.kind.as_str()).or_default() += 1;
-                on_disk.push(file);
+    // The listing is mostly the kernel's stat of every file, the load mostly DuckDB: run side by
+    // side they cost the longer of the two (on the 100k tree, 183 and 110 ms).
+    let (listing, indexed) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| {
+            let started = Instant::now();
+            let mut on_disk = Vec::new();
+            let mut scan_errors = Vec::new();
+            for entry in scan_storage(&root) {
+                match entry {
+                    Ok(file) => on_disk.push(file),
+                    Err(error) => scan_errors.push(error.to_string()),
+                }
             }
-            Err(error) => summary.scan_errors.push(error.to_string()),
-        }
+            (on_disk, scan_errors, started.elapsed())
+        });
+        let started = Instant::now();
+        let indexed = store.reader().and_then(|reader| reader.file_index_of_source(OPENCODE_JSON_SOURCE)).map(|entries| (index_view(entries), started.elapsed()));
+        (listing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), indexed)
+    });
+    let (on_disk, scan_errors, listed) = listing;
+    let (mut indexed, loaded) = indexed?;
+    for file in &on_disk {
+        *summary.files_by_kind.entry(file.kind.as_str()).or_default() += 1;
     }
+    summary.scan_errors = scan_errors;
     summary.scanned = on_disk.len();
-    let listed = phase.elapsed();
-    let mut indexed = index_view(store.reader()?.file_index()?, OPENCODE_JSON_SOURCE);
-    let loaded = phase.elapsed();
     let differences = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
-    tracing::debug!(files = summary.scanned, ?listed, ?loaded, compared = ?phase.elapsed(), "index: listed the tree, loaded file_index, compared");
+    tracing::debug!(files = summary.scanned, ?listed, ?loaded, compared = ?phase.elapsed(), "index: listed the tree and loaded file_index side by side, compared");
     summary.unchanged = differences.unchanged;
     let total = differences.changed.len();
     progress(0, total);

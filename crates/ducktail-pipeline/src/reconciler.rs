@@ -148,8 +148,8 @@ impl Reconciler {
         let scan = actix_rt::task::spawn_blocking(move || -> ScanOutcome {
             let mut view = match view {
                 Some(view) => view,
-                None => match readers.reader().and_then(|reader| reader.file_index()) {
-                    Ok(entries) => index_view(entries, OPENCODE_JSON_SOURCE),
+                None => match readers.reader().and_then(|reader| reader.file_index_of_source(OPENCODE_JSON_SOURCE)) {
+                    Ok(entries) => index_view(entries),
                     Err(error) => return Err((None, error.to_string())),
                 },
             };

@@ -334,6 +334,29 @@ fn rejected_rows_are_file_index_errors_until_they_decode() {
 }
 
 #[test]
+fn the_reconcilers_view_of_file_index_holds_one_source_with_its_stamps_and_statuses() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut failed = file("/s/message/ses_a/msg_bad.json", message("msg_bad", "ses_a", "build"));
+    failed.outcome = FileOutcome::Failed("not valid JSON".into());
+    failed.stamp = FileStamp { mtime_ns: 7, size: 3 };
+    store.write_batch(&batch(vec![file("/s/session/p/ses_a.json", session("ses_a", None)), failed])).unwrap();
+    let mut rejected = rows(vec![]);
+    rejected.rejected.push(RejectedRow { kind: FileKind::Part, id: "prt_bad".into(), reason: "not valid JSON".into() });
+    store.write_batch(&rejected).unwrap();
+    let mut json = store.reader().unwrap().file_index_of_source(JSON).unwrap();
+    json.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(
+        json,
+        vec![
+            FileIndexEntry { path: "/s/message/ses_a/msg_bad.json".into(), kind: FileKind::Message, stamp: FileStamp { mtime_ns: 7, size: 3 }, status: FileStatus::Error },
+            FileIndexEntry { path: "/s/session/p/ses_a.json".into(), kind: FileKind::Session, stamp: FileStamp { mtime_ns: 1, size: 1 }, status: FileStatus::Indexed },
+        ]
+    );
+    let sqlite = store.reader().unwrap().file_index_of_source(SQLITE).unwrap();
+    assert_eq!(sqlite.iter().map(|entry| entry.path.as_str()).collect::<Vec<_>>(), ["/oc/opencode.db#part/prt_bad"]);
+}
+
+#[test]
 fn a_version_1_database_takes_record_versions_from_its_files() {
     let connection = duckdb::Connection::open_in_memory().unwrap();
     connection
