@@ -25,7 +25,8 @@ use ducktail_store::{Store, StoreOptions, WriteBatch};
 #[path = "support/suite.rs"]
 mod suite;
 
-/// As in the `ducktail` binary: Rust's allocations out of the glibc heap DuckDB trims.
+/// As in the `ducktail` binary: every allocation, DuckDB's included (the workspace's mimalloc
+/// has `override`), on mimalloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
