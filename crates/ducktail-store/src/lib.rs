@@ -184,6 +184,14 @@ pub struct Store {
     odd_paths: Option<std::collections::HashSet<String>>,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        // As for readers: duckdb-rs drops a connection before its statement cache, and the
+        // writer caches the statements that take a batch's keys as a bound list.
+        self.connection.flush_prepared_statement_cache();
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store> {

@@ -333,6 +333,41 @@ fn rejected_rows_are_file_index_errors_until_they_decode() {
     assert_eq!(stored, vec![StoredRecord { kind: FileKind::Part, id: "prt_bad".into(), session_id: Some("ses_a".into()), version_ms: Some(10) }]);
 }
 
+/// `n` step-finish parts of one message, each in its own file, at `cost`.
+fn finishes(n: usize, cost: f64) -> Vec<DecodedFile> {
+    (0..n).map(|index| file(&format!("/s/part/msg_1/prt_{index:04}.json"), finish(&format!("prt_{index:04}"), "ses_a", "msg_1", 1, cost))).collect()
+}
+
+fn table_rows(store: &Store, sql: &str) -> Vec<Vec<Value>> {
+    store.reader().unwrap().query(sql).unwrap().1
+}
+
+#[test]
+fn small_batches_bind_their_keys_and_large_ones_stage_them_to_the_same_rows() {
+    // Batches up to BOUND_LIST_MAX files take the bound-list path, larger ones the staged one.
+    let files = writer::BOUND_LIST_MAX + 44;
+    let mut large = Store::open_in_memory().unwrap();
+    let mut small = Store::open_in_memory().unwrap();
+    for cost in [0.1, 0.2] {
+        large.write_batch(&batch(finishes(files, cost))).unwrap();
+        let mut pending = finishes(files, cost);
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(10));
+            small.write_batch(&batch(std::mem::replace(&mut pending, rest))).unwrap();
+        }
+    }
+    for sql in [
+        "SELECT id, cost FROM step_events ORDER BY id",
+        "SELECT id, session_id FROM parts ORDER BY id",
+        "SELECT file_path, record_id, status, attempts, mtime_ns FROM file_index ORDER BY file_path",
+    ] {
+        let (in_large, in_small) = (table_rows(&large, sql), table_rows(&small, sql));
+        assert_eq!(in_large.len(), files, "{sql}");
+        assert_eq!(in_large, in_small, "{sql}");
+    }
+    assert_eq!(count(&large, "SELECT count(*) FROM step_events WHERE cost = 0.2"), files as i64);
+}
+
 #[test]
 fn the_reconcilers_view_of_file_index_holds_one_source_with_its_stamps_and_statuses() {
     let mut store = Store::open_in_memory().unwrap();
