@@ -618,3 +618,43 @@ fn a_trace_tree_is_walked_by_level_in_start_order_and_a_cycle_ends_it() {
     assert_eq!(reader.trace_tree("ses_c").unwrap().unwrap().trace_id, "prt_c");
     assert!(reader.trace_tree("ses_unknown").unwrap().is_none());
 }
+
+#[test]
+fn a_timeline_holds_every_part_of_its_session_even_under_messages_not_indexed() {
+    let mut store = Store::open_in_memory().unwrap();
+    // msg_2 and msg_3 are indexed; msg_1 and msg_9 are not (their parts lie outside the range of
+    // the session's message ids, which narrows the parts' scan); ses_b's parts lie inside it.
+    store
+        .write_batch(&batch(vec![
+            file("/s/session/p/ses_a.json", session("ses_a", None)),
+            file("/s/session/p/ses_b.json", session("ses_b", None)),
+            file("/s/message/ses_a/msg_2.json", message("msg_2", "ses_a", "build")),
+            file("/s/message/ses_a/msg_3.json", message("msg_3", "ses_a", "build")),
+            file("/s/part/msg_2/prt_2a.json", finish("prt_2a", "ses_a", "msg_2", 5, 0.5)),
+            file("/s/part/msg_2/prt_2b.json", tool("prt_2b", "ses_a", "msg_2", "bash", "completed", 10)),
+            file("/s/part/msg_3/prt_3a.json", finish("prt_3a", "ses_a", "msg_3", 7, 0.7)),
+            file("/s/part/msg_25/prt_b.json", finish("prt_b", "ses_b", "msg_25", 1, 0.1)),
+        ]))
+        .unwrap();
+    let part_ids = |store: &Store| -> Vec<(String, Vec<String>)> {
+        let timeline = store.reader().unwrap().session_timeline("ses_a", 100).unwrap().unwrap();
+        timeline.into_iter().map(|message| (message.id, message.parts.into_iter().map(|part| part.id).collect())).collect()
+    };
+    let in_range = vec![("msg_2".to_owned(), vec!["prt_2a".to_owned(), "prt_2b".to_owned()]), ("msg_3".to_owned(), vec!["prt_3a".to_owned()])];
+    assert_eq!(part_ids(&store), in_range);
+    store
+        .write_batch(&batch(vec![
+            file("/s/part/msg_1/prt_1a.json", finish("prt_1a", "ses_a", "msg_1", 1, 0.1)),
+            file("/s/part/msg_9/prt_9a.json", tool("prt_9a", "ses_a", "msg_9", "read", "error", 3)),
+        ]))
+        .unwrap();
+    let mut with_placeholders = in_range;
+    with_placeholders.push(("msg_1".to_owned(), vec!["prt_1a".to_owned()]));
+    with_placeholders.push(("msg_9".to_owned(), vec!["prt_9a".to_owned()]));
+    assert_eq!(part_ids(&store), with_placeholders);
+    // Step events come along on both paths.
+    let timeline = store.reader().unwrap().session_timeline("ses_a", 100).unwrap().unwrap();
+    let steps: Vec<(String, i64)> =
+        timeline.iter().flat_map(|message| message.parts.iter()).filter_map(|part| part.step.as_ref().map(|step| (part.id.clone(), step.usage.input))).collect();
+    assert_eq!(steps, [("prt_2a".to_owned(), 5), ("prt_3a".to_owned(), 7), ("prt_1a".to_owned(), 1)]);
+}
