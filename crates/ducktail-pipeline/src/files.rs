@@ -158,7 +158,7 @@ mod tests {
     use ducktail_model::FileStamp;
 
     fn scanned(path: &str, mtime_ns: i64) -> ScannedFile {
-        ScannedFile { path: PathBuf::from(path), kind: FileKind::Part, record_id: "prt".into(), stamp: FileStamp { mtime_ns, size: 1 } }
+        ScannedFile { path: PathBuf::from(path), kind: FileKind::Part, stamp: FileStamp { mtime_ns, size: 1 } }
     }
 
     fn state(mtime_ns: i64, status: FileStatus) -> IndexedState {

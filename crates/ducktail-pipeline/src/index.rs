@@ -16,7 +16,7 @@ use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeD
 use ducktail_sources::opencode::{scan_storage, storage_root, DecodeLimits, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
-use crate::files::{diff, index_view, now_ns, resolve_path, Resolved, OPENCODE_JSON_SOURCE};
+use crate::files::{diff, index_view, now_ns, resolve_path, Differences, Resolved, OPENCODE_JSON_SOURCE};
 use crate::settings::{OnDeleteSetting, Settings};
 
 /// Why an index run could not complete (bad files are not failures: they are counted).
@@ -256,10 +256,11 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     }
     summary.scan_errors = scan_errors;
     summary.scanned = on_disk.len();
-    let differences = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
+    let Differences { changed, removed: removed_files, unchanged } = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
+    drop(indexed);
     tracing::debug!(files = summary.scanned, ?listed, ?loaded, compared = ?phase.elapsed(), "index: listed the tree and loaded file_index side by side, compared");
-    summary.unchanged = differences.unchanged;
-    let total = differences.changed.len();
+    summary.unchanged = unchanged;
+    let total = changed.len();
     progress(0, total);
 
     let limits = decode_limits(settings);
@@ -271,24 +272,31 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     let mut write_error: Option<StoreError> = None;
     let batch_files = settings.index.batch_files;
     let threads = settings.decode.thread_count();
-    let changed = &differences.changed;
-    let next_chunk = AtomicUsize::new(0);
+    // The decoders take the listing in owned chunks and drop each once decoded, so its memory
+    // goes as the load proceeds instead of staying beside DuckDB's growing buffer pool to the end.
+    let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
+    let (chunk_sender, chunks) = crossbeam_channel::unbounded::<Vec<ScannedFile>>();
+    let mut listing = changed.into_iter();
+    loop {
+        let chunk: Vec<ScannedFile> = listing.by_ref().take(chunk_size).collect();
+        if chunk.is_empty() || chunk_sender.send(chunk).is_err() {
+            break;
+        }
+    }
+    drop((listing, chunk_sender));
     std::thread::scope(|scope| {
         let (sender, receiver) = crossbeam_channel::bounded::<Vec<Resolved>>(threads * 2);
-        let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
         for _ in 0..threads {
             let sender = sender.clone();
-            let (root, limits, next_chunk) = (&root, &limits, &next_chunk);
-            scope.spawn(move || loop {
-                let start = next_chunk.fetch_add(chunk_size, Ordering::Relaxed);
-                if start >= changed.len() {
-                    break;
-                }
-                let chunk: &[ScannedFile] = &changed[start..(start + chunk_size).min(changed.len())];
-                let resolved: Vec<Resolved> =
-                    chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
-                if sender.send(resolved).is_err() {
-                    break;
+            let (root, limits, chunks) = (&root, &limits, chunks.clone());
+            scope.spawn(move || {
+                for chunk in chunks.iter() {
+                    let resolved: Vec<Resolved> =
+                        chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
+                    drop(chunk);
+                    if sender.send(resolved).is_err() {
+                        break;
+                    }
                 }
             });
         }
@@ -356,8 +364,8 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
         summary.removed += report.removed;
     }
 
-    if !differences.removed.is_empty() {
-        let removed = differences.removed.iter().map(|(path, _)| RemovedFile { path: path.to_string_lossy().into_owned() }).collect();
+    if !removed_files.is_empty() {
+        let removed = removed_files.iter().map(|(path, _)| RemovedFile { path: path.to_string_lossy().into_owned() }).collect();
         let batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, removed, ..Default::default() };
         summary.removed += store.write_batch(&batch)?.removed;
     }

@@ -106,7 +106,7 @@ impl Simulation {
         let on_disk: Vec<ScannedFile> = self
             .disk
             .iter()
-            .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, record_id: String::new(), stamp: *stamp })
+            .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp })
             .collect();
         let differences = diff(on_disk, &mut self.index, &[PathBuf::from("/s")], self.scan_mark);
         let mut paths: Vec<ObservedPath> =

@@ -51,9 +51,9 @@ pub fn scan_scope(storage_root: &Path, scope: &Path) -> (Vec<ScannedFile>, Vec<S
         if !entry.file_type().is_file() {
             continue;
         }
-        let Some((kind, record_id)) = classify(storage_root, entry.path()) else { continue };
+        let Some((kind, _)) = classify(storage_root, entry.path()) else { continue };
         match entry.metadata() {
-            Ok(metadata) => files.push(ScannedFile { path: entry.path().to_owned(), kind, record_id, stamp: stamp_of(&metadata) }),
+            Ok(metadata) => files.push(ScannedFile { path: entry.path().to_owned(), kind, stamp: stamp_of(&metadata) }),
             Err(error) => errors.push(format!("{}: {error}", entry.path().display())),
         }
     }

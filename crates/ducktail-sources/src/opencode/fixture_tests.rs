@@ -78,7 +78,7 @@ fn load(fixture: &str) -> Tree {
     }
     let from_scan: BTreeSet<_> = scanned
         .iter()
-        .map(|file| (file.path.clone(), file.kind, file.record_id.clone()))
+        .map(|file| (file.path.clone(), file.kind, file.record_id()))
         .collect();
     assert_eq!(
         from_scan, classified,
@@ -95,7 +95,7 @@ fn load(fixture: &str) -> Tree {
     for file in scanned {
         let decoded = decode_file(&root, &file.path, file.kind, &limits);
         assert_eq!(decoded.stamp, file.stamp, "{}", file.path.display());
-        assert_eq!(decoded.path_record_id, file.record_id);
+        assert_eq!(decoded.path_record_id, file.record_id());
         let FileOutcome::Decoded(records) = decoded.outcome else {
             panic!("{}: {:?}", file.path.display(), decoded.outcome);
         };
@@ -103,7 +103,7 @@ fn load(fixture: &str) -> Tree {
         // Every fixture file is named after the id it holds.
         assert_eq!(
             records.record_id(),
-            file.record_id,
+            file.record_id(),
             "{}",
             file.path.display()
         );
