@@ -106,37 +106,67 @@ pub fn diff(
     scopes: &[PathBuf],
     scan_mark: u32,
 ) -> Differences {
-    let mut differences = Differences::default();
+    let mut comparison = Comparison::new(indexed, scan_mark);
     // In place: a cold index of 1M files would otherwise hold the listing twice.
-    on_disk.retain(|file| match indexed.get_mut(file.path.as_os_str()) {
-        Some(state) => {
-            state.seen_in_scan = scan_mark;
-            let unchanged = state.stamp == file.stamp && state.status != FileStatus::Pending;
-            differences.unchanged += usize::from(unchanged);
-            !unchanged
-        }
-        None => true,
-    });
+    comparison.keep_changed(&mut on_disk);
     on_disk.shrink_to_fit();
-    differences.changed = on_disk;
-    // Every new directory the daemon sees is a scoped scan, and each one sweeps the whole view,
-    // so the test is on bytes: `Path::starts_with` walks components, and was 9 % of the daemon's
-    // CPU at 1,000 new files a second. A few scopes (the usual case: the whole tree or one new
-    // directory) are checked by prefix; a burst of new directories by looking each ancestor up.
-    let in_scope: ScopeTest<'_> = if scopes.len() <= 8 {
-        Box::new(|path: &[u8]| scopes.iter().any(|scope| is_within(path, scope.as_os_str().as_bytes())))
-    } else {
-        let scopes: HashSet<&[u8]> = scopes.iter().map(|scope| scope.as_os_str().as_bytes()).collect();
-        Box::new(move |path: &[u8]| {
-            scopes.contains(path) || path.iter().enumerate().any(|(at, byte)| *byte == b'/' && scopes.contains(&path[..at]))
-        })
-    };
-    for (path, state) in indexed.iter() {
-        if state.seen_in_scan != scan_mark && in_scope(path.as_bytes()) {
-            differences.removed.push((PathBuf::from(path), state.kind));
-        }
+    let unchanged = comparison.unchanged;
+    Differences { changed: on_disk, removed: comparison.removed(scopes), unchanged }
+}
+
+/// [`diff`] fed a listing piece by piece, as a streamed scan produces it.
+pub struct Comparison<'view> {
+    indexed: &'view mut IndexView,
+    scan_mark: u32,
+    /// Files listed so far whose stamp matches the index.
+    pub unchanged: usize,
+}
+
+impl<'view> Comparison<'view> {
+    /// A comparison against `indexed`; `scan_mark` must differ from the previous scan's.
+    pub fn new(indexed: &'view mut IndexView, scan_mark: u32) -> Comparison<'view> {
+        Comparison { indexed, scan_mark, unchanged: 0 }
     }
-    differences
+
+    /// Keeps in `files` the new, changed and pending ones, and marks every one as seen.
+    pub fn keep_changed(&mut self, files: &mut Vec<ScannedFile>) {
+        let scan_mark = self.scan_mark;
+        let mut unchanged = 0;
+        files.retain(|file| match self.indexed.get_mut(file.path.as_os_str()) {
+            Some(state) => {
+                state.seen_in_scan = scan_mark;
+                let is_unchanged = state.stamp == file.stamp && state.status != FileStatus::Pending;
+                unchanged += usize::from(is_unchanged);
+                !is_unchanged
+            }
+            None => true,
+        });
+        self.unchanged += unchanged;
+    }
+
+    /// Indexed paths under `scopes` that no listed file matched, with their kinds.
+    pub fn removed(self, scopes: &[PathBuf]) -> Vec<(PathBuf, FileKind)> {
+        // Every new directory the daemon sees is a scoped scan, and each one sweeps the whole
+        // view, so the test is on bytes: `Path::starts_with` walks components, and was 9 % of
+        // the daemon's CPU at 1,000 new files a second. A few scopes (the usual case: the whole
+        // tree or one new directory) are checked by prefix; a burst of new directories by
+        // looking each ancestor up.
+        let in_scope: ScopeTest<'_> = if scopes.len() <= 8 {
+            Box::new(|path: &[u8]| scopes.iter().any(|scope| is_within(path, scope.as_os_str().as_bytes())))
+        } else {
+            let scopes: HashSet<&[u8]> = scopes.iter().map(|scope| scope.as_os_str().as_bytes()).collect();
+            Box::new(move |path: &[u8]| {
+                scopes.contains(path) || path.iter().enumerate().any(|(at, byte)| *byte == b'/' && scopes.contains(&path[..at]))
+            })
+        };
+        let mut removed = Vec::new();
+        for (path, state) in self.indexed.iter() {
+            if state.seen_in_scan != self.scan_mark && in_scope(path.as_bytes()) {
+                removed.push((PathBuf::from(path), state.kind));
+            }
+        }
+        removed
+    }
 }
 
 /// Whether a path's bytes lie in one of a scan's scopes.

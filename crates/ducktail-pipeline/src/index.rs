@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use ducktail_model::{FileKind, FileOutcome};
 use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeDatabase, ReadMode, OPENCODE_SQLITE_SOURCE};
-use ducktail_sources::opencode::{scan_storage, storage_root, DecodeLimits, ScannedFile};
+use ducktail_sources::opencode::{scan_storage_streaming, storage_root, DecodeLimits, ScanError, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
-use crate::files::{diff, index_view, now_ns, resolve_path, Differences, Resolved, OPENCODE_JSON_SOURCE};
+use crate::files::{index_view, now_ns, resolve_path, Comparison, Resolved, OPENCODE_JSON_SOURCE};
 use crate::settings::{OnDeleteSetting, Settings};
 
 /// Why an index run could not complete (bad files are not failures: they are counted).
@@ -225,72 +225,92 @@ fn index_database(store: &mut Store, path: &Path, settings: &Settings, summary: 
     Ok(())
 }
 
+/// What the comparer of [`index_tree`] found in the listing.
+struct Listing {
+    scanned: usize,
+    unchanged: usize,
+    files_by_kind: BTreeMap<&'static str, usize>,
+    scan_errors: Vec<String>,
+    removed: Vec<(PathBuf, FileKind)>,
+}
+
 /// Indexes the JSON tree under `root`.
+///
+/// One pipeline, every stage on its own thread(s) with bounded channels between them: the scan
+/// hands its listing on folder by folder (in name order); the comparer drops what `file_index`
+/// already holds in the same version; decoders read what is left; this thread writes batches.
+/// So at no point is the whole listing in memory: a cold index of 1M files peaked at 601 MB
+/// with the listing collected first, most of it the listing. `file_index` loads while the
+/// scan's first folders are listed. The progress total grows while the listing runs.
 fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
     let root = root.to_owned();
     let mut summary = IndexSummary::default();
-    let phase = Instant::now();
-    // The listing is mostly the kernel's stat of every file, the load mostly DuckDB: run side by
-    // side they cost the longer of the two (on the 100k tree, 183 and 110 ms).
-    let (listing, indexed) = std::thread::scope(|scope| {
-        let listing = scope.spawn(|| {
-            let started = Instant::now();
-            let mut on_disk = Vec::new();
-            let mut scan_errors = Vec::new();
-            for entry in scan_storage(&root) {
-                match entry {
-                    Ok(file) => on_disk.push(file),
-                    Err(error) => scan_errors.push(error.to_string()),
-                }
-            }
-            (on_disk, scan_errors, started.elapsed())
-        });
-        let started = Instant::now();
-        let indexed = store.reader().and_then(|reader| reader.file_index_of_source(OPENCODE_JSON_SOURCE)).map(|entries| (index_view(entries), started.elapsed()));
-        (listing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), indexed)
-    });
-    let (on_disk, scan_errors, listed) = listing;
-    let (mut indexed, loaded) = indexed?;
-    for file in &on_disk {
-        *summary.files_by_kind.entry(file.kind.as_str()).or_default() += 1;
-    }
-    summary.scan_errors = scan_errors;
-    summary.scanned = on_disk.len();
-    let Differences { changed, removed: removed_files, unchanged } = diff(on_disk, &mut indexed, std::slice::from_ref(&root), 1);
-    drop(indexed);
-    tracing::debug!(files = summary.scanned, ?listed, ?loaded, compared = ?phase.elapsed(), "index: listed the tree and loaded file_index side by side, compared");
-    summary.unchanged = unchanged;
-    let total = changed.len();
-    progress(0, total);
-
+    let started = Instant::now();
     let limits = decode_limits(settings);
     let on_delete = on_delete_policy(settings.pipeline.on_delete);
     // Everything fresh is decoded with no settle window so first attempts are fast; failures
     // are retried once below, after they had time to settle.
     let mut retry: Vec<(PathBuf, FileKind)> = Vec::new();
     let processed = AtomicUsize::new(0);
+    let to_process = AtomicUsize::new(0);
     let mut write_error: Option<StoreError> = None;
     let batch_files = settings.index.batch_files;
     let threads = settings.decode.thread_count();
-    // The decoders take the listing in owned chunks and drop each once decoded, so its memory
-    // goes as the load proceeds instead of staying beside DuckDB's growing buffer pool to the end.
     let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
-    let (chunk_sender, chunks) = crossbeam_channel::unbounded::<Vec<ScannedFile>>();
-    let mut listing = changed.into_iter();
-    loop {
-        let chunk: Vec<ScannedFile> = listing.by_ref().take(chunk_size).collect();
-        if chunk.is_empty() || chunk_sender.send(chunk).is_err() {
-            break;
-        }
-    }
-    drop((listing, chunk_sender));
-    std::thread::scope(|scope| {
+    let listing = std::thread::scope(|scope| -> Result<Listing, IndexError> {
+        let (listed_sender, listed) = crossbeam_channel::bounded::<Vec<Result<ScannedFile, ScanError>>>(4);
+        let scan_threads = std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8);
+        let root_ref = &root;
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(chunk_size);
+            scan_storage_streaming(root_ref, scan_threads, &mut |item| {
+                chunk.push(item);
+                chunk.len() < chunk_size || listed_sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size))).is_ok()
+            });
+            if !chunk.is_empty() {
+                let _ = listed_sender.send(chunk);
+            }
+        });
+        let loading = Instant::now();
+        // On failure `listed` drops here, and the scan stops at its next folder.
+        let mut indexed = index_view(store.reader()?.file_index_of_source(OPENCODE_JSON_SOURCE)?);
+        tracing::debug!(took = ?loading.elapsed(), rows = indexed.len(), "index: file_index loaded");
+        let (work_sender, work) = crossbeam_channel::bounded::<Vec<ScannedFile>>(threads * 2);
+        let (root_ref, to_process) = (&root, &to_process);
+        let comparer = scope.spawn(move || {
+            let mut comparison = Comparison::new(&mut indexed, 1);
+            let (mut scanned, mut files_by_kind, mut scan_errors) = (0, BTreeMap::new(), Vec::new());
+            for chunk in listed.iter() {
+                let mut files = Vec::with_capacity(chunk.len());
+                for item in chunk {
+                    match item {
+                        Ok(file) => {
+                            *files_by_kind.entry(file.kind.as_str()).or_default() += 1;
+                            files.push(file);
+                        }
+                        Err(error) => scan_errors.push(error.to_string()),
+                    }
+                }
+                scanned += files.len();
+                comparison.keep_changed(&mut files);
+                if !files.is_empty() {
+                    to_process.fetch_add(files.len(), Ordering::Relaxed);
+                    if work_sender.send(files).is_err() {
+                        break;
+                    }
+                }
+            }
+            let unchanged = comparison.unchanged;
+            let removed = comparison.removed(std::slice::from_ref(root_ref));
+            tracing::debug!(files = scanned, unchanged, "index: listed and compared the tree");
+            Listing { scanned, unchanged, files_by_kind, scan_errors, removed }
+        });
         let (sender, receiver) = crossbeam_channel::bounded::<Vec<Resolved>>(threads * 2);
         for _ in 0..threads {
-            let sender = sender.clone();
-            let (root, limits, chunks) = (&root, &limits, chunks.clone());
+            let (sender, work) = (sender.clone(), work.clone());
+            let (root, limits) = (&root, &limits);
             scope.spawn(move || {
-                for chunk in chunks.iter() {
+                for chunk in work.iter() {
                     let resolved: Vec<Resolved> =
                         chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
                     drop(chunk);
@@ -300,7 +320,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
                 }
             });
         }
-        drop(sender);
+        drop((sender, work));
         let mut pending = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
         let flush = |batch: &mut WriteBatch, store: &mut Store, summary: &mut IndexSummary| -> Result<(), StoreError> {
             let files = batch.files.len() + batch.removed.len();
@@ -309,12 +329,12 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
             summary.removed += report.removed;
             batch.files.clear();
             batch.removed.clear();
-            progress(processed.fetch_add(files, Ordering::Relaxed) + files, total);
+            progress(processed.fetch_add(files, Ordering::Relaxed) + files, to_process.load(Ordering::Relaxed));
             Ok(())
         };
         for resolved in receiver.iter() {
             if write_error.is_some() {
-                continue; // drain so decoder threads finish
+                continue; // drain so the comparer and decoders finish
             }
             for item in resolved {
                 match item {
@@ -337,7 +357,15 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
                 write_error = Some(error);
             }
         }
-    });
+        Ok(comparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })?;
+    tracing::debug!(took = ?started.elapsed(), "index: listed, compared, decoded and wrote the tree");
+    summary.scanned = listing.scanned;
+    summary.unchanged = listing.unchanged;
+    summary.files_by_kind = listing.files_by_kind;
+    summary.scan_errors = listing.scan_errors;
+    let removed_files = listing.removed;
+    let total = to_process.load(Ordering::Relaxed);
     if let Some(error) = write_error {
         return Err(error.into());
     }

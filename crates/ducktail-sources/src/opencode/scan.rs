@@ -110,18 +110,35 @@ pub fn scan_storage(storage_root: &Path) -> StorageScan {
 /// [`scan_storage`] on `threads` threads.
 pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
     let mut found = Vec::new();
-    match std::fs::metadata(storage_root) {
-        Ok(metadata) if metadata.is_dir() => {}
-        Ok(_) => found.push(Err(ScanError::NotADirectory { path: storage_root.to_path_buf() })),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            found.push(Err(ScanError::MissingRoot { path: storage_root.to_path_buf() }))
-        }
-        Err(source) => found.push(Err(ScanError::Io { path: storage_root.to_path_buf(), source })),
+    scan_storage_streaming(storage_root, threads, &mut |item| {
+        found.push(item);
+        true
+    });
+    StorageScan { found: found.into_iter() }
+}
+
+/// [`scan_storage_on`], handing each file (or error) to `sink` as the walk finds it, in the
+/// order [`scan_storage`] lists them, instead of collecting the listing: a consumer that keeps
+/// only what it needs holds a few folders' worth at a time, not the listing of 1M files. The
+/// walk stops early once `sink` returns false. `sink` runs on the calling thread; the threads
+/// that list and stat hand it their folders through a bounded channel, so a slow sink slows the
+/// walk rather than letting it pile up.
+pub fn scan_storage_streaming(storage_root: &Path, threads: usize, sink: &mut dyn FnMut(Result<ScannedFile, ScanError>) -> bool) {
+    let root_error = match std::fs::metadata(storage_root) {
+        Ok(metadata) if metadata.is_dir() => None,
+        Ok(_) => Some(ScanError::NotADirectory { path: storage_root.to_path_buf() }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Some(ScanError::MissingRoot { path: storage_root.to_path_buf() }),
+        Err(source) => Some(ScanError::Io { path: storage_root.to_path_buf(), source }),
+    };
+    if let Some(error) = root_error {
+        sink(Err(error));
+        return;
     }
-    if !found.is_empty() {
-        return StorageScan { found: found.into_iter() };
-    }
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     for (folder_name, kind, depth) in LAYOUTS {
+        if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let folder = storage_root.join(folder_name);
         match std::fs::symlink_metadata(&folder) {
             // A symbolic link in place of a folder is not followed, like every other link.
@@ -129,7 +146,9 @@ pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
             Ok(_) => continue,
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => {
-                found.push(Err(ScanError::Io { path: folder, source }));
+                if !sink(Err(ScanError::Io { path: folder, source })) {
+                    return;
+                }
                 continue;
             }
         }
@@ -137,7 +156,9 @@ pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
             Some(Ok(listing)) => listing,
             None => continue,
             Some(Err(error)) => {
-                found.push(Err(error));
+                if !sink(Err(error)) {
+                    return;
+                }
                 continue;
             }
         };
@@ -150,34 +171,46 @@ pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
         let next_entry = std::sync::atomic::AtomicUsize::new(0);
         let files_at_top = depth == 2;
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut found_per_entry = Vec::new();
-                        loop {
-                            let index = next_entry.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(entry) = listing.get(index) else { break };
-                            let mut found = Vec::new();
-                            match list_entry(&folder, entry, kind, files_at_top) {
-                                Ok(Listed::File(file)) => found.push(Ok(file)),
-                                Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
-                                Ok(Listed::Skip) | Err(None) => {}
-                                Err(Some(error)) => found.push(Err(error)),
-                            }
-                            if !found.is_empty() {
-                                found_per_entry.push((index, found));
-                            }
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<ScannedFile, ScanError>>)>(threads * 64);
+            for _ in 0..threads {
+                let sender = sender.clone();
+                let (listing, next_entry, folder, stopped) = (&listing, &next_entry, &folder, &stopped);
+                scope.spawn(move || loop {
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let index = next_entry.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(entry) = listing.get(index) else { break };
+                    let mut found = Vec::new();
+                    match list_entry(folder, entry, kind, files_at_top) {
+                        Ok(Listed::File(file)) => found.push(Ok(file)),
+                        Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
+                        Ok(Listed::Skip) | Err(None) => {}
+                        Err(Some(error)) => found.push(Err(error)),
+                    }
+                    // Every entry is sent, empty or not, so the receiver can hand them on in order.
+                    if sender.send((index, found)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(sender);
+            // Entries finish out of order; they are handed on in order.
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            for (index, found) in receiver.iter() {
+                waiting.insert(index, found);
+                while let Some(found) = waiting.remove(&next) {
+                    next += 1;
+                    for item in found {
+                        if !stopped.load(std::sync::atomic::Ordering::Relaxed) && !sink(item) {
+                            stopped.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
-                        found_per_entry
-                    })
-                })
-                .collect();
-            let mut found_per_entry: Vec<_> = workers.into_iter().flat_map(|worker| worker.join().expect("a scan thread panicked")).collect();
-            found_per_entry.sort_unstable_by_key(|(index, _)| *index);
-            found.extend(found_per_entry.into_iter().flat_map(|(_, found)| found));
+                    }
+                }
+            }
         });
     }
-    StorageScan { found: found.into_iter() }
 }
 
 /// What [`scan_storage`] found: files and errors naming their paths.
