@@ -333,6 +333,41 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_scan_hands_on_the_listing_in_order_and_stops_when_told() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path();
+        for message in 0..40 {
+            for part in 0..(message % 7) {
+                write(root, &format!("part/msg_{message:03}/prt_{part}.json"), "{}");
+            }
+            write(root, &format!("message/ses_1/msg_{message:03}.json"), "{}");
+        }
+        let collected: Vec<PathBuf> = scan_storage_on(root, 1).map(|file| file.unwrap().path).collect();
+        assert_eq!(collected.len(), 40 + (0..40).map(|message| message % 7).sum::<usize>());
+        let mut sorted = collected.clone();
+        sorted.sort();
+        for threads in [1, 2, 4] {
+            let mut streamed = Vec::new();
+            scan_storage_streaming(root, threads, &mut |item| {
+                streamed.push(item.unwrap().path);
+                true
+            });
+            assert_eq!(streamed, collected, "{threads} threads");
+            let mut first = Vec::new();
+            scan_storage_streaming(root, threads, &mut |item| {
+                first.push(item.unwrap().path);
+                first.len() < 5
+            });
+            assert_eq!(first, collected[..5], "{threads} threads");
+        }
+        // Folder by folder in name order, each folder's files in name order.
+        let layout_order = |path: &PathBuf| LAYOUTS.iter().position(|(folder, _, _)| path.strip_prefix(root).unwrap().starts_with(folder));
+        let mut expected = sorted;
+        expected.sort_by_key(|path| layout_order(path));
+        assert_eq!(collected, expected);
+    }
+
+    #[test]
     fn scan_lists_the_six_layouts_and_nothing_else() {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path();
