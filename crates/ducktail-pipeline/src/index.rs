@@ -16,7 +16,7 @@ use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeD
 use ducktail_sources::opencode::{scan_storage_streaming, storage_root, DecodeLimits, ScanError, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
-use crate::files::{index_view, now_ns, resolve_path, Comparison, Resolved, OPENCODE_JSON_SOURCE};
+use crate::files::{index_view, now_ns, resolve_path, Comparison, IndexView, Resolved, OPENCODE_JSON_SOURCE};
 use crate::settings::{OnDeleteSetting, Settings};
 
 /// Why an index run could not complete (bad files are not failures: they are counted).
@@ -226,6 +226,7 @@ fn index_database(store: &mut Store, path: &Path, settings: &Settings, summary: 
 }
 
 /// What the comparer of [`index_tree`] found in the listing.
+#[derive(Default)]
 struct Listing {
     scanned: usize,
     unchanged: usize,
@@ -271,16 +272,28 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
                 let _ = listed_sender.send(chunk);
             }
         });
-        let loading = Instant::now();
-        // On failure `listed` drops here, and the scan stops at its next folder.
-        let mut indexed = index_view(store.reader()?.file_index_of_source(OPENCODE_JSON_SOURCE)?);
-        tracing::debug!(took = ?loading.elapsed(), rows = indexed.len(), "index: file_index loaded");
+        let (view_sender, view_received) = crossbeam_channel::bounded::<IndexView>(1);
         let (work_sender, work) = crossbeam_channel::bounded::<Vec<ScannedFile>>(threads * 2);
         let (root_ref, to_process) = (&root, &to_process);
-        let comparer = scope.spawn(move || {
+        // Without the view (its load failed, and the run with it) the comparer returns at once.
+        let comparer = scope.spawn(move || -> Listing {
+            // Until file_index is loaded the listing is kept here rather than held up, so the
+            // two run side by side (unchanged 100k tree: listing 183 ms, load 65-100 ms). A cold
+            // index loads an empty table at once, so nothing piles up where memory matters.
+            let mut early = Vec::new();
+            let view = loop {
+                crossbeam_channel::select! {
+                    recv(view_received) -> view => break view,
+                    recv(listed) -> chunk => match chunk {
+                        Ok(chunk) => early.push(chunk),
+                        Err(_) => break view_received.recv(),
+                    },
+                }
+            };
+            let Ok(mut indexed) = view else { return Listing::default() };
             let mut comparison = Comparison::new(&mut indexed, 1);
             let (mut scanned, mut files_by_kind, mut scan_errors) = (0, BTreeMap::new(), Vec::new());
-            for chunk in listed.iter() {
+            for chunk in early.into_iter().chain(listed.iter()) {
                 let mut files = Vec::with_capacity(chunk.len());
                 for item in chunk {
                     match item {
@@ -305,6 +318,12 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
             tracing::debug!(files = scanned, unchanged, "index: listed and compared the tree");
             Listing { scanned, unchanged, files_by_kind, scan_errors, removed }
         });
+        let loading = Instant::now();
+        // On failure the comparer, then the scan, stop: `view_sender` drops here.
+        let indexed = index_view(store.reader()?.file_index_of_source(OPENCODE_JSON_SOURCE)?);
+        tracing::debug!(took = ?loading.elapsed(), rows = indexed.len(), "index: file_index loaded");
+        // Fails only if the comparer is gone, which `join` below reports.
+        let _ = view_sender.send(indexed);
         let (sender, receiver) = crossbeam_channel::bounded::<Vec<Resolved>>(threads * 2);
         for _ in 0..threads {
             let (sender, work) = (sender.clone(), work.clone());

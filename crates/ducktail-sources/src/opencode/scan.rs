@@ -107,6 +107,9 @@ pub fn scan_storage(storage_root: &Path) -> StorageScan {
     scan_storage_on(storage_root, threads)
 }
 
+/// Top-level entries a scan thread lists per turn (see [`scan_storage_streaming`]).
+const ENTRIES_PER_BLOCK: usize = 16;
+
 /// [`scan_storage`] on `threads` threads.
 pub fn scan_storage_on(storage_root: &Path, threads: usize) -> StorageScan {
     let mut found = Vec::new();
@@ -171,7 +174,7 @@ pub fn scan_storage_streaming(storage_root: &Path, threads: usize, sink: &mut dy
         let next_entry = std::sync::atomic::AtomicUsize::new(0);
         let files_at_top = depth == 2;
         std::thread::scope(|scope| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<ScannedFile, ScanError>>)>(threads * 64);
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<ScannedFile, ScanError>>)>(threads * 4);
             for _ in 0..threads {
                 let sender = sender.clone();
                 let (listing, next_entry, folder, stopped) = (&listing, &next_entry, &folder, &stopped);
@@ -179,17 +182,23 @@ pub fn scan_storage_streaming(storage_root: &Path, threads: usize, sink: &mut dy
                     if stopped.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
-                    let index = next_entry.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(entry) = listing.get(index) else { break };
-                    let mut found = Vec::new();
-                    match list_entry(folder, entry, kind, files_at_top) {
-                        Ok(Listed::File(file)) => found.push(Ok(file)),
-                        Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
-                        Ok(Listed::Skip) | Err(None) => {}
-                        Err(Some(error)) => found.push(Err(error)),
+                    // A block of entries at a time: one message per entry cost an unchanged
+                    // 100k-file scan a fifth more time in hand-offs.
+                    let first = next_entry.fetch_add(ENTRIES_PER_BLOCK, std::sync::atomic::Ordering::Relaxed);
+                    if first >= listing.len() {
+                        break;
                     }
-                    // Every entry is sent, empty or not, so the receiver can hand them on in order.
-                    if sender.send((index, found)).is_err() {
+                    let mut found = Vec::new();
+                    for entry in &listing[first..(first + ENTRIES_PER_BLOCK).min(listing.len())] {
+                        match list_entry(folder, entry, kind, files_at_top) {
+                            Ok(Listed::File(file)) => found.push(Ok(file)),
+                            Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
+                            Ok(Listed::Skip) | Err(None) => {}
+                            Err(Some(error)) => found.push(Err(error)),
+                        }
+                    }
+                    // Every block is sent, empty or not, so the receiver can hand them on in order.
+                    if sender.send((first / ENTRIES_PER_BLOCK, found)).is_err() {
                         break;
                     }
                 });
