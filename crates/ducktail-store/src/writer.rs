@@ -660,30 +660,15 @@ impl Store {
         if batch.files.is_empty() {
             return Ok(());
         }
-        // The last outcome for a path wins, as for records.
-        let mut latest: HashMap<String, &DecodedFile> = HashMap::with_capacity(batch.files.len());
-        for file in &batch.files {
-            latest.insert(file.path.to_string_lossy().into_owned(), file);
-        }
+        let latest = latest_per_path(&batch.files);
         let paths = Value::List(latest.keys().map(|path| Value::Text(path.clone())).collect());
         self.connection.prepare_cached(DELETE_BOUND_FILE_INDEX_ROWS)?.execute([&paths])?;
         let indexed_at = Value::Timestamp(TimeUnit::Microsecond, crate::now_ns() / 1_000);
         let mut appender = self.connection.appender("file_index")?;
         for (path, file) in &latest {
-            let FileOutcome::Decoded(records) = &file.outcome else { continue };
-            appender.append_row(params![
-                path,
-                batch.source,
-                file.kind.as_str(),
-                Value::Timestamp(TimeUnit::Microsecond, file.stamp.mtime_ns / 1_000),
-                file.stamp.mtime_ns,
-                file.stamp.size,
-                records.record_id(),
-                FileStatus::Indexed.as_str(),
-                Option::<&str>::None,
-                0i32,
-                indexed_at,
-            ])?;
+            let mut row = file_index_values(path, batch.source, file);
+            row.push(indexed_at.clone());
+            appender.append_row(duckdb::appender_params_from_iter(row))?;
         }
         appender.flush()
     }
@@ -881,33 +866,11 @@ impl Store {
         if batch.files.is_empty() && batch.rejected.is_empty() {
             return Ok(false);
         }
-        // The last outcome for a path wins, as for records.
-        let mut latest: HashMap<String, &DecodedFile> = HashMap::with_capacity(batch.files.len());
-        for file in &batch.files {
-            latest.insert(file.path.to_string_lossy().into_owned(), file);
-        }
         let mut appender = temp_appender(&self.connection, "stage_file_index")?;
         let mut failures = !batch.rejected.is_empty();
-        for (path, file) in &latest {
-            let (status, record_id, error_message) = match &file.outcome {
-                FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
-                FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
-                FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
-            };
-            let attempts = i32::from(status != FileStatus::Indexed);
-            failures |= attempts > 0;
-            appender.append_row(params![
-                path,
-                batch.source,
-                file.kind.as_str(),
-                Value::Timestamp(TimeUnit::Microsecond, file.stamp.mtime_ns / 1_000),
-                file.stamp.mtime_ns,
-                file.stamp.size,
-                record_id,
-                status.as_str(),
-                error_message,
-                attempts,
-            ])?;
+        for (path, file) in &latest_per_path(&batch.files) {
+            failures |= !matches!(file.outcome, FileOutcome::Decoded(_));
+            appender.append_row(duckdb::appender_params_from_iter(file_index_values(path, batch.source, file)))?;
         }
         let database = batch.database_path.as_deref().unwrap_or("database");
         for row in &batch.rejected {
@@ -1017,6 +980,38 @@ impl Store {
             sources.insert(source.to_owned());
         }
     }
+}
+
+/// A batch's files by path; the last outcome for a path wins, as for records.
+fn latest_per_path(files: &[DecodedFile]) -> HashMap<String, &DecodedFile> {
+    let mut latest = HashMap::with_capacity(files.len());
+    for file in files {
+        latest.insert(file.path.to_string_lossy().into_owned(), file);
+    }
+    latest
+}
+
+/// A file's `file_index` columns up to `attempts`: what `stage_file_index` holds, and a direct
+/// row without `indexed_at`. A failure is staged with attempts 1 and counts on from its path's
+/// stored row ([`COUNT_ATTEMPTS`]).
+fn file_index_values(path: &str, source: &str, file: &DecodedFile) -> Vec<Value> {
+    let (status, record_id, error_message) = match &file.outcome {
+        FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
+        FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
+        FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
+    };
+    vec![
+        Value::Text(path.to_owned()),
+        Value::Text(source.to_owned()),
+        Value::Text(file.kind.as_str().to_owned()),
+        Value::Timestamp(TimeUnit::Microsecond, file.stamp.mtime_ns / 1_000),
+        Value::BigInt(file.stamp.mtime_ns),
+        Value::BigInt(file.stamp.size),
+        Value::Text(record_id.to_owned()),
+        Value::Text(status.as_str().to_owned()),
+        error_message.map_or(Value::Null, |message| Value::Text(message.to_owned())),
+        Value::Int(i32::from(status != FileStatus::Indexed)),
+    ]
 }
 
 /// The `file_index.file_path` of a database row that did not decode: `<database>#<kind>/<id>`.
