@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ducktail_sources::opencode::{classify, scan_storage, stamp_of, ScannedFile};
+use ducktail_sources::opencode::{classify, scan_storage_streaming, stamp_of, ScannedFile};
 use ducktail_store::ReaderPool;
 
-use crate::files::{diff, index_view, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
+use crate::files::{index_view, Comparison, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
 use crate::messages::*;
 use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
@@ -27,19 +27,41 @@ type ScanOutcome = Result<(View, Differences, Vec<String>), (Option<View>, Strin
 /// Paths per [`PathsChanged`] message from a scan.
 const SCAN_CHUNK: usize = 1_000;
 
-/// Lists the OpenCode files under `scope` (the whole tree when `scope` is the storage root).
-pub fn scan_scope(storage_root: &Path, scope: &Path) -> (Vec<ScannedFile>, Vec<String>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
+/// Files a full scan compares per piece of its streamed listing.
+const COMPARE_CHUNK: usize = 1_000;
+
+/// Lists the OpenCode files under `scope` and keeps in `changed` those `comparison` finds new,
+/// changed or pending. The whole tree (`scope` is the storage root) is compared as the listing
+/// streams in, so a full scan of 1M files never holds the listing of the unchanged ones.
+fn compare_scope(storage_root: &Path, scope: &Path, comparison: &mut Comparison<'_>, changed: &mut Vec<ScannedFile>, errors: &mut Vec<String>) {
     if scope == storage_root {
-        for entry in scan_storage(storage_root) {
-            match entry {
-                Ok(file) => files.push(file),
+        let threads = std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8);
+        let mut piece = Vec::with_capacity(COMPARE_CHUNK);
+        scan_storage_streaming(storage_root, threads, &mut |item| {
+            match item {
+                Ok(file) => piece.push(file),
                 Err(error) => errors.push(error.to_string()),
             }
-        }
-        return (files, errors);
+            if piece.len() >= COMPARE_CHUNK {
+                comparison.keep_changed(&mut piece);
+                changed.append(&mut piece);
+            }
+            true
+        });
+        comparison.keep_changed(&mut piece);
+        changed.append(&mut piece);
+        return;
     }
+    let (mut files, scope_errors) = scan_subtree(storage_root, scope);
+    errors.extend(scope_errors);
+    comparison.keep_changed(&mut files);
+    changed.append(&mut files);
+}
+
+/// Lists the OpenCode files under `scope`, a folder inside the storage root.
+fn scan_subtree(storage_root: &Path, scope: &Path) -> (Vec<ScannedFile>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
     for entry in walkdir::WalkDir::new(scope).follow_links(false) {
         let entry = match entry {
             Ok(entry) => entry,
@@ -156,15 +178,14 @@ impl Reconciler {
             if !storage_root.is_dir() {
                 return Err((Some(view), format!("OpenCode storage folder {} does not exist (yet); waiting for it", storage_root.display())));
             }
-            let mut files = Vec::new();
-            let mut errors = Vec::new();
+            let (mut changed, mut errors) = (Vec::new(), Vec::new());
+            let mut comparison = Comparison::new(&mut view, mark);
             for scope in &scopes {
-                let (scope_files, scope_errors) = scan_scope(&storage_root, scope);
-                files.extend(scope_files);
-                errors.extend(scope_errors);
+                compare_scope(&storage_root, scope, &mut comparison, &mut changed, &mut errors);
             }
-            let differences = diff(files, &mut view, &scopes, mark);
-            Ok((view, differences, errors))
+            let unchanged = comparison.unchanged;
+            let removed = comparison.removed(&scopes);
+            Ok((view, Differences { changed, removed, unchanged }, errors))
         });
         ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
             act.scanning = false;
