@@ -100,6 +100,10 @@ pub fn index_view(entries: Vec<FileIndexEntry>) -> IndexView {
 ///
 /// The sweep for removals visits the index once, whatever the number of scopes: a burst of new
 /// directories can queue thousands of them.
+///
+/// The whole-listing form of [`Comparison`], which the reconciler and `index` feed as their scans
+/// stream in; the tests state the comparison's rules through it.
+#[cfg(test)]
 pub fn diff(
     mut on_disk: Vec<ScannedFile>,
     indexed: &mut IndexView,
@@ -114,7 +118,8 @@ pub fn diff(
     Differences { changed: on_disk, removed: comparison.removed(scopes), unchanged }
 }
 
-/// [`diff`] fed a listing piece by piece, as a streamed scan produces it.
+/// The comparison of a listing with the index view (see `diff` for the rules), fed piece by piece
+/// as a streamed scan produces it.
 pub struct Comparison<'view> {
     indexed: &'view mut IndexView,
     scan_mark: u32,

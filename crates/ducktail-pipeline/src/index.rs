@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ducktail_model::{FileKind, FileOutcome};
 use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeDatabase, ReadMode, OPENCODE_SQLITE_SOURCE};
-use ducktail_sources::opencode::{scan_storage_streaming, storage_root, DecodeLimits, ScanError, ScannedFile};
+use ducktail_sources::opencode::{scan_storage_streaming, scan_threads, storage_root, DecodeLimits, ScanError, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
 use crate::files::{index_view, now_ns, resolve_path, Comparison, IndexView, Resolved, OPENCODE_JSON_SOURCE};
@@ -260,11 +260,10 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
     let listing = std::thread::scope(|scope| -> Result<Listing, IndexError> {
         let (listed_sender, listed) = crossbeam_channel::bounded::<Vec<Result<ScannedFile, ScanError>>>(4);
-        let scan_threads = std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8);
         let root_ref = &root;
         scope.spawn(move || {
             let mut chunk = Vec::with_capacity(chunk_size);
-            scan_storage_streaming(root_ref, scan_threads, &mut |item| {
+            scan_storage_streaming(root_ref, scan_threads(), &mut |item| {
                 chunk.push(item);
                 chunk.len() < chunk_size || listed_sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size))).is_ok()
             });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ducktail_sources::opencode::{classify, scan_storage_streaming, stamp_of, ScannedFile};
+use ducktail_sources::opencode::{classify, scan_storage_streaming, scan_threads, stamp_of, ScannedFile};
 use ducktail_store::ReaderPool;
 
 use crate::files::{index_view, Comparison, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
@@ -35,9 +35,8 @@ const COMPARE_CHUNK: usize = 1_000;
 /// streams in, so a full scan of 1M files never holds the listing of the unchanged ones.
 fn compare_scope(storage_root: &Path, scope: &Path, comparison: &mut Comparison<'_>, changed: &mut Vec<ScannedFile>, errors: &mut Vec<String>) {
     if scope == storage_root {
-        let threads = std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8);
         let mut piece = Vec::with_capacity(COMPARE_CHUNK);
-        scan_storage_streaming(storage_root, threads, &mut |item| {
+        scan_storage_streaming(storage_root, scan_threads(), &mut |item| {
             match item {
                 Ok(file) => piece.push(file),
                 Err(error) => errors.push(error.to_string()),

@@ -103,8 +103,12 @@ pub fn stamp_of(metadata: &Metadata) -> FileStamp {
 /// stat-ing is kernel work that two threads do in about half the time of one: it is what a
 /// scan of unchanged files costs.
 pub fn scan_storage(storage_root: &Path) -> StorageScan {
-    let threads = std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8);
-    scan_storage_on(storage_root, threads)
+    scan_storage_on(storage_root, scan_threads())
+}
+
+/// Threads a scan lists and stats on by default: one per core, at most eight.
+pub fn scan_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8)
 }
 
 /// Top-level entries a scan thread lists per turn (see [`scan_storage_streaming`]).
