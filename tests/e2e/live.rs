@@ -239,14 +239,22 @@ fn a_streamed_part_is_committed_a_few_times_and_ends_with_its_final_content() {
         std::fs::write(&path, &full).unwrap();
         std::thread::sleep(Duration::from_millis(10));
     }
-    eprintln!("100 rewrites in {:?}", started.elapsed());
+    let rewriting = started.elapsed();
+    eprintln!("100 rewrites in {rewriting:?}");
     let final_text = text.clone();
     wait_until("final content committed", DEADLINE, || {
         daemon.sql("SELECT text FROM parts WHERE id = 'prt_stream'") == vec![vec![final_text.clone()]]
             && daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%prt_stream%' AND status = 'indexed'") == 1
     });
     let commits = daemon.get_json("/api/stats")["latency_ms"]["samples"].as_u64().unwrap() - before;
-    assert!(commits <= 15, "a file rewritten 100 times in ~1 s was committed {commits} times");
+    // The promise is `pipeline.min_rewrite_interval_ms` (100 ms by default) between commits of
+    // one file: about ten in the ~1 s the rewrites take, more when a loaded machine stretches
+    // them (one failed run took 6.9 s and committed 17 times). The slack: the first rewrite's
+    // commit, the one after the last rewrite, and one for a commit's own time (a quiet run
+    // commits 11 times in 1.08 s). Committing every rewrite would be 100 to 200.
+    let bound = rewriting.as_millis() as u64 / 100 + 3;
+    eprintln!("committed {commits} times");
+    assert!(commits <= bound, "a file rewritten 100 times in {rewriting:?} was committed {commits} times, more than once per 100 ms");
     assert!(daemon.terminate().success());
 }
 
