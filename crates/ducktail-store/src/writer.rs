@@ -436,6 +436,9 @@ impl Store {
                     touched.extend(report.touched_sessions.iter().cloned());
                 }
                 tracing::trace!(files = batch.files.len(), rows = batch.rows.len(), phases_ms = %phases.summary(), "batch phases");
+                if tracing::enabled!(target: "ducktail_store::memory", tracing::Level::TRACE) {
+                    tracing::trace!(target: "ducktail_store::memory", held = %self.memory_by_tag(), "duckdb memory");
+                }
                 Ok(report)
             }
             Err(error) => {
@@ -444,6 +447,21 @@ impl Store {
                 Err(error)
             }
         }
+    }
+
+    /// DuckDB's memory by tag, largest first, in MB (`duckdb_memory()`), for tracing where the
+    /// buffer pool goes.
+    fn memory_by_tag(&self) -> String {
+        let held = self.connection.prepare_cached(
+            "SELECT tag, memory_usage_bytes // 1048576, temporary_storage_bytes // 1048576 FROM duckdb_memory() \
+             WHERE memory_usage_bytes + temporary_storage_bytes > 1048576 ORDER BY memory_usage_bytes DESC",
+        );
+        let rows = held.and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok(format!("{}={}(+{} spilled)", row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))?
+                .collect::<duckdb::Result<Vec<_>>>()
+        });
+        rows.map(|rows| rows.join(" ")).unwrap_or_else(|error| error.to_string())
     }
 
     /// Whether a batch can change the record id a path holds (see `Store::odd_paths`).
