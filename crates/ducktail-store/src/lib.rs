@@ -186,6 +186,9 @@ pub struct Store {
     /// or makes a new one, can leave a record no file holds, so only such a batch looks for
     /// replaced ids. Loaded by the first batch; dropped (and reloaded) after a failed one.
     odd_paths: Option<std::collections::HashSet<String>>,
+    /// The derived-complete mark was found at the start and is still in `pipeline_state`: the
+    /// next transaction that writes records removes it (see `Store::take_derived_complete_mark`).
+    derived_mark_to_clear: bool,
 }
 
 impl Drop for Store {
@@ -222,7 +225,7 @@ impl Store {
         }
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
         connection.execute_batch(WRITER_SETTINGS).map_err(|error| open_error(path, error))?;
-        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None };
+        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
@@ -242,7 +245,7 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
-        let store = Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None };
+        let store = Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
         store.migrate()?;
         Ok(store)
     }

@@ -179,9 +179,10 @@ impl Store {
             .execute_batch(SPAN_TEMP_TABLES)
             .map_err(|source| self.query_error("creating span staging tables", source))?;
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a span batch", source))?;
-        match self.write_spans_in_transaction(batch) {
+        match self.clear_derived_mark_in_transaction().and_then(|()| self.write_spans_in_transaction(batch)) {
             Ok(mut report) => {
                 self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a span batch", source))?;
+                self.derived_mark_to_clear = false;
                 report.duration = started.elapsed();
                 Ok(report)
             }

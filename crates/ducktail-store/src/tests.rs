@@ -405,7 +405,7 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
             crate::schema::MIGRATIONS[0].sql
         ))
         .unwrap();
-    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false, touched: None, odd_paths: None };
+    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
     store.migrate().unwrap();
     assert_eq!(store.schema_version().unwrap(), crate::schema::MIGRATIONS.last().unwrap().version);
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
@@ -657,4 +657,34 @@ fn a_timeline_holds_every_part_of_its_session_even_under_messages_not_indexed() 
     let steps: Vec<(String, i64)> =
         timeline.iter().flat_map(|message| message.parts.iter()).filter_map(|part| part.step.as_ref().map(|step| (part.id.clone(), step.usage.input))).collect();
     assert_eq!(steps, [("prt_2a".to_owned(), 5), ("prt_3a".to_owned(), 7), ("prt_1a".to_owned(), 1)]);
+}
+
+#[test]
+fn the_derived_complete_mark_goes_with_the_first_write_of_records_and_stays_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let marks = |store: &Store| count(store, "SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert!(!store.take_derived_complete_mark().unwrap());
+    store.mark_derived_complete().unwrap();
+    drop(store);
+
+    // A run that writes nothing (an unchanged tree) leaves the mark where it was.
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert!(store.take_derived_complete_mark().unwrap());
+    assert_eq!(marks(&store), 1);
+    store.mark_derived_complete().unwrap();
+    drop(store);
+
+    // A run that writes records removes it in its first batch's transaction; stopping before
+    // marking again (as a crash would) leaves the next start without it.
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert!(store.take_derived_complete_mark().unwrap());
+    store.write_batch(&batch(vec![file("/a", session("ses_a", None))])).unwrap();
+    assert_eq!(marks(&store), 0);
+    drop(store);
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert!(!store.take_derived_complete_mark().unwrap(), "the next start recomputes the derived tables");
+    store.mark_derived_complete().unwrap();
+    assert_eq!(marks(&store), 1);
 }

@@ -335,25 +335,38 @@ impl Store {
 
     /// Records that the derived tables match the records (a clean stop after the last trace
     /// flush, or the end of a one-shot index), so the next start can skip its full recompute.
+    /// Nothing to write when the mark taken at the start is still there (no records written).
     pub fn mark_derived_complete(&mut self) -> Result<()> {
+        if self.derived_mark_to_clear {
+            return Ok(());
+        }
         self.connection
             .execute_batch("INSERT OR REPLACE INTO pipeline_state VALUES ('derived_complete', 'true')")
             .map_err(|source| self.query_error("marking the derived tables complete", source))
     }
 
-    /// Whether the last run left the derived tables complete; the mark is removed, so a run that
-    /// stops without marking again (a crash) leaves the next start to recompute everything.
+    /// Whether the last run left the derived tables complete. The mark is removed in the
+    /// transaction of this connection's next write of records, so a run that writes and then
+    /// stops without marking again (a crash) leaves the next start to recompute everything, and
+    /// a run that writes nothing (an unchanged tree) spends no commit on it.
     pub fn take_derived_complete_mark(&mut self) -> Result<bool> {
         let found = self
             .connection
             .query_row("SELECT count(*) FROM pipeline_state WHERE key = 'derived_complete'", [], |row| row.get::<_, i64>(0))
             .map_err(|source| self.query_error("reading the derived-complete mark", source))?;
-        if found > 0 {
+        self.derived_mark_to_clear = found > 0;
+        Ok(found > 0)
+    }
+
+    /// Inside a transaction that writes records: removes the derived-complete mark if it is still
+    /// there (see [`Store::take_derived_complete_mark`]). The caller forgets it once it commits.
+    pub(crate) fn clear_derived_mark_in_transaction(&self) -> Result<()> {
+        if self.derived_mark_to_clear {
             self.connection
                 .execute_batch("DELETE FROM pipeline_state WHERE key = 'derived_complete'")
                 .map_err(|source| self.query_error("clearing the derived-complete mark", source))?;
         }
-        Ok(found > 0)
+        Ok(())
     }
 
     /// Starts collecting the sessions every later batch touches (see [`Store::take_touched_sessions`]).

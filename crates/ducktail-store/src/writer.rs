@@ -426,10 +426,11 @@ impl Store {
         self.ensure_staging_tables()?;
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a batch", source))?;
         phases.mark("begin");
-        match self.write_batch_in_transaction(batch, &mut phases) {
+        match self.clear_derived_mark_in_transaction().and_then(|()| self.write_batch_in_transaction(batch, &mut phases)) {
             Ok(mut report) => {
                 self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a batch", source))?;
                 phases.mark("commit");
+                self.derived_mark_to_clear = false;
                 report.duration = started.elapsed();
                 self.note_odd_paths(batch);
                 if let Some(touched) = self.touched.as_mut() {
