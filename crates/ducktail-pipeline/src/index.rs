@@ -258,6 +258,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     let batch_files = settings.index.batch_files;
     let threads = settings.decode.thread_count();
     let chunk_size = batch_files.div_ceil(threads).clamp(1, 1_000);
+    let mut paths_are_new = false;
     let listing = std::thread::scope(|scope| -> Result<Listing, IndexError> {
         let (listed_sender, listed) = crossbeam_channel::bounded::<Vec<Result<ScannedFile, ScanError>>>(4);
         let root_ref = &root;
@@ -321,6 +322,8 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
         // On failure the comparer, then the scan, stop: `view_sender` drops here.
         let indexed = index_view(store.reader()?.file_index_of_source(OPENCODE_JSON_SOURCE)?);
         tracing::debug!(took = ?loading.elapsed(), rows = indexed.len(), "index: file_index loaded");
+        // A cold index: no listed path has a row, so the writer appends them without a lookup.
+        paths_are_new = indexed.is_empty();
         // Fails only if the comparer is gone, which `join` below reports.
         let _ = view_sender.send(indexed);
         let (sender, receiver) = crossbeam_channel::bounded::<Vec<Resolved>>(threads * 2);
@@ -339,7 +342,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
             });
         }
         drop((sender, work));
-        let mut pending = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
+        let mut pending = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, paths_are_new, ..Default::default() };
         let flush = |batch: &mut WriteBatch, store: &mut Store, summary: &mut IndexSummary| -> Result<(), StoreError> {
             let files = batch.files.len() + batch.removed.len();
             let report = store.write_batch(batch)?;
@@ -392,7 +395,8 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
     // caught mid-write by OpenCode parses on the second read; a broken one fails again.
     if !retry.is_empty() {
         wait_until_settled(retry.iter().map(|(path, _)| path.as_path()), settings.pipeline.settle());
-        let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, ..Default::default() };
+        // Never written by this run's first pass, so as new as they were then.
+        let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete, paths_are_new, ..Default::default() };
         for (path, kind) in &retry {
             match resolve_path(&root, path, *kind, &limits, Duration::ZERO) {
                 Resolved::Present(mut file) => {

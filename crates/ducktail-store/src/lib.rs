@@ -23,6 +23,7 @@
 //! This is the only crate that names duckdb. It knows nothing about files on disk, actors or HTTP:
 //! it receives already-decoded records and never reads a source file itself.
 
+mod arrow_rows;
 mod otel_read;
 mod read_api;
 mod reader;

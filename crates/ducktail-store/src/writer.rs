@@ -2,7 +2,8 @@
 //!
 //! Records are replaced by key, never updated row by row: the old rows with the batch's keys are
 //! deleted with one statement per table (the keys bound as one list in a small batch, staged in
-//! a temp table and joined in a large one), and the new rows are appended with DuckDB's Appender.
+//! a temp table and joined in a large one), and the new rows are appended with DuckDB's Appender
+//! (the large tables as Arrow batches, see `arrow_rows`).
 //! Because the one writer does both inside one transaction, a record id is never present twice
 //! and a reader never sees the gap.
 //!
@@ -22,6 +23,7 @@ use ducktail_model::{
     ProjectRecord, Records, RejectedRow, RemovedRecord, SessionRecord, StepEvent, TodoRecord, VersionedRecords,
 };
 
+use crate::arrow_rows::ArrowRows;
 use crate::{Result, Store};
 
 /// What happens to a deleted file's records (`[pipeline] on_delete`).
@@ -61,6 +63,11 @@ pub struct WriteBatch {
     pub rejected: Vec<RejectedRow>,
     /// The database file `rows` come from.
     pub database_path: Option<String>,
+    /// Every file's path is known to have no `file_index` row (the caller compared its listing
+    /// with an empty `file_index`, as a cold `ducktail index` does): the rows are appended
+    /// without looking for ones to replace, and no path can have held another record id. A
+    /// wrong claim fails the batch on `file_index`'s primary key; it never duplicates a row.
+    pub paths_are_new: bool,
 }
 
 /// What a committed batch did.
@@ -570,11 +577,18 @@ impl Store {
         }
         // Likewise the `file_index` rows of a small batch: staged only when a failure must count
         // on from its path's stored attempts, or a file's content may name another record id.
-        let replaces_ids = self.may_replace_record_ids(batch)?;
+        let replaces_ids = !batch.paths_are_new && self.may_replace_record_ids(batch)?;
         let all_decoded = batch.rejected.is_empty() && batch.files.iter().all(|file| matches!(file.outcome, FileOutcome::Decoded(_)));
         let mut replaced_ids = 0;
-        if small && all_decoded && !replaces_ids {
-            self.replace_file_index_rows(batch).map_err(|source| self.query_error("replacing file_index rows", source))?;
+        if batch.paths_are_new && batch.rejected.is_empty() {
+            // New paths have no stored attempts to count on from: a failure's row is final too.
+            self.append_file_index_rows(batch).map_err(|source| self.query_error("appending file_index rows", source))?;
+        } else if small && all_decoded && !replaces_ids {
+            self.connection
+                .prepare_cached(DELETE_BOUND_FILE_INDEX_ROWS)
+                .and_then(|mut delete| delete.execute([&Value::List(batch.files.iter().map(|file| Value::Text(file.path.to_string_lossy().into_owned())).collect())]))
+                .and_then(|_| self.append_file_index_rows(batch))
+                .map_err(|source| self.query_error("replacing file_index rows", source))?;
         } else {
             staged.file_index = true;
             let staged_failures = self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
@@ -673,22 +687,29 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the `file_index` rows of a batch whose files all decoded: the paths' rows are
-    /// deleted by a bound list and the new ones appended (attempts 0, nothing to count on from).
-    fn replace_file_index_rows(&self, batch: &WriteBatch) -> duckdb::Result<()> {
+    /// Appends the `file_index` rows of a batch's files (the last outcome per path), whose
+    /// paths hold no row: new, or deleted just before by the caller.
+    fn append_file_index_rows(&self, batch: &WriteBatch) -> duckdb::Result<()> {
         if batch.files.is_empty() {
             return Ok(());
         }
-        let latest = latest_per_path(&batch.files);
-        let paths = Value::List(latest.keys().map(|path| Value::Text(path.clone())).collect());
-        self.connection.prepare_cached(DELETE_BOUND_FILE_INDEX_ROWS)?.execute([&paths])?;
-        let indexed_at = Value::Timestamp(TimeUnit::Microsecond, crate::now_ns() / 1_000);
+        let indexed_at = crate::now_ns() / 1_000;
+        let rows: Vec<(String, &DecodedFile)> = latest_per_path(&batch.files).into_iter().collect();
+        let rows = ArrowRows::new(&rows)
+            .text("file_path", |(path, _)| Some(path))
+            .text("source", |_| Some(batch.source))
+            .text("kind", |(_, file)| Some(file.kind.as_str()))
+            .timestamp_us("mtime", |(_, file)| Some(file.stamp.mtime_ns / 1_000))
+            .int64("mtime_ns", |(_, file)| Some(file.stamp.mtime_ns))
+            .int64("size", |(_, file)| Some(file.stamp.size))
+            .text("record_id", |(_, file)| Some(file_index_outcome(file).1))
+            .text("status", |(_, file)| Some(file_index_outcome(file).0.as_str()))
+            .text("error_message", |(_, file)| file_index_outcome(file).2)
+            .int32("attempts", |(_, file)| Some(i32::from(file_index_outcome(file).0 != FileStatus::Indexed)))
+            .timestamp_us("indexed_at", |_| Some(indexed_at))
+            .finish();
         let mut appender = self.connection.appender("file_index")?;
-        for (path, file) in &latest {
-            let mut row = file_index_values(path, batch.source, file);
-            row.push(indexed_at.clone());
-            appender.append_row(duckdb::appender_params_from_iter(row))?;
-        }
+        appender.append_record_batch(rows)?;
         appender.flush()
     }
 
@@ -742,69 +763,71 @@ impl Store {
             appender.flush()?;
         }
         if !grouped.messages.is_empty() {
+            let rows: Vec<&(&MessageRecord, i64)> = grouped.messages.values().collect();
+            let batch = ArrowRows::new(&rows)
+                .text("id", |(message, _)| Some(&message.id))
+                .text("session_id", |(message, _)| Some(&message.session_id))
+                .text("role", |(message, _)| message.role.as_deref())
+                .text("parent_id", |(message, _)| message.parent_id.as_deref())
+                .text("agent", |(message, _)| message.agent.as_deref())
+                .text("mode", |(message, _)| message.mode.as_deref())
+                .text("provider_id", |(message, _)| message.provider_id.as_deref())
+                .text("model_id", |(message, _)| message.model_id.as_deref())
+                .float64("cost", |(message, _)| message.cost)
+                .int64("tokens_input", |(message, _)| Some(message.tokens.input))
+                .int64("tokens_output", |(message, _)| Some(message.tokens.output))
+                .int64("tokens_reasoning", |(message, _)| Some(message.tokens.reasoning))
+                .int64("tokens_cache_read", |(message, _)| Some(message.tokens.cache_read))
+                .int64("tokens_cache_write", |(message, _)| Some(message.tokens.cache_write))
+                .int64("tokens_total", |(message, _)| message.tokens.total)
+                .text("finish_reason", |(message, _)| message.finish_reason.as_deref())
+                .text("error_name", |(message, _)| message.error_name.as_deref())
+                .text("error_message", |(message, _)| message.error_message.as_deref())
+                .boolean("is_summary", |(message, _)| Some(message.is_summary))
+                .timestamp_ms("created_at", |(message, _)| message.created_at)
+                .timestamp_ms("completed_at", |(message, _)| message.completed_at)
+                .text("source", |_| Some(source))
+                .text("raw", |(message, _)| Some(&message.raw.json))
+                .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
+                .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
+                .int64("version_ms", |(_, version)| Some(*version))
+                .finish();
             let mut appender = connection.appender("messages")?;
-            for (message, version) in grouped.messages.values() {
-                let tokens = &message.tokens;
-                appender.append_row(params![
-                    message.id,
-                    message.session_id,
-                    message.role,
-                    message.parent_id,
-                    message.agent,
-                    message.mode,
-                    message.provider_id,
-                    message.model_id,
-                    message.cost,
-                    tokens.input,
-                    tokens.output,
-                    tokens.reasoning,
-                    tokens.cache_read,
-                    tokens.cache_write,
-                    tokens.total,
-                    message.finish_reason,
-                    message.error_name,
-                    message.error_message,
-                    message.is_summary,
-                    timestamp_ms(message.created_at),
-                    timestamp_ms(message.completed_at),
-                    source,
-                    message.raw.json,
-                    message.raw.size_bytes,
-                    message.raw.truncated,
-                    version,
-                ])?;
-            }
+            appender.append_record_batch(batch)?;
             appender.flush()?;
         }
         if !grouped.parts.is_empty() {
+            let rows: Vec<&GroupedPart<'_>> = grouped.parts.values().collect();
+            let batch = ArrowRows::new(&rows)
+                .text("id", |(part, ..)| Some(&part.id))
+                .text("session_id", |(part, ..)| Some(&part.session_id))
+                .text("message_id", |(part, ..)| Some(&part.message_id))
+                .text("part_type", |(part, ..)| Some(&part.part_type))
+                .text("text", |(part, ..)| part.text.as_deref())
+                .text("tool_name", |(part, ..)| part.tool_name.as_deref())
+                .text("tool_status", |(part, ..)| part.tool_status.as_deref())
+                .text("call_id", |(part, ..)| part.call_id.as_deref())
+                .text("tool_title", |(part, ..)| part.tool_title.as_deref())
+                .text("tool_input", |(part, ..)| part.tool_input.as_deref())
+                .text("tool_output", |(part, ..)| part.tool_output.as_deref())
+                .text("tool_error", |(part, ..)| part.tool_error.as_deref())
+                .text("child_session_id", |(part, ..)| part.child_session_id.as_deref())
+                .text("subagent_type", |(part, ..)| part.subagent_type.as_deref())
+                .timestamp_ms("started_at", |(part, ..)| part.started_at)
+                .timestamp_ms("ended_at", |(part, ..)| part.ended_at)
+                .boolean("content_truncated", |(part, ..)| Some(part.content_truncated))
+                .text("source", |_| Some(source))
+                .text("raw", |(part, ..)| Some(&part.raw.json))
+                .int64("raw_size", |(part, ..)| Some(part.raw.size_bytes))
+                .boolean("raw_truncated", |(part, ..)| Some(part.raw.truncated))
+                .int64("version_ms", |(.., version)| Some(*version))
+                .finish();
             let mut parts = connection.appender("parts")?;
+            parts.append_record_batch(batch)?;
+            parts.flush()?;
             let mut steps = connection.appender("step_events")?;
             let mut operations = connection.appender("file_operations")?;
-            for (part, step, operation, version) in grouped.parts.values() {
-                parts.append_row(params![
-                    part.id,
-                    part.session_id,
-                    part.message_id,
-                    part.part_type,
-                    part.text,
-                    part.tool_name,
-                    part.tool_status,
-                    part.call_id,
-                    part.tool_title,
-                    part.tool_input,
-                    part.tool_output,
-                    part.tool_error,
-                    part.child_session_id,
-                    part.subagent_type,
-                    timestamp_ms(part.started_at),
-                    timestamp_ms(part.ended_at),
-                    part.content_truncated,
-                    source,
-                    part.raw.json,
-                    part.raw.size_bytes,
-                    part.raw.truncated,
-                    version,
-                ])?;
+            for (_, step, operation, _) in grouped.parts.values() {
                 if let Some(step) = step {
                     let tokens = &step.tokens;
                     steps.append_row(params![
@@ -837,7 +860,6 @@ impl Store {
                     ])?;
                 }
             }
-            parts.flush()?;
             steps.flush()?;
             operations.flush()?;
         }
@@ -1014,11 +1036,7 @@ fn latest_per_path(files: &[DecodedFile]) -> HashMap<String, &DecodedFile> {
 /// row without `indexed_at`. A failure is staged with attempts 1 and counts on from its path's
 /// stored row ([`COUNT_ATTEMPTS`]).
 fn file_index_values(path: &str, source: &str, file: &DecodedFile) -> Vec<Value> {
-    let (status, record_id, error_message) = match &file.outcome {
-        FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
-        FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
-        FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
-    };
+    let (status, record_id, error_message) = file_index_outcome(file);
     vec![
         Value::Text(path.to_owned()),
         Value::Text(source.to_owned()),
@@ -1031,6 +1049,15 @@ fn file_index_values(path: &str, source: &str, file: &DecodedFile) -> Vec<Value>
         error_message.map_or(Value::Null, |message| Value::Text(message.to_owned())),
         Value::Int(i32::from(status != FileStatus::Indexed)),
     ]
+}
+
+/// A file's `file_index` status, record id and error message.
+fn file_index_outcome(file: &DecodedFile) -> (FileStatus, &str, Option<&str>) {
+    match &file.outcome {
+        FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
+        FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
+        FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
+    }
 }
 
 /// The `file_index.file_path` of a database row that did not decode: `<database>#<kind>/<id>`.
