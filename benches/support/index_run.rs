@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Runs `ducktail index` and returns its wall time and peak RSS in KiB (sampled from /proc).
 pub fn run_index(opencode: &Path, db: &Path) -> (Duration, u64) {
+    // The previous step's writes (a baseline's database, the cold index's) are still being
+    // written back by the kernel; flushed first so that I/O is not timed as this run's.
+    let _ = Command::new("sync").status();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ducktail"))
         .args(["index", "--opencode"])
