@@ -143,7 +143,7 @@ pub struct StoreOptions {
     /// `bulk_load`.
     pub threads: Option<u32>,
     /// Tuned for a one-shot bulk load (`ducktail index`, `rebuild`): the WAL is folded into the
-    /// file every 256 MB rather than every 16 MB, and DuckDB runs on the writing thread
+    /// file once at the end rather than every 16 MB, and DuckDB runs on the writing thread
     /// alone (unless `threads` is set) so the cores go to the decoders. Together these cut a
     /// cold index of 100k files from 4.0 s to 3.3 s on two cores.
     pub bulk_load: bool,
@@ -160,13 +160,14 @@ pub struct StoreOptions {
 /// to DuckDB's index-scan limit on the index.
 const WRITER_SETTINGS: &str = "SET dynamic_or_filter_threshold = 2048;";
 
-/// `wal_autocheckpoint` of a bulk load: 16 times DuckDB's default, so a 100k-file index
-/// checkpoints about once. Not larger: rows committed since the last checkpoint stay in memory
-/// (`duckdb_memory()` tags them `IN_MEMORY_TABLE` and `OVERFLOW_STRINGS`), and past the
-/// memory limit DuckDB spills them to a temporary file, reads them back and writes them again at
-/// the checkpoint. With one checkpoint at close (4GB), a cold index of 1M files spilled 2 GB that
-/// way and spent 12 s in that checkpoint: 59-70 s in all, against 43-59 s at 256MB.
-const BULK_LOAD_WAL_CHECKPOINT: &str = "256MB";
+/// `wal_autocheckpoint` of a bulk load: larger than any index run's WAL, so the only checkpoint
+/// is the one at close. Rows committed since the last checkpoint stay in DuckDB's pool
+/// (`duckdb_memory()` tags them `IN_MEMORY_TABLE` and `OVERFLOW_STRINGS`) and past the memory
+/// limit spill to a temporary file (2 GB for a cold index of 1M files), so checkpointing every
+/// 256MB made that index faster (30 s against 49 s). But each checkpoint leaves every table's
+/// last row group part-full, and the first later write that deletes rows then has its checkpoint
+/// merge them all (9.3 s instead of 0.4 s, on the daemon's writer too), so one checkpoint it is.
+const BULK_LOAD_WAL_CHECKPOINT: &str = "4GB";
 
 /// The database, with its one read-write connection.
 pub struct Store {
