@@ -27,34 +27,38 @@ impl<'r, R> ArrowRows<'r, R> {
         self
     }
 
+    /// A column of `data_type` collected into the Arrow array `A`, one `pick` per row.
+    fn collected<T, A>(self, name: &'static str, data_type: DataType, pick: impl Fn(&'r R) -> Option<T>) -> Self
+    where
+        A: arrow_array::Array + FromIterator<Option<T>> + 'static,
+    {
+        let array: A = self.rows.iter().map(pick).collect();
+        self.column(name, data_type, Arc::new(array))
+    }
+
     /// A `VARCHAR` column.
     pub(crate) fn text(self, name: &'static str, pick: impl Fn(&'r R) -> Option<&'r str>) -> Self {
-        let array: StringArray = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Utf8, Arc::new(array))
+        self.collected::<_, StringArray>(name, DataType::Utf8, pick)
     }
 
     /// A `BIGINT` column.
     pub(crate) fn int64(self, name: &'static str, pick: impl Fn(&'r R) -> Option<i64>) -> Self {
-        let array: Int64Array = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Int64, Arc::new(array))
+        self.collected::<_, Int64Array>(name, DataType::Int64, pick)
     }
 
     /// An `INTEGER` column.
     pub(crate) fn int32(self, name: &'static str, pick: impl Fn(&'r R) -> Option<i32>) -> Self {
-        let array: Int32Array = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Int32, Arc::new(array))
+        self.collected::<_, Int32Array>(name, DataType::Int32, pick)
     }
 
     /// A `DOUBLE` column.
     pub(crate) fn float64(self, name: &'static str, pick: impl Fn(&'r R) -> Option<f64>) -> Self {
-        let array: Float64Array = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Float64, Arc::new(array))
+        self.collected::<_, Float64Array>(name, DataType::Float64, pick)
     }
 
     /// A `BOOLEAN` column.
     pub(crate) fn boolean(self, name: &'static str, pick: impl Fn(&'r R) -> Option<bool>) -> Self {
-        let array: BooleanArray = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Boolean, Arc::new(array))
+        self.collected::<_, BooleanArray>(name, DataType::Boolean, pick)
     }
 
     /// A `TIMESTAMPTZ` column from Unix microseconds.
