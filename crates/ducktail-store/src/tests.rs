@@ -688,3 +688,21 @@ fn the_derived_complete_mark_goes_with_the_first_write_of_records_and_stays_with
     store.mark_derived_complete().unwrap();
     assert_eq!(marks(&store), 1);
 }
+
+#[test]
+fn new_paths_are_appended_directly_and_a_wrong_claim_fails_without_duplicating() {
+    let mut store = Store::open_in_memory().unwrap();
+    let new = |files| WriteBatch { paths_are_new: true, ..batch(files) };
+    store.write_batch(&new(vec![file("/a", session("ses_a", None)), file("/b", session("ses_b", None))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE status = 'indexed'"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 2);
+
+    // "/a" has a row: the primary key refuses the batch, and nothing of it is kept.
+    let error = store.write_batch(&new(vec![file("/a", session("ses_a2", None)), file("/c", session("ses_c", None))]));
+    assert!(error.is_err());
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 2);
+    // Without the claim the same batch replaces "/a"'s row.
+    store.write_batch(&batch(vec![file("/a", session("ses_a2", None)), file("/c", session("ses_c", None))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 3);
+}
