@@ -164,9 +164,10 @@ const WRITER_SETTINGS: &str = "SET dynamic_or_filter_threshold = 2048;";
 /// is the one at close. Rows committed since the last checkpoint stay in DuckDB's pool
 /// (`duckdb_memory()` tags them `IN_MEMORY_TABLE` and `OVERFLOW_STRINGS`) and past the memory
 /// limit spill to a temporary file (2 GB for a cold index of 1M files), so checkpointing every
-/// 256MB made that index faster (30 s against 49 s). But each checkpoint leaves every table's
-/// last row group part-full, and the first later write that deletes rows then has its checkpoint
-/// merge them all (9.3 s instead of 0.4 s, on the daemon's writer too), so one checkpoint it is.
+/// 256MB made that index faster (30 s against 49 s). But the first later write that deleted
+/// rows then took 9.3 s to checkpoint instead of 0.4 s (a stall the daemon's writer would pay
+/// too); the mid-load checkpoints had left row groups part-full (`parts`: 8 of 32k-115k rows,
+/// against full ones of 122,880), most likely merged then. So one checkpoint it is.
 const BULK_LOAD_WAL_CHECKPOINT: &str = "4GB";
 
 /// The database, with its one read-write connection.
