@@ -324,8 +324,12 @@ impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
         if let Some(store) = &self.store {
+            // Timed because a checkpoint holds the writer: a long one is a stall of live commits
+            // (those DuckDB runs inside a commit show in that batch's `commit` phase instead).
+            let started = std::time::Instant::now();
             match store.checkpoint() {
                 Ok(()) => {
+                    tracing::debug!(took = ?started.elapsed(), "checkpoint");
                     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
                     self.board.last_checkpoint_unix_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
                 }
