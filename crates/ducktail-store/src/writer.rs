@@ -582,12 +582,15 @@ impl Store {
         let mut replaced_ids = 0;
         if batch.paths_are_new && batch.rejected.is_empty() {
             // New paths have no stored attempts to count on from: a failure's row is final too.
-            self.append_file_index_rows(batch).map_err(|source| self.query_error("appending file_index rows", source))?;
+            self.append_file_index_rows(&file_index_rows(&batch.files), batch.source)
+                .map_err(|source| self.query_error("appending file_index rows", source))?;
         } else if small && all_decoded && !replaces_ids {
+            let rows = file_index_rows(&batch.files);
+            let paths = Value::List(rows.iter().map(|row| Value::Text(row.path.clone())).collect());
             self.connection
                 .prepare_cached(DELETE_BOUND_FILE_INDEX_ROWS)
-                .and_then(|mut delete| delete.execute([&Value::List(batch.files.iter().map(|file| Value::Text(file.path.to_string_lossy().into_owned())).collect())]))
-                .and_then(|_| self.append_file_index_rows(batch))
+                .and_then(|mut delete| delete.execute([&paths]))
+                .and_then(|_| self.append_file_index_rows(&rows, batch.source))
                 .map_err(|source| self.query_error("replacing file_index rows", source))?;
         } else {
             staged.file_index = true;
@@ -687,27 +690,13 @@ impl Store {
         Ok(())
     }
 
-    /// Appends the `file_index` rows of a batch's files (the last outcome per path), whose
-    /// paths hold no row: new, or deleted just before by the caller.
-    fn append_file_index_rows(&self, batch: &WriteBatch) -> duckdb::Result<()> {
-        if batch.files.is_empty() {
+    /// Appends `file_index` rows whose paths hold none: new, or deleted just before by the caller.
+    fn append_file_index_rows(&self, rows: &[FileIndexRow<'_>], source: &str) -> duckdb::Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
         let indexed_at = crate::now_ns() / 1_000;
-        let rows: Vec<(String, &DecodedFile)> = latest_per_path(&batch.files).into_iter().collect();
-        let rows = ArrowRows::new(&rows)
-            .text("file_path", |(path, _)| Some(path))
-            .text("source", |_| Some(batch.source))
-            .text("kind", |(_, file)| Some(file.kind.as_str()))
-            .timestamp_us("mtime", |(_, file)| Some(file.stamp.mtime_ns / 1_000))
-            .int64("mtime_ns", |(_, file)| Some(file.stamp.mtime_ns))
-            .int64("size", |(_, file)| Some(file.stamp.size))
-            .text("record_id", |(_, file)| Some(file_index_outcome(file).1))
-            .text("status", |(_, file)| Some(file_index_outcome(file).0.as_str()))
-            .text("error_message", |(_, file)| file_index_outcome(file).2)
-            .int32("attempts", |(_, file)| Some(i32::from(file_index_outcome(file).0 != FileStatus::Indexed)))
-            .timestamp_us("indexed_at", |_| Some(indexed_at))
-            .finish();
+        let rows = file_index_columns(rows, source).timestamp_us("indexed_at", |_| Some(indexed_at)).finish();
         let mut appender = self.connection.appender("file_index")?;
         appender.append_record_batch(rows)?;
         appender.flush()
@@ -908,10 +897,10 @@ impl Store {
             return Ok(false);
         }
         let mut appender = temp_appender(&self.connection, "stage_file_index")?;
-        let mut failures = !batch.rejected.is_empty();
-        for (path, file) in &latest_per_path(&batch.files) {
-            failures |= !matches!(file.outcome, FileOutcome::Decoded(_));
-            appender.append_row(duckdb::appender_params_from_iter(file_index_values(path, batch.source, file)))?;
+        let rows = file_index_rows(&batch.files);
+        let failures = !batch.rejected.is_empty() || rows.iter().any(|row| row.status != FileStatus::Indexed);
+        if !rows.is_empty() {
+            appender.append_record_batch(file_index_columns(&rows, batch.source).finish())?;
         }
         let database = batch.database_path.as_deref().unwrap_or("database");
         for row in &batch.rejected {
@@ -1023,41 +1012,50 @@ impl Store {
     }
 }
 
-/// A batch's files by path; the last outcome for a path wins, as for records.
-fn latest_per_path(files: &[DecodedFile]) -> HashMap<String, &DecodedFile> {
+/// A file's `file_index` row, as far as the file decides it.
+struct FileIndexRow<'a> {
+    path: String,
+    file: &'a DecodedFile,
+    status: FileStatus,
+    record_id: &'a str,
+    error_message: Option<&'a str>,
+}
+
+/// The `file_index` rows of a batch's files, one per path: the last outcome for a path wins, as
+/// for records.
+fn file_index_rows(files: &[DecodedFile]) -> Vec<FileIndexRow<'_>> {
     let mut latest = HashMap::with_capacity(files.len());
     for file in files {
         latest.insert(file.path.to_string_lossy().into_owned(), file);
     }
     latest
+        .into_iter()
+        .map(|(path, file)| {
+            let (status, record_id, error_message) = match &file.outcome {
+                FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
+                FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
+                FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
+            };
+            FileIndexRow { path, file, status, record_id, error_message }
+        })
+        .collect()
 }
 
-/// A file's `file_index` columns up to `attempts`: what `stage_file_index` holds, and a direct
-/// row without `indexed_at`. A failure is staged with attempts 1 and counts on from its path's
+/// `file_index`'s columns up to `attempts`, which is what `stage_file_index` holds; a direct
+/// append adds `indexed_at`. A failure has attempts 1: staged, it counts on from its path's
 /// stored row ([`COUNT_ATTEMPTS`]).
-fn file_index_values(path: &str, source: &str, file: &DecodedFile) -> Vec<Value> {
-    let (status, record_id, error_message) = file_index_outcome(file);
-    vec![
-        Value::Text(path.to_owned()),
-        Value::Text(source.to_owned()),
-        Value::Text(file.kind.as_str().to_owned()),
-        Value::Timestamp(TimeUnit::Microsecond, file.stamp.mtime_ns / 1_000),
-        Value::BigInt(file.stamp.mtime_ns),
-        Value::BigInt(file.stamp.size),
-        Value::Text(record_id.to_owned()),
-        Value::Text(status.as_str().to_owned()),
-        error_message.map_or(Value::Null, |message| Value::Text(message.to_owned())),
-        Value::Int(i32::from(status != FileStatus::Indexed)),
-    ]
-}
-
-/// A file's `file_index` status, record id and error message.
-fn file_index_outcome(file: &DecodedFile) -> (FileStatus, &str, Option<&str>) {
-    match &file.outcome {
-        FileOutcome::Decoded(records) => (FileStatus::Indexed, records.record_id(), None),
-        FileOutcome::NotReady(message) => (FileStatus::Pending, file.path_record_id.as_str(), Some(message.as_str())),
-        FileOutcome::Failed(message) => (FileStatus::Error, file.path_record_id.as_str(), Some(message.as_str())),
-    }
+fn file_index_columns<'r>(rows: &'r [FileIndexRow<'r>], source: &'r str) -> ArrowRows<'r, FileIndexRow<'r>> {
+    ArrowRows::new(rows)
+        .text("file_path", |row| Some(&row.path))
+        .text("source", |_| Some(source))
+        .text("kind", |row| Some(row.file.kind.as_str()))
+        .timestamp_us("mtime", |row| Some(row.file.stamp.mtime_ns / 1_000))
+        .int64("mtime_ns", |row| Some(row.file.stamp.mtime_ns))
+        .int64("size", |row| Some(row.file.stamp.size))
+        .text("record_id", |row| Some(row.record_id))
+        .text("status", |row| Some(row.status.as_str()))
+        .text("error_message", |row| row.error_message)
+        .int32("attempts", |row| Some(i32::from(row.status != FileStatus::Indexed)))
 }
 
 /// The `file_index.file_path` of a database row that did not decode: `<database>#<kind>/<id>`.
