@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use ducktail_model::{FileStamp, FileStatus};
 use tokio::sync::oneshot;
 
 use crate::messages::*;
@@ -85,7 +86,12 @@ pub struct AccumulatorCore {
     pending: HashMap<PathBuf, PendingPath>,
     in_flight: HashMap<u64, Vec<PathBuf>>,
     in_flight_paths: HashSet<PathBuf>,
-    last_committed: HashMap<PathBuf, Instant>,
+    /// Paths a scan reported while they were in flight, with the stamp it listed: decided when
+    /// their batch commits (see [`AccumulatorCore::committed`]).
+    rescanned_in_flight: HashMap<PathBuf, (ObservedPath, FileStamp)>,
+    /// When each path was last committed, and the stamp it was committed with (not a removal or a
+    /// read that found it incomplete), for `min_rewrite_interval`.
+    last_committed: HashMap<PathBuf, (Instant, Option<FileStamp>)>,
     retry_attempts: HashMap<PathBuf, u32>,
     next_batch_id: u64,
     /// Set when a path was refused for lack of room: a rescan must find it later.
@@ -100,6 +106,7 @@ impl AccumulatorCore {
             pending: HashMap::new(),
             in_flight: HashMap::new(),
             in_flight_paths: HashSet::new(),
+            rescanned_in_flight: HashMap::new(),
             last_committed: HashMap::new(),
             retry_attempts: HashMap::new(),
             next_batch_id: 1,
@@ -109,8 +116,27 @@ impl AccumulatorCore {
 
     /// Accepts paths; a path already pending keeps its first observation time. Paths beyond
     /// `max_pending` are refused and remembered as "a rescan is needed".
+    ///
+    /// A scan's report of a version already committed, or being committed, is dropped: a new
+    /// directory's scan lists the files the watcher reported in it, and committing each of those
+    /// twice doubled the writer's work at 10,000 new files a second (111,262 file commits for
+    /// 50,000 files).
     pub fn offer(&mut self, paths: Vec<ObservedPath>, origin: Origin, now: Instant) -> Backlog {
         for observed in paths {
+            if let (Origin::Reconciler, Some(stamp)) = (origin, observed.scanned_stamp) {
+                if !self.pending.contains_key(&observed.path) {
+                    if self.in_flight_paths.contains(&observed.path) {
+                        self.rescanned_in_flight.insert(observed.path.clone(), (observed, stamp));
+                        continue;
+                    }
+                    if self.last_committed.get(&observed.path).is_some_and(|(_, committed)| *committed == Some(stamp)) {
+                        continue;
+                    }
+                }
+            } else if origin != Origin::Retry {
+                // A change the scan did not see: pending now covers the path.
+                self.rescanned_in_flight.remove(&observed.path);
+            }
             let throttled_until = self.throttled(&observed.path, now);
             let writing_until = throttled_until.max(now + self.rules.write_grace);
             if let Some(existing) = self.pending.get_mut(&observed.path) {
@@ -164,7 +190,7 @@ impl AccumulatorCore {
 
     fn throttled(&self, path: &PathBuf, now: Instant) -> Instant {
         match self.last_committed.get(path) {
-            Some(committed) => (*committed + self.rules.min_rewrite_interval).max(now),
+            Some((committed, _)) => (*committed + self.rules.min_rewrite_interval).max(now),
             None => now,
         }
     }
@@ -214,7 +240,7 @@ impl AccumulatorCore {
         let mut paths = Vec::with_capacity(chosen.len());
         for path in &chosen {
             if let Some(pending) = self.pending.remove(path) {
-                paths.push(ObservedPath { path: path.clone(), kind: pending.kind, observed_at: pending.observed_at });
+                paths.push(ObservedPath { path: path.clone(), kind: pending.kind, observed_at: pending.observed_at, scanned_stamp: None });
             }
             self.in_flight_paths.insert(path.clone());
         }
@@ -241,12 +267,30 @@ impl AccumulatorCore {
             .min()
     }
 
-    /// A batch committed: free its paths and schedule retries of those not ready yet.
-    pub fn committed(&mut self, batch_id: u64, not_ready: Vec<ObservedPath>, now: Instant) {
+    /// A batch committed: free its paths and schedule retries of those not ready yet. `files`
+    /// says what the index now holds for each path; a scan's report that arrived while the path
+    /// was in flight is dropped when it listed the stamp committed, else it becomes pending.
+    pub fn committed(&mut self, batch_id: u64, files: &[CommittedFile], not_ready: Vec<ObservedPath>, now: Instant) {
         if let Some(paths) = self.in_flight.remove(&batch_id) {
             let not_ready_paths: HashSet<&PathBuf> = not_ready.iter().map(|observed| &observed.path).collect();
+            let committed_stamps: HashMap<&PathBuf, FileStamp> = files
+                .iter()
+                .filter_map(|file| match file.state {
+                    Some((stamp, status)) if status != FileStatus::Pending => Some((&file.path, stamp)),
+                    _ => None,
+                })
+                .collect();
             for path in paths {
                 self.in_flight_paths.remove(&path);
+                let committed_stamp = committed_stamps.get(&path).copied();
+                if let Some((observed, scanned)) = self.rescanned_in_flight.remove(&path) {
+                    if committed_stamp != Some(scanned) && !self.pending.contains_key(&path) {
+                        self.pending.insert(
+                            path.clone(),
+                            PendingPath { kind: observed.kind, observed_at: observed.observed_at, eligible_at: now, is_retry: false, awaiting_close: false },
+                        );
+                    }
+                }
                 if !not_ready_paths.contains(&path) {
                     self.retry_attempts.remove(&path);
                 }
@@ -255,7 +299,7 @@ impl AccumulatorCore {
                 if let Some(pending) = self.pending.get_mut(&path).filter(|_| !not_ready_paths.contains(&path)) {
                     pending.eligible_at = pending.eligible_at.max(now + self.rules.min_rewrite_interval);
                 }
-                self.last_committed.insert(path, now);
+                self.last_committed.insert(path, (now, committed_stamp));
             }
         }
         for observed in not_ready {
@@ -263,7 +307,7 @@ impl AccumulatorCore {
         }
         // Forget throttling marks that can no longer matter, so the map stays small.
         let horizon = self.rules.min_rewrite_interval;
-        self.last_committed.retain(|_, committed| now.saturating_duration_since(*committed) < horizon);
+        self.last_committed.retain(|_, (committed, _)| now.saturating_duration_since(*committed) < horizon);
     }
 
     /// A batch failed: free its paths and retry all of them with backoff.
@@ -271,6 +315,8 @@ impl AccumulatorCore {
         if let Some(in_flight) = self.in_flight.remove(&batch_id) {
             for path in in_flight {
                 self.in_flight_paths.remove(&path);
+                // Every path of the batch is retried below.
+                self.rescanned_in_flight.remove(&path);
             }
         }
         for observed in paths {
@@ -439,7 +485,7 @@ impl Handler<WaitForCapacity> for Accumulator {
 impl Handler<BatchCommitted> for Accumulator {
     type Result = ();
     fn handle(&mut self, message: BatchCommitted, ctx: &mut Self::Context) {
-        self.core.committed(message.batch_id, message.not_ready, Instant::now());
+        self.core.committed(message.batch_id, &message.files, message.not_ready, Instant::now());
         self.pump(ctx);
     }
 }
@@ -494,7 +540,7 @@ mod tests {
     }
 
     fn observed(name: &str, at: Instant) -> ObservedPath {
-        ObservedPath { path: PathBuf::from(name), kind: FileKind::Part, observed_at: at }
+        ObservedPath { path: PathBuf::from(name), kind: FileKind::Part, observed_at: at, scanned_stamp: None }
     }
 
     #[test]
@@ -514,11 +560,47 @@ mod tests {
         core.offer(vec![observed("a", now)], Origin::Watcher, now);
         let first = core.next_batch(now, false).unwrap();
         core.offer(vec![observed("a", now)], Origin::Watcher, now);
-        core.committed(first.batch_id, Vec::new(), now);
+        core.committed(first.batch_id, &[], Vec::new(), now);
         // Committed just now: the rewrite waits for min_rewrite_interval.
         core.offer(vec![observed("a", now)], Origin::Watcher, now);
         assert!(core.next_batch(now, false).is_none());
         assert!(core.next_batch(now + Duration::from_millis(260), false).is_some());
+    }
+
+    fn scanned(name: &str, at: Instant, mtime_ns: i64) -> ObservedPath {
+        ObservedPath { scanned_stamp: Some(FileStamp { mtime_ns, size: 1 }), ..observed(name, at) }
+    }
+
+    fn indexed(name: &str, mtime_ns: i64) -> CommittedFile {
+        CommittedFile { path: PathBuf::from(name), kind: FileKind::Part, state: Some((FileStamp { mtime_ns, size: 1 }, FileStatus::Indexed)) }
+    }
+
+    #[test]
+    fn a_scan_report_of_the_version_being_or_just_committed_is_dropped_and_of_another_kept() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("same", now), observed("newer", now), observed("gone", now)], Origin::Watcher, now);
+        let batch = core.next_batch(now, false).unwrap();
+        // A new directory's scan lists them while their batch is in flight: "same" as the batch
+        // read it, "newer" rewritten since (its event lost), "gone" present though the batch
+        // found it removed.
+        core.offer(vec![scanned("same", now, 1), scanned("newer", now, 2), scanned("gone", now, 1)], Origin::Reconciler, now);
+        assert_eq!(core.status().pending, 0, "decided at the commit, not queued behind the batch");
+        let removed = CommittedFile { path: PathBuf::from("gone"), kind: FileKind::Part, state: None };
+        core.committed(batch.batch_id, &[indexed("same", 1), indexed("newer", 1), removed], Vec::new(), now);
+        let later = now + Duration::from_millis(300);
+        let again = core.next_batch(later, false).expect("the versions the batch did not commit go again");
+        let mut paths: Vec<_> = again.paths.iter().map(|observed| observed.path.to_str().unwrap()).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, ["gone", "newer"]);
+        core.committed(again.batch_id, &[indexed("gone", 1), indexed("newer", 2)], Vec::new(), later);
+        // A scan that started before that commit reports what it just committed: dropped; a
+        // report of another version is kept.
+        core.offer(vec![scanned("newer", later, 2), scanned("gone", later, 3)], Origin::Reconciler, later);
+        assert_eq!(core.status().pending, 1);
+        // The watcher's reports carry no stamp and are never dropped.
+        core.offer(vec![observed("newer", later)], Origin::Watcher, later);
+        assert_eq!(core.status().pending, 2);
     }
 
     #[test]
@@ -559,11 +641,11 @@ mod tests {
         let mut core = AccumulatorCore::new(rules());
         core.offer(vec![observed("a", now)], Origin::Watcher, now);
         let batch = core.next_batch(now, false).unwrap();
-        core.committed(batch.batch_id, vec![observed("a", now)], now);
+        core.committed(batch.batch_id, &[], vec![observed("a", now)], now);
         assert!(core.is_drained(), "a scheduled retry does not block draining");
         assert!(core.next_batch(now + Duration::from_millis(50), false).is_none());
         let retry = core.next_batch(now + Duration::from_millis(100), false).unwrap();
-        core.committed(retry.batch_id, vec![observed("a", now)], now + Duration::from_millis(100));
+        core.committed(retry.batch_id, &[], vec![observed("a", now)], now + Duration::from_millis(100));
         assert!(core.next_batch(now + Duration::from_millis(250), false).is_none(), "second retry waits 200 ms");
         assert!(core.next_batch(now + Duration::from_millis(300), false).is_some());
     }
@@ -593,7 +675,7 @@ mod tests {
         let batch = core.next_batch(now, false).unwrap();
         // The read found the file incomplete; meanwhile its writer closed it.
         core.offer(vec![observed("a", now)], Origin::Watcher, now);
-        core.committed(batch.batch_id, vec![observed("a", now)], now);
+        core.committed(batch.batch_id, &[], vec![observed("a", now)], now);
         assert!(core.next_batch(now, false).is_some(), "the completed file is read at once, not after the rewrite throttle");
     }
 }

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ducktail_model::{DecodedFile, FileKind, FileOutcome, FileStatus};
+use ducktail_model::{DecodedFile, FileKind, FileOutcome, FileStamp, FileStatus};
 use ducktail_sources::opencode::{decode_file, DecodeLimits, ScannedFile};
 use ducktail_store::{FileIndexEntry, RemovedFile};
 
@@ -127,6 +127,14 @@ pub struct Comparison<'view> {
     pub unchanged: usize,
 }
 
+impl IndexedState {
+    /// Whether the index holds this version of the file for good: the same stamp, and not a
+    /// read that found it incomplete (those are retried).
+    pub fn holds(&self, stamp: FileStamp) -> bool {
+        self.stamp == stamp && self.status != FileStatus::Pending
+    }
+}
+
 impl<'view> Comparison<'view> {
     /// A comparison against `indexed`; `scan_mark` must differ from the previous scan's.
     pub fn new(indexed: &'view mut IndexView, scan_mark: u32) -> Comparison<'view> {
@@ -140,7 +148,7 @@ impl<'view> Comparison<'view> {
         files.retain(|file| match self.indexed.get_mut(file.path.as_os_str()) {
             Some(state) => {
                 state.seen_in_scan = scan_mark;
-                let is_unchanged = state.stamp == file.stamp && state.status != FileStatus::Pending;
+                let is_unchanged = state.holds(file.stamp);
                 unchanged += usize::from(is_unchanged);
                 !is_unchanged
             }

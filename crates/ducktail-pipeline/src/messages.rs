@@ -25,6 +25,10 @@ pub struct ObservedPath {
     pub kind: FileKind,
     /// When the watcher or reconciler saw the change.
     pub observed_at: Instant,
+    /// The stamp a scan listed, for a path a scan reported as new or changed: lets the
+    /// accumulator drop the report when that very version is being or was just committed (a
+    /// new directory's scan lists files the watcher already reported). `None` from the watcher.
+    pub scanned_stamp: Option<FileStamp>,
 }
 
 /// Who noticed a change.

@@ -80,7 +80,7 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
         }
         for path in event.paths {
             if let Some((kind, _)) = classify(storage_root, &path) {
-                let observed = ObservedPath { path, kind, observed_at: now };
+                let observed = ObservedPath { path, kind, observed_at: now, scanned_stamp: None };
                 if write_in_progress {
                     translated.writing.push(observed);
                 } else {

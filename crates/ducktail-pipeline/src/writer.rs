@@ -46,8 +46,8 @@ impl Writer {
         let observed: Vec<ObservedPath> = decoded
             .files
             .iter()
-            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at })
-            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at }))
+            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at, scanned_stamp: None })
+            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at, scanned_stamp: None }))
             .collect();
         let Some(store) = self.store.as_mut() else {
             return Err(("the writer has no database connection".to_owned(), observed));
@@ -88,7 +88,7 @@ impl Writer {
                     FileStatus::Indexed
                 }
                 FileOutcome::NotReady(_) => {
-                    committed.not_ready.push(ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: at });
+                    committed.not_ready.push(ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: at, scanned_stamp: None });
                     FileStatus::Pending
                 }
                 FileOutcome::Failed(_) => FileStatus::Error,
@@ -130,8 +130,8 @@ impl Handler<WriteDecoded> for Writer {
         let paths: Vec<ObservedPath> = decoded
             .files
             .iter()
-            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at })
-            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at }))
+            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at, scanned_stamp: None })
+            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at, scanned_stamp: None }))
             .collect();
         let (board, faults) = (self.board.clone(), self.faults.clone());
         let span = tracing::debug_span!("write_batch", batch_id, files = paths.len());
@@ -213,7 +213,7 @@ impl Handler<WriteRows> for Writer {
                     let paths = report
                         .resurfaced
                         .iter()
-                        .filter_map(|(path, kind)| Some(ObservedPath { path: PathBuf::from(path), kind: ducktail_model::FileKind::parse(kind)?, observed_at: now }))
+                        .filter_map(|(path, kind)| Some(ObservedPath { path: PathBuf::from(path), kind: ducktail_model::FileKind::parse(kind)?, observed_at: now, scanned_stamp: None }))
                         .collect();
                     self.links.accumulator().do_send(PathsChanged { paths, origin: Origin::Retry });
                 }
