@@ -54,12 +54,14 @@ fn main() {
     assert!(!roots.is_empty(), "no sessions in the database");
 
     type PathFor = Box<dyn Fn(&str) -> String>;
-    let endpoints: [(&str, PathFor); 5] = [
+    let endpoints: [(&str, PathFor); 6] = [
         ("GET /api/sessions/{id}", Box::new(|id| format!("/api/sessions/{id}"))),
         ("GET /api/traces/{id}", Box::new(|id| format!("/api/traces/{id}"))),
         ("GET /api/sessions/{id}/timeline", Box::new(|id| format!("/api/sessions/{id}/timeline"))),
         ("GET /api/sessions?limit=50", Box::new(|_| "/api/sessions?limit=50".to_owned())),
         ("GET /api/usage?group_by=day", Box::new(|_| "/api/usage?group_by=day".to_owned())),
+        // What a dashboard (and the live bench) polls for freshness and counts.
+        ("GET /api/stats", Box::new(|_| "/api/stats".to_owned())),
     ];
     for (name, path) in endpoints {
         let mut times: Vec<f64> = (0..requests)

@@ -158,6 +158,29 @@ fn failures_count_attempts_and_success_resets_them() {
 }
 
 #[test]
+fn status_counts_every_table_and_the_files_by_status() {
+    let mut store = Store::open_in_memory().unwrap();
+    let empty = store.reader().unwrap().status(0).unwrap();
+    assert!(empty.tables.iter().all(|count| count.rows == 0 || count.table == "schema_migrations"), "{:?}", empty.tables);
+    assert_eq!((empty.files_by_status.len(), empty.last_indexed_at), (0, None));
+    let failed = DecodedFile {
+        path: PathBuf::from("/s/part/m/prt_y.json"),
+        kind: FileKind::Part,
+        stamp: FileStamp { mtime_ns: 5, size: 0 },
+        path_record_id: "prt_y".into(),
+        outcome: FileOutcome::Failed("empty file (0 bytes)".into()),
+    };
+    store.write_batch(&batch(vec![file("/s/part/m/prt_x.json", finish("prt_x", "ses_1", "msg_1", 1, 0.1)), failed])).unwrap();
+    let status = store.reader().unwrap().status(0).unwrap();
+    let rows = |table: &str| status.tables.iter().find(|count| count.table == table).map(|count| count.rows);
+    assert_eq!(status.tables.len(), crate::COUNTED_TABLES.len());
+    assert_eq!((rows("parts"), rows("file_index"), rows("sessions")), (Some(1), Some(2), Some(0)));
+    assert_eq!(status.files_by_status, [("error".to_owned(), 1), ("indexed".to_owned(), 1)]);
+    assert!(status.last_indexed_at.is_some());
+    assert!(status.recent_errors.is_empty(), "none asked for");
+}
+
+#[test]
 fn traces_resolve_parents_at_depth_two_in_any_arrival_order() {
     let mut store = Store::open_in_memory().unwrap();
     // The grandchild's records arrive first; its ancestors later, in separate batches.
