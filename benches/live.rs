@@ -8,7 +8,8 @@
 //! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100 --soak-steady 20000
 //! ```
 //!
-//! Each row starts a fresh daemon on an empty tree, then writes generated OpenCode files (the
+//! Each row starts a fresh daemon on an empty tree (on a tmpfs when there is one, see
+//! [`tree_dir`]; the database on disk), then writes generated OpenCode files (the
 //! seeded generator's plan, in its natural order: messages before their parts, new directories
 //! as OpenCode makes them). Latency is the daemon's own measure, from the watcher observing a
 //! change to the commit of the batch holding it (`GET /api/stats`, `latency_ms`); inotify delivers
@@ -112,6 +113,19 @@ fn write_files<F: std::borrow::Borrow<ducktail_generator::GeneratedFile>>(
     }
 }
 
+/// Where the written tree goes: a tmpfs (`/dev/shm`) when there is one, so the rates measure the
+/// daemon rather than the disk — on this VM's ext4, creating files in a folder where a run had
+/// just deleted thousands made the writing process range from 1.5k to 10k files/s between runs of
+/// the same command. `DUCKTAIL_BENCH_TREE_DIR` chooses another folder. The database stays on
+/// disk, in the temp dir, so the daemon's commits are not flattered.
+fn tree_dir() -> tempfile::TempDir {
+    let parent = std::env::var_os("DUCKTAIL_BENCH_TREE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from("/dev/shm"));
+    match tempfile::Builder::new().prefix("ducktail-live-").tempdir_in(&parent) {
+        Ok(dir) => dir,
+        Err(_) => tempfile::tempdir().expect("a temp dir"),
+    }
+}
+
 /// The daemon's resident set (VmRSS) in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -126,8 +140,8 @@ fn rss_mib(pid: u32) -> f64 {
 /// rewritten in turn (same content, new mtime) for the whole run, so every batch replaces rows
 /// and a leak would show as growth.
 fn soak(minutes: u64, rate: u64, steady: usize) {
-    let scratch = tempfile::tempdir().expect("a temp dir");
-    let opencode = scratch.path().join("opencode");
+    let (scratch, trees) = (tempfile::tempdir().expect("a temp dir"), tree_dir());
+    let opencode = trees.path().join("opencode");
     std::fs::create_dir_all(opencode.join("storage")).unwrap();
     let daemon = Daemon::start(&opencode, &scratch.path().join("bench.duckdb"), scratch.path());
     let files = (minutes * 60 * rate) as usize;
@@ -195,8 +209,8 @@ impl Outcome {
 /// `dashboard`, a client meanwhile asks for the session list and the newest session's summary
 /// 20 times a second, as a dashboard would.
 fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
-    let scratch = tempfile::tempdir().expect("a temp dir");
-    let opencode = scratch.path().join("opencode");
+    let (scratch, trees) = (tempfile::tempdir().expect("a temp dir"), tree_dir());
+    let opencode = trees.path().join("opencode");
     std::fs::create_dir_all(opencode.join("storage")).unwrap();
     let daemon = Daemon::start(&opencode, &scratch.path().join("bench.duckdb"), scratch.path());
 
