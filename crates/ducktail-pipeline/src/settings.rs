@@ -95,7 +95,7 @@ pub struct DatabaseSettings {
     /// DuckDB `memory_limit` (e.g. "1GB"): its buffer pool, beyond which it spills to disk;
     /// empty keeps DuckDB's default (80% of RAM).
     pub memory_limit: String,
-    /// DuckDB worker threads; 0 keeps DuckDB's default (one per core).
+    /// DuckDB worker threads; 0: half the cores, at least one (one for `index` and `rebuild`).
     pub threads: u32,
     /// Time between CHECKPOINTs while `run` is up (folds the WAL into the database file).
     #[serde(with = "humantime_serde")]

@@ -134,13 +134,23 @@ fn out_of_memory_hint(error: &duckdb::Error) -> &'static str {
 /// Result alias of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// DuckDB's worker threads when the config leaves them open: half the cores, at least one. The
+/// other half is for the decoders, the writing thread and the agent beside ducktail: on two cores
+/// the daemon's second DuckDB thread cost more than it gave (live bench at 10,000 files/s, four
+/// runs each: p99 363–1,104 ms and 0.97–0.98× of the written rate with one thread, 579–1,647 ms
+/// and 0.89–0.96× with two; 1,000 files/s p95 21–24 against 27–28 ms; read endpoints on the 1M
+/// database alike but `/api/stats`, 9 → 14 ms).
+pub fn default_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1) as u32)
+}
+
 /// Tuning of the DuckDB instance, from the `[database]` config section.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     /// DuckDB `memory_limit`, e.g. `"1GB"`; `None` keeps DuckDB's default (80% of RAM).
     pub memory_limit: Option<String>,
-    /// DuckDB worker threads; `None` keeps DuckDB's default (one per core), or one with
-    /// `bulk_load`.
+    /// DuckDB worker threads; `None`: half the cores, at least one (see [`default_threads`]),
+    /// or one with `bulk_load`.
     pub threads: Option<u32>,
     /// Tuned for a one-shot bulk load (`ducktail index`, `rebuild`): the WAL is folded into the
     /// file once at the end rather than every 16 MB, and DuckDB runs on the writing thread
@@ -223,9 +233,8 @@ impl Store {
         if let Some(threshold) = wal_autocheckpoint {
             config = config.with("wal_autocheckpoint", threshold).map_err(|error| open_error(path, error))?;
         }
-        if let Some(threads) = options.threads.or(options.bulk_load.then_some(1)) {
-            config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
-        }
+        let threads = options.threads.unwrap_or(if options.bulk_load { 1 } else { default_threads() });
+        config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
         connection.execute_batch(WRITER_SETTINGS).map_err(|error| open_error(path, error))?;
         let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
