@@ -137,16 +137,21 @@ fn keep_policy_keeps_records_of_deleted_files() {
     assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 0);
 }
 
+/// A part file that is empty, as the decoder reports it: a failure.
+fn empty_part_file(id: &str) -> DecodedFile {
+    DecodedFile {
+        path: PathBuf::from(format!("/s/part/m/{id}.json")),
+        kind: FileKind::Part,
+        stamp: FileStamp { mtime_ns: 5, size: 0 },
+        path_record_id: id.into(),
+        outcome: FileOutcome::Failed("empty file (0 bytes)".into()),
+    }
+}
+
 #[test]
 fn failures_count_attempts_and_success_resets_them() {
     let mut store = Store::open_in_memory().unwrap();
-    let failed = DecodedFile {
-        path: PathBuf::from("/s/part/m/prt_x.json"),
-        kind: FileKind::Part,
-        stamp: FileStamp { mtime_ns: 5, size: 0 },
-        path_record_id: "prt_x".into(),
-        outcome: FileOutcome::Failed("empty file (0 bytes)".into()),
-    };
+    let failed = empty_part_file("prt_x");
     store.write_batch(&batch(vec![failed.clone()])).unwrap();
     store.write_batch(&batch(vec![failed])).unwrap();
     assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index"), 2);
@@ -163,13 +168,7 @@ fn status_counts_every_table_and_the_files_by_status() {
     let empty = store.reader().unwrap().status(0).unwrap();
     assert!(empty.tables.iter().all(|count| count.rows == 0 || count.table == "schema_migrations"), "{:?}", empty.tables);
     assert_eq!((empty.files_by_status.len(), empty.last_indexed_at), (0, None));
-    let failed = DecodedFile {
-        path: PathBuf::from("/s/part/m/prt_y.json"),
-        kind: FileKind::Part,
-        stamp: FileStamp { mtime_ns: 5, size: 0 },
-        path_record_id: "prt_y".into(),
-        outcome: FileOutcome::Failed("empty file (0 bytes)".into()),
-    };
+    let failed = empty_part_file("prt_y");
     store.write_batch(&batch(vec![file("/s/part/m/prt_x.json", finish("prt_x", "ses_1", "msg_1", 1, 0.1)), failed])).unwrap();
     let status = store.reader().unwrap().status(0).unwrap();
     let rows = |table: &str| status.tables.iter().find(|count| count.table == table).map(|count| count.rows);
