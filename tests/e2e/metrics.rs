@@ -60,6 +60,25 @@ fn metrics_count_what_was_committed_and_served() {
 }
 
 #[test]
+fn a_catch_up_longer_than_the_reconcile_interval_commits_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed: 19, target_files: 10_000, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
+    let db = dir.path().join("db.duckdb");
+    // Small batches and a small backlog make the catch-up's delivery outlast many reconcile
+    // intervals: a periodic scan during it would list files still on their way and commit them
+    // a second time.
+    let config = test_config(dir.path(), "[reconcile]\ninterval = \"100ms\"\n[pipeline]\nmax_pending = 2000\nmax_in_flight = 1\n[index]\nbatch_files = 50\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let metrics = parse(&ureq::get(&format!("{}/metrics", daemon.base_url)).call().expect("GET /metrics").into_string().unwrap());
+    let committed = sum_matching(&metrics, "ducktail_files_total{", "outcome=\"indexed\"") as usize;
+    assert_eq!(daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'") as usize, tree.total_files);
+    assert_eq!(committed, tree.total_files, "files committed during the catch-up, for {} files", tree.total_files);
+    assert!(daemon.terminate().success());
+}
+
+#[test]
 fn health_is_detailed_and_turns_503_past_a_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = dir.path().join("opencode");
