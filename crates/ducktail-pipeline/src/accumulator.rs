@@ -240,7 +240,7 @@ impl AccumulatorCore {
         let mut paths = Vec::with_capacity(chosen.len());
         for path in &chosen {
             if let Some(pending) = self.pending.remove(path) {
-                paths.push(ObservedPath { path: path.clone(), kind: pending.kind, observed_at: pending.observed_at, scanned_stamp: None });
+                paths.push(ObservedPath::new(path.clone(), pending.kind, pending.observed_at));
             }
             self.in_flight_paths.insert(path.clone());
         }
@@ -540,7 +540,7 @@ mod tests {
     }
 
     fn observed(name: &str, at: Instant) -> ObservedPath {
-        ObservedPath { path: PathBuf::from(name), kind: FileKind::Part, observed_at: at, scanned_stamp: None }
+        ObservedPath::new(PathBuf::from(name), FileKind::Part, at)
     }
 
     #[test]

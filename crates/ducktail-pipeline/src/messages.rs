@@ -31,6 +31,13 @@ pub struct ObservedPath {
     pub scanned_stamp: Option<FileStamp>,
 }
 
+impl ObservedPath {
+    /// A path observed at `observed_at`, not by a scan.
+    pub fn new(path: PathBuf, kind: FileKind, observed_at: Instant) -> ObservedPath {
+        ObservedPath { path, kind, observed_at, scanned_stamp: None }
+    }
+}
+
 /// Who noticed a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -94,6 +101,15 @@ pub struct WriteDecoded {
     pub files: Vec<(DecodedFile, Instant)>,
     /// Files gone from disk, with their observation time.
     pub removed: Vec<(RemovedFile, Instant, FileKind)>,
+}
+
+impl WriteDecoded {
+    /// Every path of the batch as observed: what the accumulator retries if the batch fails.
+    pub fn observed_paths(&self) -> Vec<ObservedPath> {
+        let files = self.files.iter().map(|(file, at)| ObservedPath::new(file.path.clone(), file.kind, *at));
+        let removed = self.removed.iter().map(|(removed, at, kind)| ObservedPath::new(PathBuf::from(&removed.path), *kind, *at));
+        files.chain(removed).collect()
+    }
 }
 
 /// What the index now says about one committed path.

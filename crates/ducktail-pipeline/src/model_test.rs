@@ -91,7 +91,7 @@ impl Simulation {
 
     fn observe(&mut self, paths: Vec<PathBuf>, delivered: bool) {
         if delivered {
-            let observed = paths.into_iter().map(|path| ObservedPath { path, kind: FileKind::Session, observed_at: self.now, scanned_stamp: None }).collect();
+            let observed = paths.into_iter().map(|path| ObservedPath::new(path, FileKind::Session, self.now)).collect();
             self.accumulator.offer(observed, Origin::Watcher, self.now);
         }
     }
@@ -149,7 +149,7 @@ impl Simulation {
         let differences = diff(on_disk, &mut self.index, &[PathBuf::from("/s")], self.scan_mark);
         let mut paths: Vec<ObservedPath> =
             differences.changed.into_iter().map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now, scanned_stamp: Some(file.stamp) }).collect();
-        paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath { path, kind, observed_at: self.now, scanned_stamp: None }));
+        paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath::new(path, kind, self.now)));
         // The reconciler sends in chunks and waits for capacity between them; the first chunk
         // arrives while the batches in flight are still in flight.
         for chunk in paths.chunks(2) {

@@ -256,7 +256,7 @@ impl Reconciler {
             .into_iter()
             .map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: now, scanned_stamp: Some(file.stamp) })
             .collect();
-        paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath { path, kind, observed_at: now, scanned_stamp: None }));
+        paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath::new(path, kind, now)));
         let accumulator = self.links.accumulator().clone();
         let (trace_builder, writer) = (self.links.trace_builder().clone(), self.links.writer().clone());
         let board = self.board.clone();

@@ -80,7 +80,7 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
         }
         for path in event.paths {
             if let Some((kind, _)) = classify(storage_root, &path) {
-                let observed = ObservedPath { path, kind, observed_at: now, scanned_stamp: None };
+                let observed = ObservedPath::new(path, kind, now);
                 if write_in_progress {
                     translated.writing.push(observed);
                 } else {

@@ -42,15 +42,10 @@ impl Writer {
         Writer { slot, store: None, on_delete, links, board, faults }
     }
 
-    fn commit(&mut self, decoded: WriteDecoded) -> Result<BatchCommitted, (String, Vec<ObservedPath>)> {
-        let observed: Vec<ObservedPath> = decoded
-            .files
-            .iter()
-            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at, scanned_stamp: None })
-            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at, scanned_stamp: None }))
-            .collect();
+    /// Commits a batch; the error says why it could not be.
+    fn commit(&mut self, decoded: WriteDecoded) -> Result<BatchCommitted, String> {
         let Some(store) = self.store.as_mut() else {
-            return Err(("the writer has no database connection".to_owned(), observed));
+            return Err("the writer has no database connection".to_owned());
         };
         let mut observed_at = Vec::with_capacity(decoded.files.len());
         let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, on_delete: self.on_delete, ..Default::default() };
@@ -62,7 +57,7 @@ impl Writer {
         batch.removed = decoded.removed.into_iter().map(|(removed, _, _)| removed).collect::<Vec<RemovedFile>>();
         let report = match store.write_batch(&batch) {
             Ok(report) => report,
-            Err(error) => return Err((error.to_string(), observed)),
+            Err(error) => return Err(error.to_string()),
         };
         let committed_at = Instant::now();
         let metrics = &self.board.metrics;
@@ -88,7 +83,7 @@ impl Writer {
                     FileStatus::Indexed
                 }
                 FileOutcome::NotReady(_) => {
-                    committed.not_ready.push(ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: at, scanned_stamp: None });
+                    committed.not_ready.push(ObservedPath::new(file.path.clone(), file.kind, at));
                     FileStatus::Pending
                 }
                 FileOutcome::Failed(_) => FileStatus::Error,
@@ -127,12 +122,7 @@ impl Handler<WriteDecoded> for Writer {
     type Result = ();
     fn handle(&mut self, decoded: WriteDecoded, ctx: &mut Self::Context) {
         let batch_id = decoded.batch_id;
-        let paths: Vec<ObservedPath> = decoded
-            .files
-            .iter()
-            .map(|(file, at)| ObservedPath { path: file.path.clone(), kind: file.kind, observed_at: *at, scanned_stamp: None })
-            .chain(decoded.removed.iter().map(|(removed, at, kind)| ObservedPath { path: PathBuf::from(&removed.path), kind: *kind, observed_at: *at, scanned_stamp: None }))
-            .collect();
+        let paths = decoded.observed_paths();
         let (board, faults) = (self.board.clone(), self.faults.clone());
         let span = tracing::debug_span!("write_batch", batch_id, files = paths.len());
         let _entered = span.enter();
@@ -149,10 +139,10 @@ impl Handler<WriteDecoded> for Writer {
                 self.links.reconciler().do_send(committed.clone());
                 self.links.accumulator().do_send(committed);
             }
-            Some(Err((reason, observed))) => {
+            Some(Err(reason)) => {
                 tracing::error!(batch_id, %reason, "batch could not be committed; its files will be retried");
                 board.set_commit_failure(Some(reason.clone()));
-                self.links.accumulator().do_send(BatchFailed { batch_id, paths: observed, reason });
+                self.links.accumulator().do_send(BatchFailed { batch_id, paths, reason });
             }
             None => {
                 self.links.accumulator().do_send(BatchFailed { batch_id, paths, reason: "writer panicked".to_owned() });
@@ -213,7 +203,7 @@ impl Handler<WriteRows> for Writer {
                     let paths = report
                         .resurfaced
                         .iter()
-                        .filter_map(|(path, kind)| Some(ObservedPath { path: PathBuf::from(path), kind: ducktail_model::FileKind::parse(kind)?, observed_at: now, scanned_stamp: None }))
+                        .filter_map(|(path, kind)| Some(ObservedPath::new(PathBuf::from(path), ducktail_model::FileKind::parse(kind)?, now)))
                         .collect();
                     self.links.accumulator().do_send(PathsChanged { paths, origin: Origin::Retry });
                 }

@@ -237,7 +237,7 @@ impl Store {
         config = config.threads(i64::from(threads)).map_err(|error| open_error(path, error))?;
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
         connection.execute_batch(WRITER_SETTINGS).map_err(|error| open_error(path, error))?;
-        let mut store = Store { connection, path: path.to_owned(), sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
+        let mut store = Store::with_connection(connection, path.to_owned());
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
@@ -253,11 +253,16 @@ impl Store {
         Ok(store)
     }
 
+    /// A store on an open connection, its caches empty.
+    fn with_connection(connection: duckdb::Connection, path: PathBuf) -> Store {
+        Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false }
+    }
+
     /// Opens an in-memory database (tests and benchmarks).
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let connection = duckdb::Connection::open_in_memory().map_err(|error| open_error(&path, error))?;
-        let store = Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
+        let store = Store::with_connection(connection, path);
         store.migrate()?;
         Ok(store)
     }
