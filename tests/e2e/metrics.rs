@@ -112,3 +112,26 @@ fn health_is_detailed_and_turns_503_past_a_threshold() {
     assert!(problems[0].as_str().unwrap().contains("health.min_free_disk_mb"), "{body}");
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_quiet_writer_folds_the_wal_into_the_database_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed: 23, target_files: 300, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
+    let db = dir.path().join("db.duckdb");
+    // The interval never comes in this test and DuckDB's own threshold is out of reach: only an
+    // idle checkpoint can fold the catch-up's WAL in.
+    let config = test_config(dir.path(), "[database]\ncheckpoint_interval = \"1h\"\nwal_autocheckpoint = \"1GB\"\nidle_checkpoint_wal_bytes = 1\n");
+    let daemon = Daemon::start(&opencode, &db, &config);
+    let idle_checkpoints = || {
+        let metrics = parse(&ureq::get(&format!("{}/metrics", daemon.base_url)).call().expect("GET /metrics").into_string().unwrap());
+        metrics.get("ducktail_checkpoint_seconds_count{trigger=\"idle\"}").copied().unwrap_or(0.0)
+    };
+    let wal_bytes = || std::fs::metadata(dir.path().join("db.duckdb.wal")).map_or(0, |metadata| metadata.len());
+    // Derived rows written after the first idle checkpoint are folded in by a later one.
+    wait_until("idle checkpoints folding the whole WAL in", std::time::Duration::from_secs(30), || idle_checkpoints() >= 1.0 && wal_bytes() == 0);
+    assert!(daemon.get_json("/health/detailed")["database"]["last_checkpoint_unix_ms"].is_u64());
+    assert_eq!(daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'") as usize, tree.total_files);
+    assert!(daemon.terminate().success());
+}

@@ -13,7 +13,7 @@ use crate::accumulator::{Accumulator, BatchRules};
 use crate::database::{start_following, DatabaseWatch};
 use crate::decoder::Decoder;
 use crate::index::{decode_limits, on_delete_policy};
-use crate::messages::{Checkpoint, CloseDatabase, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
+use crate::messages::{Checkpoint, CheckpointIfIdle, CloseDatabase, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
 use crate::reconciler::Reconciler;
 use crate::settings::Settings;
 use crate::status::StatusBoard;
@@ -22,6 +22,10 @@ use crate::trace_builder::TraceBuilder;
 use crate::watcher::{StopWatching, Watcher};
 use crate::writer::Writer;
 use crate::Links;
+
+/// How often the writer is offered an idle checkpoint, and how long it must have been quiet to
+/// take it when nothing else says it is idle.
+const QUIET_CHECKPOINT_TICK: Duration = Duration::from_secs(1);
 
 /// A running pipeline: the handles the binary and the HTTP server need.
 pub struct Daemon {
@@ -60,7 +64,8 @@ impl Daemon {
         let on_delete = on_delete_policy(settings.pipeline.on_delete);
         let writer = {
             let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
-            SyncArbiter::start(1, move || Writer::new(slot.clone(), on_delete, links.clone(), board.clone(), faults.clone()))
+            let idle_checkpoint_wal_bytes = settings.database.idle_checkpoint_wal_bytes;
+            SyncArbiter::start(1, move || Writer::new(slot.clone(), on_delete, idle_checkpoint_wal_bytes, links.clone(), board.clone(), faults.clone()))
         };
         let decoders = {
             let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
@@ -125,14 +130,19 @@ impl Daemon {
             Supervisor::start(move |_| Watcher::new(root, retry, links, board, faults))
         };
         // Fold the WAL into the database file now and then, so a crash replays little and the
-        // file's size reflects its content. The writer runs it between batches.
+        // file's size reflects its content. The writer runs it between batches; and, once a
+        // second, offers to checkpoint if it has been quiet (see `CheckpointIfIdle`).
         let checkpoints = {
             let (links, period) = (links.clone(), settings.database.checkpoint_interval);
             actix_rt::spawn(async move {
                 let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let mut quiet_ticks = tokio::time::interval(QUIET_CHECKPOINT_TICK);
+                quiet_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
-                    ticks.tick().await;
-                    links.writer().do_send(Checkpoint);
+                    tokio::select! {
+                        _ = ticks.tick() => links.writer().do_send(Checkpoint),
+                        _ = quiet_ticks.tick() => links.writer().do_send(CheckpointIfIdle { quiet_for: QUIET_CHECKPOINT_TICK }),
+                    }
                 }
             })
         };

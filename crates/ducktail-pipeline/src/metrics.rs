@@ -31,6 +31,9 @@ pub struct Metrics {
     pub reconcile_seconds: HistogramVec,
     /// API latency, by route pattern.
     pub api_seconds: HistogramVec,
+    /// CHECKPOINTs the writer ran between batches, by trigger (`interval`, `idle`); those DuckDB
+    /// runs inside a commit count in `batch_write_seconds`.
+    pub checkpoint_seconds: HistogramVec,
     /// Paths waiting in the accumulator (set at scrape).
     pub pending_files: IntGauge,
     /// Batches being decoded or written (set at scrape).
@@ -80,6 +83,7 @@ impl Metrics {
         };
         let reconcile_seconds = histogram_vec("reconcile_seconds", "Reconciler scans, full or partial.", "scope");
         let api_seconds = histogram_vec("api_request_seconds", "HTTP request latency, by route.", "route");
+        let checkpoint_seconds = histogram_vec("checkpoint_seconds", "CHECKPOINTs between batches, by trigger (interval, idle).", "trigger");
         let gauge = |name: &str, help: &str| {
             let metric = IntGauge::new(name, help).expect("a valid gauge");
             registry.register(Box::new(metric.clone())).expect("a unique gauge");
@@ -100,6 +104,7 @@ impl Metrics {
             event_to_commit_seconds,
             reconcile_seconds,
             api_seconds,
+            checkpoint_seconds,
             pending_files,
             batches_in_flight,
             database_bytes,

@@ -103,6 +103,9 @@ pub struct DatabaseSettings {
     /// DuckDB `wal_autocheckpoint` while `run` is up: a commit that grows the WAL past this
     /// checkpoints inline (that batch waits for it). Empty keeps DuckDB's 16MB.
     pub wal_autocheckpoint: String,
+    /// While `run` is up: once nothing is waiting to be written, a WAL larger than this many
+    /// bytes is checkpointed then, between batches instead of inside one. 0 turns it off.
+    pub idle_checkpoint_wal_bytes: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -112,7 +115,8 @@ impl Default for DatabaseSettings {
             memory_limit: "256MB".to_owned(),
             threads: 0,
             checkpoint_interval: Duration::from_secs(300),
-            wal_autocheckpoint: String::new(),
+            wal_autocheckpoint: "64MB".to_owned(),
+            idle_checkpoint_wal_bytes: 4 << 20,
         }
     }
 }

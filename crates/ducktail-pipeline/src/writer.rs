@@ -28,6 +28,11 @@ pub struct Writer {
     store: Option<Store>,
     /// Policy for removed files' records.
     on_delete: OnDelete,
+    /// `database.idle_checkpoint_wal_bytes`: the WAL size worth a checkpoint when idle (0: never).
+    idle_checkpoint_wal_bytes: u64,
+    /// When the last write (of any kind) began: a write ends before the next message is read,
+    /// so "nothing began for a second" is "nothing ran for a second" but for that write.
+    last_write: Instant,
     /// Subscribers of [`BatchCommitted`] and the accumulator for [`BatchFailed`].
     links: Arc<Links>,
     /// Shared counters.
@@ -38,8 +43,25 @@ pub struct Writer {
 
 impl Writer {
     /// A writer that takes its store from `slot` when it starts.
-    pub fn new(slot: StoreSlot, on_delete: OnDelete, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Writer {
-        Writer { slot, store: None, on_delete, links, board, faults }
+    pub fn new(slot: StoreSlot, on_delete: OnDelete, idle_checkpoint_wal_bytes: u64, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Writer {
+        Writer { slot, store: None, on_delete, idle_checkpoint_wal_bytes, last_write: Instant::now(), links, board, faults }
+    }
+
+    /// Runs a CHECKPOINT. Timed because it holds the writer: a long one is a stall of live
+    /// commits (those DuckDB runs inside a commit show in that batch's `commit` phase instead).
+    fn checkpoint(&self, why: &'static str) {
+        let Some(store) = &self.store else { return };
+        let started = Instant::now();
+        let wal_bytes = store.wal_bytes();
+        match store.checkpoint() {
+            Ok(()) => {
+                tracing::debug!(why, wal_bytes, took = ?started.elapsed(), "checkpoint");
+                self.board.metrics.checkpoint_seconds.with_label_values(&[why]).observe(started.elapsed().as_secs_f64());
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+                self.board.last_checkpoint_unix_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(error) => tracing::warn!(why, %error, "checkpoint failed; DuckDB replays the WAL at next open"),
+        }
     }
 
     /// Commits a batch; the error says why it could not be.
@@ -121,6 +143,7 @@ impl Actor for Writer {
 impl Handler<WriteDecoded> for Writer {
     type Result = ();
     fn handle(&mut self, decoded: WriteDecoded, ctx: &mut Self::Context) {
+        self.last_write = Instant::now();
         let batch_id = decoded.batch_id;
         let paths = decoded.observed_paths();
         let (board, faults) = (self.board.clone(), self.faults.clone());
@@ -155,6 +178,7 @@ impl Handler<WriteDecoded> for Writer {
 impl Handler<WriteRows> for Writer {
     type Result = ();
     fn handle(&mut self, rows: WriteRows, ctx: &mut Self::Context) {
+        self.last_write = Instant::now();
         let WriteRows { batch_id, database_path, upserts, removed, rejected, observed_at, reply } = rows;
         let batch = WriteBatch {
             source: OPENCODE_SQLITE_SOURCE,
@@ -225,6 +249,7 @@ impl Handler<WriteRows> for Writer {
 impl Handler<crate::spans::WriteSpans> for Writer {
     type Result = ();
     fn handle(&mut self, message: crate::spans::WriteSpans, ctx: &mut Self::Context) {
+        self.last_write = Instant::now();
         let (board, faults) = (self.board.clone(), self.faults.clone());
         let span = tracing::debug_span!("write_spans", batch_id = message.batch_id, files = message.batch.files.len());
         let _entered = span.enter();
@@ -243,6 +268,7 @@ impl Handler<crate::spans::WriteSpans> for Writer {
 impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
+        self.last_write = Instant::now();
         let board = self.board.clone();
         let started = std::time::Instant::now();
         let scope = message.0.scope.clone();
@@ -284,6 +310,7 @@ impl Handler<MarkDerivedComplete> for Writer {
 impl Handler<PurgeBefore> for Writer {
     type Result = ();
     fn handle(&mut self, message: PurgeBefore, _ctx: &mut Self::Context) {
+        self.last_write = Instant::now();
         let Some(store) = self.store.as_mut() else { return };
         match store.purge_sessions_before(message.0) {
             Ok(0) => {}
@@ -313,18 +340,18 @@ impl Handler<CloseDatabase> for Writer {
 impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
-        if let Some(store) = &self.store {
-            // Timed because a checkpoint holds the writer: a long one is a stall of live commits
-            // (those DuckDB runs inside a commit show in that batch's `commit` phase instead).
-            let started = std::time::Instant::now();
-            match store.checkpoint() {
-                Ok(()) => {
-                    tracing::debug!(took = ?started.elapsed(), "checkpoint");
-                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
-                    self.board.last_checkpoint_unix_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(error) => tracing::warn!(%error, "checkpoint failed; DuckDB replays the WAL at next open"),
-            }
+        self.checkpoint("interval");
+    }
+}
+
+impl Handler<CheckpointIfIdle> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: CheckpointIfIdle, _ctx: &mut Self::Context) {
+        let Some(store) = &self.store else { return };
+        if self.idle_checkpoint_wal_bytes == 0 || self.last_write.elapsed() < message.quiet_for || store.wal_bytes() < self.idle_checkpoint_wal_bytes {
+            return;
         }
+        self.checkpoint("idle");
+        // What the checkpoint folded in is not a write: the next idle signal finds a small WAL.
     }
 }

@@ -293,6 +293,14 @@ impl Store {
         let _ = self.connection.execute_batch("ROLLBACK");
     }
 
+    /// Bytes in the write-ahead log: what the next checkpoint folds into the database file
+    /// (0 when there is none). A stat of `<database>.wal`, cheap enough to ask after every batch.
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push(".wal");
+        std::fs::metadata(wal).map_or(0, |metadata| metadata.len())
+    }
+
     /// Forces a checkpoint so the WAL is folded into the database file (used at clean shutdown).
     pub fn checkpoint(&self) -> Result<()> {
         self.connection.execute_batch("CHECKPOINT").map_err(|source| self.query_error("checkpointing", source))

@@ -173,7 +173,8 @@ fn store_options(settings: &Settings) -> StoreOptions {
 
 fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexSummary> {
     let opening = Instant::now();
-    let mut store = Store::open(database, &StoreOptions { bulk_load: true, ..store_options(settings) })?;
+    // `database.wal_autocheckpoint` is the daemon's: a bulk load checkpoints once, at the end.
+    let mut store = Store::open(database, &StoreOptions { bulk_load: true, wal_autocheckpoint: None, ..store_options(settings) })?;
     tracing::debug!(took = ?opening.elapsed(), "index: database opened");
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
