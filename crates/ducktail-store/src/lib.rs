@@ -6,6 +6,8 @@
 //!   (decoded files and removed paths, or a database source's rows and deleted records) in one
 //!   transaction, records and `file_index` rows together. When two sources hold one record id,
 //!   the newer version (`version_ms`) is the row, and a source only ever deletes its own rows.
+//! - `known_keys` remembers which record keys the tables may hold, so a batch of new records
+//!   skips the deletes that would replace nothing.
 //! - [`Store::reader`] hands out [`Reader`]s: connections to the same database used only for reads,
 //!   which see committed batches only (DuckDB's MVCC), so they never block the writer.
 //!   [`Reader::records_of_source`] tells a database source what it delivered before a restart.
@@ -24,6 +26,7 @@
 //! it receives already-decoded records and never reads a source file itself.
 
 mod arrow_rows;
+mod known_keys;
 mod otel_read;
 mod read_api;
 mod reader;
@@ -202,6 +205,11 @@ pub struct Store {
     /// The derived-complete mark was found at the start and is still in `pipeline_state`: the
     /// next transaction that writes records removes it (see `Store::take_derived_complete_mark`).
     derived_mark_to_clear: bool,
+    /// The record keys the tables may hold, so new records skip their deletes (see
+    /// `known_keys`). Loaded by the first batch; `None` until then, and always for a bulk load.
+    known_keys: Option<known_keys::KnownKeys>,
+    /// Whether this store keeps `known_keys` (not for a bulk load).
+    tracks_known_keys: bool,
 }
 
 impl Drop for Store {
@@ -238,6 +246,7 @@ impl Store {
         let connection = duckdb::Connection::open_with_flags(path, config).map_err(|error| open_error(path, error))?;
         connection.execute_batch(WRITER_SETTINGS).map_err(|error| open_error(path, error))?;
         let mut store = Store::with_connection(connection, path.to_owned());
+        store.tracks_known_keys = !options.bulk_load;
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {
             StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
@@ -255,7 +264,17 @@ impl Store {
 
     /// A store on an open connection, its caches empty.
     fn with_connection(connection: duckdb::Connection, path: PathBuf) -> Store {
-        Store { connection, path, sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false }
+        Store {
+            connection,
+            path,
+            sources_written: None,
+            staging_ready: false,
+            touched: None,
+            odd_paths: None,
+            derived_mark_to_clear: false,
+            known_keys: None,
+            tracks_known_keys: true,
+        }
     }
 
     /// Opens an in-memory database (tests and benchmarks).

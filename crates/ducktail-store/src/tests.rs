@@ -427,7 +427,7 @@ fn a_version_1_database_takes_record_versions_from_its_files() {
             crate::schema::MIGRATIONS[0].sql
         ))
         .unwrap();
-    let store = Store { connection, path: PathBuf::from(":memory:"), sources_written: None, staging_ready: false, touched: None, odd_paths: None, derived_mark_to_clear: false };
+    let store = Store::with_connection(connection, PathBuf::from(":memory:"));
     store.migrate().unwrap();
     assert_eq!(store.schema_version().unwrap(), crate::schema::MIGRATIONS.last().unwrap().version);
     assert_eq!(count(&store, "SELECT version_ms FROM parts"), 7);
@@ -727,4 +727,37 @@ fn new_paths_are_appended_directly_and_a_wrong_claim_fails_without_duplicating()
     // Without the claim the same batch replaces "/a"'s row.
     store.write_batch(&batch(vec![file("/a", session("ses_a2", None)), file("/c", session("ses_c", None))])).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 3);
+}
+
+#[test]
+fn a_record_stored_before_or_during_this_run_is_replaced_not_duplicated_from_a_new_path() {
+    // New paths holding stored ids (a session moved between project folders, a part re-delivered)
+    // must find their old rows: the in-memory key filter may skip only deletes that find nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store.write_batch(&batch(vec![file("/s/session/prj_1/ses_a.json", session("ses_a", None))])).unwrap();
+    drop(store);
+
+    // Stored before this store opened: the filter is loaded from the tables.
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store.write_batch(&batch(vec![file("/s/session/prj_2/ses_a.json", session("ses_a", None))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions WHERE id = 'ses_a'"), 1);
+
+    // Stored by this store: the filter learns every appended key, in small (bound) and large
+    // (staged) batches alike.
+    store.write_batch(&batch(vec![file("/s/message/ses_a/msg_1.json", message("msg_1", "ses_a", "build"))])).unwrap();
+    store.write_batch(&batch(vec![file("/s/message/ses_b/msg_1.json", message("msg_1", "ses_a", "plan"))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM messages WHERE id = 'msg_1'"), 1);
+    let parts = |folder: &str| -> Vec<DecodedFile> {
+        (0..crate::writer::BOUND_LIST_MAX + 10).map(|n| file(&format!("/s/part/{folder}/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 1, 0.0))).collect()
+    };
+    store.write_batch(&batch(parts("msg_1"))).unwrap();
+    store.write_batch(&batch(parts("msg_2"))).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM parts"), (crate::writer::BOUND_LIST_MAX + 10) as i64);
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events"), (crate::writer::BOUND_LIST_MAX + 10) as i64);
+    let part = |n: usize| vec![file(&format!("/s/part/msg_3/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 2, 0.0))];
+    store.write_batch(&batch(part(3))).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id = 'prt_3'"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM step_events WHERE id = 'prt_3' AND tokens_input = 2"), 1);
 }

@@ -24,6 +24,7 @@ use ducktail_model::{
 };
 
 use crate::arrow_rows::ArrowRows;
+use crate::known_keys::KnownKeys;
 use crate::{Result, Store};
 
 /// What happens to a deleted file's records (`[pipeline] on_delete`).
@@ -128,19 +129,6 @@ impl<'a> Grouped<'a> {
             ("todos", self.todos.values().map(|(items, _)| items.len()).sum()),
             ("file_diffs", self.file_diffs.values().map(|items| items.len()).sum()),
         ]
-    }
-
-    /// Whether this batch holds keys of `key_set` (a `stage_keys.tbl` value).
-    fn has_keys(&self, key_set: &str) -> bool {
-        match key_set {
-            "project" => !self.projects.is_empty(),
-            "session" => !self.sessions.is_empty(),
-            "message" => !self.messages.is_empty(),
-            "part" => !self.parts.is_empty(),
-            "todo" => !self.todos.is_empty(),
-            "session_diff" => !self.file_diffs.is_empty(),
-            _ => true,
-        }
     }
 
     /// The keys of `key_set` (a `stage_keys.tbl` value) this batch holds.
@@ -548,6 +536,14 @@ impl Store {
         // staged table is the faster of the two.
         let small = batch.files.len() + batch.rows.len() <= BOUND_LIST_MAX;
         let mut staged = Staged { keys: other_sources || !batch.rows.is_empty() || !small, file_index: false };
+        if self.tracks_known_keys && self.known_keys.is_none() {
+            let known = KnownKeys::load(&self.connection).map_err(|source| self.query_error("reading the stored record keys", source))?;
+            tracing::debug!(keys = known.len(), "stored record keys loaded");
+            self.known_keys = Some(known);
+        }
+        // A key the tables certainly do not hold has no rows to delete.
+        let known_keys = self.known_keys.as_ref();
+        let may_be_stored = |key_set: &str, key: &str| known_keys.is_none_or(|known| known.may_hold(key_set, key));
         if staged.keys {
             self.stage_keys(&grouped).map_err(|source| self.query_error("staging record keys", source))?;
             phases.mark("stage_keys");
@@ -557,18 +553,25 @@ impl Store {
             }
             let deletes: String = REPLACED_BY_KEY
                 .iter()
-                .filter(|(key_set, _)| grouped.has_keys(key_set))
+                .filter(|(key_set, _)| grouped.keys(key_set).into_iter().any(|key| may_be_stored(key_set, key)))
                 .flat_map(|(key_set, tables)| tables.iter().map(|(table, column)| delete_staged_keys_sql(key_set, table, column)))
                 .collect();
             if !deletes.is_empty() {
                 self.connection.execute_batch(&deletes).map_err(|source| self.query_error("deleting replaced records", source))?;
             }
         } else {
-            self.delete_bound_keys(&grouped).map_err(|source| self.query_error("deleting replaced records", source))?;
+            self.delete_bound_keys(&grouped, may_be_stored).map_err(|source| self.query_error("deleting replaced records", source))?;
         }
         report.records_by_table = grouped.row_counts();
         phases.mark("delete_replaced");
         self.append_records(&grouped, batch.source).map_err(|source| self.query_error("appending records", source))?;
+        if let Some(known) = self.known_keys.as_mut() {
+            for (key_set, _) in REPLACED_BY_KEY {
+                for key in grouped.keys(key_set) {
+                    known.insert(key_set, key);
+                }
+            }
+        }
         phases.mark("append");
         if !batch.rows.is_empty() {
             self.connection
@@ -674,11 +677,11 @@ impl Store {
         keys.flush()
     }
 
-    /// Deletes the rows the batch replaces, each key set's keys bound as one list parameter of
-    /// a cached statement.
-    fn delete_bound_keys(&self, grouped: &Grouped<'_>) -> duckdb::Result<()> {
+    /// Deletes the rows the batch replaces, each key set's keys that may be stored bound as one
+    /// list parameter of a cached statement.
+    fn delete_bound_keys(&self, grouped: &Grouped<'_>, may_be_stored: impl Fn(&str, &str) -> bool) -> duckdb::Result<()> {
         for (key_set, tables) in REPLACED_BY_KEY {
-            let keys = grouped.keys(key_set);
+            let keys: Vec<&str> = grouped.keys(key_set).into_iter().filter(|key| may_be_stored(key_set, key)).collect();
             if keys.is_empty() {
                 continue;
             }
