@@ -13,8 +13,10 @@
 //! are inserted); keys are never removed, and a batch that rolls back leaves its keys behind as
 //! harmless yeses.
 //!
-//! One `u64` per stored key: about 19 MB for the 1M-file tree's million records. A bulk load
-//! keeps none (its deletes run against rows still in memory and cost 0.1 s per 100k files).
+//! One `u64` per stored key: about 19 MB for the 1M-file tree's million records, loaded in 0.24 s
+//! by the daemon's first batch (its RSS after that batch: 717-725 MB against 690-691 MB without).
+//! A bulk load keeps none (its deletes run against rows still in memory and cost 0.1 s per 100k
+//! files).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};

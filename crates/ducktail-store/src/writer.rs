@@ -537,8 +537,9 @@ impl Store {
         let small = batch.files.len() + batch.rows.len() <= BOUND_LIST_MAX;
         let mut staged = Staged { keys: other_sources || !batch.rows.is_empty() || !small, file_index: false };
         if self.tracks_known_keys && self.known_keys.is_none() {
+            let loading = Instant::now();
             let known = KnownKeys::load(&self.connection).map_err(|source| self.query_error("reading the stored record keys", source))?;
-            tracing::debug!(keys = known.len(), "stored record keys loaded");
+            tracing::debug!(keys = known.len(), took = ?loading.elapsed(), "stored record keys loaded");
             self.known_keys = Some(known);
         }
         // A key the tables certainly do not hold has no rows to delete.
