@@ -487,10 +487,6 @@ impl Handler<BatchCommitted> for Accumulator {
     fn handle(&mut self, message: BatchCommitted, ctx: &mut Self::Context) {
         self.core.committed(message.batch_id, &message.files, message.not_ready, Instant::now());
         self.pump(ctx);
-        if self.core.is_drained() {
-            // Nothing left to write: a checkpoint now holds up no file.
-            self.links.writer().do_send(CheckpointIfIdle { quiet_for: Duration::ZERO });
-        }
     }
 }
 

@@ -225,16 +225,14 @@ pub struct WriterBarrier;
 #[rtype(result = "()")]
 pub struct Checkpoint;
 
-/// Accumulator / Daemon → Writer, tell. Nothing may be waiting to be written: checkpoint now if
-/// the WAL is over `database.idle_checkpoint_wal_bytes` and the writer has written nothing for
-/// `quiet_for`. A checkpoint then costs a batch nothing, where one DuckDB runs inside a commit
-/// (`database.wal_autocheckpoint`) holds that batch and every file behind it.
+/// Daemon → Writer, tell. Checkpoint now if the WAL is over `database.idle_checkpoint_wal_bytes`
+/// and the writer has written nothing for `quiet_for`: a checkpoint then most likely holds up no
+/// file, where one DuckDB runs inside a commit (`database.wal_autocheckpoint`) holds that batch
+/// and every file behind it.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CheckpointIfIdle {
-    /// Least time since the writer's last write. Zero from the accumulator, which knows it has
-    /// nothing pending or in flight; the daemon's tick, which knows nothing, waits for a quiet
-    /// second (that also covers writes the accumulator never sees: `opencode.db`, spans).
+    /// Least time since the writer's last write (of any source).
     pub quiet_for: std::time::Duration,
 }
 

@@ -103,8 +103,8 @@ pub struct DatabaseSettings {
     /// DuckDB `wal_autocheckpoint` while `run` is up: a commit that grows the WAL past this
     /// checkpoints inline (that batch waits for it). Empty keeps DuckDB's 16MB.
     pub wal_autocheckpoint: String,
-    /// While `run` is up: once nothing is waiting to be written, a WAL larger than this many
-    /// bytes is checkpointed then, between batches instead of inside one. 0 turns it off.
+    /// While `run` is up: once nothing has been written for half a second, a WAL larger than this
+    /// many bytes is checkpointed then, between batches instead of inside one. 0 turns it off.
     pub idle_checkpoint_wal_bytes: u64,
 }
 

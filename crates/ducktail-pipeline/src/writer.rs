@@ -30,8 +30,7 @@ pub struct Writer {
     on_delete: OnDelete,
     /// `database.idle_checkpoint_wal_bytes`: the WAL size worth a checkpoint when idle (0: never).
     idle_checkpoint_wal_bytes: u64,
-    /// When the last write (of any kind) began: a write ends before the next message is read,
-    /// so "nothing began for a second" is "nothing ran for a second" but for that write.
+    /// When the last write (of any kind) ended.
     last_write: Instant,
     /// Subscribers of [`BatchCommitted`] and the accumulator for [`BatchFailed`].
     links: Arc<Links>,
@@ -143,7 +142,6 @@ impl Actor for Writer {
 impl Handler<WriteDecoded> for Writer {
     type Result = ();
     fn handle(&mut self, decoded: WriteDecoded, ctx: &mut Self::Context) {
-        self.last_write = Instant::now();
         let batch_id = decoded.batch_id;
         let paths = decoded.observed_paths();
         let (board, faults) = (self.board.clone(), self.faults.clone());
@@ -172,13 +170,13 @@ impl Handler<WriteDecoded> for Writer {
                 ctx.stop();
             }
         }
+        self.last_write = Instant::now();
     }
 }
 
 impl Handler<WriteRows> for Writer {
     type Result = ();
     fn handle(&mut self, rows: WriteRows, ctx: &mut Self::Context) {
-        self.last_write = Instant::now();
         let WriteRows { batch_id, database_path, upserts, removed, rejected, observed_at, reply } = rows;
         let batch = WriteBatch {
             source: OPENCODE_SQLITE_SOURCE,
@@ -243,13 +241,13 @@ impl Handler<WriteRows> for Writer {
                 ctx.stop();
             }
         }
+        self.last_write = Instant::now();
     }
 }
 
 impl Handler<crate::spans::WriteSpans> for Writer {
     type Result = ();
     fn handle(&mut self, message: crate::spans::WriteSpans, ctx: &mut Self::Context) {
-        self.last_write = Instant::now();
         let (board, faults) = (self.board.clone(), self.faults.clone());
         let span = tracing::debug_span!("write_spans", batch_id = message.batch_id, files = message.batch.files.len());
         let _entered = span.enter();
@@ -262,13 +260,13 @@ impl Handler<crate::spans::WriteSpans> for Writer {
             let _ = reply.send(Err("writer panicked".to_owned()));
             ctx.stop();
         }
+        self.last_write = Instant::now();
     }
 }
 
 impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
-        self.last_write = Instant::now();
         let board = self.board.clone();
         let started = std::time::Instant::now();
         let scope = message.0.scope.clone();
@@ -290,6 +288,7 @@ impl Handler<ReplaceDerived> for Writer {
                 ctx.stop();
             }
         }
+        self.last_write = Instant::now();
     }
 }
 
@@ -310,13 +309,13 @@ impl Handler<MarkDerivedComplete> for Writer {
 impl Handler<PurgeBefore> for Writer {
     type Result = ();
     fn handle(&mut self, message: PurgeBefore, _ctx: &mut Self::Context) {
-        self.last_write = Instant::now();
         let Some(store) = self.store.as_mut() else { return };
         match store.purge_sessions_before(message.0) {
             Ok(0) => {}
             Ok(sessions) => tracing::info!(sessions, "retention: purged sessions older than retention.max_age_days"),
             Err(error) => tracing::warn!(%error, "retention purge failed; retrying at the next interval"),
         }
+        self.last_write = Instant::now();
     }
 }
 
