@@ -17,6 +17,19 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// `GET /metrics`, parsed.
+fn scrape(daemon: &Daemon) -> BTreeMap<String, f64> {
+    parse(&ureq::get(&format!("{}/metrics", daemon.base_url)).call().expect("GET /metrics").into_string().unwrap())
+}
+
+/// A generated OpenCode tree under `dir/opencode`, and a database path beside it.
+fn generated_tree(dir: &std::path::Path, seed: u64, target_files: usize) -> (std::path::PathBuf, ducktail_generator::GeneratedTree, std::path::PathBuf) {
+    let opencode = dir.join("opencode");
+    let generator = ducktail_generator::GeneratorConfig { seed, target_files, ..Default::default() };
+    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
+    (opencode, tree, dir.join("db.duckdb"))
+}
+
 fn sum_matching(metrics: &BTreeMap<String, f64>, prefix: &str, label: &str) -> f64 {
     metrics.iter().filter(|(series, _)| series.starts_with(prefix) && series.contains(label)).map(|(_, value)| value).sum()
 }
@@ -62,16 +75,13 @@ fn metrics_count_what_was_committed_and_served() {
 #[test]
 fn a_catch_up_longer_than_the_reconcile_interval_commits_each_file_once() {
     let dir = tempfile::tempdir().unwrap();
-    let opencode = dir.path().join("opencode");
-    let generator = ducktail_generator::GeneratorConfig { seed: 19, target_files: 10_000, ..Default::default() };
-    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
-    let db = dir.path().join("db.duckdb");
+    let (opencode, tree, db) = generated_tree(dir.path(), 19, 10_000);
     // Small batches and a small backlog make the catch-up's delivery outlast many reconcile
     // intervals: a periodic scan during it would list files still on their way and commit them
     // a second time.
     let config = test_config(dir.path(), "[reconcile]\ninterval = \"100ms\"\n[pipeline]\nmax_pending = 2000\nmax_in_flight = 1\n[index]\nbatch_files = 50\n");
     let daemon = Daemon::start(&opencode, &db, &config);
-    let metrics = parse(&ureq::get(&format!("{}/metrics", daemon.base_url)).call().expect("GET /metrics").into_string().unwrap());
+    let metrics = scrape(&daemon);
     let committed = sum_matching(&metrics, "ducktail_files_total{", "outcome=\"indexed\"") as usize;
     assert_eq!(daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'") as usize, tree.total_files);
     assert_eq!(committed, tree.total_files, "files committed during the catch-up, for {} files", tree.total_files);
@@ -116,18 +126,12 @@ fn health_is_detailed_and_turns_503_past_a_threshold() {
 #[test]
 fn a_quiet_writer_folds_the_wal_into_the_database_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let opencode = dir.path().join("opencode");
-    let generator = ducktail_generator::GeneratorConfig { seed: 23, target_files: 300, ..Default::default() };
-    let tree = ducktail_generator::generate(&opencode, &generator).unwrap();
-    let db = dir.path().join("db.duckdb");
+    let (opencode, tree, db) = generated_tree(dir.path(), 23, 300);
     // The interval never comes in this test and DuckDB's own threshold is out of reach: only an
     // idle checkpoint can fold the catch-up's WAL in.
     let config = test_config(dir.path(), "[database]\ncheckpoint_interval = \"1h\"\nwal_autocheckpoint = \"1GB\"\nidle_checkpoint_wal_bytes = 1\n");
     let daemon = Daemon::start(&opencode, &db, &config);
-    let idle_checkpoints = || {
-        let metrics = parse(&ureq::get(&format!("{}/metrics", daemon.base_url)).call().expect("GET /metrics").into_string().unwrap());
-        metrics.get("ducktail_checkpoint_seconds_count{trigger=\"idle\"}").copied().unwrap_or(0.0)
-    };
+    let idle_checkpoints = || scrape(&daemon).get("ducktail_checkpoint_seconds_count{trigger=\"idle\"}").copied().unwrap_or(0.0);
     let wal_bytes = || std::fs::metadata(dir.path().join("db.duckdb.wal")).map_or(0, |metadata| metadata.len());
     // Derived rows written after the first idle checkpoint are folded in by a later one.
     wait_until("idle checkpoints folding the whole WAL in", std::time::Duration::from_secs(30), || idle_checkpoints() >= 1.0 && wal_bytes() == 0);
