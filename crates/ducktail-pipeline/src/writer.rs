@@ -16,6 +16,25 @@ use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
 use crate::Links;
 
+/// What asked for a CHECKPOINT between batches (the `trigger` label of
+/// `ducktail_checkpoint_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckpointTrigger {
+    /// `database.checkpoint_interval`, or a clean stop.
+    Interval,
+    /// [`CheckpointIfIdle`]: the writer has been quiet.
+    Idle,
+}
+
+impl CheckpointTrigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            CheckpointTrigger::Interval => "interval",
+            CheckpointTrigger::Idle => "idle",
+        }
+    }
+}
+
 /// Hands the one [`Store`] from a stopped writer to its replacement.
 pub type StoreSlot = Arc<Mutex<Option<Store>>>;
 
@@ -48,10 +67,10 @@ impl Writer {
 
     /// Runs a CHECKPOINT. Timed because it holds the writer: a long one is a stall of live
     /// commits (those DuckDB runs inside a commit show in that batch's `commit` phase instead).
-    fn checkpoint(&self, why: &'static str) {
+    fn checkpoint(&self, trigger: CheckpointTrigger) {
         let Some(store) = &self.store else { return };
         let started = Instant::now();
-        let wal_bytes = store.wal_bytes();
+        let (why, wal_bytes) = (trigger.as_str(), store.wal_bytes());
         match store.checkpoint() {
             Ok(()) => {
                 tracing::debug!(why, wal_bytes, took = ?started.elapsed(), "checkpoint");
@@ -61,7 +80,7 @@ impl Writer {
             }
             // Offered four times a second, an idle checkpoint that keeps failing would flood the
             // log: the periodic one reports the same failure.
-            Err(error) if why == "idle" => tracing::debug!(why, %error, "checkpoint failed"),
+            Err(error) if trigger == CheckpointTrigger::Idle => tracing::debug!(why, %error, "checkpoint failed"),
             Err(error) => tracing::warn!(why, %error, "checkpoint failed; DuckDB replays the WAL at next open"),
         }
     }
@@ -342,7 +361,7 @@ impl Handler<CloseDatabase> for Writer {
 impl Handler<Checkpoint> for Writer {
     type Result = ();
     fn handle(&mut self, _message: Checkpoint, _ctx: &mut Self::Context) {
-        self.checkpoint("interval");
+        self.checkpoint(CheckpointTrigger::Interval);
     }
 }
 
@@ -353,6 +372,6 @@ impl Handler<CheckpointIfIdle> for Writer {
         if self.idle_checkpoint_wal_bytes == 0 || self.last_write.elapsed() < message.quiet_for || store.wal_bytes() < self.idle_checkpoint_wal_bytes {
             return;
         }
-        self.checkpoint("idle");
+        self.checkpoint(CheckpointTrigger::Idle);
     }
 }

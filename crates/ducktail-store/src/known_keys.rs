@@ -25,7 +25,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use arrow_schema::DataType;
 
-/// Every stored record key with its key set (`stage_keys.tbl`), in the order of `KEY_SETS`.
+/// Every stored record key with its key set's position in the writer's `REPLACED_BY_KEY`.
 const STORED_KEYS: &str = "
 SELECT 0::UTINYINT, id FROM projects
 UNION ALL SELECT 1::UTINYINT, id FROM sessions
@@ -34,9 +34,6 @@ UNION ALL SELECT 3::UTINYINT, id FROM parts
 UNION ALL SELECT DISTINCT 4::UTINYINT, session_id FROM todos
 UNION ALL SELECT DISTINCT 5::UTINYINT, session_id FROM file_diffs
 ";
-
-/// The key sets, as the writer names them; a set's position is its code in `STORED_KEYS`.
-const KEY_SETS: [&str; 6] = ["project", "session", "message", "part", "todo", "session_diff"];
 
 /// Hashes of the (key set, key) pairs the record tables may hold.
 pub(crate) struct KnownKeys {
@@ -92,12 +89,18 @@ impl KnownKeys {
 }
 
 fn code_of(key_set: &str) -> Option<u8> {
-    KEY_SETS.iter().position(|set| *set == key_set).map(|position| position as u8)
+    crate::writer::REPLACED_BY_KEY.iter().position(|(set, _)| *set == key_set).map(|position| position as u8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_codes_of_the_stored_keys_are_the_writers_key_sets() {
+        let sets: Vec<&str> = crate::writer::REPLACED_BY_KEY.iter().map(|(set, _)| *set).collect();
+        assert_eq!(sets, ["project", "session", "message", "part", "todo", "session_diff"], "STORED_KEYS numbers them in this order");
+    }
 
     #[test]
     fn a_key_is_known_in_its_own_set_only_and_an_unknown_set_is_always_maybe() {

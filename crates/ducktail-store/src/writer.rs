@@ -195,7 +195,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_gone (kind VARCHAR, record_id VARCHAR);
 
 /// Per key set (`stage_keys.tbl`), the tables whose rows a batch replaces, with their key column.
 /// Each delete scans its table, so only the sets a batch actually has are run.
-const REPLACED_BY_KEY: [(&str, &[(&str, &str)]); 6] = [
+pub(crate) const REPLACED_BY_KEY: [(&str, &[(&str, &str)]); 6] = [
     ("project", &[("projects", "id")]),
     ("session", &[("sessions", "id")]),
     ("message", &[("messages", "id")]),
