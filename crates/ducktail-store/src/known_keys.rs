@@ -1,22 +1,25 @@
-//! Which record keys the record tables may hold, so a batch of new records skips the deletes
-//! that would find nothing to replace.
+//! Which keys the tables may hold — record keys and `file_index` paths — so a batch of new files
+//! skips the deletes that would find nothing to replace.
 //!
 //! A live batch replaces its records by key: one `DELETE … WHERE id IN (…)` per table before the
-//! append. Most live records are new (a part, a message), and each of those deletes still scans
-//! its table's key column: at 10,000 files/s a quarter of the writer's time went to deletes that
-//! deleted nothing. [`KnownKeys`] answers "may this key be stored?" from memory.
+//! append, and its `file_index` rows by path the same way. Most live files are new (a part, a
+//! message), and each of those deletes still scans its table's key column: at 10,000 files/s a
+//! quarter of the writer's time went to record deletes that deleted nothing, and a sixth of a
+//! 5,000-file batch to staging and replacing `file_index` rows no path had. [`KnownKeys`] answers
+//! "may this key be stored?" from memory.
 //!
 //! It may say yes wrongly (a hash shared by two keys, a key whose rows were deleted since), which
 //! costs one delete that finds nothing; it must never say no for a stored key, which would leave
-//! two rows with one id. So it is loaded from the tables themselves, and every key the writer
-//! appends is added before the transaction commits (`append_records` is the only place records
-//! are inserted); keys are never removed, and a batch that rolls back leaves its keys behind as
-//! harmless yeses.
+//! two rows with one id, or fail the batch on `file_index`'s primary key. So it is loaded from the
+//! tables themselves, and every key the writer inserts is added before the transaction commits
+//! (`append_records` is the only place records are inserted; `write_batch_in_transaction` and
+//! `record_span_files` the only places `file_index` rows are); keys are never removed, and a batch
+//! that rolls back leaves its keys behind as harmless yeses.
 //!
-//! One `u64` per stored key: about 19 MB for the 1M-file tree's million records, loaded in 0.24 s
-//! by the daemon's first batch (its RSS after that batch: 717-725 MB against 690-691 MB without).
-//! A bulk load keeps none (its deletes run against rows still in memory and cost 0.1 s per 100k
-//! files).
+//! One `u64` per stored key: about 19 MB for the 1M-file tree's million records and as much again
+//! for its paths, loaded by the daemon's first batch (records alone: 0.24 s, RSS after that batch
+//! 717-725 MB against 690-691 MB without). A bulk load keeps none (its deletes run against rows
+//! still in memory and cost 0.1 s per 100k files; a cold one knows its paths are new).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -25,7 +28,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use arrow_schema::DataType;
 
-/// Every stored record key with its key set's position in the writer's `REPLACED_BY_KEY`.
+/// Every stored record key with its key set's position in the writer's `REPLACED_BY_KEY`, and
+/// every `file_index` path under [`PATH_CODE`].
 const STORED_KEYS: &str = "
 SELECT 0::UTINYINT, id FROM projects
 UNION ALL SELECT 1::UTINYINT, id FROM sessions
@@ -33,7 +37,11 @@ UNION ALL SELECT 2::UTINYINT, id FROM messages
 UNION ALL SELECT 3::UTINYINT, id FROM parts
 UNION ALL SELECT DISTINCT 4::UTINYINT, session_id FROM todos
 UNION ALL SELECT DISTINCT 5::UTINYINT, session_id FROM file_diffs
+UNION ALL SELECT 6::UTINYINT, file_path FROM file_index
 ";
+
+/// The code of `file_index` paths: the one after the writer's key sets.
+const PATH_CODE: u8 = crate::writer::REPLACED_BY_KEY.len() as u8;
 
 /// Hashes of the (key set, key) pairs the record tables may hold.
 pub(crate) struct KnownKeys {
@@ -83,6 +91,17 @@ impl KnownKeys {
         }
     }
 
+    /// Whether `file_index` may hold a row for `path`; false means it certainly does not.
+    pub(crate) fn may_hold_path(&self, path: &str) -> bool {
+        self.hashes.contains(&self.hash_code(PATH_CODE, path))
+    }
+
+    /// Notes a `file_index` path about to be stored.
+    pub(crate) fn insert_path(&mut self, path: &str) {
+        let hash = self.hash_code(PATH_CODE, path);
+        self.hashes.insert(hash);
+    }
+
     fn hash_code(&self, code: u8, key: &str) -> u64 {
         self.hasher.hash_one((code, key))
     }
@@ -100,6 +119,7 @@ mod tests {
     fn the_codes_of_the_stored_keys_are_the_writers_key_sets() {
         let sets: Vec<&str> = crate::writer::REPLACED_BY_KEY.iter().map(|(set, _)| *set).collect();
         assert_eq!(sets, ["project", "session", "message", "part", "todo", "session_diff"], "STORED_KEYS numbers them in this order");
+        assert_eq!(PATH_CODE, 6, "STORED_KEYS numbers file_index paths after them");
     }
 
     #[test]
@@ -114,5 +134,23 @@ mod tests {
         assert!(known.may_hold("part", "prt_2"));
         assert!(known.may_hold("no such set", "x"));
         assert_eq!(known.len(), 2);
+    }
+
+    #[test]
+    fn a_stored_path_is_known_apart_from_the_record_keys() {
+        let store = crate::Store::open_in_memory().unwrap();
+        store
+            .connection
+            .execute_batch(
+                "INSERT INTO file_index (file_path, source, kind, mtime_ns, size, status, attempts, indexed_at) \
+                 VALUES ('/s/part/msg_1/prt_1.json', 'opencode_json', 'part', 0, 1, 'indexed', 0, now())",
+            )
+            .unwrap();
+        let mut known = KnownKeys::load(&store.connection).unwrap();
+        assert!(known.may_hold_path("/s/part/msg_1/prt_1.json"));
+        assert!(!known.may_hold("part", "/s/part/msg_1/prt_1.json"), "a path is not a record key");
+        assert!(!known.may_hold_path("/s/part/msg_1/prt_2.json"));
+        known.insert_path("/s/part/msg_1/prt_2.json");
+        assert!(known.may_hold_path("/s/part/msg_1/prt_2.json"));
     }
 }

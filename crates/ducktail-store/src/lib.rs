@@ -6,8 +6,8 @@
 //!   (decoded files and removed paths, or a database source's rows and deleted records) in one
 //!   transaction, records and `file_index` rows together. When two sources hold one record id,
 //!   the newer version (`version_ms`) is the row, and a source only ever deletes its own rows.
-//! - `known_keys` remembers which record keys the tables may hold, so a batch of new records
-//!   skips the deletes that would replace nothing.
+//! - `known_keys` remembers which record keys and `file_index` paths the tables may hold, so a
+//!   batch of new files skips the deletes that would replace nothing.
 //! - [`Store::reader`] hands out [`Reader`]s: connections to the same database used only for reads,
 //!   which see committed batches only (DuckDB's MVCC), so they never block the writer.
 //!   [`Reader::records_of_source`] tells a database source what it delivered before a restart.
@@ -205,7 +205,7 @@ pub struct Store {
     /// The derived-complete mark was found at the start and is still in `pipeline_state`: the
     /// next transaction that writes records removes it (see `Store::take_derived_complete_mark`).
     derived_mark_to_clear: bool,
-    /// The record keys the tables may hold, so new records skip their deletes (see
+    /// The record keys and `file_index` paths the tables may hold, so new ones skip their deletes (see
     /// `known_keys`). Loaded by the first batch; `None` until then, and always for a bulk load.
     known_keys: Option<known_keys::KnownKeys>,
     /// Whether this store keeps `known_keys` (not for a bulk load).

@@ -263,6 +263,11 @@ impl Store {
         }
         report.spans = latest.len();
         self.record_span_files(batch).map_err(fail("recording span files"))?;
+        if let Some(known) = self.known_keys.as_mut() {
+            for file in &batch.files {
+                known.insert_path(&file.path.to_string_lossy());
+            }
+        }
         self.connection.execute_batch(REFRESH_SUMMARIES).map_err(fail("refreshing trace and service summaries"))?;
         report.traces_touched = self
             .connection

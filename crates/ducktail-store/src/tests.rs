@@ -366,7 +366,8 @@ fn table_rows(store: &Store, sql: &str) -> Vec<Vec<Value>> {
 
 #[test]
 fn small_batches_bind_their_keys_and_large_ones_stage_them_to_the_same_rows() {
-    // Batches up to BOUND_LIST_MAX files take the bound-list path, larger ones the staged one.
+    // Batches up to BOUND_LIST_MAX stored keys take the bound-list path, larger ones the staged
+    // one: here the second round, which replaces every row the first appended.
     let files = writer::BOUND_LIST_MAX + 44;
     let mut large = Store::open_in_memory().unwrap();
     let mut small = Store::open_in_memory().unwrap();
@@ -760,4 +761,42 @@ fn a_record_stored_before_or_during_this_run_is_replaced_not_duplicated_from_a_n
     store.write_batch(&batch(part(3))).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM parts WHERE id = 'prt_3'"), 1);
     assert_eq!(count(&store, "SELECT count(*) FROM step_events WHERE id = 'prt_3' AND tokens_input = 2"), 1);
+}
+
+#[test]
+fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_paths() {
+    // A batch mixes new paths (appended directly) with stored ones (replaced): every path the
+    // known keys say "no" to must really have no row, or the primary key fails the batch.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store.write_batch(&batch(vec![file("/s/session/prj_1/ses_a.json", session("ses_a", None)), empty_part_file("prt_bad")])).unwrap();
+    drop(store);
+
+    // Stored before this store opened, rewritten beside new paths, in a bound and a staged batch.
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store.write_batch(&batch(vec![file("/s/session/prj_1/ses_a.json", session("ses_a", None)), file("/s/session/prj_1/ses_b.json", session("ses_b", None))])).unwrap();
+    store.write_batch(&batch(vec![empty_part_file("prt_bad"), empty_part_file("prt_new")])).unwrap();
+    assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_bad'"), 2, "a stored failure counts on");
+    assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_new'"), 1);
+    let parts = |from: usize| -> Vec<DecodedFile> {
+        (from..from + crate::writer::BOUND_LIST_MAX + 10).map(|n| file(&format!("/s/part/msg_1/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 1, 0.0))).collect()
+    };
+    // Stored during this run: half of the second staged batch was appended by the first.
+    store.write_batch(&batch(parts(0))).unwrap();
+    store.write_batch(&batch(parts(100))).unwrap();
+    let part_paths = (100 + crate::writer::BOUND_LIST_MAX + 10) as i64;
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE kind = 'part' AND status = 'indexed'"), part_paths);
+    store.write_batch(&batch(vec![file("/s/part/msg_1/prt_5.json", finish("prt_5", "ses_a", "msg_1", 2, 0.0))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE file_path = '/s/part/msg_1/prt_5.json'"), 1);
+
+    // A span file's row, written by the span writer, is known to the record writer too.
+    let spans = SpanBatch {
+        files: vec![SpanFile { path: PathBuf::from("/s/spans/a.parquet"), stamp: FileStamp { mtime_ns: 1, size: 1 }, outcome: SpanFileOutcome::Failed("bad".into()) }],
+        removed: Vec::new(),
+    };
+    store.write_spans(&spans).unwrap();
+    store.write_batch(&batch(vec![file("/s/spans/a.parquet", session("ses_c", None))])).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE file_path = '/s/spans/a.parquet'"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 2 + 2 + part_paths + 1);
 }

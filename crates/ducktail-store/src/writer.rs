@@ -214,8 +214,8 @@ fn delete_bound_keys_sql(table: &str, column: &str) -> String {
     format!("DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::VARCHAR[]))")
 }
 
-/// Most files (or database rows) in a batch whose keys and paths are bound to its statements as
-/// lists rather than staged. Writer batch bench on the 100k database, p50: one file 5.1 -> 3.9
+/// Most record keys to delete, or stored paths to replace, that a batch binds to its statements
+/// as lists rather than staging them. Writer batch bench on the 100k database, p50: one file 5.1 -> 3.9
 /// ms, 100 files 9.6 -> 8.5 ms; but the bulk load's 5,000-file batches spent 740 ms in all on
 /// the bound deletes against 570 staged, so large batches stage.
 pub(crate) const BOUND_LIST_MAX: usize = 256;
@@ -461,7 +461,7 @@ impl Store {
     }
 
     /// Whether a batch can change the record id a path holds (see `Store::odd_paths`).
-    fn may_replace_record_ids(&mut self, batch: &WriteBatch) -> Result<bool> {
+    fn may_replace_record_ids<'f>(&mut self, mut files: impl Iterator<Item = &'f DecodedFile>) -> Result<bool> {
         if self.odd_paths.is_none() {
             let paths = self
                 .reader()?
@@ -475,7 +475,7 @@ impl Store {
             self.odd_paths = Some(paths);
         }
         let odd = self.odd_paths.as_ref().expect("loaded above");
-        Ok(batch.files.iter().any(|file| match &file.outcome {
+        Ok(files.any(|file| match &file.outcome {
             FileOutcome::Decoded(records) => records.record_id() != file.path_record_id || odd.contains(file.path.to_string_lossy().as_ref()),
             FileOutcome::NotReady(_) | FileOutcome::Failed(_) => false,
         }))
@@ -529,13 +529,6 @@ impl Store {
         phases.mark("group");
         let other_sources = self.other_sources_written(batch.source)?;
         let with_source = |sql: &str| sql.replace("{source}", batch.source);
-        // Small batches (live ones) bind their keys to each delete as one list, two statements
-        // fewer than staging them. The keys go into a staging table when a statement must join
-        // them with more than the tables they replace rows of (another source's versions, a
-        // database source's earlier row errors), and for large batches, where the join with a
-        // staged table is the faster of the two.
-        let small = batch.files.len() + batch.rows.len() <= BOUND_LIST_MAX;
-        let mut staged = Staged { keys: other_sources || !batch.rows.is_empty() || !small, file_index: false };
         if self.tracks_known_keys && self.known_keys.is_none() {
             let loading = Instant::now();
             let known = KnownKeys::load(&self.connection).map_err(|source| self.query_error("reading the stored record keys", source))?;
@@ -545,6 +538,14 @@ impl Store {
         // A key the tables certainly do not hold has no rows to delete.
         let known_keys = self.known_keys.as_ref();
         let may_be_stored = |key_set: &str, key: &str| known_keys.is_none_or(|known| known.may_hold(key_set, key));
+        // A few keys to delete (a live batch's, or a large batch of new records) are bound to
+        // each delete as one list, two statements fewer than staging them. The keys go into a
+        // staging table when a statement must join them with more than the tables they replace
+        // rows of (another source's versions, a database source's earlier row errors), and when
+        // many may be stored, where the join with a staged table is the faster of the two.
+        let keys_to_delete: usize =
+            REPLACED_BY_KEY.iter().map(|(key_set, _)| grouped.keys(key_set).into_iter().filter(|key| may_be_stored(key_set, key)).count()).sum();
+        let mut staged = Staged { keys: other_sources || !batch.rows.is_empty() || keys_to_delete > BOUND_LIST_MAX, file_index: false };
         if staged.keys {
             self.stage_keys(&grouped).map_err(|source| self.query_error("staging record keys", source))?;
             phases.mark("stage_keys");
@@ -579,26 +580,34 @@ impl Store {
                 .execute_batch(&with_source(CLEAR_FIXED_ROW_ERRORS))
                 .map_err(|source| self.query_error("clearing fixed row errors", source))?;
         }
-        // Likewise the `file_index` rows of a small batch: staged only when a failure must count
-        // on from its path's stored attempts, or a file's content may name another record id.
-        let replaces_ids = !batch.paths_are_new && self.may_replace_record_ids(batch)?;
-        let all_decoded = batch.rejected.is_empty() && batch.files.iter().all(|file| matches!(file.outcome, FileOutcome::Decoded(_)));
+        // A path `file_index` certainly has no row for (a cold load's listing, or one the known
+        // keys have never seen) gets its row appended: no stored attempts to count on from, no
+        // stored record id to replace, nothing to delete.
+        let rows = file_index_rows(&batch.files);
+        let known_keys = self.known_keys.as_ref();
+        let (new_rows, maybe_rows): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|row| batch.paths_are_new || known_keys.is_some_and(|known| !known.may_hold_path(&row.path)));
+        self.append_file_index_rows(&new_rows, batch.source).map_err(|source| self.query_error("appending file_index rows", source))?;
+        // The others' rows are replaced, bound as one list in a small batch; staged when a failure
+        // must count on from its path's stored attempts, or a file's content may name another
+        // record id.
+        let replaces_ids = !maybe_rows.is_empty() && self.may_replace_record_ids(maybe_rows.iter().map(|row| row.file))?;
+        let all_decoded = batch.rejected.is_empty() && maybe_rows.iter().all(|row| row.status == FileStatus::Indexed);
         let mut replaced_ids = 0;
-        if batch.paths_are_new && batch.rejected.is_empty() {
-            // New paths have no stored attempts to count on from: a failure's row is final too.
-            self.append_file_index_rows(&file_index_rows(&batch.files), batch.source)
-                .map_err(|source| self.query_error("appending file_index rows", source))?;
-        } else if small && all_decoded && !replaces_ids {
-            let rows = file_index_rows(&batch.files);
-            let paths = Value::List(rows.iter().map(|row| Value::Text(row.path.clone())).collect());
+        if maybe_rows.is_empty() && batch.rejected.is_empty() {
+            // Every row was new.
+        } else if maybe_rows.len() <= BOUND_LIST_MAX && all_decoded && !replaces_ids {
+            let paths = Value::List(maybe_rows.iter().map(|row| Value::Text(row.path.clone())).collect());
             self.connection
                 .prepare_cached(DELETE_BOUND_FILE_INDEX_ROWS)
                 .and_then(|mut delete| delete.execute([&paths]))
-                .and_then(|_| self.append_file_index_rows(&rows, batch.source))
+                .and_then(|_| self.append_file_index_rows(&maybe_rows, batch.source))
                 .map_err(|source| self.query_error("replacing file_index rows", source))?;
         } else {
             staged.file_index = true;
-            let staged_failures = self.stage_file_index(batch).map_err(|source| self.query_error("staging file_index rows", source))?;
+            let staged_failures = self
+                .stage_file_index(&maybe_rows, batch)
+                .map_err(|source| self.query_error("staging file_index rows", source))?;
             phases.mark("stage_file_index");
             if replaces_ids {
                 replaced_ids =
@@ -608,6 +617,15 @@ impl Store {
                 self.connection.execute_batch(COUNT_ATTEMPTS).map_err(|source| self.query_error("counting failed attempts", source))?;
             }
             self.connection.execute_batch(REPLACE_FILE_INDEX).map_err(|source| self.query_error("replacing file_index rows", source))?;
+        }
+        if let Some(known) = self.known_keys.as_mut() {
+            let database = batch.database_path.as_deref().unwrap_or("database");
+            for row in new_rows.iter().chain(&maybe_rows) {
+                known.insert_path(&row.path);
+            }
+            for row in &batch.rejected {
+                known.insert_path(&rejected_row_path(database, row));
+            }
         }
         phases.mark("replace_file_index");
         if replaced_ids > 0 {
@@ -894,17 +912,16 @@ impl Store {
         Ok(())
     }
 
-    /// Stages the batch's `file_index` rows; returns whether any of them is a failure (whose
-    /// attempts count on from its path's row).
-    fn stage_file_index(&self, batch: &WriteBatch) -> duckdb::Result<bool> {
-        if batch.files.is_empty() && batch.rejected.is_empty() {
+    /// Stages `rows` and the batch's rejected database rows as `file_index` rows; returns whether
+    /// any of them is a failure (whose attempts count on from its path's row).
+    fn stage_file_index(&self, rows: &[FileIndexRow<'_>], batch: &WriteBatch) -> duckdb::Result<bool> {
+        if rows.is_empty() && batch.rejected.is_empty() {
             return Ok(false);
         }
         let mut appender = temp_appender(&self.connection, "stage_file_index")?;
-        let rows = file_index_rows(&batch.files);
         let failures = !batch.rejected.is_empty() || rows.iter().any(|row| row.status != FileStatus::Indexed);
         if !rows.is_empty() {
-            appender.append_record_batch(file_index_columns(&rows, batch.source).finish())?;
+            appender.append_record_batch(file_index_columns(rows, batch.source).finish())?;
         }
         let database = batch.database_path.as_deref().unwrap_or("database");
         for row in &batch.rejected {
