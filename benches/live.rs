@@ -16,6 +16,9 @@
 //! an event within microseconds of the write, so this is the write→visible time a reader sees.
 //! The sustained rate is files / (first write → last file committed), and the backlog column is
 //! the most files seen pending (sampled from `/metrics` every 20 ms) — it must stay bounded.
+//! Beside it, the CPU each side spent per file (the daemon's process from `/proc/<pid>/stat`,
+//! the writing thread's from `/proc/thread-self/stat`) and the rate those costs allow on this
+//! machine's cores: what bounds the sustained rate when both share the machine.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +84,10 @@ fn main() {
             suite::row(&workload, outcome.files, "files/s committed", committed, "the writer's own rate", Some(written), if dashboard { "" } else { "≥ 30,000" });
             suite::row_text(&workload, outcome.files, "latency ms p50 / p95 / p99", &outcome.latencies(), "");
             suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
+            let (daemon_us, writer_us) = (outcome.daemon_cpu_us_per_file, outcome.writer_cpu_us_per_file);
+            suite::row_text(&workload, outcome.files, "CPU µs per file: daemon / writing process", &format!("{daemon_us:.1} / {writer_us:.1}"), "");
+            let allowed = cores as f64 * 1e6 / (daemon_us + writer_us);
+            suite::row(&workload, outcome.files, "files/s these CPU costs allow on all cores", allowed, "", None, "");
         }
     }
     if options.soak_minutes > 0 {
@@ -131,6 +138,20 @@ fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib: f64 = status.lines().find(|line| line.starts_with("VmRSS:")).and_then(|line| line.split_whitespace().nth(1)?.parse().ok()).unwrap_or(f64::NAN);
     kib / 1024.0
+}
+
+/// CPU seconds (user + system) from a `/proc/…/stat` file: fields 14 and 15, after the name.
+fn cpu_seconds(stat_path: &str) -> f64 {
+    static TICKS_PER_SECOND: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS_PER_SECOND.get_or_init(|| {
+        let output = std::process::Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
+        String::from_utf8_lossy(&output.stdout).trim().parse().expect("CLK_TCK is a number")
+    });
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_else(|error| panic!("reading {stat_path}: {error}"));
+    // The name (field 2) may hold spaces; the fields after its closing parenthesis start at 3.
+    let after_name: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 1..].split_whitespace().collect();
+    let field = |number: usize| after_name[number - 3].parse::<f64>().expect("a tick count");
+    (field(14) + field(15)) / ticks
 }
 
 /// A long run at a steady rate: is the daemon's memory flat? Samples its RSS every 10 s (logged
@@ -196,6 +217,8 @@ struct Outcome {
     commit_seconds: f64,
     latency: serde_json::Value,
     max_backlog: u64,
+    daemon_cpu_us_per_file: f64,
+    writer_cpu_us_per_file: f64,
 }
 
 impl Outcome {
@@ -248,9 +271,12 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     });
     let config = ducktail_generator::GeneratorConfig { seed: 7, target_files: files, ..Default::default() };
     let plan: Vec<_> = ducktail_generator::plan(&config).take(files).collect();
+    let daemon_stat = format!("/proc/{}/stat", daemon.inner.pid());
+    let (daemon_cpu_before, writer_cpu_before) = (cpu_seconds(&daemon_stat), cpu_seconds("/proc/thread-self/stat"));
     let started = Instant::now();
     write_files(&opencode, plan.iter(), rate, || {});
     let write_seconds = started.elapsed().as_secs_f64();
+    let writer_cpu = cpu_seconds("/proc/thread-self/stat") - writer_cpu_before;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let indexed = daemon.scalar("SELECT count(*) FROM file_index");
@@ -261,6 +287,7 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     let commit_seconds = started.elapsed().as_secs_f64();
+    let daemon_cpu = cpu_seconds(&daemon_stat) - daemon_cpu_before;
     stop_sampling.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     if let Some(poller) = poller {
@@ -268,7 +295,16 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     }
     let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
     daemon.stop();
-    Outcome { files: plan.len(), write_seconds, commit_seconds, latency, max_backlog: max_backlog.load(Ordering::Relaxed) }
+    let per_file = |seconds: f64| seconds * 1e6 / plan.len() as f64;
+    Outcome {
+        files: plan.len(),
+        write_seconds,
+        commit_seconds,
+        latency,
+        max_backlog: max_backlog.load(Ordering::Relaxed),
+        daemon_cpu_us_per_file: per_file(daemon_cpu),
+        writer_cpu_us_per_file: per_file(writer_cpu),
+    }
 }
 
 /// The accumulator's backlog, from `/metrics`: it touches no database, unlike `/api/stats`, whose

@@ -3,7 +3,9 @@
 //!
 //! [`AccumulatorCore`] holds all the logic as a plain struct; [`Accumulator`] is the actix shell.
 
-use std::collections::{HashMap, HashSet};
+// foldhash, not SipHash: every event and every committed file looks its path up here several
+// times, and hashing paths was a third of the accumulator's thread at 20k files/s.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -21,8 +21,10 @@
 //! 717-725 MB against 690-691 MB without). A bulk load keeps none (its deletes run against rows
 //! still in memory and cost 0.1 s per 100k files; a cold one knows its paths are new).
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
+use foldhash::{HashSet, HashSetExt};
 
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
@@ -52,7 +54,7 @@ pub(crate) struct KnownKeys {
 impl KnownKeys {
     /// Every key the tables hold now, read through `connection`.
     pub(crate) fn load(connection: &duckdb::Connection) -> duckdb::Result<KnownKeys> {
-        let mut known = KnownKeys { hasher: RandomState::new(), hashes: HashSet::new() };
+        let mut known = KnownKeys { hasher: RandomState::default(), hashes: HashSet::new() };
         let mut statement = connection.prepare(STORED_KEYS)?;
         for batch in statement.query_arrow([])? {
             let (sets, keys) = (batch.column(0), batch.column(1));

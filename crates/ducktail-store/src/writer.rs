@@ -13,11 +13,12 @@
 //! ever delete that source's rows. While only one source has written, none of this costs a
 //! statement.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Appender};
+use foldhash::{HashMap, HashMapExt};
 use ducktail_model::{
     DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord,
     ProjectRecord, Records, RejectedRow, RemovedRecord, SessionRecord, StepEvent, TodoRecord, VersionedRecords,
