@@ -4,7 +4,7 @@
 //! files change and scans run; after a scan run while batches are in flight and quiescence, every
 //! file on disk must be indexed as it is, and after one more scan the index must equal the disk.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,7 @@ impl Simulation {
             write_grace: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
         };
-        Simulation { disk: BTreeMap::new(), index: HashMap::new(), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0, in_flight: VecDeque::new() }
+        Simulation { disk: BTreeMap::new(), index: Default::default(), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0, in_flight: VecDeque::new() }
     }
 
     fn touch(&mut self, path: PathBuf) {
