@@ -202,6 +202,11 @@ impl AccumulatorCore {
         Backlog { pending: self.pending.len(), over_high_water: self.pending.len() >= self.rules.max_pending * 3 / 4 }
     }
 
+    /// Whether a full batch or more is waiting: the writer is behind.
+    pub fn writer_behind(&self) -> bool {
+        self.pending.len() >= self.rules.max_files
+    }
+
     /// Whether producers waiting for capacity may go on.
     pub fn below_low_water(&self) -> bool {
         self.pending.len() <= self.rules.max_pending / 2
@@ -412,6 +417,7 @@ impl Accumulator {
                 act.pump(ctx);
             }));
         }
+        self.board.writer_behind.store(self.core.writer_behind(), std::sync::atomic::Ordering::Relaxed);
         if self.core.below_low_water() {
             for waiter in self.capacity_waiters.drain(..) {
                 let _ = waiter.send(());
@@ -624,6 +630,18 @@ mod tests {
         core.offer(paths, Origin::Watcher, now);
         assert_eq!(core.next_batch(now, false).unwrap().paths.len(), 10, "more than max_files waiting: one batch takes up to the backlog size");
         assert_eq!(core.next_batch(now, false).unwrap().paths.len(), 10);
+    }
+
+    #[test]
+    fn the_writer_is_behind_while_a_full_batch_waits() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer((0..2).map(|index| observed(&format!("p{index}"), now)).collect(), Origin::Watcher, now);
+        assert!(!core.writer_behind(), "fewer than max_files wait");
+        core.offer(vec![observed("p2", now)], Origin::Watcher, now);
+        assert!(core.writer_behind(), "max_files wait");
+        core.next_batch(now, false).unwrap();
+        assert!(!core.writer_behind(), "cut into a batch");
     }
 
     #[test]
