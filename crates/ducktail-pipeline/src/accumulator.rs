@@ -202,7 +202,7 @@ impl AccumulatorCore {
         Backlog { pending: self.pending.len(), over_high_water: self.pending.len() >= self.rules.max_pending * 3 / 4 }
     }
 
-    /// Whether a full batch or more is waiting: the writer is behind.
+    /// Whether `max_files` or more paths wait (eligible or held back): the writer is behind.
     pub fn writer_behind(&self) -> bool {
         self.pending.len() >= self.rules.max_files
     }
@@ -448,6 +448,7 @@ impl Supervised for Accumulator {
         // Pending paths are lost with the old state; a full rescan finds every one of them,
         // because none of them was committed.
         self.core = AccumulatorCore::new(self.core.rules.clone());
+        self.board.writer_behind.store(false, std::sync::atomic::Ordering::Relaxed);
         self.capacity_waiters.clear();
         self.timer = None;
         self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "the accumulator restarted" });

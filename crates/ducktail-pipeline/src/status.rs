@@ -72,8 +72,9 @@ pub struct StatusBoard {
     pub scans_completed: AtomicU64,
     /// Unix milliseconds of the last successful CHECKPOINT (0 = none yet).
     pub last_checkpoint_unix_ms: AtomicU64,
-    /// A full batch or more waits in the accumulator: the writer is behind (a burst). Set by the
-    /// accumulator after every change; the TraceBuilder rests longer while it holds.
+    /// `pipeline.max_files` or more paths wait in the accumulator (eligible or held back): the
+    /// writer is behind, as in a burst. Set by the accumulator after every change; the
+    /// TraceBuilder rests longer while it holds.
     pub writer_behind: AtomicBool,
     /// Recent event→commit latencies with their commit instants, newest last.
     latencies: Mutex<VecDeque<(Instant, Duration)>>,

@@ -10,9 +10,10 @@
 //! duration after that one ended, so under a steady stream of commits the TraceBuilder keeps at
 //! most a quarter of a core and leaves the rest to the batches. Traces lag a commit by at most
 //! about four recompute times (milliseconds on a small database, under a second on a 1M-file one).
-//! While the writer is behind (a full batch or more waits in the accumulator: a burst) the rest
-//! is [`REST_PER_COMPUTE_WHILE_WRITER_BEHIND`] times: the records come first, and the first
-//! commit after the backlog clears brings the short rest back.
+//! While the writer is behind (`max_files` or more paths wait in the accumulator: a burst) the
+//! rest is [`REST_PER_COMPUTE_WHILE_WRITER_BEHIND`] times, and traces lag by about ten: the
+//! records come first. The rest is decided when a recompute is queued, so the first one queued
+//! after the backlog clears rests the short time again.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -45,7 +45,8 @@ UNION ALL SELECT 6::UTINYINT, file_path FROM file_index
 /// The code of `file_index` paths: the one after the writer's key sets.
 const PATH_CODE: u8 = crate::writer::REPLACED_BY_KEY.len() as u8;
 
-/// Hashes of the (key set, key) pairs the record tables may hold.
+/// Hashes of the (key set, key) pairs the record tables may hold, and of the paths
+/// `file_index` may hold.
 pub(crate) struct KnownKeys {
     hasher: RandomState,
     hashes: HashSet<u64>,

@@ -200,7 +200,8 @@ pub struct Store {
     /// `file_index` paths whose record id is not the one their file name implies (a file read
     /// between a rename and the rewrite that follows it). Only a batch that touches one of them,
     /// or makes a new one, can leave a record no file holds, so only such a batch looks for
-    /// replaced ids. Loaded by the first batch; dropped (and reloaded) after a failed one.
+    /// replaced ids. Loaded by the first batch with a path `file_index` may hold; dropped (and
+    /// reloaded) after a failed one.
     odd_paths: Option<std::collections::HashSet<String>>,
     /// The derived-complete mark was found at the start and is still in `pipeline_state`: the
     /// next transaction that writes records removes it (see `Store::take_derived_complete_mark`).

@@ -461,7 +461,8 @@ impl Store {
         rows.map(|rows| rows.join(" ")).unwrap_or_else(|error| error.to_string())
     }
 
-    /// Whether a batch can change the record id a path holds (see `Store::odd_paths`).
+    /// Whether one of `files` (a batch's files whose paths may be stored) can change the record
+    /// id its path holds (see `Store::odd_paths`).
     fn may_replace_record_ids<'f>(&mut self, mut files: impl Iterator<Item = &'f DecodedFile>) -> Result<bool> {
         if self.odd_paths.is_none() {
             let paths = self
@@ -532,8 +533,8 @@ impl Store {
         let with_source = |sql: &str| sql.replace("{source}", batch.source);
         if self.tracks_known_keys && self.known_keys.is_none() {
             let loading = Instant::now();
-            let known = KnownKeys::load(&self.connection).map_err(|source| self.query_error("reading the stored record keys", source))?;
-            tracing::debug!(keys = known.len(), took = ?loading.elapsed(), "stored record keys loaded");
+            let known = KnownKeys::load(&self.connection).map_err(|source| self.query_error("reading the stored record keys and paths", source))?;
+            tracing::debug!(keys = known.len(), took = ?loading.elapsed(), "stored record keys and paths loaded");
             self.known_keys = Some(known);
         }
         // A key the tables certainly do not hold has no rows to delete.
