@@ -206,8 +206,9 @@ pub struct Store {
     /// The derived-complete mark was found at the start and is still in `pipeline_state`: the
     /// next transaction that writes records removes it (see `Store::take_derived_complete_mark`).
     derived_mark_to_clear: bool,
-    /// The record keys and `file_index` paths the tables may hold, so new ones skip their deletes (see
-    /// `known_keys`). Loaded by the first batch; `None` until then, and always for a bulk load.
+    /// The record keys and `file_index` paths the tables may hold, so new ones skip their
+    /// deletes (see `known_keys`). Loaded by the first batch; `None` until then, and always for a
+    /// bulk load.
     known_keys: Option<known_keys::KnownKeys>,
     /// Whether this store keeps `known_keys` (not for a bulk load).
     tracks_known_keys: bool,

@@ -216,9 +216,9 @@ fn delete_bound_keys_sql(table: &str, column: &str) -> String {
 }
 
 /// Most record keys to delete, or stored paths to replace, that a batch binds to its statements
-/// as lists rather than staging them. Writer batch bench on the 100k database, p50: one file 5.1 -> 3.9
-/// ms, 100 files 9.6 -> 8.5 ms; but the bulk load's 5,000-file batches spent 740 ms in all on
-/// the bound deletes against 570 staged, so large batches stage.
+/// as lists rather than staging them. Writer batch bench on the 100k database, p50: one file
+/// 5.1 -> 3.9 ms, 100 files 9.6 -> 8.5 ms; but the bulk load's 5,000-file batches spent 740 ms
+/// in all on the bound deletes against 570 staged, so large batches stage.
 pub(crate) const BOUND_LIST_MAX: usize = 256;
 
 /// Deletes the `file_index` rows of the paths bound as one `VARCHAR[]` parameter.
