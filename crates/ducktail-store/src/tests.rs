@@ -355,6 +355,11 @@ fn rejected_rows_are_file_index_errors_until_they_decode() {
     assert_eq!(stored, vec![StoredRecord { kind: FileKind::Part, id: "prt_bad".into(), session_id: Some("ses_a".into()), version_ms: Some(10) }]);
 }
 
+/// Step-finish parts `prt_{n}` for `numbers`, of message `msg_1`, in files under `folder`.
+fn finishes_in(folder: &str, numbers: std::ops::Range<usize>) -> Vec<DecodedFile> {
+    numbers.map(|n| file(&format!("/s/part/{folder}/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 1, 0.0))).collect()
+}
+
 /// `n` step-finish parts of one message, each in its own file, at `cost`.
 fn finishes(n: usize, cost: f64) -> Vec<DecodedFile> {
     (0..n).map(|index| file(&format!("/s/part/msg_1/prt_{index:04}.json"), finish(&format!("prt_{index:04}"), "ses_a", "msg_1", 1, cost))).collect()
@@ -750,11 +755,9 @@ fn a_record_stored_before_or_during_this_run_is_replaced_not_duplicated_from_a_n
     store.write_batch(&batch(vec![file("/s/message/ses_a/msg_1.json", message("msg_1", "ses_a", "build"))])).unwrap();
     store.write_batch(&batch(vec![file("/s/message/ses_b/msg_1.json", message("msg_1", "ses_a", "plan"))])).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM messages WHERE id = 'msg_1'"), 1);
-    let parts = |folder: &str| -> Vec<DecodedFile> {
-        (0..crate::writer::BOUND_LIST_MAX + 10).map(|n| file(&format!("/s/part/{folder}/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 1, 0.0))).collect()
-    };
-    store.write_batch(&batch(parts("msg_1"))).unwrap();
-    store.write_batch(&batch(parts("msg_2"))).unwrap();
+    let staged = crate::writer::BOUND_LIST_MAX + 10;
+    store.write_batch(&batch(finishes_in("msg_1", 0..staged))).unwrap();
+    store.write_batch(&batch(finishes_in("msg_2", 0..staged))).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM parts"), (crate::writer::BOUND_LIST_MAX + 10) as i64);
     assert_eq!(count(&store, "SELECT count(*) FROM step_events"), (crate::writer::BOUND_LIST_MAX + 10) as i64);
     let part = |n: usize| vec![file(&format!("/s/part/msg_3/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 2, 0.0))];
@@ -779,13 +782,11 @@ fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_p
     store.write_batch(&batch(vec![empty_part_file("prt_bad"), empty_part_file("prt_new")])).unwrap();
     assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_bad'"), 2, "a stored failure counts on");
     assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_new'"), 1);
-    let parts = |from: usize| -> Vec<DecodedFile> {
-        (from..from + crate::writer::BOUND_LIST_MAX + 10).map(|n| file(&format!("/s/part/msg_1/prt_{n}.json"), finish(&format!("prt_{n}"), "ses_a", "msg_1", 1, 0.0))).collect()
-    };
-    // Stored during this run: half of the second staged batch was appended by the first.
-    store.write_batch(&batch(parts(0))).unwrap();
-    store.write_batch(&batch(parts(100))).unwrap();
-    let part_paths = (100 + crate::writer::BOUND_LIST_MAX + 10) as i64;
+    // Stored during this run: most of the second staged batch was appended by the first.
+    let staged = crate::writer::BOUND_LIST_MAX + 10;
+    store.write_batch(&batch(finishes_in("msg_1", 0..staged))).unwrap();
+    store.write_batch(&batch(finishes_in("msg_1", 100..100 + staged))).unwrap();
+    let part_paths = (100 + staged) as i64;
     assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE kind = 'part' AND status = 'indexed'"), part_paths);
     store.write_batch(&batch(vec![file("/s/part/msg_1/prt_5.json", finish("prt_5", "ses_a", "msg_1", 2, 0.0))])).unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE file_path = '/s/part/msg_1/prt_5.json'"), 1);
