@@ -3,10 +3,13 @@
 //!
 //! [`AccumulatorCore`] holds all the logic as a plain struct; [`Accumulator`] is the actix shell.
 
-// foldhash, not SipHash: every event and every committed file looks its path up here several
-// times, and hashing paths was a third of the accumulator's thread at 20k files/s.
+// foldhash, not SipHash, over the path's bytes (`OsString` keys), not `PathBuf`'s component by
+// component hash and comparison: every event and every committed file looks its path up here
+// several times, and hashing paths was a third of the accumulator's thread at 20k files/s. The
+// watcher and the scans build every path from the same root, so equal paths have equal bytes.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,16 +88,16 @@ struct PendingPath {
 #[derive(Debug)]
 pub struct AccumulatorCore {
     rules: BatchRules,
-    pending: HashMap<PathBuf, PendingPath>,
-    in_flight: HashMap<u64, Vec<PathBuf>>,
-    in_flight_paths: HashSet<PathBuf>,
+    pending: HashMap<OsString, PendingPath>,
+    in_flight: HashMap<u64, Vec<OsString>>,
+    in_flight_paths: HashSet<OsString>,
     /// Paths a scan reported while they were in flight, with the stamp it listed: decided when
     /// their batch commits (see [`AccumulatorCore::committed`]).
-    rescanned_in_flight: HashMap<PathBuf, (ObservedPath, FileStamp)>,
+    rescanned_in_flight: HashMap<OsString, (ObservedPath, FileStamp)>,
     /// When each path was last committed, and the stamp it was committed with (not a removal or a
     /// read that found it incomplete), for `min_rewrite_interval`.
-    last_committed: HashMap<PathBuf, (Instant, Option<FileStamp>)>,
-    retry_attempts: HashMap<PathBuf, u32>,
+    last_committed: HashMap<OsString, (Instant, Option<FileStamp>)>,
+    retry_attempts: HashMap<OsString, u32>,
     next_batch_id: u64,
     /// Set when a path was refused for lack of room: a rescan must find it later.
     refused_since_rescan: bool,
@@ -125,23 +128,24 @@ impl AccumulatorCore {
     /// 50,000 files).
     pub fn offer(&mut self, paths: Vec<ObservedPath>, origin: Origin, now: Instant) -> Backlog {
         for observed in paths {
+            let key = observed.path.as_os_str();
             if let (Origin::Reconciler, Some(stamp)) = (origin, observed.scanned_stamp) {
-                if !self.pending.contains_key(&observed.path) {
-                    if self.in_flight_paths.contains(&observed.path) {
-                        self.rescanned_in_flight.insert(observed.path.clone(), (observed, stamp));
+                if !self.pending.contains_key(key) {
+                    if self.in_flight_paths.contains(key) {
+                        self.rescanned_in_flight.insert(key.to_owned(), (observed, stamp));
                         continue;
                     }
-                    if self.last_committed.get(&observed.path).is_some_and(|(_, committed)| *committed == Some(stamp)) {
+                    if self.last_committed.get(key).is_some_and(|(_, committed)| *committed == Some(stamp)) {
                         continue;
                     }
                 }
             } else if origin != Origin::Retry {
                 // A change the scan did not see: pending now covers the path.
-                self.rescanned_in_flight.remove(&observed.path);
+                self.rescanned_in_flight.remove(key);
             }
             let throttled_until = self.throttled(&observed.path, now);
             let writing_until = throttled_until.max(now + self.rules.write_grace);
-            if let Some(existing) = self.pending.get_mut(&observed.path) {
+            if let Some(existing) = self.pending.get_mut(observed.path.as_os_str()) {
                 match origin {
                     Origin::Retry => {}
                     // A fresh change beats a scheduled retry: look at it now (or at its close).
@@ -177,7 +181,7 @@ impl AccumulatorCore {
             };
             let observed_at = if origin == Origin::Retry { now } else { observed.observed_at };
             self.pending.insert(
-                observed.path,
+                observed.path.into_os_string(),
                 PendingPath {
                     kind: observed.kind,
                     observed_at,
@@ -190,8 +194,8 @@ impl AccumulatorCore {
         self.backlog()
     }
 
-    fn throttled(&self, path: &PathBuf, now: Instant) -> Instant {
-        match self.last_committed.get(path) {
+    fn throttled(&self, path: &Path, now: Instant) -> Instant {
+        match self.last_committed.get(path.as_os_str()) {
             Some((committed, _)) => (*committed + self.rules.min_rewrite_interval).max(now),
             None => now,
         }
@@ -218,7 +222,7 @@ impl AccumulatorCore {
         if self.in_flight.len() >= self.rules.max_in_flight {
             return None;
         }
-        let eligible: Vec<&PathBuf> = self
+        let eligible: Vec<&OsString> = self
             .pending
             .iter()
             .filter(|(path, pending)| {
@@ -241,13 +245,13 @@ impl AccumulatorCore {
         // Everything eligible goes, up to the backlog size: under load one commit carries many
         // files, so the per-commit cost is amortised and latency falls instead of queueing.
         let size = self.rules.backlog_batch_files.max(self.rules.max_files);
-        let chosen: Vec<PathBuf> = eligible.into_iter().take(size).cloned().collect();
+        let chosen: Vec<OsString> = eligible.into_iter().take(size).cloned().collect();
         let batch_id = self.next_batch_id;
         self.next_batch_id += 1;
         let mut paths = Vec::with_capacity(chosen.len());
         for path in &chosen {
             if let Some(pending) = self.pending.remove(path) {
-                paths.push(ObservedPath::new(path.clone(), pending.kind, pending.observed_at));
+                paths.push(ObservedPath::new(PathBuf::from(path), pending.kind, pending.observed_at));
             }
             self.in_flight_paths.insert(path.clone());
         }
@@ -279,17 +283,17 @@ impl AccumulatorCore {
     /// was in flight is dropped when it listed the stamp committed, else it becomes pending.
     pub fn committed(&mut self, batch_id: u64, files: &[CommittedFile], not_ready: Vec<ObservedPath>, now: Instant) {
         if let Some(paths) = self.in_flight.remove(&batch_id) {
-            let not_ready_paths: HashSet<&PathBuf> = not_ready.iter().map(|observed| &observed.path).collect();
-            let committed_stamps: HashMap<&PathBuf, FileStamp> = files
+            let not_ready_paths: HashSet<&OsStr> = not_ready.iter().map(|observed| observed.path.as_os_str()).collect();
+            let committed_stamps: HashMap<&OsStr, FileStamp> = files
                 .iter()
                 .filter_map(|file| match file.state {
-                    Some((stamp, status)) if status != FileStatus::Pending => Some((&file.path, stamp)),
+                    Some((stamp, status)) if status != FileStatus::Pending => Some((file.path.as_os_str(), stamp)),
                     _ => None,
                 })
                 .collect();
             for path in paths {
                 self.in_flight_paths.remove(&path);
-                let committed_stamp = committed_stamps.get(&path).copied();
+                let committed_stamp = committed_stamps.get(path.as_os_str()).copied();
                 if let Some((observed, scanned)) = self.rescanned_in_flight.remove(&path) {
                     if committed_stamp != Some(scanned) && !self.pending.contains_key(&path) {
                         self.pending.insert(
@@ -298,12 +302,12 @@ impl AccumulatorCore {
                         );
                     }
                 }
-                if !not_ready_paths.contains(&path) {
+                if !not_ready_paths.contains(path.as_os_str()) {
                     self.retry_attempts.remove(&path);
                 }
                 // Changed again while in flight (a streamed file): throttle the next commit.
                 // Not after a read that found the file incomplete: the change is its completion.
-                if let Some(pending) = self.pending.get_mut(&path).filter(|_| !not_ready_paths.contains(&path)) {
+                if let Some(pending) = self.pending.get_mut(&path).filter(|_| !not_ready_paths.contains(path.as_os_str())) {
                     pending.eligible_at = pending.eligible_at.max(now + self.rules.min_rewrite_interval);
                 }
                 self.last_committed.insert(path, (now, committed_stamp));
@@ -332,16 +336,16 @@ impl AccumulatorCore {
     }
 
     fn schedule_retry(&mut self, observed: ObservedPath, now: Instant) {
-        let attempts = self.retry_attempts.entry(observed.path.clone()).or_insert(0);
+        let attempts = self.retry_attempts.entry(observed.path.as_os_str().to_owned()).or_insert(0);
         *attempts = attempts.saturating_add(1);
         let delay = self.rules.retry_base.saturating_mul(1 << (*attempts - 1).min(16)).min(self.rules.retry_max);
         let retry_at = now + delay;
-        match self.pending.get_mut(&observed.path) {
+        match self.pending.get_mut(observed.path.as_os_str()) {
             // A newer change is already pending: it will be looked at anyway.
             Some(_) => {}
             None => {
                 self.pending.insert(
-                    observed.path,
+                    observed.path.into_os_string(),
                     PendingPath { kind: observed.kind, observed_at: now, eligible_at: retry_at, is_retry: true, awaiting_close: false },
                 );
             }

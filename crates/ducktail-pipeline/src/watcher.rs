@@ -72,8 +72,8 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
         if matches!(event.kind, EventKind::Access(_)) && !closed_after_write {
             continue;
         }
-        // Reading a file between its creation (or truncation) and its close would find it
-        // partial: such events only announce the close to come.
+        // Reading a file between its creation and its close would find it partial: a create
+        // (or a modify, from a backend that sends one) only announces the close to come.
         let write_in_progress =
             matches!(event.kind, EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any));
         let removal = matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
@@ -102,9 +102,9 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
     translated.rescans.sort();
     translated.rescans.dedup();
     // Written and closed within this run: complete now.
-    let complete: std::collections::HashSet<&Path> = translated.paths.iter().map(|observed| observed.path.as_path()).collect();
+    let complete: foldhash::HashSet<&std::ffi::OsStr> = translated.paths.iter().map(|observed| observed.path.as_os_str()).collect();
     let writing = std::mem::take(&mut translated.writing);
-    translated.writing = writing.into_iter().filter(|observed| !complete.contains(observed.path.as_path())).collect();
+    translated.writing = writing.into_iter().filter(|observed| !complete.contains(observed.path.as_os_str())).collect();
     translated
 }
 
@@ -202,8 +202,16 @@ impl Watcher {
         };
         // Opens and read-only closes are never asked for: every folder the daemon's own scan
         // opens would be an event, and on a large tree they overflowed the kernel's queue (a full
-        // rescan per start). A close after writing is the one access that matters.
-        let kinds = notify::EventKindMask::CORE | notify::EventKindMask::ACCESS_CLOSE;
+        // rescan per start). A close after writing is the one access that matters. Nor are data
+        // modifications: OpenCode writes each file whole and closes it, so the close already
+        // says everything a modify would, and a new file's create announces its write. A
+        // modify was one event in three of a burst of new files, each a trip through notify's
+        // thread, this loop and the accumulator.
+        let kinds = notify::EventKindMask::CREATE
+            | notify::EventKindMask::REMOVE
+            | notify::EventKindMask::MODIFY_NAME
+            | notify::EventKindMask::MODIFY_META
+            | notify::EventKindMask::ACCESS_CLOSE;
         let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(kinds));
         let mut watcher = match watcher {
             Ok(watcher) => watcher,
