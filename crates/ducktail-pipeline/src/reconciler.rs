@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use ducktail_sources::opencode::{classify, scan_storage_streaming, scan_threads, stamp_of, ScannedFile};
+use ducktail_sources::opencode::{scan_folder, scan_storage_streaming, scan_threads, ScannedFile};
 use ducktail_store::ReaderPool;
 
 use crate::files::{index_view, Comparison, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
@@ -52,34 +52,15 @@ fn compare_scope(storage_root: &Path, scope: &Path, comparison: &mut Comparison<
         changed.append(&mut piece);
         return;
     }
-    let (mut files, scope_errors) = scan_subtree(storage_root, scope);
-    errors.extend(scope_errors);
-    comparison.keep_changed(&mut files);
-    changed.append(&mut files);
-}
-
-/// Lists the OpenCode files under `scope`, a folder inside the storage root.
-fn scan_subtree(storage_root: &Path, scope: &Path) -> (Vec<ScannedFile>, Vec<String>) {
     let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for entry in walkdir::WalkDir::new(scope).follow_links(false) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(error) => {
-                errors.push(error.to_string());
-                continue;
-            }
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let Some((kind, _)) = classify(storage_root, entry.path()) else { continue };
-        match entry.metadata() {
-            Ok(metadata) => files.push(ScannedFile { path: entry.path().to_owned(), kind, stamp: stamp_of(&metadata) }),
-            Err(error) => errors.push(format!("{}: {error}", entry.path().display())),
+    for item in scan_folder(storage_root, scope) {
+        match item {
+            Ok(file) => files.push(file),
+            Err(error) => errors.push(error.to_string()),
         }
     }
-    (files, errors)
+    comparison.keep_changed(&mut files);
+    changed.append(&mut files);
 }
 
 /// The reconciler actor.

@@ -16,7 +16,7 @@ pub mod sqlite;
 
 pub use decode::{decode_bytes, decode_document, decode_file, DecodeLimits};
 pub use layout::classify;
-pub use scan::{scan_storage, scan_storage_streaming, scan_threads, stamp_of, storage_root, ScanError, ScannedFile, StorageScan};
+pub use scan::{scan_folder, scan_storage, scan_storage_streaming, scan_threads, stamp_of, storage_root, ScanError, ScannedFile, StorageScan};
 
 #[cfg(test)]
 mod fixture_tests;

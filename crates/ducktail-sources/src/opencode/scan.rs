@@ -226,6 +226,50 @@ pub fn scan_storage_streaming(storage_root: &Path, threads: usize, sink: &mut dy
     }
 }
 
+/// Lists the record files under `folder`, a folder inside the storage root (a new directory the
+/// watcher saw), by [`scan_storage`]'s rules and code: the same layouts, depths and skips, each
+/// stat relative to its open folder (a path walk per file from the root cost a new directory's
+/// scan most of its time). A folder that holds no record files by those rules (too deep, hidden,
+/// outside the six layouts, a symbolic link, vanished) lists nothing.
+pub fn scan_folder(storage_root: &Path, folder: &Path) -> Vec<Result<ScannedFile, ScanError>> {
+    let mut found = Vec::new();
+    let Ok(relative) = folder.strip_prefix(storage_root) else { return found };
+    let mut names = Vec::with_capacity(2);
+    for component in relative.components() {
+        match component {
+            std::path::Component::Normal(name) => names.push(name),
+            _ => return found,
+        }
+    }
+    let Some(&(_, kind, depth)) = names.first().and_then(|top| LAYOUTS.iter().find(|(name, _, _)| std::ffi::OsStr::new(name) == *top)) else {
+        return found;
+    };
+    // Like the full scan, links in place of folders are not followed.
+    if !std::fs::symlink_metadata(folder).is_ok_and(|metadata| metadata.is_dir()) {
+        return found;
+    }
+    match (names.len(), depth) {
+        // A two-level layout's folder holds its files, as an id folder does.
+        (1, 2) => list_id_folder(folder.to_path_buf(), kind, &mut found),
+        (1, _) => match read_folder(folder) {
+            Some(Ok(listing)) => {
+                for entry in &sorted_by_name(listing) {
+                    match list_entry(folder, entry, kind, false) {
+                        Ok(Listed::Folder(id_folder)) => list_id_folder(id_folder, kind, &mut found),
+                        Ok(_) | Err(None) => {}
+                        Err(Some(error)) => found.push(Err(error)),
+                    }
+                }
+            }
+            Some(Err(error)) => found.push(Err(error)),
+            None => {}
+        },
+        (2, 3) if layout::is_id_folder_name(names[1]) => list_id_folder(folder.to_path_buf(), kind, &mut found),
+        _ => {}
+    }
+    found
+}
+
 /// What [`scan_storage`] found: files and errors naming their paths.
 #[derive(Debug)]
 pub struct StorageScan {
@@ -380,10 +424,9 @@ mod tests {
         assert_eq!(collected, expected);
     }
 
-    #[test]
-    fn scan_lists_the_six_layouts_and_nothing_else() {
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path();
+    /// The six layouts with odd names, beside everything a scan must skip: returns what it must
+    /// list. `outside` receives a folder the tree links to.
+    fn write_layouts_and_noise(root: &Path, outside: &Path) -> BTreeSet<(FileKind, String, String)> {
         let wanted = [
             (FileKind::Project, "project/global.json", "global"),
             (FileKind::Session, "session/global/ses_1.json", "ses_1"),
@@ -422,18 +465,49 @@ mod tests {
         fs::create_dir_all(root.join("todo/folder.json")).unwrap();
         symlink(root.join("todo/ses_1.json"), root.join("todo/link.json")).unwrap();
         symlink(root.join("part/msg_1"), root.join("part/msg_link")).unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        write(outside.path(), "msg_x/prt_x.json", "{}");
-        symlink(outside.path(), root.join("message_alias")).unwrap();
+        write(outside, "msg_x/prt_x.json", "{}");
+        symlink(outside, root.join("message_alias")).unwrap();
         let fifo = root.join("part/msg_1/fifo.json");
         let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(status.success());
+        wanted.iter().map(|(kind, relative, id)| (*kind, relative.to_string(), id.to_string())).collect()
+    }
 
-        let expected: BTreeSet<_> = wanted
-            .iter()
-            .map(|(kind, relative, id)| (*kind, relative.to_string(), id.to_string()))
+    #[test]
+    fn scan_lists_the_six_layouts_and_nothing_else() {
+        let (temp, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let expected = write_layouts_and_noise(temp.path(), outside.path());
+        assert_eq!(scanned(temp.path()), expected);
+    }
+
+    #[test]
+    fn a_folder_lists_what_the_full_scan_lists_under_it() {
+        let (temp, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = temp.path();
+        write_layouts_and_noise(root, outside.path());
+        let everything = scanned(root);
+        let mut folders: Vec<PathBuf> = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|entry| entry.file_type().is_dir())
+            .map(walkdir::DirEntry::into_path)
             .collect();
-        assert_eq!(scanned(root), expected);
+        // Links to folders, a folder outside the root and one that does not exist.
+        folders.extend([root.join("part/msg_link"), root.join("message_alias"), outside.path().join("msg_x"), root.join("part/msg_gone")]);
+        assert!(folders.len() > 15, "{folders:?}");
+        for folder in folders {
+            let listed: BTreeSet<_> = scan_folder(root, &folder)
+                .into_iter()
+                .map(|file| {
+                    let file = file.unwrap();
+                    let record_id = file.record_id();
+                    (file.kind, file.path.strip_prefix(root).unwrap().to_string_lossy().into_owned(), record_id)
+                })
+                .collect();
+            let under: BTreeSet<_> = everything.iter().filter(|(_, relative, _)| root.join(relative).starts_with(&folder)).cloned().collect();
+            assert_eq!(listed, under, "{}", folder.display());
+        }
     }
 
     #[test]
