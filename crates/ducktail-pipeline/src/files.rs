@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use ducktail_model::{DecodedFile, FileKind, FileOutcome, FileStamp, FileStatus};
 use ducktail_sources::opencode::{decode_file, DecodeLimits, ScannedFile};
@@ -96,12 +96,9 @@ pub fn index_view(entries: Vec<FileIndexEntry>) -> IndexView {
         .collect()
 }
 
-/// Compares what is on disk under `scopes` (disjoint directories) with what is indexed there. A
+/// Compares what is on disk under `scope` (the storage root) with what is indexed there. A
 /// file is unchanged when its (mtime, size) equal the indexed ones and it is not pending; errors
 /// are retried only when the file changes. `scan_mark` must differ from the previous call's.
-///
-/// The sweep for removals visits the index once, whatever the number of scopes: a burst of new
-/// directories can queue thousands of them.
 ///
 /// The whole-listing form of [`Comparison`], which the reconciler and `index` feed as their scans
 /// stream in; the tests state the comparison's rules through it.
@@ -109,7 +106,7 @@ pub fn index_view(entries: Vec<FileIndexEntry>) -> IndexView {
 pub fn diff(
     mut on_disk: Vec<ScannedFile>,
     indexed: &mut IndexView,
-    scopes: &[PathBuf],
+    scope: &Path,
     scan_mark: u32,
 ) -> Differences {
     let mut comparison = Comparison::new(indexed, scan_mark);
@@ -117,7 +114,7 @@ pub fn diff(
     comparison.keep_changed(&mut on_disk);
     on_disk.shrink_to_fit();
     let unchanged = comparison.unchanged;
-    Differences { changed: on_disk, removed: comparison.removed(scopes), unchanged }
+    Differences { changed: on_disk, removed: comparison.removed(scope), unchanged }
 }
 
 /// The comparison of a listing with the index view (see `diff` for the rules), fed piece by piece
@@ -159,33 +156,21 @@ impl<'view> Comparison<'view> {
         self.unchanged += unchanged;
     }
 
-    /// Indexed paths under `scopes` that no listed file matched, with their kinds.
-    pub fn removed(self, scopes: &[PathBuf]) -> Vec<(PathBuf, FileKind)> {
-        // Every new directory the daemon sees is a scoped scan, and each one sweeps the whole
-        // view, so the test is on bytes: `Path::starts_with` walks components, and was 9 % of
-        // the daemon's CPU at 1,000 new files a second. A few scopes (the usual case: the whole
-        // tree or one new directory) are checked by prefix; a burst of new directories by
-        // looking each ancestor up.
-        let in_scope: ScopeTest<'_> = if scopes.len() <= 8 {
-            Box::new(|path: &[u8]| scopes.iter().any(|scope| is_within(path, scope.as_os_str().as_bytes())))
-        } else {
-            let scopes: HashSet<&[u8]> = scopes.iter().map(|scope| scope.as_os_str().as_bytes()).collect();
-            Box::new(move |path: &[u8]| {
-                scopes.contains(path) || path.iter().enumerate().any(|(at, byte)| *byte == b'/' && scopes.contains(&path[..at]))
-            })
-        };
+    /// Indexed paths under `scope` that no listed file matched, with their kinds: the removals a
+    /// scan of all of `scope` finds. It visits the whole view, so it is for whole-tree scans
+    /// (paths of another root, from an earlier configuration, are left alone).
+    pub fn removed(self, scope: &Path) -> Vec<(PathBuf, FileKind)> {
+        // On bytes: `Path::starts_with` walks components.
+        let scope = scope.as_os_str().as_bytes();
         let mut removed = Vec::new();
         for (path, state) in self.indexed.iter() {
-            if state.seen_in_scan != self.scan_mark && in_scope(path.as_bytes()) {
+            if state.seen_in_scan != self.scan_mark && is_within(path.as_bytes(), scope) {
                 removed.push((PathBuf::from(path), state.kind));
             }
         }
         removed
     }
 }
-
-/// Whether a path's bytes lie in one of a scan's scopes.
-type ScopeTest<'a> = Box<dyn Fn(&[u8]) -> bool + 'a>;
 
 /// Whether `path` is `scope` or lies under it, as `Path::starts_with` decides for the paths a
 /// scan builds (absolute, no `.` or doubled separators).
@@ -226,27 +211,12 @@ mod tests {
             ("/elsewhere/x", FileStatus::Indexed),
         ]);
         let disk = vec![scanned("/s/a", 1), scanned("/s/b", 2), scanned("/s/c", 1), scanned("/s/d", 1), scanned("/s/new", 1)];
-        let differences = diff(disk, &mut indexed, &[PathBuf::from("/s")], 1);
+        let differences = diff(disk, &mut indexed, Path::new("/s"), 1);
         let mut changed: Vec<_> = differences.changed.iter().map(|file| file.path.to_str().unwrap()).collect();
         changed.sort();
         assert_eq!(changed, ["/s/b", "/s/c", "/s/new"]);
         assert_eq!(differences.unchanged, 2);
         assert_eq!(differences.removed, vec![(PathBuf::from("/s/gone"), FileKind::Part)]);
-    }
-
-    #[test]
-    fn several_scopes_sweep_removals_only_inside_them() {
-        let mut indexed = view(&[
-            ("/s/part/m1/a", FileStatus::Indexed),
-            ("/s/part/m2/b", FileStatus::Indexed),
-            ("/s/part/m3/c", FileStatus::Indexed),
-            ("/s/part/m10/d", FileStatus::Indexed),
-        ]);
-        let scopes = [PathBuf::from("/s/part/m1"), PathBuf::from("/s/part/m2")];
-        let differences = diff(vec![scanned("/s/part/m2/b", 1)], &mut indexed, &scopes, 1);
-        assert_eq!(differences.unchanged, 1);
-        // m10 shares m1's text prefix but is not inside it; m3 was not scanned.
-        assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);
     }
 
     #[test]
@@ -264,14 +234,5 @@ mod tests {
         for (path, scope) in cases {
             assert_eq!(is_within(path.as_bytes(), scope.as_bytes()), Path::new(path).starts_with(scope), "{path} within {scope}");
         }
-    }
-
-    #[test]
-    fn many_scopes_sweep_removals_only_inside_them_too() {
-        // Past eight scopes (a burst of new directories) the sweep looks ancestors up instead.
-        let mut indexed = view(&[("/s/part/m1/a", FileStatus::Indexed), ("/s/part/m10/d", FileStatus::Indexed), ("/s/part/m99/z", FileStatus::Indexed)]);
-        let scopes: Vec<PathBuf> = (1..=9).map(|index| PathBuf::from(format!("/s/part/m{index}"))).collect();
-        let differences = diff(Vec::new(), &mut indexed, &scopes, 1);
-        assert_eq!(differences.removed, vec![(PathBuf::from("/s/part/m1/a"), FileKind::Part)]);
     }
 }

@@ -314,7 +314,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
                 }
             }
             let unchanged = comparison.unchanged;
-            let removed = comparison.removed(std::slice::from_ref(root_ref));
+            let removed = comparison.removed(root_ref);
             tracing::debug!(files = scanned, unchanged, "index: listed and compared the tree");
             Listing { scanned, unchanged, files_by_kind, scan_errors, removed }
         });

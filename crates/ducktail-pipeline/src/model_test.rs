@@ -146,7 +146,7 @@ impl Simulation {
             .iter()
             .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp })
             .collect();
-        let differences = diff(on_disk, &mut self.index, &[PathBuf::from("/s")], self.scan_mark);
+        let differences = diff(on_disk, &mut self.index, std::path::Path::new("/s"), self.scan_mark);
         let mut paths: Vec<ObservedPath> =
             differences.changed.into_iter().map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now, scanned_stamp: Some(file.stamp) }).collect();
         paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath::new(path, kind, self.now)));
