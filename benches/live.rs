@@ -6,6 +6,7 @@
 //! cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 10 --burst 20000
 //! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100
 //! cargo bench --workspace --bench live -- --rates '' --burst 0 --soak-minutes 60 --soak-rate 100 --soak-steady 20000
+//! cargo bench --workspace --bench live -- --rates '' --burst 0 --new-folders 1000 --opencode TREE --db DB
 //! ```
 //!
 //! Each row starts a fresh daemon on an empty tree (on a tmpfs when there is one, see
@@ -19,8 +20,13 @@
 //! Beside it, the CPU each side spent per file (the daemon's process from `/proc/<pid>/stat`,
 //! the writing thread's from `/proc/thread-self/stat`) and the rate those costs allow on this
 //! machine's cores: what bounds the sustained rate when both share the machine.
+//!
+//! `--new-folders N` measures what a long history costs each new folder: on an indexed tree (the
+//! suite's 1M-file tree, with a copy of its database), a daemon left idle after its start gets N
+//! new message folders of one part each, 50 a second (an agent makes one per message, so each
+//! one is its own watch, scan and commit), and the row is its CPU per folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,10 +39,13 @@ struct Options {
     soak_minutes: u64,
     soak_rate: u64,
     soak_steady: usize,
+    new_folders: usize,
+    opencode: Option<PathBuf>,
+    db: Option<PathBuf>,
 }
 
 fn options() -> Options {
-    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100, soak_steady: 0 };
+    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100, soak_steady: 0, new_folders: 0, opencode: None, db: None };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
@@ -48,6 +57,9 @@ fn options() -> Options {
             "--soak-minutes" => options.soak_minutes = value().parse().expect("minutes"),
             "--soak-rate" => options.soak_rate = value().parse().expect("files/s"),
             "--soak-steady" => options.soak_steady = value().parse().expect("a number of files"),
+            "--new-folders" => options.new_folders = value().parse().expect("a number of folders"),
+            "--opencode" => options.opencode = Some(PathBuf::from(value())),
+            "--db" => options.db = Some(PathBuf::from(value())),
             // `cargo bench` passes --bench; ignore anything else it adds.
             _ => {}
         }
@@ -93,6 +105,70 @@ fn main() {
     if options.soak_minutes > 0 {
         soak(options.soak_minutes, options.soak_rate, options.soak_steady);
     }
+    if options.new_folders > 0 {
+        let (opencode, db) = (options.opencode.as_deref().expect("--new-folders needs --opencode"), options.db.as_deref().expect("--new-folders needs --db"));
+        new_folders_on_tree(opencode, db, options.new_folders);
+    }
+}
+
+/// Removes the folders a bench added to a tree it does not own, however the bench ends.
+struct AddedFolders(Vec<PathBuf>);
+
+impl Drop for AddedFolders {
+    fn drop(&mut self) {
+        for folder in &self.0 {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// A daemon on the indexed tree at `opencode` (on a copy of `db`, so the suite's database stays
+/// as the tree is) gets `count` new message folders of one part each, 50 a second, once idle
+/// after its start; the row is its CPU per folder. Every new folder costs a watch, a scan of the folder and a
+/// commit, and the first two grow with the tree.
+fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
+    let scratch = tempfile::tempdir_in(db.parent().expect("the database's folder")).expect("a temp dir beside the database");
+    let copy = scratch.path().join("bench.duckdb");
+    std::fs::copy(db, &copy).unwrap_or_else(|error| panic!("copying {}: {error}", db.display()));
+    let daemon = Daemon::start(opencode, &copy, scratch.path());
+    let stat = format!("/proc/{}/stat", daemon.inner.pid());
+    // Idle: the start's catch-up and trace work are done when a second passes without CPU.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last = cpu_seconds(&stat);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_seconds(&stat);
+        if now - last < 0.02 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not settle within 5 minutes of its start");
+        last = now;
+    }
+    let tree_files = daemon.scalar("SELECT count(*) FROM file_index");
+    let part = opencode.join("storage/part");
+    let added = AddedFolders((0..count).map(|index| part.join(format!("msg_zzbenchfolder{index:06}"))).collect());
+    let before = cpu_seconds(&stat);
+    let started = Instant::now();
+    for (index, folder) in added.0.iter().enumerate() {
+        // Pacing is the workload: one folder every 20 ms.
+        if let Some(wait) = (started + Duration::from_millis(20 * index as u64)).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        std::fs::create_dir(folder).unwrap_or_else(|error| panic!("creating {}: {error}", folder.display()));
+        let id = format!("{index:06}");
+        let part = serde_json::json!({"id": format!("prt_zzbenchfolder{id}"), "sessionID": "ses_zzbenchfolder", "messageID": format!("msg_zzbenchfolder{id}"), "type": "text", "text": "hello"});
+        std::fs::write(folder.join(format!("prt_zzbenchfolder{id}.json")), part.to_string()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // The count scans a million rows, so it is asked only once nothing is pending.
+    while pending_files(&daemon.base_url) != Some(0) || daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%zzbenchfolder%'") < count as i64 {
+        assert!(Instant::now() < deadline, "the daemon did not commit {count} new folders within 5 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let per_folder_ms = (cpu_seconds(&stat) - before) * 1e3 / count as f64;
+    daemon.stop();
+    drop(added);
+    suite::row("live: new message folders of one part each, 50/s, on the indexed tree", tree_files as usize, "daemon CPU ms per new folder", per_folder_ms, "", None, "");
 }
 
 /// Writes `plan`'s files under `opencode` in order — at `rate` files/s when given, else as fast as

@@ -24,3 +24,4 @@ cargo bench --workspace --bench pipeline -- --files "$sizes"
 cargo bench --workspace --bench read -- --opencode "$trees/seed42-$largest" --db "$trees/bench-$largest.duckdb" --requests 200 --no-header
 cargo bench --workspace --bench batch -- --files "$largest" --no-header
 cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 5 --burst 20000 --no-header
+cargo bench --workspace --bench live -- --rates '' --burst 0 --new-folders 500 --opencode "$trees/seed42-$largest" --db "$trees/bench-$largest.duckdb" --no-header
