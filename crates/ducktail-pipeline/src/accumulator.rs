@@ -145,7 +145,7 @@ impl AccumulatorCore {
             }
             let throttled_until = self.throttled(&observed.path, now);
             let writing_until = throttled_until.max(now + self.rules.write_grace);
-            if let Some(existing) = self.pending.get_mut(observed.path.as_os_str()) {
+            if let Some(existing) = self.pending.get_mut(key) {
                 match origin {
                     Origin::Retry => {}
                     // A fresh change beats a scheduled retry: look at it now (or at its close).
