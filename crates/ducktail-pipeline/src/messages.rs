@@ -44,8 +44,9 @@ pub enum Origin {
     /// A filesystem event of a finished change: a file closed after writing, renamed into
     /// place, or removed.
     Watcher,
-    /// A filesystem event of a write still in progress (a file created or modified, not yet
-    /// closed): looked at once it is closed, or after a grace period if it never is.
+    /// A filesystem event of a write still in progress (a file created, or modified where the
+    /// backend reports it, not yet closed): looked at once it is closed, or after a grace period
+    /// if it never is.
     Writing,
     /// A scan (startup catch-up, periodic, or on demand).
     Reconciler,

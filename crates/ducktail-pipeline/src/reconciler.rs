@@ -170,9 +170,9 @@ impl Reconciler {
             let unchanged = comparison.unchanged;
             // Only a new directory is scanned below the root (every other rescan is of the whole
             // tree), and it is scanned for the files written before its watch, not for removals:
-            // a removal is an event, and the periodic full scan is the net for missed ones. The
-            // sweep visits the whole view, and on a 1M-file tree it was 30 % of the daemon's CPU
-            // while new directories kept coming (about 3 ms each).
+            // a file's removal is an event, and the periodic full scan is the net for missed ones
+            // (a folder moved away leaves its files to it, as it always did). The sweep visits
+            // the whole view: on a 1M-file tree, 19 of the 30 ms of CPU a new folder cost.
             let removed = if is_full_scan { comparison.removed(&storage_root) } else { Vec::new() };
             Ok((view, Differences { changed, removed, unchanged }, errors))
         });

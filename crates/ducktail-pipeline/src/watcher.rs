@@ -35,12 +35,31 @@ const EVENTS_PER_MESSAGE: usize = 4_096;
 /// Longest wait between attempts to watch while the inotify limit is reached.
 const MAX_LIMIT_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The events asked of the kernel. Opens and read-only closes never: every folder the daemon's
+/// own scan opens would be an event, and on a large tree they overflowed the kernel's queue (a
+/// full rescan per start). A close after writing is the one access that matters.
+///
+/// On Linux, data modifications are not asked for either: OpenCode writes each file whole and
+/// closes it, so the close says everything a modify would, and a new file's create announces its
+/// write (a file modified and never closed waits for the next scan). A modify was one event in
+/// three of a burst of new files, each a trip through notify's thread, this loop and the
+/// accumulator. Elsewhere (macOS's FSEvents sends no closes) a modify is how a rewrite shows.
+#[cfg(target_os = "linux")]
+const WATCHED_KINDS: notify::EventKindMask = notify::EventKindMask::CREATE
+    .union(notify::EventKindMask::REMOVE)
+    .union(notify::EventKindMask::MODIFY_NAME)
+    .union(notify::EventKindMask::MODIFY_META)
+    .union(notify::EventKindMask::ACCESS_CLOSE);
+#[cfg(not(target_os = "linux"))]
+const WATCHED_KINDS: notify::EventKindMask = notify::EventKindMask::CORE.union(notify::EventKindMask::ACCESS_CLOSE);
+
 /// What a run of events asks for.
 #[derive(Debug, Default)]
 pub struct Translated {
     /// Files to look at: closed after writing, renamed into place, or removed.
     pub paths: Vec<ObservedPath>,
-    /// Files being written (created or modified, not closed yet in this run of events).
+    /// Files being written (created, or modified where the backend reports it; not closed yet in
+    /// this run of events).
     pub writing: Vec<ObservedPath>,
     /// Directories to rescan (events inside them may have been lost).
     pub rescans: Vec<PathBuf>,
@@ -200,19 +219,7 @@ impl Watcher {
             // Blocks notify's thread when the actor is behind: that is the back-pressure.
             let _ = sender.blocking_send(event);
         };
-        // Opens and read-only closes are never asked for: every folder the daemon's own scan
-        // opens would be an event, and on a large tree they overflowed the kernel's queue (a full
-        // rescan per start). A close after writing is the one access that matters. Nor are data
-        // modifications: OpenCode writes each file whole and closes it, so the close already
-        // says everything a modify would, and a new file's create announces its write. A
-        // modify was one event in three of a burst of new files, each a trip through notify's
-        // thread, this loop and the accumulator.
-        let kinds = notify::EventKindMask::CREATE
-            | notify::EventKindMask::REMOVE
-            | notify::EventKindMask::MODIFY_NAME
-            | notify::EventKindMask::MODIFY_META
-            | notify::EventKindMask::ACCESS_CLOSE;
-        let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(kinds));
+        let watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_event_kinds(WATCHED_KINDS));
         let mut watcher = match watcher {
             Ok(watcher) => watcher,
             Err(error) => {
