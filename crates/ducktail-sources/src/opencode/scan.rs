@@ -244,9 +244,19 @@ pub fn scan_folder(storage_root: &Path, folder: &Path) -> Vec<Result<ScannedFile
     let Some(&(_, kind, depth)) = names.first().and_then(|top| LAYOUTS.iter().find(|(name, _, _)| std::ffi::OsStr::new(name) == *top)) else {
         return found;
     };
-    // Like the full scan, links in place of folders are not followed.
-    if !std::fs::symlink_metadata(folder).is_ok_and(|metadata| metadata.is_dir()) {
-        return found;
+    // Like the full scan, links in place of folders are not followed: neither the folder nor
+    // the layout's folder above it may be one.
+    let layout_folder = storage_root.join(names[0]);
+    for checked in [layout_folder.as_path(), folder] {
+        match std::fs::symlink_metadata(checked) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return found,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return found,
+            Err(source) => {
+                found.push(Err(ScanError::Io { path: checked.to_path_buf(), source }));
+                return found;
+            }
+        }
     }
     match (names.len(), depth) {
         // A two-level layout's folder holds its files, as an id folder does.
@@ -517,6 +527,10 @@ mod tests {
         write(real.path(), "msg_1/prt_1.json", "{}");
         symlink(real.path(), temp.path().join("part")).unwrap();
         assert!(scanned(temp.path()).is_empty());
+        // Nor by a new folder's scan, at either depth.
+        for folder in [temp.path().join("part"), temp.path().join("part/msg_1")] {
+            assert!(scan_folder(temp.path(), &folder).is_empty(), "{}", folder.display());
+        }
     }
 
     #[test]
