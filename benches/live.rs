@@ -111,7 +111,8 @@ fn main() {
     }
 }
 
-/// Removes the folders a bench added to a tree it does not own, however the bench ends.
+/// Removes the folders a bench added to a tree it does not own when the bench ends, panics
+/// included (a killed run's are removed by the next one, see [`new_folders_on_tree`]).
 struct AddedFolders(Vec<PathBuf>);
 
 impl Drop for AddedFolders {
@@ -124,13 +125,31 @@ impl Drop for AddedFolders {
 
 /// A daemon on the indexed tree at `opencode` (on a copy of `db`, so the suite's database stays
 /// as the tree is) gets `count` new message folders of one part each, 50 a second, once idle
-/// after its start; the row is its CPU per folder. Every new folder costs a watch, a scan of the folder and a
-/// commit, and the first two grow with the tree.
+/// after its start; the row is its CPU per folder. Every new folder costs a watch, a scan of the
+/// folder and a commit, and the first two grow with the tree.
 fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
-    let scratch = tempfile::tempdir_in(db.parent().expect("the database's folder")).expect("a temp dir beside the database");
+    const FOLDER_PREFIX: &str = "msg_zzbenchfolder";
+    const SCRATCH_PREFIX: &str = "new-folders-";
+    let (part, beside_db) = (opencode.join("storage/part"), db.parent().expect("the database's folder"));
+    // A killed run leaves its folders in the tree and its copy of the database beside it.
+    for (folder, prefix) in [(part.as_path(), FOLDER_PREFIX), (beside_db, SCRATCH_PREFIX)] {
+        for entry in std::fs::read_dir(folder).unwrap_or_else(|error| panic!("listing {}: {error}", folder.display())) {
+            let path = entry.expect("a folder entry").path();
+            if path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with(prefix)) {
+                std::fs::remove_dir_all(&path).unwrap_or_else(|error| panic!("removing {}: {error}", path.display()));
+            }
+        }
+    }
+    let scratch = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(beside_db).expect("a temp dir beside the database");
     let copy = scratch.path().join("bench.duckdb");
     std::fs::copy(db, &copy).unwrap_or_else(|error| panic!("copying {}: {error}", db.display()));
-    let daemon = Daemon::start(opencode, &copy, scratch.path());
+    // No periodic full scan inside the measured seconds: on this tree one costs as much CPU as
+    // the folders themselves.
+    let config = "[http]\nsql_enabled = true\n[reconcile]\ninterval = \"1h\"\n";
+    let inner = daemon::BenchDaemon::start(opencode, &copy, scratch.path(), config, Duration::from_secs(60));
+    let daemon = Daemon { base_url: inner.base_url.clone(), inner };
+    let watch_problem = get_json(&daemon.base_url, "/api/stats").expect("stats")["watch_problem"].clone();
+    assert!(watch_problem.is_null(), "the tree is not fully watched, so the folders would wait for scans: {watch_problem}");
     let stat = format!("/proc/{}/stat", daemon.inner.pid());
     // Idle: the start's catch-up and trace work are done when a second passes without CPU.
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -145,19 +164,20 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
         last = now;
     }
     let tree_files = daemon.scalar("SELECT count(*) FROM file_index");
-    let part = opencode.join("storage/part");
-    let added = AddedFolders((0..count).map(|index| part.join(format!("msg_zzbenchfolder{index:06}"))).collect());
+    let mut added = AddedFolders(Vec::with_capacity(count));
     let before = cpu_seconds(&stat);
     let started = Instant::now();
-    for (index, folder) in added.0.iter().enumerate() {
+    for index in 0..count {
         // Pacing is the workload: one folder every 20 ms.
         if let Some(wait) = (started + Duration::from_millis(20 * index as u64)).checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        std::fs::create_dir(folder).unwrap_or_else(|error| panic!("creating {}: {error}", folder.display()));
         let id = format!("{index:06}");
-        let part = serde_json::json!({"id": format!("prt_zzbenchfolder{id}"), "sessionID": "ses_zzbenchfolder", "messageID": format!("msg_zzbenchfolder{id}"), "type": "text", "text": "hello"});
-        std::fs::write(folder.join(format!("prt_zzbenchfolder{id}.json")), part.to_string()).unwrap();
+        let folder = part.join(format!("{FOLDER_PREFIX}{id}"));
+        std::fs::create_dir(&folder).unwrap_or_else(|error| panic!("creating {}: {error}", folder.display()));
+        added.0.push(folder.clone());
+        let record = serde_json::json!({"id": format!("prt_zzbenchfolder{id}"), "sessionID": "ses_zzbenchfolder", "messageID": format!("{FOLDER_PREFIX}{id}"), "type": "text", "text": "hello"});
+        std::fs::write(folder.join(format!("prt_zzbenchfolder{id}.json")), record.to_string()).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     // The count scans a million rows, so it is asked only once nothing is pending.
