@@ -247,7 +247,8 @@ pub fn scan_folder(storage_root: &Path, folder: &Path) -> Vec<Result<ScannedFile
     // Like the full scan, links in place of folders are not followed: neither the folder nor
     // the layout's folder above it may be one.
     let layout_folder = storage_root.join(names[0]);
-    for checked in [layout_folder.as_path(), folder] {
+    let checked_folders = if names.len() == 1 { &[folder][..] } else { &[layout_folder.as_path(), folder][..] };
+    for &checked in checked_folders {
         match std::fs::symlink_metadata(checked) {
             Ok(metadata) if metadata.is_dir() => {}
             Ok(_) => return found,
