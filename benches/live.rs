@@ -111,7 +111,7 @@ fn main() {
     }
 }
 
-/// Removes the folders a bench added to a tree it does not own when the bench ends, panics
+/// Removes the folders a bench adds to a tree it does not own when the bench ends, panics
 /// included (a killed run's are removed by the next one, see [`new_folders_on_tree`]).
 struct AddedFolders(Vec<PathBuf>);
 
@@ -145,49 +145,36 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
     std::fs::copy(db, &copy).unwrap_or_else(|error| panic!("copying {}: {error}", db.display()));
     // No periodic full scan inside the measured seconds: on this tree one costs as much CPU as
     // the folders themselves.
-    let config = "[http]\nsql_enabled = true\n[reconcile]\ninterval = \"1h\"\n";
-    let inner = daemon::BenchDaemon::start(opencode, &copy, scratch.path(), config, Duration::from_secs(60));
-    let daemon = Daemon { base_url: inner.base_url.clone(), inner };
+    let daemon = Daemon::start_with(opencode, &copy, scratch.path(), "[reconcile]\ninterval = \"1h\"\n");
     let watch_problem = get_json(&daemon.base_url, "/api/stats").expect("stats")["watch_problem"].clone();
     assert!(watch_problem.is_null(), "the tree is not fully watched, so the folders would wait for scans: {watch_problem}");
     let stat = format!("/proc/{}/stat", daemon.inner.pid());
-    // Idle: the start's catch-up and trace work are done when a second passes without CPU.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Idle: the start's catch-up and trace work are done once the daemon's CPU stops moving
+    // between two polls (20 ms of CPU a second at most).
     let mut last = cpu_seconds(&stat);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
+    wait_until("the daemon to settle after its start", Duration::from_secs(300), Duration::from_secs(1), || {
         let now = cpu_seconds(&stat);
-        if now - last < 0.02 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not settle within 5 minutes of its start");
-        last = now;
-    }
+        std::mem::replace(&mut last, now) + 0.02 > now
+    });
     let tree_files = daemon.scalar("SELECT count(*) FROM file_index");
-    let mut added = AddedFolders(Vec::with_capacity(count));
+    let folders: Vec<ducktail_generator::GeneratedFile> = (0..count)
+        .map(|index| {
+            let message = format!("{FOLDER_PREFIX}{index:06}");
+            let part_id = format!("prt_zzbenchfolder{index:06}");
+            let record = serde_json::json!({"id": part_id, "sessionID": "ses_zzbenchfolder", "messageID": message, "type": "text", "text": "hello"});
+            ducktail_generator::GeneratedFile { relative_path: PathBuf::from(format!("storage/part/{message}/{part_id}.json")), contents: record.to_string().into_bytes(), kind: "part" }
+        })
+        .collect();
+    // Leftovers of earlier runs are gone, so every folder with the prefix is this run's.
+    let _added = AddedFolders(folders.iter().filter_map(|file| Some(opencode.join(file.relative_path.parent()?))).collect());
     let before = cpu_seconds(&stat);
-    let started = Instant::now();
-    for index in 0..count {
-        // Pacing is the workload: one folder every 20 ms.
-        if let Some(wait) = (started + Duration::from_millis(20 * index as u64)).checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let id = format!("{index:06}");
-        let folder = part.join(format!("{FOLDER_PREFIX}{id}"));
-        std::fs::create_dir(&folder).unwrap_or_else(|error| panic!("creating {}: {error}", folder.display()));
-        added.0.push(folder.clone());
-        let record = serde_json::json!({"id": format!("prt_zzbenchfolder{id}"), "sessionID": "ses_zzbenchfolder", "messageID": format!("{FOLDER_PREFIX}{id}"), "type": "text", "text": "hello"});
-        std::fs::write(folder.join(format!("prt_zzbenchfolder{id}.json")), record.to_string()).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
+    write_files(opencode, folders.iter(), Some(50), || {});
     // The count scans a million rows, so it is asked only once nothing is pending.
-    while pending_files(&daemon.base_url) != Some(0) || daemon.scalar("SELECT count(*) FROM file_index WHERE file_path LIKE '%zzbenchfolder%'") < count as i64 {
-        assert!(Instant::now() < deadline, "the daemon did not commit {count} new folders within 5 minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the new folders to be committed", Duration::from_secs(300), Duration::from_millis(20), || {
+        pending_files(&daemon.base_url) == Some(0) && daemon.scalar(&format!("SELECT count(*) FROM file_index WHERE file_path LIKE '%{FOLDER_PREFIX}%'")) >= count as i64
+    });
     let per_folder_ms = (cpu_seconds(&stat) - before) * 1e3 / count as f64;
     daemon.stop();
-    drop(added);
     suite::row("live: new message folders of one part each, 50/s, on the indexed tree", tree_files as usize, "daemon CPU ms per new folder", per_folder_ms, "", None, "");
 }
 
@@ -373,15 +360,7 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     write_files(&opencode, plan.iter(), rate, || {});
     let write_seconds = started.elapsed().as_secs_f64();
     let writer_cpu = cpu_seconds("/proc/thread-self/stat") - writer_cpu_before;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let indexed = daemon.scalar("SELECT count(*) FROM file_index");
-        if indexed >= plan.len() as i64 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not index {} files within 10 minutes ({indexed} so far)", plan.len());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("every file to be indexed", Duration::from_secs(600), Duration::from_millis(20), || daemon.scalar("SELECT count(*) FROM file_index") >= plan.len() as i64);
     let commit_seconds = started.elapsed().as_secs_f64();
     let daemon_cpu = cpu_seconds(&daemon_stat) - daemon_cpu_before;
     stop_sampling.store(true, Ordering::Relaxed);
@@ -400,6 +379,15 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
         max_backlog: max_backlog.load(Ordering::Relaxed),
         daemon_cpu_us_per_file: per_file(daemon_cpu),
         writer_cpu_us_per_file: per_file(writer_cpu),
+    }
+}
+
+/// Polls `done` every `interval` until it holds; panics naming `what` after `within`.
+fn wait_until(what: &str, within: Duration, interval: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(interval);
     }
 }
 
@@ -427,7 +415,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(opencode: &Path, db: &Path, scratch: &Path) -> Daemon {
-        let inner = daemon::BenchDaemon::start(opencode, db, scratch, "[http]\nsql_enabled = true\n", Duration::from_secs(60));
+        Daemon::start_with(opencode, db, scratch, "")
+    }
+
+    /// [`Daemon::start`] with `extra_config` (TOML) after the SQL API's setting.
+    fn start_with(opencode: &Path, db: &Path, scratch: &Path, extra_config: &str) -> Daemon {
+        let config = format!("[http]\nsql_enabled = true\n{extra_config}");
+        let inner = daemon::BenchDaemon::start(opencode, db, scratch, &config, Duration::from_secs(60));
         let base_url = inner.base_url.clone();
         Daemon { inner, base_url }
     }
