@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ducktail_model::FileKind;
 use ducktail_pipeline::files::{resolve_path, Resolved, OPENCODE_JSON_SOURCE};
 use ducktail_sources::opencode::{scan_storage, DecodeLimits};
-use ducktail_store::{Store, StoreOptions, WriteBatch};
+use ducktail_store::{Store, StoreOptions, TraceScope, WriteBatch};
 
 #[path = "support/suite.rs"]
 mod suite;
@@ -64,12 +64,30 @@ fn main() {
         scan_storage(&storage).filter_map(Result::ok).filter(|file| matches!(file.kind, FileKind::Part | FileKind::Message)).map(|file| (file.path, file.kind)).collect();
     files.sort(); // messages first, session by session
     let limits = DecodeLimits::default();
+    let reader = store.reader().expect("a reader");
     if header {
         suite::print_header("the writer alone, on one thread; DuckDB's default threads");
     }
+    // What a start after a crash does once: every derived row, computed and replaced.
+    let started = Instant::now();
+    let rows = reader.compute_derived(&TraceScope::All).expect("compute every derived row");
+    let compute = started.elapsed();
+    let started = Instant::now();
+    store.replace_derived(&rows).expect("replace every derived row");
+    suite::row_text(
+        "trace builder: every derived row computed / replaced (a start after a crash)",
+        size,
+        "s",
+        &format!("{:.2} / {:.2}", compute.as_secs_f64(), started.elapsed().as_secs_f64()),
+        "",
+    );
+    drop(rows);
     for batch_files in [1usize, 10, 100] {
         let count = if batch_files == 100 { batches / 4 } else { batches };
         let mut took: Vec<Duration> = Vec::with_capacity(count);
+        // What the TraceBuilder then does for the batch: derived rows of its sessions, computed
+        // on a reader connection and replaced by the writer.
+        let (mut computed, mut replaced): (Vec<Duration>, Vec<Duration>) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for (index, chunk) in files.chunks(batch_files).take(count + 10).enumerate() {
             let mut batch = WriteBatch { source: OPENCODE_JSON_SOURCE, ..Default::default() };
             for (path, kind) in chunk {
@@ -79,15 +97,31 @@ fn main() {
                 }
             }
             let started = Instant::now();
-            store.write_batch(&batch).expect("write a batch");
+            let report = store.write_batch(&batch).expect("write a batch");
+            let written = started.elapsed();
+            let started = Instant::now();
+            let rows = reader.compute_derived(&TraceScope::Sessions(report.touched_sessions)).expect("compute the derived rows");
+            let compute = started.elapsed();
+            let started = Instant::now();
+            store.replace_derived(&rows).expect("replace the derived rows");
             if index >= 10 {
-                took.push(started.elapsed()); // the first ten warm caches and plans
+                // the first ten warm caches and plans
+                took.push(written);
+                computed.push(compute);
+                replaced.push(started.elapsed());
             }
         }
-        took.sort();
-        let ms = |quantile: f64| took[((took.len() - 1) as f64 * quantile).round() as usize].as_secs_f64() * 1e3;
+        let quantiles = |mut took: Vec<Duration>| {
+            took.sort();
+            let ms = |quantile: f64| took[((took.len() - 1) as f64 * quantile).round() as usize].as_secs_f64() * 1e3;
+            format!("{:.2} / {:.2} / {:.2}", ms(0.5), ms(0.95), ms(0.99))
+        };
         let workload = format!("writer: one live batch of {batch_files} rewritten file(s), {count} batches");
-        suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &format!("{:.2} / {:.2} / {:.2}", ms(0.5), ms(0.95), ms(0.99)), "");
+        suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &quantiles(took), "");
+        let workload = format!("trace builder: derived rows of one batch of {batch_files} file(s), computed, {count} batches");
+        suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &quantiles(computed), "");
+        let workload = format!("writer: those derived rows replaced, {count} batches");
+        suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &quantiles(replaced), "");
     }
     // What holds DuckDB's buffer pool at the end: when it is full, batches wait for evictions.
     let (_, rows) = store.reader().expect("a reader").query("SELECT tag, memory_usage_bytes // 1048576 AS mib FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY 2 DESC").expect("duckdb_memory()");

@@ -801,3 +801,97 @@ fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_p
     assert_eq!(count(&store, "SELECT count(*) FROM file_index WHERE file_path = '/s/spans/a.parquet'"), 1);
     assert_eq!(count(&store, "SELECT count(*) FROM file_index"), 2 + 2 + part_paths + 1);
 }
+
+/// Every derived table, row by row, for comparing a chain of scoped recomputes with a full one.
+fn derived_rows(store: &Store) -> Vec<Vec<Value>> {
+    let reader = store.reader().unwrap();
+    ["agent_traces", "delegations", "session_stats", "session_usage", "session_tools"]
+        .iter()
+        .flat_map(|table| reader.query(&format!("SELECT '{table}', * FROM {table} ORDER BY ALL")).unwrap().1)
+        .collect()
+}
+
+/// One session of a generated trace forest.
+#[derive(Debug, Clone)]
+struct SessionSpec {
+    /// Index (modulo the sessions before it) of the session whose task created this one; `None`
+    /// for a root.
+    creator: Option<proptest::sample::Index>,
+    /// Whether the session's own record is ever written (OpenCode may not have written it yet).
+    has_record: bool,
+    /// Finish steps' input tokens, one message each.
+    steps: Vec<i64>,
+    /// Whether a second task call also names this session as its child (a retried call).
+    created_twice: bool,
+}
+
+fn session_spec() -> impl proptest::strategy::Strategy<Value = SessionSpec> {
+    use proptest::prelude::*;
+    (proptest::option::weighted(0.7, any::<proptest::sample::Index>()), proptest::bool::weighted(0.85), proptest::collection::vec(1i64..100, 0..3), proptest::bool::weighted(0.15))
+        .prop_map(|(creator, has_record, steps, created_twice)| SessionSpec { creator, has_record, steps, created_twice })
+}
+
+/// The records of a forest: each session's record, messages, finish steps and a tool call, and the
+/// task calls (in the creator's first message) that created it.
+fn forest_records(specs: &[SessionSpec]) -> Vec<DecodedFile> {
+    let mut files = Vec::new();
+    for (number, spec) in specs.iter().enumerate() {
+        let id = format!("ses_{number}");
+        let creator = match (number, &spec.creator) {
+            (0, _) | (_, None) => None,
+            (_, Some(index)) => Some(format!("ses_{}", index.index(number))),
+        };
+        if spec.has_record {
+            files.push(file(&format!("/s/{id}"), session(&id, creator.as_deref())));
+        }
+        let agent = ["build", "plan", "explore"][number % 3];
+        files.push(file(&format!("/m/{id}"), message(&format!("msg_{number}"), &id, agent)));
+        for (step, input) in spec.steps.iter().enumerate() {
+            files.push(file(&format!("/f/{id}/{step}"), finish(&format!("prt_f{number}_{step}"), &id, &format!("msg_{number}"), *input, *input as f64 / 1000.0)));
+        }
+        files.push(file(&format!("/t/{id}"), tool(&format!("prt_b{number}"), &id, &format!("msg_{number}"), "bash", "completed", number as i64)));
+        if let Some(parent) = creator {
+            let parent_message = format!("msg_{}", &parent["ses_".len()..]);
+            for copy in 0..if spec.created_twice { 2 } else { 1 } {
+                files.push(file(&format!("/k/{id}/{copy}"), task(&format!("prt_k{number}_{copy}"), &parent, &parent_message, &id)));
+            }
+        }
+    }
+    files
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Whatever order a forest's files arrive in, and whatever is rewritten later, recomputing
+    /// only the sessions each batch touched leaves every derived table as a full recompute would.
+    #[test]
+    fn scoped_recomputes_equal_a_full_recompute_in_any_arrival_order(
+        specs in proptest::collection::vec(session_spec(), 2..7),
+        order in proptest::collection::vec(proptest::prelude::any::<u32>(), 64),
+        batches in 1usize..6,
+        rewrites in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1i64..100), 0..4),
+    ) {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut files = forest_records(&specs);
+        let mut keyed: Vec<(u32, DecodedFile)> = files.drain(..).enumerate().map(|(at, file)| (order[at % order.len()].wrapping_add(at as u32), file)).collect();
+        keyed.sort_by_key(|(key, _)| *key);
+        let files: Vec<DecodedFile> = keyed.into_iter().map(|(_, file)| file).collect();
+        let per_batch = files.len().div_ceil(batches);
+        for chunk in files.chunks(per_batch) {
+            let report = store.write_batch(&batch(chunk.to_vec())).unwrap();
+            store.refresh_derived(&TraceScope::Sessions(report.touched_sessions)).unwrap();
+        }
+        // A later change to one session's usage, alone in its batch: its creator's trace row
+        // changes although the creator's session is not touched.
+        for (which, input) in rewrites {
+            let number = which.index(specs.len());
+            let rewritten = file(&format!("/f/ses_{number}/0"), finish(&format!("prt_f{number}_0"), &format!("ses_{number}"), &format!("msg_{number}"), input, 0.5));
+            let report = store.write_batch(&batch(vec![rewritten])).unwrap();
+            store.refresh_derived(&TraceScope::Sessions(report.touched_sessions)).unwrap();
+        }
+        let incremental = derived_rows(&store);
+        store.refresh_derived(&TraceScope::All).unwrap();
+        proptest::prop_assert_eq!(incremental, derived_rows(&store));
+    }
+}

@@ -48,41 +48,67 @@ pub struct DerivedRows {
 /// The rollup tables, with their column counts, in the order [`DerivedRows`] holds them.
 const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 13), ("session_tools", 6)];
 
+/// `table`'s `columns` for the rows whose `key` satisfies `predicate` (`IN (…)` or `IS NOT NULL`).
+///
+/// A scoped recompute must cost what its sessions hold, not what the database holds, so each
+/// table is reached through its `session_id` (or `sessions.id`) index. DuckDB 2.0 scans an index
+/// only when the key's filter is the scan's only filter, so the other conditions stay outside:
+/// `OFFSET 0` keeps the optimizer from pushing them down into this scan. (With more than 50
+/// sessions, or more matching rows than `index_scan_max_count`, DuckDB scans the table instead;
+/// the result is the same.)
+fn rows_by_key(columns: &str, table: &str, key: &str, predicate: &str) -> String {
+    format!("(SELECT {columns} FROM {table} WHERE {key} {predicate} OFFSET 0)")
+}
+
 /// The expanded scope of an `input(session_id)` relation (see the module doc), as one query.
 fn expansion_sql(input: &str) -> String {
     format!(
         "WITH input AS ({input})
     SELECT session_id FROM input
-    UNION SELECT s.id FROM sessions s JOIN input i ON s.parent_id = i.session_id
-    UNION SELECT p.child_session_id FROM parts p JOIN input i ON p.session_id = i.session_id
-        WHERE p.tool_name = 'task' AND p.child_session_id IS NOT NULL"
+    UNION SELECT id FROM sessions WHERE parent_id IN (SELECT session_id FROM input)
+    UNION SELECT child_session_id FROM parts
+        WHERE tool_name = 'task' AND child_session_id IS NOT NULL AND session_id IN (SELECT session_id FROM input)"
     )
 }
 
-/// The CTEs the trace queries share, given the expanded scope as a `scope(session_id)` relation.
+/// The columns of a task part the trace queries read.
+const TASK_COLUMNS: &str = "id, session_id, child_session_id, message_id, subagent_type, tool_status, started_at, ended_at";
+
+/// The condition that makes a part a task call that created a session.
+const IS_TASK: &str = "part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL";
+
+/// The CTEs the trace queries share, given the expanded scope as a `scope(session_id)` relation:
+/// `own_task`, the task calls made in the scope's sessions (through the `session_id` index), and
+/// `creating_task`, those that created a session of the scope, wherever they were made. The
+/// latter reads only `parts`' task columns, filtered by the scope's ids as the scan runs; no
+/// index reaches a part by the session it created.
 fn scoped_ctes(scope: &str) -> String {
     format!(
         "WITH scope AS ({scope}),
-task AS (
-    SELECT id, session_id, child_session_id, message_id, subagent_type, tool_status, started_at, ended_at
-    FROM parts WHERE part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL
+own_task AS (SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND session_id IN (SELECT session_id FROM scope)),
+creating_task AS (
+    SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND child_session_id IN (SELECT session_id FROM scope)
 )"
     )
 }
 
 fn traces_sql(scope: &str) -> String {
+    let in_scope = "IN (SELECT session_id FROM scope)";
+    let scope_sessions = rows_by_key("id, parent_id, created_at, updated_at", "sessions", "id", in_scope);
+    let task_sessions = "IN (SELECT session_id FROM scoped_task)";
+    let usage_of = "IN (SELECT child_session_id FROM scoped_task UNION SELECT id FROM roots)";
     format!(
         "{ctes},
-scoped_task AS (
-    SELECT * FROM task
-    WHERE session_id IN (SELECT session_id FROM scope) OR child_session_id IN (SELECT session_id FROM scope)
-),
-roots AS (
-    SELECT id FROM sessions WHERE parent_id IS NULL AND id IN (SELECT session_id FROM scope)
-),
+scoped_task AS (SELECT * FROM own_task UNION SELECT * FROM creating_task),
+roots AS (SELECT id, created_at, updated_at FROM {scope_sessions} WHERE parent_id IS NULL),
+-- The task call that created each session a scoped task was made in. Such a session is in the
+-- scope or made a task of `creating_task`, so only those sessions' creators are read.
 creator AS (
     SELECT child_session_id, first(id ORDER BY started_at NULLS LAST, id) AS trace_id
-    FROM task GROUP BY child_session_id
+    FROM parts
+    WHERE {IS_TASK}
+      AND child_session_id IN (SELECT session_id FROM scope UNION SELECT session_id FROM creating_task)
+    GROUP BY child_session_id
 ),
 usage AS (
     SELECT session_id,
@@ -91,9 +117,8 @@ usage AS (
            sum(tokens_cache_write) AS tokens_cache_write,
            -- Ordered so the floating-point total does not depend on the order rows were written.
            sum(cost ORDER BY id) AS cost
-    FROM step_events
+    FROM {steps}
     WHERE event_type = 'finish'
-      AND session_id IN (SELECT child_session_id FROM scoped_task UNION SELECT id FROM roots)
     GROUP BY session_id
 ),
 root_state AS (
@@ -103,8 +128,8 @@ root_state AS (
                         ELSE 'completed' END, created_at) AS status,
            first(agent ORDER BY created_at NULLS LAST, id) AS first_agent,
            max(completed_at) AS last_completed
-    FROM messages
-    WHERE role = 'assistant' AND session_id IN (SELECT id FROM roots)
+    FROM {root_messages}
+    WHERE role = 'assistant'
     GROUP BY session_id
 ),
 traces AS (
@@ -114,14 +139,14 @@ traces AS (
            t.child_session_id, m.agent AS parent_agent, t.subagent_type, t.tool_status AS status,
            t.started_at, t.ended_at
     FROM scoped_task t
-    LEFT JOIN messages m ON m.id = t.message_id
+    LEFT JOIN {task_messages} m ON m.id = t.message_id AND m.session_id = t.session_id
     LEFT JOIN creator c ON c.child_session_id = t.session_id AND c.trace_id <> t.id
-    LEFT JOIN sessions ps ON ps.id = t.session_id
+    LEFT JOIN {task_session_rows} ps ON ps.id = t.session_id
     UNION ALL
-    SELECT 'root_' || s.id, s.id, NULL, s.id, NULL, rs.first_agent, rs.status,
-           s.created_at, coalesce(rs.last_completed, s.updated_at)
-    FROM sessions s JOIN roots r ON r.id = s.id
-    LEFT JOIN root_state rs ON rs.session_id = s.id
+    SELECT 'root_' || r.id, r.id, NULL, r.id, NULL, rs.first_agent, rs.status,
+           r.created_at, coalesce(rs.last_completed, r.updated_at)
+    FROM roots r
+    LEFT JOIN root_state rs ON rs.session_id = r.id
 )
 SELECT tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_session_id, tr.parent_agent,
        tr.subagent_type, tr.status, tr.started_at, tr.ended_at,
@@ -129,7 +154,11 @@ SELECT tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_session_id, tr.p
        coalesce(u.tokens_cache_read, 0), coalesce(u.tokens_cache_write, 0), coalesce(u.cost, 0)
 FROM traces tr LEFT JOIN usage u ON u.session_id = tr.child_session_id
 ORDER BY tr.trace_id",
-        ctes = scoped_ctes(scope)
+        ctes = scoped_ctes(scope),
+        steps = rows_by_key(STEP_COLUMNS, "step_events", "session_id", usage_of),
+        root_messages = rows_by_key("id, session_id, role, error_name, completed_at, created_at, agent", "messages", "session_id", "IN (SELECT id FROM roots)"),
+        task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", task_sessions),
+        task_session_rows = rows_by_key("id, parent_id", "sessions", "id", task_sessions),
     )
 }
 
@@ -137,12 +166,15 @@ fn delegations_sql(scope: &str) -> String {
     format!(
         "{ctes}
 SELECT t.id, t.session_id, t.child_session_id, m.agent, t.subagent_type, t.started_at
-FROM task t LEFT JOIN messages m ON m.id = t.message_id
-WHERE t.session_id IN (SELECT session_id FROM scope)
+FROM own_task t LEFT JOIN {task_messages} m ON m.id = t.message_id AND m.session_id = t.session_id
 ORDER BY t.id",
-        ctes = scoped_ctes(scope)
+        ctes = scoped_ctes(scope),
+        task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", "IN (SELECT session_id FROM own_task)"),
     )
 }
+
+/// The `step_events` columns the finish-step sums read.
+const STEP_COLUMNS: &str = "id, session_id, event_type, tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost";
 
 /// Finish-step sums, named as the rollup tables' columns. Cost is summed in id order so the
 /// floating-point total does not depend on the order rows were written.
@@ -159,8 +191,8 @@ const STEP_SUMS: &str = "count(*) AS steps,
 fn session_stats_sql(in_scope: &str) -> String {
     format!(
         "WITH steps AS (
-    SELECT e.session_id, {STEP_SUMS} FROM step_events e
-    WHERE e.event_type = 'finish' AND e.session_id {in_scope} GROUP BY e.session_id
+    SELECT e.session_id, {STEP_SUMS} FROM {steps} e
+    WHERE e.event_type = 'finish' GROUP BY e.session_id
 ),
 msgs AS (
     SELECT session_id, count(*) AS messages, count(error_name) AS errors FROM messages
@@ -176,7 +208,8 @@ SELECT i.session_id, coalesce(m.messages, 0), coalesce(m.errors, 0), coalesce(t.
        coalesce(s.tokens_cache_read, 0), coalesce(s.tokens_cache_write, 0), coalesce(s.cost, 0)
 FROM ids i LEFT JOIN steps s ON s.session_id = i.session_id LEFT JOIN msgs m ON m.session_id = i.session_id
 LEFT JOIN tools t ON t.session_id = i.session_id
-ORDER BY i.session_id"
+ORDER BY i.session_id",
+        steps = rows_by_key(STEP_COLUMNS, "step_events", "session_id", in_scope),
     )
 }
 
@@ -185,9 +218,14 @@ ORDER BY i.session_id"
 fn session_usage_sql(in_scope: &str) -> String {
     format!(
         "SELECT e.session_id, s.project_id, CAST(m.created_at::TIMESTAMP AS DATE) AS day, m.provider_id, m.model_id, m.agent, {STEP_SUMS}
-FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
-WHERE e.event_type = 'finish' AND e.session_id {in_scope}
-GROUP BY ALL ORDER BY ALL"
+FROM {steps} e
+LEFT JOIN {messages} m ON m.id = e.message_id AND m.session_id = e.session_id
+LEFT JOIN {sessions} s ON s.id = e.session_id
+WHERE e.event_type = 'finish'
+GROUP BY ALL ORDER BY ALL",
+        steps = rows_by_key(&format!("{STEP_COLUMNS}, message_id"), "step_events", "session_id", in_scope),
+        messages = rows_by_key("id, session_id, created_at, provider_id, model_id, agent", "messages", "session_id", in_scope),
+        sessions = rows_by_key("id, project_id", "sessions", "id", in_scope),
     )
 }
 
@@ -216,6 +254,7 @@ impl Reader {
     pub fn compute_derived(&self, scope: &TraceScope) -> Result<DerivedRows> {
         // The expanded scope as a relation for the trace queries, and as a predicate on
         // `session_id` for the rollups, with the parameters both take.
+        let started = std::time::Instant::now();
         let (relation, in_scope, parameters, expanded) = match scope {
             TraceScope::All => {
                 let all = expansion_sql("SELECT id AS session_id FROM sessions UNION SELECT session_id FROM parts");
@@ -242,7 +281,7 @@ impl Reader {
             }
         };
         // Timed per query, logged at `trace`: the recompute competes with batches for the cores.
-        let mut spent = Vec::with_capacity(5);
+        let mut spent = vec![format!("expansion={:.2}", started.elapsed().as_secs_f64() * 1e3)];
         let mut timed = |sql: String, columns: usize, context: &'static str| {
             let started = std::time::Instant::now();
             let rows = self.query_values_with(&sql, &parameters, columns, context);
