@@ -50,12 +50,14 @@ const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usag
 
 /// `table`'s `columns` for the rows whose `key` satisfies `predicate` (`IN (…)` or `IS NOT NULL`).
 ///
-/// A scoped recompute must cost what its sessions hold, not what the database holds, so each
-/// table is reached through its `session_id` (or `sessions.id`) index. DuckDB 2.0 scans an index
-/// only when the key's filter is the scan's only filter, so the other conditions stay outside:
-/// `OFFSET 0` keeps the optimizer from pushing them down into this scan. (With more than 50
-/// sessions, or more matching rows than `index_scan_max_count`, DuckDB scans the table instead;
-/// the result is the same.)
+/// A scoped recompute must cost what its sessions hold, not what the database holds, so
+/// messages, step events and sessions are reached through their `session_id` (or `id`) index.
+/// DuckDB 2.0 scans an index only when the key's filter is the scan's only filter, so the other
+/// conditions stay outside: `OFFSET 0` keeps the optimizer from pushing them down into this scan.
+/// DuckDB scans the whole table instead when the scope has more than 50 sessions
+/// (`dynamic_or_filter_threshold`) or more than 2,048 rows match (`index_scan_max_count`); the
+/// result is the same. Not for `parts`: a part's row fetched by index cost about 50 µs on the 1M
+/// database (545 rows, 28 ms), more than a scan filtered as it runs.
 fn rows_by_key(columns: &str, table: &str, key: &str, predicate: &str) -> String {
     format!("(SELECT {columns} FROM {table} WHERE {key} {predicate} OFFSET 0)")
 }
@@ -77,11 +79,11 @@ const TASK_COLUMNS: &str = "id, session_id, child_session_id, message_id, subage
 /// The condition that makes a part a task call that created a session.
 const IS_TASK: &str = "part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL";
 
-/// The CTEs the trace queries share, given the expanded scope as a `scope(session_id)` relation:
-/// `own_task`, the task calls made in the scope's sessions (through the `session_id` index), and
-/// `creating_task`, those that created a session of the scope, wherever they were made. The
-/// latter reads only `parts`' task columns, filtered by the scope's ids as the scan runs; no
-/// index reaches a part by the session it created.
+/// The CTEs of the trace query, given the expanded scope as a `scope(session_id)` relation:
+/// `own_task`, the task calls made in the scope's sessions, and `creating_task`, those that
+/// created a session of the scope, wherever they were made. Both read `parts` filtered as the
+/// scan runs (its rows cost too much to fetch one by one through the `session_id` index, see
+/// [`rows_by_key`]); no index reaches a part by the session it created.
 fn scoped_ctes(scope: &str) -> String {
     format!(
         "WITH scope AS ({scope}),
@@ -92,6 +94,10 @@ creating_task AS (
     )
 }
 
+/// `agent_traces` rows, each led by a flag: whether it is also a `delegations` row. A delegation
+/// is a task call made in the scope (delegations are replaced by the session the call ran in),
+/// and carries a subset of its trace's columns, so one query computes both (see
+/// [`split_delegations`]).
 fn traces_sql(scope: &str) -> String {
     let in_scope = "IN (SELECT session_id FROM scope)";
     let scope_sessions = rows_by_key("id, parent_id, created_at, updated_at", "sessions", "id", in_scope);
@@ -133,7 +139,7 @@ root_state AS (
     GROUP BY session_id
 ),
 traces AS (
-    SELECT t.id AS trace_id, t.session_id,
+    SELECT t.session_id {in_scope} AS delegation, t.id AS trace_id, t.session_id,
            coalesce(c.trace_id, CASE WHEN ps.id IS NOT NULL AND ps.parent_id IS NULL THEN 'root_' || t.session_id END)
                AS parent_trace_id,
            t.child_session_id, m.agent AS parent_agent, t.subagent_type, t.tool_status AS status,
@@ -143,12 +149,12 @@ traces AS (
     LEFT JOIN creator c ON c.child_session_id = t.session_id AND c.trace_id <> t.id
     LEFT JOIN {task_session_rows} ps ON ps.id = t.session_id
     UNION ALL
-    SELECT 'root_' || r.id, r.id, NULL, r.id, NULL, rs.first_agent, rs.status,
+    SELECT false, 'root_' || r.id, r.id, NULL, r.id, NULL, rs.first_agent, rs.status,
            r.created_at, coalesce(rs.last_completed, r.updated_at)
     FROM roots r
     LEFT JOIN root_state rs ON rs.session_id = r.id
 )
-SELECT tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_session_id, tr.parent_agent,
+SELECT tr.delegation, tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_session_id, tr.parent_agent,
        tr.subagent_type, tr.status, tr.started_at, tr.ended_at,
        coalesce(u.tokens_input, 0), coalesce(u.tokens_output, 0), coalesce(u.tokens_reasoning, 0),
        coalesce(u.tokens_cache_read, 0), coalesce(u.tokens_cache_write, 0), coalesce(u.cost, 0)
@@ -159,17 +165,6 @@ ORDER BY tr.trace_id",
         root_messages = rows_by_key("id, session_id, role, error_name, completed_at, created_at, agent", "messages", "session_id", "IN (SELECT id FROM roots)"),
         task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", task_sessions),
         task_session_rows = rows_by_key("id, parent_id", "sessions", "id", task_sessions),
-    )
-}
-
-fn delegations_sql(scope: &str) -> String {
-    format!(
-        "{ctes}
-SELECT t.id, t.session_id, t.child_session_id, m.agent, t.subagent_type, t.started_at
-FROM own_task t LEFT JOIN {task_messages} m ON m.id = t.message_id AND m.session_id = t.session_id
-ORDER BY t.id",
-        ctes = scoped_ctes(scope),
-        task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", "IN (SELECT session_id FROM own_task)"),
     )
 }
 
@@ -288,9 +283,10 @@ impl Reader {
             spent.push(format!("{}={:.2}", context.trim_start_matches("computing ").replace(' ', "_"), started.elapsed().as_secs_f64() * 1e3));
             rows
         };
+        let (traces, delegations) = split_delegations(timed(traces_sql(&relation), 16, "computing agent traces and delegations")?);
         let rows = DerivedRows {
-            traces: timed(traces_sql(&relation), 15, "computing agent traces")?,
-            delegations: timed(delegations_sql(&relation), 6, "computing delegations")?,
+            traces,
+            delegations,
             stats: timed(session_stats_sql(&in_scope), ROLLUP_TABLES[0].1, "computing session stats")?,
             usage: timed(session_usage_sql(&in_scope), ROLLUP_TABLES[1].1, "computing session usage")?,
             tools: timed(session_tools_sql(&in_scope), ROLLUP_TABLES[2].1, "computing session tools")?,
@@ -299,6 +295,21 @@ impl Reader {
         tracing::trace!(sessions = rows.scope.as_ref().map(Vec::len), queries_ms = %spent.join(" "), "derived rows computed");
         Ok(rows)
     }
+}
+
+/// The `agent_traces` and `delegations` rows of [`traces_sql`]'s flagged rows.
+fn split_delegations(flagged: Vec<Vec<Value>>) -> (Vec<Vec<Value>>, Vec<Vec<Value>>) {
+    // The trace columns a delegation holds, in `delegations`' order: id, session_id,
+    // child_session_id, parent_agent, child_agent (subagent_type), created_at (started_at).
+    const DELEGATION_COLUMNS: [usize; 6] = [0, 1, 3, 4, 5, 7];
+    let (mut traces, mut delegations) = (Vec::with_capacity(flagged.len()), Vec::new());
+    for mut row in flagged {
+        if row.remove(0) == Value::Boolean(true) {
+            delegations.push(DELEGATION_COLUMNS.iter().map(|&column| row[column].clone()).collect());
+        }
+        traces.push(row);
+    }
+    (traces, delegations)
 }
 
 impl Store {
