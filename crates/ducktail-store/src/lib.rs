@@ -113,15 +113,15 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A statement failed while writing or reading.
-    #[error("database {path}: {context}: {source}{hint}", hint = out_of_memory_hint(source))]
+    #[error("database {path}: {context}: {error}{hint}", hint = out_of_memory_hint(error))]
     Query {
         /// The database file.
         path: PathBuf,
         /// What was being done.
         context: &'static str,
-        /// DuckDB's error.
-        #[source]
-        source: duckdb::Error,
+        /// DuckDB's error. Part of the message, with the fix after it, and not a `source`: an
+        /// error chain printed whole (`{:#}`) would repeat it after the fix.
+        error: duckdb::Error,
     },
 }
 
@@ -251,7 +251,7 @@ impl Store {
         store.tracks_known_keys = !options.bulk_load;
         // Damage can also show on the first read rather than at open.
         let upgraded_from = store.migrate().map_err(|error| match error {
-            StoreError::Query { path, source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
+            StoreError::Query { path, error: source, .. } if is_corruption(&source.to_string()) => StoreError::Corrupt { path, detail: source.to_string() },
             StoreError::Migration { path, detail, .. } if is_corruption(&detail) => StoreError::Corrupt { path, detail },
             other => other,
         })?;
@@ -334,7 +334,7 @@ impl Store {
     pub fn purge_sessions_before(&mut self, cutoff_us: i64) -> Result<usize> {
         let fail = |context| {
             let path = self.path.clone();
-            move |source| StoreError::Query { path, context, source }
+            move |source| StoreError::Query { path, context, error: source }
         };
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(fail("beginning a purge"))?;
         let result = (|| -> Result<usize> {
@@ -415,7 +415,7 @@ impl Store {
     }
 
     fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
-        StoreError::Query { path: self.path.clone(), context, source }
+        StoreError::Query { path: self.path.clone(), context, error: source }
     }
 }
 
@@ -481,7 +481,7 @@ impl ReaderPool {
             .as_ref()
             .ok_or_else(|| StoreError::Closed { path: self.path.clone() })?
             .try_clone()
-            .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", source })?;
+            .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", error: source })?;
         Ok(Reader::new(connection, self.path.clone()))
     }
 

@@ -129,7 +129,7 @@ impl Reader {
     }
 
     pub(crate) fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
-        StoreError::Query { path: self.path.clone(), context, source }
+        StoreError::Query { path: self.path.clone(), context, error: source }
     }
 
     /// Runs `sql` and returns `columns` values per row.

@@ -217,7 +217,7 @@ impl Store {
         report.duplicates = in_batch - latest.len();
         let fail = |context: &'static str| {
             let path = self.path.clone();
-            move |source| crate::StoreError::Query { path, context, source }
+            move |source| crate::StoreError::Query { path, context, error: source }
         };
         {
             let mut files = self.connection.appender_to_catalog_and_db("stage_span_files", "temp", "main").map_err(fail("staging span files"))?;

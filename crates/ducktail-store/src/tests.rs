@@ -895,3 +895,15 @@ proptest::proptest! {
         proptest::prop_assert_eq!(incremental, derived_rows(&store));
     }
 }
+
+#[test]
+fn running_out_of_memory_names_the_setting_once_and_duckdbs_message_once() {
+    let store = Store::open_in_memory().unwrap();
+    store.connection.execute_batch("SET memory_limit = '2MB'; SET threads = 1").unwrap();
+    let error = store.reader().unwrap().query("SELECT count(DISTINCT i::VARCHAR || repeat('x', 100)) FROM range(1000000) t(i)").unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("raise [database] memory_limit in the config file"), "{message}");
+    assert_eq!(message.matches("Out of Memory").count(), 1, "{message}");
+    // Printed as a chain (`{:#}`, as the CLI does), nothing repeats it.
+    assert!(std::error::Error::source(&error).is_none(), "{message}");
+}

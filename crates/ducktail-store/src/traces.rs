@@ -331,7 +331,7 @@ impl Store {
         let path = self.path.clone();
         let fail = |context: &'static str| {
             let path = path.clone();
-            move |source| crate::StoreError::Query { path, context, source }
+            move |source| crate::StoreError::Query { path, context, error: source }
         };
         match &rows.scope {
             None => connection
