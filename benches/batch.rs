@@ -1,8 +1,12 @@
-//! The writer's cost per live batch, alone: no daemon, no watcher, no file writing process. On a
-//! copy of an indexed database (by default the pipeline bench's 100k one), rewrites files of its
-//! tree in batches of 1, 10 and 100 files — what the Accumulator hands the Writer when it flushes
-//! at once on an idle writer — and prints each batch size's time per batch. Prints rows of the
-//! suite's table (see `benches/suite.sh`).
+//! The writer's and the TraceBuilder's cost per live batch, alone: no daemon, no watcher, no file
+//! writing process. On a copy of an indexed database (by default the pipeline bench's 100k one),
+//! first recomputes and replaces every derived row once (what a start after a crash does), then
+//! rewrites files of its tree in batches of 1, 10 and 100 files — what the Accumulator hands the
+//! Writer when it flushes at once on an idle writer — and after each batch computes the derived
+//! rows of the sessions it touched on a reader and replaces them, as the TraceBuilder and the
+//! Writer do. Prints each batch size's time per batch for the three steps, one after the other on
+//! an otherwise idle machine (in the daemon the recompute competes with batches for the cores).
+//! Prints rows of the suite's table (see `benches/suite.sh`).
 //!
 //! ```text
 //! cargo bench --workspace --bench batch -- [--files 100000] [--batches 200] [--wal-autocheckpoint 64MB] [--memory-limit 256MB]
@@ -66,7 +70,7 @@ fn main() {
     let limits = DecodeLimits::default();
     let reader = store.reader().expect("a reader");
     if header {
-        suite::print_header("the writer alone, on one thread; DuckDB's default threads");
+        suite::print_header("the writer and the trace recompute alone, one after the other; DuckDB's default threads");
     }
     // What a start after a crash does once: every derived row, computed and replaced.
     let started = Instant::now();

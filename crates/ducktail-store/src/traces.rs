@@ -45,6 +45,9 @@ pub struct DerivedRows {
     pub tools: Vec<Vec<Value>>,
 }
 
+/// The columns of an `agent_traces` row.
+const TRACE_COLUMNS: usize = 15;
+
 /// The rollup tables, with their column counts, in the order [`DerivedRows`] holds them.
 const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 13), ("session_tools", 6)];
 
@@ -68,8 +71,7 @@ fn expansion_sql(input: &str) -> String {
         "WITH input AS ({input})
     SELECT session_id FROM input
     UNION SELECT id FROM sessions WHERE parent_id IN (SELECT session_id FROM input)
-    UNION SELECT child_session_id FROM parts
-        WHERE tool_name = 'task' AND child_session_id IS NOT NULL AND session_id IN (SELECT session_id FROM input)"
+    UNION SELECT child_session_id FROM parts WHERE {IS_TASK} AND session_id IN (SELECT session_id FROM input)"
     )
 }
 
@@ -79,36 +81,28 @@ const TASK_COLUMNS: &str = "id, session_id, child_session_id, message_id, subage
 /// The condition that makes a part a task call that created a session.
 const IS_TASK: &str = "part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL";
 
-/// The CTEs of the trace query, given the expanded scope as a `scope(session_id)` relation:
-/// `own_task`, the task calls made in the scope's sessions, and `creating_task`, those that
-/// created a session of the scope, wherever they were made. Both read `parts` filtered as the
-/// scan runs (its rows cost too much to fetch one by one through the `session_id` index, see
-/// [`rows_by_key`]); no index reaches a part by the session it created.
-fn scoped_ctes(scope: &str) -> String {
+/// `agent_traces` rows for the expanded scope, given as a `scope(session_id)` relation, each led by
+/// a flag: whether it is also a `delegations` row. A delegation is a task call made in the scope
+/// (delegations are replaced by the session the call ran in) and carries a subset of its trace's
+/// columns, so one query computes both (see [`split_delegations`]).
+///
+/// The task calls whose traces are replaced are `own_task`, those made in the scope's sessions,
+/// and `creating_task`, those that created a session of the scope, wherever they were made. Both
+/// read `parts` filtered as the scan runs (see [`rows_by_key`] for why not through its index); no
+/// index reaches a part by the session it created.
+fn traces_sql(scope: &str) -> String {
+    let in_the_scope = "IN (SELECT session_id FROM scope)";
+    let scope_sessions = rows_by_key("id, parent_id, created_at, updated_at", "sessions", "id", in_the_scope);
+    let in_task_sessions = "IN (SELECT session_id FROM scoped_task)";
+    let in_usage_sessions = "IN (SELECT child_session_id FROM scoped_task UNION SELECT id FROM roots)";
     format!(
         "WITH scope AS ({scope}),
-own_task AS (SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND session_id IN (SELECT session_id FROM scope)),
-creating_task AS (
-    SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND child_session_id IN (SELECT session_id FROM scope)
-)"
-    )
-}
-
-/// `agent_traces` rows, each led by a flag: whether it is also a `delegations` row. A delegation
-/// is a task call made in the scope (delegations are replaced by the session the call ran in),
-/// and carries a subset of its trace's columns, so one query computes both (see
-/// [`split_delegations`]).
-fn traces_sql(scope: &str) -> String {
-    let in_scope = "IN (SELECT session_id FROM scope)";
-    let scope_sessions = rows_by_key("id, parent_id, created_at, updated_at", "sessions", "id", in_scope);
-    let task_sessions = "IN (SELECT session_id FROM scoped_task)";
-    let usage_of = "IN (SELECT child_session_id FROM scoped_task UNION SELECT id FROM roots)";
-    format!(
-        "{ctes},
+own_task AS (SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND session_id {in_the_scope}),
+creating_task AS (SELECT {TASK_COLUMNS} FROM parts WHERE {IS_TASK} AND child_session_id {in_the_scope}),
 scoped_task AS (SELECT * FROM own_task UNION SELECT * FROM creating_task),
 roots AS (SELECT id, created_at, updated_at FROM {scope_sessions} WHERE parent_id IS NULL),
--- The task call that created each session a scoped task was made in. Such a session is in the
--- scope or made a task of `creating_task`, so only those sessions' creators are read.
+-- The task call that created each session a scoped task ran in. Such a session is in the scope
+-- or ran a `creating_task` call, so only those sessions' creators are read.
 creator AS (
     SELECT child_session_id, first(id ORDER BY started_at NULLS LAST, id) AS trace_id
     FROM parts
@@ -139,7 +133,7 @@ root_state AS (
     GROUP BY session_id
 ),
 traces AS (
-    SELECT t.session_id {in_scope} AS delegation, t.id AS trace_id, t.session_id,
+    SELECT t.session_id {in_the_scope} AS delegation, t.id AS trace_id, t.session_id,
            coalesce(c.trace_id, CASE WHEN ps.id IS NOT NULL AND ps.parent_id IS NULL THEN 'root_' || t.session_id END)
                AS parent_trace_id,
            t.child_session_id, m.agent AS parent_agent, t.subagent_type, t.tool_status AS status,
@@ -160,11 +154,10 @@ SELECT tr.delegation, tr.trace_id, tr.session_id, tr.parent_trace_id, tr.child_s
        coalesce(u.tokens_cache_read, 0), coalesce(u.tokens_cache_write, 0), coalesce(u.cost, 0)
 FROM traces tr LEFT JOIN usage u ON u.session_id = tr.child_session_id
 ORDER BY tr.trace_id",
-        ctes = scoped_ctes(scope),
-        steps = rows_by_key(STEP_COLUMNS, "step_events", "session_id", usage_of),
+        steps = rows_by_key(STEP_COLUMNS, "step_events", "session_id", in_usage_sessions),
         root_messages = rows_by_key("id, session_id, role, error_name, completed_at, created_at, agent", "messages", "session_id", "IN (SELECT id FROM roots)"),
-        task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", task_sessions),
-        task_session_rows = rows_by_key("id, parent_id", "sessions", "id", task_sessions),
+        task_messages = rows_by_key("id, session_id, agent", "messages", "session_id", in_task_sessions),
+        task_session_rows = rows_by_key("id, parent_id", "sessions", "id", in_task_sessions),
     )
 }
 
@@ -276,14 +269,14 @@ impl Reader {
             }
         };
         // Timed per query, logged at `trace`: the recompute competes with batches for the cores.
-        let mut spent = vec![format!("expansion={:.2}", started.elapsed().as_secs_f64() * 1e3)];
+        let mut spent: Vec<String> = expanded.is_some().then(|| format!("expansion={:.2}", started.elapsed().as_secs_f64() * 1e3)).into_iter().collect();
         let mut timed = |sql: String, columns: usize, context: &'static str| {
             let started = std::time::Instant::now();
             let rows = self.query_values_with(&sql, &parameters, columns, context);
             spent.push(format!("{}={:.2}", context.trim_start_matches("computing ").replace(' ', "_"), started.elapsed().as_secs_f64() * 1e3));
             rows
         };
-        let (traces, delegations) = split_delegations(timed(traces_sql(&relation), 16, "computing agent traces and delegations")?);
+        let (traces, delegations) = split_delegations(timed(traces_sql(&relation), 1 + TRACE_COLUMNS, "computing agent traces and delegations")?);
         let rows = DerivedRows {
             traces,
             delegations,
