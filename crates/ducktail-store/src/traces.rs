@@ -11,6 +11,11 @@
 //!
 //! A rollup row depends only on its own session's records, so recomputing the expanded scope
 //! covers it too.
+//!
+//! The queries reach a scope's rows through the session indexes (see [`rows_by_key`]), so a
+//! recompute costs what the scope's sessions hold, and look a part's or step's message up in its
+//! own session, so a scoped and a full recompute agree by construction. Delegations come out of
+//! the trace query's rows.
 
 use std::collections::BTreeSet;
 
