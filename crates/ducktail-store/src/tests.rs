@@ -467,12 +467,14 @@ fn tool(id: &str, session: &str, message: &str, name: &str, status: &str, took_m
 }
 
 /// The rollups, read in a fixed order, for comparing an incremental state with a full recompute.
-fn rollup_rows(store: &Store) -> Vec<Vec<Value>> {
+/// Every row of `tables`, each led by its table's name, for comparing two states of them.
+fn rows_of_tables(store: &Store, tables: &[&str]) -> Vec<Vec<Value>> {
     let reader = store.reader().unwrap();
-    ["session_stats", "session_usage", "session_tools"]
-        .iter()
-        .flat_map(|table| reader.query(&format!("SELECT '{table}', * FROM {table} ORDER BY ALL")).unwrap().1)
-        .collect()
+    tables.iter().flat_map(|table| reader.query(&format!("SELECT '{table}', * FROM {table} ORDER BY ALL")).unwrap().1).collect()
+}
+
+fn rollup_rows(store: &Store) -> Vec<Vec<Value>> {
+    rows_of_tables(store, &["session_stats", "session_usage", "session_tools"])
 }
 
 /// The rollup answers beside the same questions aggregated from the records themselves.
@@ -804,11 +806,7 @@ fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_p
 
 /// Every derived table, row by row, for comparing a chain of scoped recomputes with a full one.
 fn derived_rows(store: &Store) -> Vec<Vec<Value>> {
-    let reader = store.reader().unwrap();
-    ["agent_traces", "delegations", "session_stats", "session_usage", "session_tools"]
-        .iter()
-        .flat_map(|table| reader.query(&format!("SELECT '{table}', * FROM {table} ORDER BY ALL")).unwrap().1)
-        .collect()
+    rows_of_tables(store, &["agent_traces", "delegations", "session_stats", "session_usage", "session_tools"])
 }
 
 /// One session of a generated trace forest.
