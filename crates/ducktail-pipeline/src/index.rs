@@ -16,7 +16,7 @@ use ducktail_sources::opencode::sqlite::{database_path, Chunk, Mirror, OpencodeD
 use ducktail_sources::opencode::{scan_storage_streaming, scan_threads, storage_root, DecodeLimits, ScanError, ScannedFile};
 use ducktail_store::{OnDelete, RemovedFile, Store, StoreError, TraceScope, WriteBatch};
 
-use crate::files::{index_view, now_ns, resolve_path, Comparison, IndexView, Resolved, OPENCODE_JSON_SOURCE};
+use crate::files::{now_ns, resolve_path, Comparison, IndexView, Resolved, OPENCODE_JSON_SOURCE};
 use crate::settings::{OnDeleteSetting, Settings};
 
 /// Why an index run could not complete (bad files are not failures: they are counted).
@@ -274,7 +274,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
         });
         let (view_sender, view_received) = crossbeam_channel::bounded::<IndexView>(1);
         let (work_sender, work) = crossbeam_channel::bounded::<Vec<ScannedFile>>(threads * 2);
-        let (root_ref, to_process) = (&root, &to_process);
+        let to_process = &to_process;
         // Without the view (its load failed, and the run with it) the comparer returns at once.
         let comparer = scope.spawn(move || -> Listing {
             // Until file_index is loaded the listing is kept here rather than held up, so the
@@ -314,13 +314,13 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
                 }
             }
             let unchanged = comparison.unchanged;
-            let removed = comparison.removed(root_ref);
+            let removed = comparison.removed();
             tracing::debug!(files = scanned, unchanged, "index: listed and compared the tree");
             Listing { scanned, unchanged, files_by_kind, scan_errors, removed }
         });
         let loading = Instant::now();
         // On failure the comparer, then the scan, stop: `view_sender` drops here.
-        let indexed = index_view(store.reader()?.file_index_of_source(OPENCODE_JSON_SOURCE)?);
+        let indexed = IndexView::load(&root, &store.reader()?)?;
         tracing::debug!(took = ?loading.elapsed(), rows = indexed.len(), "index: file_index loaded");
         // A cold index: no listed path has a row, so the writer appends them without a lookup.
         paths_are_new = indexed.is_empty();

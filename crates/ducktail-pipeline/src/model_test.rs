@@ -81,7 +81,7 @@ impl Simulation {
             write_grace: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
         };
-        Simulation { disk: BTreeMap::new(), index: Default::default(), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0, in_flight: VecDeque::new() }
+        Simulation { disk: BTreeMap::new(), index: crate::files::IndexView::new(std::path::Path::new("/s")), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0, in_flight: VecDeque::new() }
     }
 
     fn touch(&mut self, path: PathBuf) {
@@ -115,10 +115,10 @@ impl Simulation {
         for (path, stamp) in read {
             match stamp {
                 Some(stamp) => {
-                    self.index.insert(path.clone().into_os_string(), IndexedState { kind: FileKind::Session, stamp, status: FileStatus::Indexed, seen_in_scan: 0 });
+                    self.index.insert(&path, IndexedState { kind: FileKind::Session, stamp, status: FileStatus::Indexed, seen_in_scan: 0 });
                 }
                 None => {
-                    self.index.remove(path.as_os_str());
+                    self.index.remove(&path);
                 }
             }
             files.push(CommittedFile { path, kind: FileKind::Session, state: stamp.map(|stamp| (stamp, FileStatus::Indexed)) });
@@ -146,7 +146,7 @@ impl Simulation {
             .iter()
             .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp })
             .collect();
-        let differences = diff(on_disk, &mut self.index, std::path::Path::new("/s"), self.scan_mark);
+        let differences = diff(on_disk, &mut self.index, self.scan_mark);
         let mut paths: Vec<ObservedPath> =
             differences.changed.into_iter().map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now, scanned_stamp: Some(file.stamp) }).collect();
         paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath::new(path, kind, self.now)));
@@ -164,7 +164,7 @@ impl Simulation {
 
     /// Files on disk the index does not hold as they are.
     fn not_indexed_as_on_disk(&self) -> Vec<&PathBuf> {
-        self.disk.iter().filter(|(path, stamp)| self.index.get(path.as_os_str()).map(|state| state.stamp) != Some(**stamp)).map(|(path, _)| path).collect()
+        self.disk.iter().filter(|(path, stamp)| self.index.get(path).map(|state| state.stamp) != Some(**stamp)).map(|(path, _)| path).collect()
     }
 
     fn settle(&mut self) {
@@ -223,7 +223,7 @@ proptest! {
         // next scan: one more, with nothing in flight.
         simulation.reconcile();
         simulation.settle();
-        let indexed: BTreeMap<PathBuf, FileStamp> = simulation.index.iter().map(|(path, state)| (PathBuf::from(path), state.stamp)).collect();
+        let indexed: BTreeMap<PathBuf, FileStamp> = simulation.index.iter().map(|(path, state)| (path, state.stamp)).collect();
         prop_assert_eq!(indexed, simulation.disk.clone());
         prop_assert!(simulation.accumulator.is_drained());
     }

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use ducktail_sources::opencode::{scan_folder, scan_storage_streaming, scan_threads, ScannedFile};
 use ducktail_store::ReaderPool;
 
-use crate::files::{index_view, Comparison, Differences, IndexView, IndexedState, OPENCODE_JSON_SOURCE};
+use crate::files::{Comparison, Differences, IndexView, IndexedState};
 use crate::messages::*;
 use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
@@ -119,11 +119,11 @@ impl Reconciler {
         for file in &committed.files {
             match file.state {
                 Some((stamp, status)) => {
-                    let seen_in_scan = view.get(file.path.as_os_str()).map_or(0, |state| state.seen_in_scan);
-                    view.insert(file.path.clone().into_os_string(), IndexedState { kind: file.kind, stamp, status, seen_in_scan });
+                    let seen_in_scan = view.get(&file.path).map_or(0, |state| state.seen_in_scan);
+                    view.insert(&file.path, IndexedState { kind: file.kind, stamp, status, seen_in_scan });
                 }
                 None => {
-                    view.remove(file.path.as_os_str());
+                    view.remove(&file.path);
                 }
             }
         }
@@ -154,8 +154,8 @@ impl Reconciler {
         let scan = actix_rt::task::spawn_blocking(move || -> ScanOutcome {
             let mut view = match view {
                 Some(view) => view,
-                None => match readers.reader().and_then(|reader| reader.file_index_of_source(OPENCODE_JSON_SOURCE)) {
-                    Ok(entries) => index_view(entries),
+                None => match readers.reader().and_then(|reader| IndexView::load(&storage_root, &reader)) {
+                    Ok(view) => view,
                     Err(error) => return Err((None, error.to_string())),
                 },
             };
@@ -173,7 +173,7 @@ impl Reconciler {
             // a file's removal is an event, and the periodic full scan is the net for missed ones
             // (a folder moved away leaves its files to it, as it always did). The sweep visits
             // the whole view: on a 1M-file tree, 19 of the 30 ms of CPU a new folder cost.
-            let removed = if is_full_scan { comparison.removed(&storage_root) } else { Vec::new() };
+            let removed = if is_full_scan { comparison.removed() } else { Vec::new() };
             Ok((view, Differences { changed, removed, unchanged }, errors))
         });
         ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
@@ -193,7 +193,7 @@ impl Reconciler {
                         // committed since may hold the very versions it listed (a new directory's
                         // files, which the watcher reported too): sending those would commit
                         // them again.
-                        differences.changed.retain(|file| !view.get(file.path.as_os_str()).is_some_and(|state| state.holds(file.stamp)));
+                        differences.changed.retain(|file| !view.get(&file.path).is_some_and(|state| state.holds(file.stamp)));
                     }
                     act.view = Some(view);
                     for error in errors.iter().take(10) {

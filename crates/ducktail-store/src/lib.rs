@@ -37,7 +37,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{rfc3339_from_micros, value_to_json, FileIndexEntry, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
+pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use read_api::{
     Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
     ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,

@@ -406,17 +406,20 @@ fn the_reconcilers_view_of_file_index_holds_one_source_with_its_stamps_and_statu
     let mut rejected = rows(vec![]);
     rejected.rejected.push(RejectedRow { kind: FileKind::Part, id: "prt_bad".into(), reason: "not valid JSON".into() });
     store.write_batch(&rejected).unwrap();
-    let mut json = store.reader().unwrap().file_index_of_source(JSON).unwrap();
-    json.sort_by(|a, b| a.path.cmp(&b.path));
+    let rows_of = |source: &str| {
+        let mut rows = Vec::new();
+        store.reader().unwrap().for_each_file_index_row(source, |row| rows.push((row.path.to_owned(), row.kind, row.stamp, row.status))).unwrap();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    };
     assert_eq!(
-        json,
+        rows_of(JSON),
         vec![
-            FileIndexEntry { path: "/s/message/ses_a/msg_bad.json".into(), kind: FileKind::Message, stamp: FileStamp { mtime_ns: 7, size: 3 }, status: FileStatus::Error },
-            FileIndexEntry { path: "/s/session/p/ses_a.json".into(), kind: FileKind::Session, stamp: FileStamp { mtime_ns: 1, size: 1 }, status: FileStatus::Indexed },
+            ("/s/message/ses_a/msg_bad.json".to_owned(), FileKind::Message, FileStamp { mtime_ns: 7, size: 3 }, FileStatus::Error),
+            ("/s/session/p/ses_a.json".to_owned(), FileKind::Session, FileStamp { mtime_ns: 1, size: 1 }, FileStatus::Indexed),
         ]
     );
-    let sqlite = store.reader().unwrap().file_index_of_source(SQLITE).unwrap();
-    assert_eq!(sqlite.iter().map(|entry| entry.path.as_str()).collect::<Vec<_>>(), ["/oc/opencode.db#part/prt_bad"]);
+    assert_eq!(rows_of(SQLITE).iter().map(|row| row.0.as_str()).collect::<Vec<_>>(), ["/oc/opencode.db#part/prt_bad"]);
 }
 
 #[test]
