@@ -57,7 +57,7 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 #[get("/api/stats")]
 async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
     let readers = state.readers.clone();
-    let status = web::block(move || readers.reader().and_then(|reader| reader.status(0)))
+    let status = web::block(move || readers.pooled().and_then(|reader| reader.status(0)))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?
         .map_err(|error| ApiError::internal(error.to_string()))?;

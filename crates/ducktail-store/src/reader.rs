@@ -14,6 +14,9 @@ pub struct Reader {
     pub(crate) connection: duckdb::Connection,
     /// The database file, for error messages.
     path: PathBuf,
+    /// The newest `indexed_at` (µs) this reader's last [`Reader::status`] saw: the floor of its
+    /// next look (a pooled reader serves a polling dashboard again and again).
+    newest_indexed_floor_us: std::cell::Cell<i64>,
 }
 
 impl Drop for Reader {
@@ -92,19 +95,34 @@ pub const COUNTED_TABLES: [&str; 16] = [
     "schema_migrations",
 ];
 
-/// Every counted table's rows as one row, in [`COUNTED_TABLES`] order; `file_index`'s (a 0
-/// here) come from its count by status.
-static STATUS_COUNTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let counts: Vec<String> =
-        COUNTED_TABLES.iter().map(|table| if *table == "file_index" { "0::BIGINT".to_owned() } else { format!("(SELECT count(*) FROM {table})") }).collect();
-    format!("SELECT {}", counts.join(", "))
+/// One row, one snapshot: every counted table's rows in [`COUNTED_TABLES`] order, then the
+/// statuses of `file_index` other than `indexed` with their files (two lists in status order),
+/// then the newest `indexed_at` at or after `$1` (µs since the epoch).
+///
+/// Only the rows not indexed are grouped, so DuckDB skips the row groups whose min and max
+/// status are both `indexed` (most of them); the `indexed` count is the total less the others.
+/// Rows are appended as they are indexed, so with `$1` at the newest time a reader saw before,
+/// the newest `indexed_at` is read from the last row groups alone. On the 1M-file database
+/// (this machine): the grouping 9.8 ms → 1.0 ms, the newest time 3.7 → 1.0 ms.
+static STATUS_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let counts: Vec<String> = COUNTED_TABLES.iter().map(|table| format!("(SELECT count(*) FROM {table})")).collect();
+    format!(
+        "SELECT {},
+           (SELECT list(status ORDER BY status) FROM (SELECT status, count(*) AS files FROM file_index WHERE status <> 'indexed' GROUP BY status)),
+           (SELECT list(files ORDER BY status) FROM (SELECT status, count(*) AS files FROM file_index WHERE status <> 'indexed' GROUP BY status)),
+           (SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index WHERE indexed_at >= make_timestamp($1::BIGINT)::TIMESTAMPTZ)",
+        counts.join(", ")
+    )
 });
+
+/// The newest `indexed_at` with no floor: when the rows at or after a reader's floor are gone.
+const NEWEST_INDEXED_AT: &str = "SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index";
 
 impl Reader {
     pub(crate) fn new(connection: duckdb::Connection, path: PathBuf) -> Reader {
         // Room for every query of the read API (about twenty), so a pooled reader plans each once.
         connection.set_prepared_statement_cache_capacity(64);
-        Reader { connection, path }
+        Reader { connection, path, newest_indexed_floor_us: std::cell::Cell::new(0) }
     }
 
     /// Opens the database file read-only, for read commands while no daemon holds it.
@@ -126,7 +144,7 @@ impl Reader {
                 StoreError::Open { path: path.to_owned(), detail }
             }
         })?;
-        Ok(Reader { connection, path: path.to_owned() })
+        Ok(Reader::new(connection, path.to_owned()))
     }
 
     pub(crate) fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {
@@ -174,9 +192,8 @@ impl Reader {
 
     /// Hands `visit` every `file_index` row of `source`, one at a time. Nothing is collected and
     /// kind and status are parsed in place: the reconciler loads every row of a 1M-file tree
-    /// into its own map, and a `Vec` of owned rows beside that map was a third of the peak
-    /// memory of an unchanged `ducktail index` (three strings per row had been a third of its
-    /// allocations before that).
+    /// into its own map, and a `Vec` of owned rows held a second copy of every path while the
+    /// map was built (three strings per row had been a third of its allocations before that).
     pub fn for_each_file_index_row(&self, source: &str, mut visit: impl FnMut(FileIndexRow<'_>)) -> Result<()> {
         let context = "loading file_index";
         let mut statement = self
@@ -197,6 +214,17 @@ impl Reader {
             visit_row(row).map_err(|source| self.query_error(context, source))?;
         }
         Ok(())
+    }
+
+    /// How many `file_index` rows `source` has: the size of a map of them, made once (growing a
+    /// map of a million entries by doubling holds the old and the new table at once).
+    pub fn file_index_rows_of_source(&self, source: &str) -> Result<usize> {
+        let rows: i64 = self
+            .connection
+            .prepare_cached("SELECT count(*) FROM file_index WHERE source = ?")
+            .and_then(|mut statement| statement.query_row([source], |row| row.get(0)))
+            .map_err(|error| self.query_error("counting file_index rows", error))?;
+        Ok(usize::try_from(rows).unwrap_or(0))
     }
 
     /// `file_index` rows of span files: (path, stamp, status), for the span source's view.
@@ -245,34 +273,53 @@ impl Reader {
     /// Counts, statuses and recent errors for `ducktail status`.
     pub fn status(&self, recent_errors: usize) -> Result<IndexStatus> {
         let mut status = IndexStatus::default();
-        // Two cached statements: a dashboard polls this, and the 18 statements it used to be,
-        // each planned anew, cost 21 ms a call on a 1M-file database. `file_index` is read once,
-        // for its rows by status and the last indexed time.
-        let counts = self.query_values(&STATUS_COUNTS, COUNTED_TABLES.len(), "counting rows")?.into_iter().next().unwrap_or_default();
-        let by_status = self.query_values(
-            "SELECT status, count(*), epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index GROUP BY status ORDER BY status",
-            3,
-            "counting files by status",
-        )?;
-        let mut last_indexed_us = None;
-        for row in by_status {
-            if let [Value::Text(name), Value::BigInt(count), last] = row.as_slice() {
-                status.files_by_status.push((name.clone(), *count));
-                if let Value::BigInt(micros) = last {
-                    last_indexed_us = last_indexed_us.max(Some(*micros));
-                }
-            }
-        }
-        status.last_indexed_at = last_indexed_us.map(rfc3339_from_micros);
-        let files: i64 = status.files_by_status.iter().map(|(_, count)| count).sum();
-        for (table, count) in COUNTED_TABLES.iter().zip(&counts) {
+        // One cached statement (see `STATUS_QUERY`): a dashboard polls this, and the 18
+        // statements it once was, each planned anew, cost 21 ms a call on a 1M-file database.
+        let floor = Value::BigInt(self.newest_indexed_floor_us.get());
+        let row = self.query_values_with(&STATUS_QUERY, &[floor], COUNTED_TABLES.len() + 3, "counting rows")?.into_iter().next().unwrap_or_default();
+        let (counts, rest) = row.split_at(row.len().min(COUNTED_TABLES.len()));
+        let (statuses, files, newest) = match rest {
+            [Value::List(statuses), Value::List(files), newest] => (statuses.as_slice(), files.as_slice(), newest.clone()),
+            [_, _, newest] => (&[][..], &[][..], newest.clone()),
+            _ => (&[][..], &[][..], Value::Null),
+        };
+        let mut by_status: Vec<(String, i64)> = statuses
+            .iter()
+            .zip(files)
+            .filter_map(|pair| match pair {
+                (Value::Text(name), Value::BigInt(count)) => Some((name.clone(), *count)),
+                _ => None,
+            })
+            .collect();
+        for (table, count) in COUNTED_TABLES.iter().zip(counts) {
             let rows = match count {
-                _ if *table == "file_index" => files,
                 Value::BigInt(rows) => *rows,
                 _ => 0,
             };
+            if *table == "file_index" {
+                let indexed = rows - by_status.iter().map(|(_, count)| count).sum::<i64>();
+                if indexed > 0 {
+                    by_status.push(("indexed".to_owned(), indexed));
+                    by_status.sort();
+                }
+            }
             status.tables.push(TableCount { table, rows });
         }
+        status.files_by_status = by_status;
+        let newest = match newest {
+            Value::BigInt(micros) => Some(micros),
+            // Nothing at or after the floor: the newest rows were removed since (or the table is
+            // empty). Read it whole.
+            _ if status.tables.iter().any(|count| count.table == "file_index" && count.rows > 0) => {
+                match self.query_values(NEWEST_INDEXED_AT, 1, "reading the newest indexed time")?.first().map(Vec::as_slice) {
+                    Some([Value::BigInt(micros)]) => Some(*micros),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        self.newest_indexed_floor_us.set(newest.unwrap_or(0));
+        status.last_indexed_at = newest.map(rfc3339_from_micros);
         if recent_errors == 0 {
             return Ok(status);
         }

@@ -180,6 +180,39 @@ fn status_counts_every_table_and_the_files_by_status() {
 }
 
 #[test]
+fn a_reader_polling_status_sees_the_newest_indexed_time_after_writes_and_removals() {
+    let mut store = Store::open_in_memory().unwrap();
+    let newest_in_table = |store: &Store| {
+        let (_, rows) = store.reader().unwrap().query("SELECT strftime(max(indexed_at)::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') FROM file_index").unwrap();
+        match &rows[0][0] {
+            Value::Text(text) => Some(text.clone()),
+            _ => None,
+        }
+    };
+    // One reader throughout, as a pooled one serves a dashboard: each look starts from the
+    // newest time the previous one saw.
+    let reader = store.reader().unwrap();
+    store.write_batch(&batch(vec![file("/s/part/m/prt_a.json", finish("prt_a", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    let first = reader.status(0).unwrap().last_indexed_at;
+    assert_eq!(first, newest_in_table(&store));
+    store.write_batch(&batch(vec![file("/s/part/m/prt_b.json", finish("prt_b", "ses_1", "msg_1", 1, 0.1))])).unwrap();
+    let second = reader.status(0).unwrap();
+    assert_eq!(second.last_indexed_at, newest_in_table(&store));
+    assert!(second.last_indexed_at > first, "{second:?} after {first:?}");
+    assert_eq!(second.files_by_status, [("indexed".to_owned(), 2)]);
+    // The newest row goes: nothing is left at or after the floor, and the look reads it whole.
+    let removal = WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/part/m/prt_b.json".into() }], on_delete: OnDelete::Remove, ..Default::default() };
+    store.write_batch(&removal).unwrap();
+    let third = reader.status(0).unwrap();
+    assert_eq!(third.last_indexed_at, newest_in_table(&store));
+    assert_eq!(third.last_indexed_at, first);
+    assert_eq!(third.files_by_status, [("indexed".to_owned(), 1)]);
+    store.write_batch(&WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/part/m/prt_a.json".into() }], on_delete: OnDelete::Remove, ..Default::default() }).unwrap();
+    let empty = reader.status(0).unwrap();
+    assert_eq!((empty.last_indexed_at, empty.files_by_status.len()), (None, 0));
+}
+
+#[test]
 fn traces_resolve_parents_at_depth_two_in_any_arrival_order() {
     let mut store = Store::open_in_memory().unwrap();
     // The grandchild's records arrive first; its ancestors later, in separate batches.
@@ -408,7 +441,9 @@ fn the_reconcilers_view_of_file_index_holds_one_source_with_its_stamps_and_statu
     store.write_batch(&rejected).unwrap();
     let rows_of = |source: &str| {
         let mut rows = Vec::new();
-        store.reader().unwrap().for_each_file_index_row(source, |row| rows.push((row.path.to_owned(), row.kind, row.stamp, row.status))).unwrap();
+        let reader = store.reader().unwrap();
+        reader.for_each_file_index_row(source, |row| rows.push((row.path.to_owned(), row.kind, row.stamp, row.status))).unwrap();
+        assert_eq!(rows.len(), reader.file_index_rows_of_source(source).unwrap());
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows
     };
