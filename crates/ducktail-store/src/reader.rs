@@ -97,26 +97,24 @@ pub const COUNTED_TABLES: [&str; 16] = [
 
 /// One row, one snapshot: every counted table's rows in [`COUNTED_TABLES`] order, then the
 /// statuses of `file_index` other than `indexed` with their files (two lists in status order),
-/// then the newest `indexed_at` at or after `$1` (µs since the epoch).
+/// then the newest `indexed_at` at or after `$1` (µs since the epoch; NULL when no row is).
 ///
 /// Only the rows not indexed are grouped, so DuckDB skips the row groups whose min and max
 /// status are both `indexed` (most of them); the `indexed` count is the total less the others.
 /// Rows are appended as they are indexed, so with `$1` at the newest time a reader saw before,
 /// the newest `indexed_at` is read from the last row groups alone. On the 1M-file database
-/// (this machine): the grouping 9.8 ms → 1.0 ms, the newest time 3.7 → 1.0 ms.
+/// (`docs/benchmarks.md`, "Read API"): the grouping 9.8 → 1.0 ms, the newest time 3.7 → 1.0 ms.
 static STATUS_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let counts: Vec<String> = COUNTED_TABLES.iter().map(|table| format!("(SELECT count(*) FROM {table})")).collect();
     format!(
         "SELECT {},
-           (SELECT list(status ORDER BY status) FROM (SELECT status, count(*) AS files FROM file_index WHERE status <> 'indexed' GROUP BY status)),
-           (SELECT list(files ORDER BY status) FROM (SELECT status, count(*) AS files FROM file_index WHERE status <> 'indexed' GROUP BY status)),
-           (SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index WHERE indexed_at >= make_timestamp($1::BIGINT)::TIMESTAMPTZ)",
+           by_status.statuses, by_status.files,
+           (SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index WHERE indexed_at >= make_timestamp($1::BIGINT)::TIMESTAMPTZ)
+         FROM (SELECT list(status ORDER BY status) AS statuses, list(files ORDER BY status) AS files
+               FROM (SELECT status, count(*) AS files FROM file_index WHERE status <> 'indexed' GROUP BY status)) by_status",
         counts.join(", ")
     )
 });
-
-/// The newest `indexed_at` with no floor: when the rows at or after a reader's floor are gone.
-const NEWEST_INDEXED_AT: &str = "SELECT epoch_us(max(indexed_at)::TIMESTAMP) FROM file_index";
 
 impl Reader {
     pub(crate) fn new(connection: duckdb::Connection, path: PathBuf) -> Reader {
@@ -270,13 +268,26 @@ impl Reader {
             .collect())
     }
 
+    /// The one row of [`STATUS_QUERY`] with `floor_us` as its floor.
+    fn status_row(&self, floor_us: i64) -> Result<Vec<Value>> {
+        let rows = self.query_values_with(&STATUS_QUERY, &[Value::BigInt(floor_us)], COUNTED_TABLES.len() + 3, "counting rows")?;
+        Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
     /// Counts, statuses and recent errors for `ducktail status`.
     pub fn status(&self, recent_errors: usize) -> Result<IndexStatus> {
         let mut status = IndexStatus::default();
         // One cached statement (see `STATUS_QUERY`): a dashboard polls this, and the 18
         // statements it once was, each planned anew, cost 21 ms a call on a 1M-file database.
-        let floor = Value::BigInt(self.newest_indexed_floor_us.get());
-        let row = self.query_values_with(&STATUS_QUERY, &[floor], COUNTED_TABLES.len() + 3, "counting rows")?.into_iter().next().unwrap_or_default();
+        let floor_us = self.newest_indexed_floor_us.get();
+        let mut row = self.status_row(floor_us)?;
+        let file_index_at = COUNTED_TABLES.iter().position(|table| *table == "file_index").unwrap_or(0);
+        let has_files = matches!(row.get(file_index_at), Some(Value::BigInt(rows)) if *rows > 0);
+        if floor_us != 0 && has_files && matches!(row.last(), Some(Value::Null)) {
+            // Nothing at or after the floor: the newest rows were removed since. Everything again
+            // with no floor, so counts and time still come from one snapshot.
+            row = self.status_row(0)?;
+        }
         let (counts, rest) = row.split_at(row.len().min(COUNTED_TABLES.len()));
         let (statuses, files, newest) = match rest {
             [Value::List(statuses), Value::List(files), newest] => (statuses.as_slice(), files.as_slice(), newest.clone()),
@@ -308,14 +319,6 @@ impl Reader {
         status.files_by_status = by_status;
         let newest = match newest {
             Value::BigInt(micros) => Some(micros),
-            // Nothing at or after the floor: the newest rows were removed since (or the table is
-            // empty). Read it whole.
-            _ if status.tables.iter().any(|count| count.table == "file_index" && count.rows > 0) => {
-                match self.query_values(NEWEST_INDEXED_AT, 1, "reading the newest indexed time")?.first().map(Vec::as_slice) {
-                    Some([Value::BigInt(micros)]) => Some(*micros),
-                    _ => None,
-                }
-            }
             _ => None,
         };
         self.newest_indexed_floor_us.set(newest.unwrap_or(0));
