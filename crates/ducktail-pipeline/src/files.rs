@@ -118,22 +118,19 @@ impl IndexView {
     /// rows stream in (see [`Reader::for_each_file_index_row`]).
     pub fn load(storage_root: &Path, reader: &Reader) -> Result<IndexView, StoreError> {
         let mut view = IndexView::new(storage_root);
-        let mut states = std::mem::take(&mut view.states);
+        let IndexView { prefix, states } = &mut view;
         // A hint (a commit may come between the two statements), so the map is sized once.
         states.reserve(reader.file_index_rows_of_source(OPENCODE_JSON_SOURCE)?);
         reader.for_each_file_index_row(OPENCODE_JSON_SOURCE, |row| {
-            let state = IndexedState { kind: row.kind, stamp: row.stamp, status: row.status, seen_in_scan: 0 };
-            if let Some(key) = view.key(Path::new(row.path)) {
-                states.insert(key.into(), state);
+            if let Some(key) = key_below(prefix, Path::new(row.path)) {
+                states.insert(key.into(), IndexedState { kind: row.kind, stamp: row.stamp, status: row.status, seen_in_scan: 0 });
             }
         })?;
-        view.states = states;
         Ok(view)
     }
 
-    /// The key of `path`, or `None` when it is not below the root.
     fn key<'path>(&self, path: &'path Path) -> Option<&'path [u8]> {
-        path.as_os_str().as_bytes().strip_prefix(self.prefix.as_slice()).filter(|key| !key.is_empty())
+        key_below(&self.prefix, path)
     }
 
     /// What the index holds of `path`.
@@ -180,6 +177,12 @@ impl IndexView {
     pub fn iter(&self) -> impl Iterator<Item = (PathBuf, &IndexedState)> + '_ {
         self.states.iter().map(|(key, state)| (self.path_of(key), state))
     }
+}
+
+/// The key of `path` in a view whose root's bytes with a trailing `/` are `prefix`, or `None`
+/// when it is not below that root.
+fn key_below<'path>(prefix: &[u8], path: &'path Path) -> Option<&'path [u8]> {
+    path.as_os_str().as_bytes().strip_prefix(prefix).filter(|key| !key.is_empty())
 }
 
 /// Compares what is on disk (a listing of the whole root) with what is indexed there. A file is
