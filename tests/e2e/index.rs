@@ -229,8 +229,14 @@ fn index_fails_clearly_without_a_storage_folder_or_with_a_locked_database() {
     let output = ducktail(&["index", "--opencode", path_str(&dir.path().join("nope")), "--db", path_str(&dir.path().join("db.duckdb"))], None);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist") && stderr.contains("nope") && stderr.contains("--opencode"), "{stderr}");
+    let output = ducktail(&["index", "--opencode", path_str(dir.path()), "--db", path_str(&dir.path().join("db.duckdb"))], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("neither") && stderr.contains("opencode.db") && stderr.contains("--opencode"), "{stderr}");
+    assert!(!dir.path().join("db.duckdb").exists(), "inputs are checked before the database is created");
 
+    std::fs::create_dir_all(dir.path().join("storage")).unwrap();
     let output = ducktail(&["index", "--opencode", path_str(dir.path()), "--db", "/proc/ducktail-cannot-write/db.duckdb"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/proc/ducktail-cannot-write"), "names the path");

@@ -12,7 +12,7 @@ use ducktail_generator::spans::{generate_spans, SpanTreeConfig};
 use crate::support::*;
 
 fn span_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/otel-parquet")
+    shared_fixtures("otel-parquet")
 }
 
 /// `ducktail index` of a span folder only (an empty OpenCode folder beside it).

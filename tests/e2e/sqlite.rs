@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use crate::support::*;
 
 fn sqlite_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/opencode-sqlite")
+    shared_fixtures("opencode-sqlite")
 }
 
 /// A data folder holding a copy of `database` as `opencode.db`.

@@ -15,7 +15,14 @@ pub fn binary() -> &'static str {
 
 /// `../shared/fixtures/opencode-json`, beside the project root.
 pub fn shared_opencode_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/opencode-json")
+    shared_fixtures("opencode-json")
+}
+
+/// A folder of `../shared/fixtures`, beside the project root, as the absolute path ducktail
+/// stores (the binary resolves `..` and symlinks in the paths it is given).
+pub fn shared_fixtures(folder: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(folder);
+    std::fs::canonicalize(&path).unwrap_or_else(|error| panic!("{}: {error}; the tests need the shared fixtures folder beside the clone", path.display()))
 }
 
 /// Runs `ducktail` with `args` and returns its output (never inheriting the user's config).
@@ -159,8 +166,16 @@ pub fn test_config(dir: &Path, extra: &str) -> PathBuf {
 impl Daemon {
     /// Starts `ducktail run` on port 0 and waits for its address (first log line) and readiness.
     pub fn start(opencode: &Path, db: &Path, config: &Path) -> Daemon {
+        Daemon::start_in(Path::new("."), &["--opencode", path_str(opencode), "--db", path_str(db), "--config", path_str(config)])
+    }
+
+    /// Starts `ducktail run --listen 127.0.0.1:0 <arguments>` in `working_dir`, as a user would
+    /// from there, and waits for its address and readiness.
+    pub fn start_in(working_dir: &Path, arguments: &[&str]) -> Daemon {
         let mut child = Command::new(binary())
-            .args(["run", "--opencode", path_str(opencode), "--db", path_str(db), "--listen", "127.0.0.1:0", "--config", path_str(config)])
+            .current_dir(working_dir)
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(arguments)
             .env("RUST_LOG", std::env::var("DUCKTAIL_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
             .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
             .stdout(Stdio::null())

@@ -133,6 +133,7 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
     let problems = problems(&state.health, &pipeline, system.disk_free_bytes);
     let body = HealthDetailed {
         status: if problems.is_empty() { "healthy" } else { "degraded" },
+        build: state.build.clone(),
         problems,
         database: DatabaseHealth {
             path: path.display().to_string(),

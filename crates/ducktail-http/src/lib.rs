@@ -27,7 +27,7 @@ use ducktail_pipeline::settings::HttpSettings;
 use ducktail_pipeline::status::StatusBoard;
 use ducktail_store::ReaderPool;
 
-pub use wire::ApiError;
+pub use wire::{ApiError, BuildInfo};
 
 /// Parses an RFC 3339 instant or a `YYYY-MM-DD` day (midnight UTC) into Unix microseconds, the
 /// way the API parses `since` and `until`; the error names `name`.
@@ -48,6 +48,8 @@ pub struct HttpState {
     pub settings: HttpSettings,
     /// `[health]` thresholds.
     pub health: ducktail_pipeline::settings::HealthSettings,
+    /// What the serving binary is (version, commit, DuckDB), reported by stats and health.
+    pub build: BuildInfo,
 }
 
 /// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are

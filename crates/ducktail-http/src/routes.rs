@@ -66,6 +66,7 @@ async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
     let millis = |duration: Duration| duration.as_secs_f64() * 1_000.0;
     let last_commit = state.board.last_commit_unix_ms.load(std::sync::atomic::Ordering::Relaxed);
     let body = Stats {
+        build: state.build.clone(),
         tables: COUNTED_TABLES.iter().copied().zip(status.tables.iter().map(|count| count.rows)).collect(),
         files_by_status: status.files_by_status.into_iter().collect(),
         last_indexed_at: status.last_indexed_at,

@@ -67,9 +67,24 @@ pub struct Probe {
     pub status: &'static str,
 }
 
+/// What the serving binary is; in `/api/stats` and `/health/detailed`, and what `ducktail
+/// --version` prints.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// ducktail's version (semver).
+    pub version: String,
+    /// The git commit it was built from, `-dirty` when tracked files differed; `unknown`
+    /// outside a git checkout.
+    pub commit: String,
+    /// The DuckDB library compiled in, as DuckDB reports it (`v1.4.1`).
+    pub duckdb_version: String,
+}
+
 /// `GET /api/stats`.
 #[derive(Serialize)]
 pub struct Stats {
+    /// The serving binary.
+    pub build: BuildInfo,
     /// Rows per table.
     pub tables: std::collections::BTreeMap<&'static str, i64>,
     /// Files per `file_index.status`.
@@ -160,6 +175,8 @@ pub struct SqlResponse {
 pub struct HealthDetailed {
     /// `healthy` or `degraded`.
     pub status: &'static str,
+    /// The serving binary.
+    pub build: BuildInfo,
     /// Each crossed threshold: what, its value and its limit.
     pub problems: Vec<String>,
     /// The machine and this process.

@@ -12,7 +12,7 @@ use ducktail_store::{ReaderPool, Store, StoreError};
 use crate::accumulator::{Accumulator, BatchRules};
 use crate::database::{start_following, DatabaseWatch};
 use crate::decoder::Decoder;
-use crate::index::{decode_limits, on_delete_policy};
+use crate::index::{decode_limits, on_delete_policy, IndexError};
 use crate::messages::{Checkpoint, CheckpointIfIdle, CloseDatabase, Drain, FlushTraces, GetPipelineStatus, MarkDerivedComplete, PipelineStatus};
 use crate::reconciler::Reconciler;
 use crate::settings::Settings;
@@ -49,6 +49,21 @@ pub struct Daemon {
     database: Option<(DatabaseWatch, actix_rt::task::JoinHandle<()>)>,
     /// The watch and poll of the span folder, when there is one.
     spans: Option<(Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>)>,
+}
+
+/// Checks that a daemon has something to follow before the caller creates the database: the
+/// OpenCode folder itself (its `storage/` and `opencode.db` may appear later, when OpenCode first
+/// runs), or a span folder that exists.
+pub fn check_sources_to_follow(opencode_dir: &Path, settings: &Settings) -> Result<(), IndexError> {
+    let span_root = &settings.sources.spans.path;
+    let follow_spans = !span_root.as_os_str().is_empty();
+    if follow_spans && !span_root.is_dir() {
+        return Err(IndexError::MissingSpans { path: span_root.clone() });
+    }
+    if !opencode_dir.is_dir() && !follow_spans {
+        return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned() });
+    }
+    Ok(())
 }
 
 impl Daemon {

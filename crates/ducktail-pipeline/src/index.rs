@@ -28,6 +28,12 @@ pub enum IndexError {
         /// The folder looked in.
         path: PathBuf,
     },
+    /// The OpenCode folder does not exist.
+    #[error("OpenCode folder {path} does not exist; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)")]
+    NoOpencodeFolder {
+        /// The folder looked for.
+        path: PathBuf,
+    },
     /// The span folder does not exist.
     #[error("span folder {path} does not exist; pass --spans with the folder holding year=YYYY/… (or leave sources.spans.path empty)")]
     MissingSpans {
@@ -93,6 +99,25 @@ pub fn decode_limits(settings: &Settings) -> DecodeLimits {
     DecodeLimits { max_text_bytes: settings.decode.max_text_bytes, max_file_bytes: settings.decode.max_file_bytes }
 }
 
+/// Checks that `index_once` has something to read: OpenCode's `storage/` folder or its
+/// `opencode.db` under `opencode_dir`, or a span folder that exists. Callers run it before they
+/// create the database, so a mistyped folder leaves no empty database behind.
+pub fn check_sources(opencode_dir: &Path, settings: &Settings) -> Result<(), IndexError> {
+    let read_database = settings.sources.opencode.follow_database && database_path(opencode_dir).exists();
+    let span_root = &settings.sources.spans.path;
+    let read_spans = !span_root.as_os_str().is_empty();
+    if read_spans && !span_root.is_dir() {
+        return Err(IndexError::MissingSpans { path: span_root.clone() });
+    }
+    if !storage_root(opencode_dir).is_dir() && !read_database && !read_spans {
+        if !opencode_dir.is_dir() {
+            return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned() });
+        }
+        return Err(IndexError::MissingStorage { path: opencode_dir.to_owned() });
+    }
+    Ok(())
+}
+
 /// Indexes OpenCode's data under `opencode_dir` into `store` once: the JSON tree under
 /// `storage/` and, when present and followed, `opencode.db`; then `sources.spans.path`, if set.
 pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, progress: Progress<'_>) -> Result<IndexSummary, IndexError> {
@@ -101,22 +126,17 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
     // they were complete, only the sessions this run touches need recomputing.
     let was_complete = store.take_derived_complete_mark()?;
     store.track_touched_sessions();
+    check_sources(opencode_dir, settings)?;
     let root = storage_root(opencode_dir);
     let database = database_path(opencode_dir);
     let read_database = settings.sources.opencode.follow_database && database.exists();
     let span_root = &settings.sources.spans.path;
     let read_spans = !span_root.as_os_str().is_empty();
-    if !root.is_dir() && !read_database && !read_spans {
-        return Err(IndexError::MissingStorage { path: opencode_dir.to_owned() });
-    }
     let mut summary = if root.is_dir() { index_tree(store, &root, settings, progress)? } else { IndexSummary::default() };
     if read_database {
         index_database(store, &database, settings, &mut summary)?;
     }
     if read_spans {
-        if !span_root.is_dir() {
-            return Err(IndexError::MissingSpans { path: span_root.clone() });
-        }
         let mut view = crate::spans::span_view(store.reader()?.span_file_index()?);
         let settle = settings.pipeline.settle();
         let mut write_error = None;

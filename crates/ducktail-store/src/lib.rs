@@ -137,6 +137,15 @@ fn out_of_memory_hint(error: &duckdb::Error) -> &'static str {
 /// Result alias of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The version of the DuckDB library compiled into this binary (`v1.4.1`, say), as DuckDB itself
+/// reports it: the duckdb crate's own version number encodes it differently. Opens an in-memory
+/// database to ask, so callers ask once.
+pub fn duckdb_version() -> String {
+    duckdb::Connection::open_in_memory()
+        .and_then(|connection| connection.query_row("SELECT library_version FROM pragma_version()", [], |row| row.get(0)))
+        .unwrap_or_else(|error| format!("unknown ({error})"))
+}
+
 /// DuckDB's worker threads when the config leaves them open: half the cores, at least one. The
 /// other half is for the decoders, the writing thread and the agent beside ducktail: on two cores
 /// the daemon's second DuckDB thread cost more than it gave (live bench at 10,000 files/s, four

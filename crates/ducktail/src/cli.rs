@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::paths::PathResolver;
+
 /// ducktail keeps a DuckDB database in step, in real time, with the session files AI coding
 /// agents (OpenCode) write, and serves it over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "ducktail", version, about, long_about = None)]
+#[command(name = "ducktail", about, long_about = None)]
 pub struct Cli {
     /// Configuration file (TOML). Default: ~/.config/ducktail/config.toml when it exists.
     #[arg(long, global = true, env = "DUCKTAIL_CONFIG")]
@@ -224,4 +226,34 @@ pub enum OtelCommand {
         #[command(flatten)]
         target: ReadTarget,
     },
+}
+
+impl Cli {
+    /// Makes every path argument absolute (see [`PathResolver`]), once, before any is used.
+    pub fn resolve_paths(&mut self, resolver: &PathResolver) {
+        let resolve = |path: &mut Option<PathBuf>| {
+            if let Some(path) = path {
+                resolver.resolve_in_place(path);
+            }
+        };
+        resolve(&mut self.config);
+        match &mut self.command {
+            Command::Index { locations } | Command::Run { locations, .. } | Command::Rebuild { locations } => {
+                resolve(&mut locations.opencode);
+                resolve(&mut locations.db);
+                resolve(&mut locations.spans);
+            }
+            Command::Status { database, .. } => resolve(&mut database.db),
+            Command::Sessions { target, .. }
+            | Command::Session { target, .. }
+            | Command::Trace { target, .. }
+            | Command::Usage { target, .. }
+            | Command::Sql { target, .. }
+            | Command::Otel { command: OtelCommand::Services { target } | OtelCommand::Traces { target, .. } | OtelCommand::Trace { target, .. } } => {
+                resolve(&mut target.db);
+            }
+            Command::Demo { dir, .. } => resolve(dir),
+            Command::Generate { out, .. } => resolver.resolve_in_place(out),
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! 1 the command could not complete (missing directory, locked or unwritable database …);
 //! 2 bad arguments or configuration.
 
+mod build_info;
 mod cli;
+mod paths;
 mod read_commands;
 mod settings_loader;
 
@@ -15,12 +17,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use ducktail_pipeline::index::{index_once, IndexSummary};
 use ducktail_pipeline::settings::{LogFormat, Settings};
 use ducktail_store::{Reader, Store, StoreOptions};
 
 use crate::cli::{Cli, Command, OtelCommand};
+use crate::paths::PathResolver;
 
 /// Every allocation of the process goes to mimalloc: Rust's through this global allocator, and
 /// DuckDB's C++ ones through malloc/free, which the `override` feature of the workspace's
@@ -45,7 +48,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_arguments();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -59,8 +62,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let settings = settings_loader::load(cli.config.as_deref()).map_err(|error| anyhow::Error::new(UsageError(error)))?;
+/// Parses the arguments; `--version` also names the commit and the DuckDB inside.
+fn parse_arguments() -> Cli {
+    // Asking DuckDB its version opens an in-memory database: only done when it is asked for.
+    let asks_version = std::env::args_os().skip(1).any(|argument| argument == "--version" || argument == "-V");
+    let version = if asks_version { build_info::long_version(&build_info::build_info()) } else { build_info::short_version() };
+    // clap keeps a version as `&'static str`; one string per process.
+    let command = Cli::command().version(&*Box::leak(version.into_boxed_str()));
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+}
+
+fn run(mut cli: Cli) -> Result<()> {
+    // Every path a user gave is made absolute here, once; nothing below sees a relative one.
+    let paths = PathResolver::from_environment().context("cannot read the working directory; run ducktail from an existing folder")?;
+    cli.resolve_paths(&paths);
+    let settings = settings_loader::load(cli.config.as_deref(), &paths).map_err(|error| anyhow::Error::new(UsageError(error)))?;
     init_logging(&settings);
     let mut settings = settings;
     if let Command::Index { locations } | Command::Rebuild { locations } | Command::Run { locations, .. } = &cli.command {
@@ -70,15 +86,17 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Index { locations } => {
-            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
-            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings, &paths);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings, &paths);
             let summary = index(&settings, &opencode, &database)?;
             print_summary(&summary, &database);
             database_read_outcome(&summary)
         }
         Command::Rebuild { locations } => {
-            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
-            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings, &paths);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings, &paths);
+            // Checked before the old database is deleted: a mistyped folder must not cost it.
+            check_sources(&opencode, &settings)?;
             for path in [database.clone(), PathBuf::from(format!("{}.wal", database.display()))] {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
@@ -91,8 +109,9 @@ fn run(cli: Cli) -> Result<()> {
             database_read_outcome(&summary)
         }
         Command::Run { locations, listen } => {
-            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings);
-            let database = settings_loader::database_file(locations.db.as_deref(), &settings);
+            let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings, &paths);
+            let database = settings_loader::database_file(locations.db.as_deref(), &settings, &paths);
+            ducktail_pipeline::daemon::check_sources_to_follow(&opencode, &settings)?;
             let listen = match listen {
                 Some(address) => address.to_string(),
                 None => settings.http.listen.clone(),
@@ -100,43 +119,43 @@ fn run(cli: Cli) -> Result<()> {
             run_daemon(settings, &opencode, &database, &listen)
         }
         Command::Status { database, json, errors } => {
-            let database = settings_loader::database_file(database.db.as_deref(), &settings);
+            let database = settings_loader::database_file(database.db.as_deref(), &settings, &paths);
             status(&database, json, errors)
         }
         Command::Sessions { target, limit, root_only, q, since, until, project } => {
-            let backend = read_backend(&settings, &target)?;
+            let backend = read_backend(&settings, &target, &paths)?;
             let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project };
             read_commands::print(&read_commands::sessions(&backend, &args)?, target.json, read_commands::render_sessions)
         }
         Command::Session { id, target } => {
-            let backend = read_backend(&settings, &target)?;
+            let backend = read_backend(&settings, &target, &paths)?;
             read_commands::print(&read_commands::session(&backend, &id)?, target.json, read_commands::render_session)
         }
         Command::Trace { id, target } => {
-            let backend = read_backend(&settings, &target)?;
+            let backend = read_backend(&settings, &target, &paths)?;
             read_commands::print(&read_commands::trace(&backend, &id)?, target.json, read_commands::render_trace)
         }
         Command::Usage { by, since, until, target } => {
-            let backend = read_backend(&settings, &target)?;
+            let backend = read_backend(&settings, &target, &paths)?;
             read_commands::print(&read_commands::usage(&backend, &by, since.as_ref(), until.as_ref())?, target.json, read_commands::render_usage)
         }
         Command::Otel { command } => match command {
             OtelCommand::Services { target } => {
-                let backend = read_backend(&settings, &target)?;
+                let backend = read_backend(&settings, &target, &paths)?;
                 read_commands::print(&read_commands::otel_services(&backend)?, target.json, read_commands::render_otel_services)
             }
             OtelCommand::Traces { service, root_only, since, limit, target } => {
-                let backend = read_backend(&settings, &target)?;
+                let backend = read_backend(&settings, &target, &paths)?;
                 let traces = read_commands::otel_traces(&backend, service.as_ref(), root_only, since.as_ref(), limit)?;
                 read_commands::print(&traces, target.json, read_commands::render_otel_traces)
             }
             OtelCommand::Trace { id, target } => {
-                let backend = read_backend(&settings, &target)?;
+                let backend = read_backend(&settings, &target, &paths)?;
                 read_commands::print(&read_commands::otel_trace(&backend, &id)?, target.json, read_commands::render_otel_trace)
             }
         },
         Command::Sql { sql, target } => {
-            let backend = read_backend(&settings, &target)?;
+            let backend = read_backend(&settings, &target, &paths)?;
             read_commands::print(&read_commands::sql(&backend, &sql)?, target.json, read_commands::render_sql)
         }
         Command::Demo { files, dir } => demo(&settings, files, dir),
@@ -171,7 +190,14 @@ fn store_options(settings: &Settings) -> StoreOptions {
     }
 }
 
+/// What `index` and `rebuild` read exists; checked before the database is created or removed.
+fn check_sources(opencode: &Path, settings: &Settings) -> Result<()> {
+    Ok(ducktail_pipeline::index::check_sources(opencode, settings)?)
+}
+
 fn index(settings: &Settings, opencode: &Path, database: &Path) -> Result<IndexSummary> {
+    // Inputs first: a command that fails on its sources leaves no new file behind.
+    check_sources(opencode, settings)?;
     let opening = Instant::now();
     // `database.wal_autocheckpoint` is the daemon's: a bulk load checkpoints once, at the end.
     let mut store = Store::open(database, &StoreOptions { bulk_load: true, wal_autocheckpoint: None, ..store_options(settings) })?;
@@ -277,8 +303,8 @@ fn status(database: &Path, json: bool, errors: usize) -> Result<()> {
 }
 
 /// The daemon's API if one answers, else the database file read-only.
-fn read_backend(settings: &Settings, target: &cli::ReadTarget) -> Result<read_commands::Backend> {
-    let database = settings_loader::database_file(target.db.as_deref(), settings);
+fn read_backend(settings: &Settings, target: &cli::ReadTarget, paths: &PathResolver) -> Result<read_commands::Backend> {
+    let database = settings_loader::database_file(target.db.as_deref(), settings, paths);
     read_commands::Backend::connect(settings, target, &database)
 }
 
@@ -352,7 +378,8 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
              `Authorization: Bearer <token>`) or listen on 127.0.0.1"
         ))));
     }
-    tracing::info!(%address, "ducktail listening on http://{address}");
+    let build = build_info::build_info();
+    tracing::info!(%address, version = %build.version, commit = %build.commit, duckdb = %build.duckdb_version, "ducktail listening on http://{address}");
     if !settings.http.token.is_empty() {
         tracing::info!("every route but /livez and /readyz requires Authorization: Bearer <http.token>");
     }
@@ -366,6 +393,7 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
             pipeline_status: daemon.status_recipient(),
             settings: settings.http.clone(),
             health: settings.health.clone(),
+            build: build.clone(),
         };
         let server = ducktail_http::serve(listener, state)?;
         let server_handle = server.handle();
