@@ -132,6 +132,7 @@ interval = \"1s\"\n");
     let problems = health["problems"].to_string();
     assert!(problems.contains("max_user_watches") && problems.contains("sysctl"), "names the limit and the fix: {problems}");
     assert!(daemon.get_json("/api/stats")["watch_problem"].as_str().unwrap().contains("reconcile"));
+    assert!(daemon.metrics_text().contains("\nducktail_watch_incomplete 1\n"), "the alert rules' gauge says so too");
     // Changes still arrive, through the reconcile.
     write_part(&opencode.join("storage"), "msg_limit000000000000000000001", "prt_limit", "found by a scan");
     wait_until("a new file found without events", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id = 'prt_limit'") == 1);
@@ -190,11 +191,13 @@ fn a_full_disk_fails_commits_visibly_and_nothing_is_lost_once_space_returns() {
         status == 503 && health["problems"].to_string().contains("No space left on device")
     });
     assert_eq!(daemon.get_status("/livez"), Some(200), "the daemon is up");
+    assert!(daemon.metrics_text().contains("\nducktail_commit_failing 1\n"), "the alert rules' gauge says so too");
     // Space returns: the retried batches commit, health recovers.
     std::fs::remove_file(&filler).unwrap();
     disk.resize("128m");
     wait_until("every part committed", DEADLINE, || daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_full%'") == 100);
     wait_until("health recovers", DEADLINE, || daemon.get_json("/api/stats")["commit_failure"].is_null());
+    assert!(daemon.metrics_text().contains("\nducktail_commit_failing 0\n"));
     assert!(daemon.terminate().success());
     assert_equals_fresh_index(&opencode, &db, dir.path());
 }

@@ -68,6 +68,23 @@ fn metrics_count_what_was_committed_and_served() {
     assert_eq!(metrics["ducktail_api_requests_total{route=\"/api/stats\",status=\"200\"}"], 3.0);
     assert_eq!(metrics["ducktail_pending_files"], 0.0);
     assert!(metrics["ducktail_database_bytes"] > 0.0);
+    // The states /health/detailed reports, as gauges for alert rules (deploy/prometheus).
+    assert_eq!(metrics["ducktail_ready"], 1.0);
+    assert_eq!(metrics["ducktail_commit_failing"], 0.0);
+    assert_eq!(metrics["ducktail_watch_incomplete"], 0.0);
+    assert_eq!(metrics["ducktail_opencode_db_failing"], 0.0);
+    let last_commit_ms = daemon.get_json("/api/stats")["last_commit_unix_ms"].as_f64().unwrap();
+    let last_commit_seconds = metrics["ducktail_last_commit_timestamp_seconds"];
+    assert!(last_commit_seconds > 0.0 && last_commit_seconds <= last_commit_ms / 1_000.0 + 0.001, "{last_commit_seconds} vs {last_commit_ms} ms");
+    assert_eq!(metrics["ducktail_actor_restarts_total{actor=\"writer\"}"], 0.0, "restart counters start at 0");
+    let build = daemon.get_json("/api/stats")["build"].clone();
+    let build_series = format!(
+        "ducktail_build_info{{commit=\"{}\",duckdb_version=\"{}\",version=\"{}\"}}",
+        build["commit"].as_str().unwrap(),
+        build["duckdb_version"].as_str().unwrap(),
+        build["version"].as_str().unwrap()
+    );
+    assert_eq!(metrics.get(&build_series), Some(&1.0), "{build_series}");
     assert!(metrics.keys().all(|series| series.starts_with("ducktail_")));
     assert!(daemon.terminate().success());
 }

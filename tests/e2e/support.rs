@@ -214,6 +214,11 @@ impl Daemon {
         }
     }
 
+    /// `GET /metrics`, as text.
+    pub fn metrics_text(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.base_url)).timeout(Duration::from_secs(10)).call().unwrap().into_string().unwrap()
+    }
+
     /// GET returning JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         ureq::get(&format!("{}{path}", self.base_url)).timeout(Duration::from_secs(10)).call().unwrap().into_json().unwrap()

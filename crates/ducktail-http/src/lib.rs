@@ -56,6 +56,8 @@ pub struct HttpState {
 /// left to the caller.
 pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.settings.worker_count();
+    let build = &state.build;
+    state.board.metrics.build_info.with_label_values(&[&build.version, &build.commit, &build.duckdb_version]).set(1);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let board = data.board.clone();

@@ -31,6 +31,12 @@ async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
     metrics.pending_files.set(pipeline.pending as i64);
     metrics.batches_in_flight.set(pipeline.in_flight as i64);
     metrics.database_bytes.set(database_bytes(state.readers.database_path()) as i64);
+    let board = &state.board;
+    metrics.ready.set(i64::from(board.is_ready()));
+    metrics.commit_failing.set(i64::from(board.commit_failure().is_some()));
+    metrics.watch_incomplete.set(i64::from(board.watch_problem().is_some()));
+    metrics.opencode_db_failing.set(i64::from(matches!(board.database_state(), ducktail_pipeline::status::DatabaseState::Failing { .. })));
+    metrics.last_commit_timestamp_seconds.set(board.last_commit_unix_ms.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_000.0);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
 }
 

@@ -4,7 +4,7 @@
 //! server renders it. Like the board, it is observability only: nothing reads it to decide.
 //! Gauges that describe the present (backlog, database size) are set by the scrape itself.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric ducktail exports.
 #[derive(Debug, Clone)]
@@ -40,7 +40,24 @@ pub struct Metrics {
     pub batches_in_flight: IntGauge,
     /// Database file plus WAL, in bytes (set at scrape).
     pub database_bytes: IntGauge,
+    /// 1 once the startup catch-up has committed, as `/readyz` says (set at scrape).
+    pub ready: IntGauge,
+    /// 1 while commits fail and are retried (a full disk, a lost database) (set at scrape).
+    pub commit_failing: IntGauge,
+    /// 1 while file events are incomplete (the inotify watch limit) (set at scrape).
+    pub watch_incomplete: IntGauge,
+    /// 1 while reading `opencode.db` fails (set at scrape).
+    pub opencode_db_failing: IntGauge,
+    /// Unix time of the last commit, in seconds; 0 before the first (set at scrape).
+    pub last_commit_timestamp_seconds: Gauge,
+    /// Always 1, labelled with the version, commit and DuckDB version of the binary.
+    pub build_info: IntGaugeVec,
 }
+
+/// Every actor that `catch_panic` names, so each restart counter exists at 0 from the start:
+/// Prometheus sees no `increase()` in a counter whose first sample is already 1. The same holds
+/// for the other labelled series whose label values are known in advance (below).
+const SUPERVISED_ACTORS: [&str; 8] = ["watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "span_follower"];
 
 /// Buckets for durations from a millisecond to a minute.
 const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
@@ -67,6 +84,9 @@ impl Metrics {
         let reconciler_recovered =
             counter("reconciler_files_recovered_total", "Files the reconciler found changed or gone after the startup catch-up.", &["change"]);
         let actor_restarts = counter("actor_restarts_total", "Actor restarts after a panic, by actor.", &["actor"]);
+        for actor in SUPERVISED_ACTORS {
+            actor_restarts.with_label_values(&[actor]);
+        }
         let api_requests = counter("api_requests_total", "HTTP requests, by route and status.", &["route", "status"]);
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("a valid histogram");
@@ -84,6 +104,12 @@ impl Metrics {
         let reconcile_seconds = histogram_vec("reconcile_seconds", "Reconciler scans, full or partial.", "scope");
         let api_seconds = histogram_vec("api_request_seconds", "HTTP request latency, by route.", "route");
         let checkpoint_seconds = histogram_vec("checkpoint_seconds", "CHECKPOINTs between batches, by trigger (interval, idle).", "trigger");
+        for change in ["changed", "removed"] {
+            reconciler_recovered.with_label_values(&[change]);
+        }
+        for trigger in ["interval", "idle"] {
+            checkpoint_seconds.with_label_values(&[trigger]);
+        }
         let gauge = |name: &str, help: &str| {
             let metric = IntGauge::new(name, help).expect("a valid gauge");
             registry.register(Box::new(metric.clone())).expect("a unique gauge");
@@ -92,6 +118,15 @@ impl Metrics {
         let pending_files = gauge("pending_files", "Paths waiting in the accumulator.");
         let batches_in_flight = gauge("batches_in_flight", "Batches being decoded or written.");
         let database_bytes = gauge("database_bytes", "Database file plus WAL, in bytes.");
+        let ready = gauge("ready", "1 once the startup catch-up has committed (as /readyz).");
+        let commit_failing = gauge("commit_failing", "1 while commits fail and are retried with backoff.");
+        let watch_incomplete = gauge("watch_incomplete", "1 while file events are incomplete (the inotify watch limit).");
+        let opencode_db_failing = gauge("opencode_db_failing", "1 while reading opencode.db fails.");
+        let last_commit_timestamp_seconds = Gauge::new("last_commit_timestamp_seconds", "Unix time of the last commit; 0 before the first.").expect("a valid gauge");
+        registry.register(Box::new(last_commit_timestamp_seconds.clone())).expect("a unique gauge");
+        let build_info = IntGaugeVec::new(Opts::new("build_info", "Always 1: the binary's version, commit and DuckDB version."), &["version", "commit", "duckdb_version"])
+            .expect("a valid gauge");
+        registry.register(Box::new(build_info.clone())).expect("a unique gauge");
         Metrics {
             registry,
             files,
@@ -108,6 +143,12 @@ impl Metrics {
             pending_files,
             batches_in_flight,
             database_bytes,
+            ready,
+            commit_failing,
+            watch_incomplete,
+            opencode_db_failing,
+            last_commit_timestamp_seconds,
+            build_info,
         }
     }
 
@@ -134,6 +175,7 @@ mod tests {
         assert!(text.contains("ducktail_files_total{kind=\"part\",outcome=\"indexed\"} 3"), "{text}");
         assert!(text.contains("ducktail_batch_files_count 1"), "{text}");
         assert!(text.contains("ducktail_pending_files 0"), "{text}");
+        assert!(text.contains("ducktail_actor_restarts_total{actor=\"writer\"} 0"), "restart counters exist before a restart: {text}");
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             assert!(line.starts_with("ducktail_"), "unprefixed metric: {line}");
         }
