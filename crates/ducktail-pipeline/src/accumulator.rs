@@ -2,6 +2,25 @@
 //! writer is idle), keeps at most `max_in_flight` batches out, and pushes back on producers.
 //!
 //! [`AccumulatorCore`] holds all the logic as a plain struct; [`Accumulator`] is the actix shell.
+//!
+//! The rules ([`BatchRules`], from `[pipeline]` and `[index]`):
+//! - A batch is cut when `max_files` paths are eligible, when the oldest has waited `window_ms`,
+//!   or at once when nothing is in flight (`adaptive`). A cut takes every eligible path up to
+//!   `index.batch_files`, so under load one commit carries many files.
+//! - At most `max_in_flight` batches are out, and a path is never in two batches at once.
+//! - A path committed less than `min_rewrite_interval_ms` ago waits, so a part rewritten on every
+//!   streamed token is committed a few times a second and its final content always lands; not
+//!   after a read that found the file incomplete, whose next change is its completion.
+//! - A path announced as being written ([`Origin::Writing`]) waits for its close, at most a
+//!   quarter of `settle_ms`; a path that was not ready, or whose batch failed, is retried with
+//!   exponential backoff up to `retry_backoff_max_ms`.
+//! - A scan's report of the version a batch in flight commits, or of the one just committed, is
+//!   dropped: a file is committed once per version.
+//! - Back-pressure: the reply to [`PathsChanged`] tells producers to wait ([`WaitForCapacity`])
+//!   from three quarters of `max_pending` until half; beyond `max_pending` new paths are refused,
+//!   and a rescan that finds them is asked for once the backlog is back to half. Whether
+//!   `max_files` paths wait (the writer is behind) goes on the status board, where the
+//!   TraceBuilder reads it.
 
 // foldhash, not SipHash, over the path's bytes (`OsString` keys), not `PathBuf`'s component by
 // component hash and comparison: every event and every committed file looks its path up here

@@ -1,6 +1,30 @@
 //! The Reconciler: owns "what is on disk vs. what is indexed". It loads the file index once,
 //! does the startup catch-up, rescans periodically and on demand, and feeds what is new, changed
 //! or gone to the accumulator.
+//!
+//! Its view of `file_index` ([`IndexView`]) is built once, as the rows stream in, and kept all
+//! day: every [`BatchCommitted`] updates it (commits that arrive while a scan has the view are
+//! applied when it comes back). Scans run on the blocking pool and are of two kinds:
+//! - a full scan (the startup catch-up, the periodic reconcile, a [`Rescan`] of the whole tree
+//!   after a queue overflow or a watcher error) streams the listing ([`scan_storage_streaming`])
+//!   into a [`Comparison`] that keeps only what changed, so the listing of unchanged files is
+//!   never held; only a full scan sweeps the view for removals;
+//! - a new directory's scan ([`scan_folder`], the same listing rules) looks for the files written
+//!   before its watch existed, not for removals: a removal is an event, and the next full scan is
+//!   the net for one that was missed (a folder moved away included).
+//!
+//! Scopes requested while a scan runs are collapsed to the outermost and scanned together in the
+//! next pass. Files that batches committed while a scan ran are dropped from its report, so a
+//! file is committed once per version.
+//!
+//! The periodic reconcile waits `reconcile.interval`, or twenty times the last full scan when
+//! that is longer ([`periodic_delay`]), and skips its scan while an earlier scan's changes are
+//! still being delivered: it would list them again, still uncommitted, and they would be committed
+//! twice. Each tick also asks the source followers for their full comparison.
+//!
+//! Readiness: once the catch-up's paths are handed over, the reconciler drains the accumulator,
+//! has the TraceBuilder compute at once ([`FlushTraces`]) and waits on a [`WriterBarrier`], then
+//! marks the board ready; so `/readyz` means the catch-up's records and traces are committed.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

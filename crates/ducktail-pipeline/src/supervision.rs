@@ -1,5 +1,13 @@
 //! Turning panics into stops, so actix's supervisors restart a panicking actor, and the fault
 //! seam tests use to make an actor panic.
+//!
+//! actix restarts an actor that stops (a `Supervisor`, or a `SyncArbiter` for the sync actors),
+//! not one that panics; so handlers run inside [`catch_panic`], and a panic logs, counts a restart
+//! and stops the actor, whose replacement rebuilds its state. Work in flight is not lost: a batch
+//! comes back to the accumulator as failed, and a restarting watcher, reconciler or accumulator
+//! has the whole tree rescanned. The restart is immediate; what backs off is the work (the
+//! accumulator's retry backoff), so a file that makes an actor panic costs one panic per backoff
+//! step, never a spinning core.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};

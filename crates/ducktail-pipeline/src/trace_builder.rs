@@ -1,6 +1,7 @@
-//! The TraceBuilder: recomputes `agent_traces` and `delegations` for the sessions a batch touched
-//! (and their children), reading through its own reader connection, and hands the rows to the
-//! Writer. It never writes.
+//! The TraceBuilder: recomputes `agent_traces`, `delegations` and the per-session rollups
+//! (`session_stats`, `session_usage`, `session_tools`) for the sessions a batch touched (and
+//! their children), reading through its own reader connection, and hands the rows to the Writer
+//! as one [`ReplaceDerived`]. It never writes.
 //!
 //! Coalescing: a [`BatchCommitted`] only marks its sessions dirty and, if nothing was dirty,
 //! queues a [`ComputeDirtyTraces`] to itself behind the batches already waiting. A burst of
@@ -13,7 +14,14 @@
 //! While the writer is behind (`max_files` or more paths wait in the accumulator: a burst) the
 //! rest is [`REST_PER_COMPUTE_WHILE_WRITER_BEHIND`] times, and traces lag by about ten: the
 //! records come first. The rest is decided when a recompute is queued, so the first one queued
-//! after the backlog clears rests the short time again.
+//! after the backlog clears rests the short time again. [`FlushTraces`] computes at once (the
+//! end of the startup catch-up, a clean stop).
+//!
+//! Restarts: a crash can fall between a batch's commit and its traces, so every incarnation
+//! starts with a full recompute, except the first after a clean stop. A clean stop that drained,
+//! flushed and saw no derived write fail has the writer put `derived_complete` in
+//! `pipeline_state`; `Daemon::start` reads it, and the first transaction that writes records
+//! takes it out again, so after a crash the mark is absent.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

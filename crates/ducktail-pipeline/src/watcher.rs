@@ -2,6 +2,18 @@
 //! asks the reconciler to rescan where events may have been lost (new directories, queue
 //! overflow, watcher errors).
 //!
+//! Finished and announced changes: the kernel is asked only for the events that say something
+//! (`WATCHED_KINDS`: no opens, no read-only closes, and on Linux no data modifications). A close
+//! after writing, a rename into place and a removal are finished changes ([`Origin::Watcher`]); a
+//! creation only announces a write ([`Origin::Writing`]), because reading between the two would
+//! find the file partial.
+//!
+//! The storage folder itself removed (or renamed away) takes its watch with it: the files removed
+//! with it are delivered first, then the watcher attaches again when the folder returns and asks
+//! for a rescan of everything. Reaching the inotify watch limit is named on the status board
+//! (health turns degraded) with the `sysctl` fix; the periodic reconcile carries the changes
+//! meanwhile, attaching is retried with backoff, and the whole tree is rescanned once it holds.
+//!
 //! New directories: notify reports a directory's creation *before* it adds the inotify watch on
 //! it, so a scan started on that event can run before the watch exists and miss files written in
 //! between. notify's thread adds that watch right after it hands over the run of events the

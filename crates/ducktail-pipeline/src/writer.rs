@@ -1,4 +1,23 @@
 //! The Writer: the one actor that owns the read-write DuckDB connection.
+//!
+//! Every write of the daemon comes here, from every source: the JSON tree's decoded batches
+//! ([`WriteDecoded`]), `opencode.db`'s chunks ([`WriteRows`]), span files
+//! ([`WriteSpans`](crate::spans::WriteSpans)), the TraceBuilder's derived rows
+//! ([`ReplaceDerived`]) and the retention purge ([`PurgeBefore`]). Each is one transaction. A
+//! decoded batch that commits is announced as [`BatchCommitted`] to the accumulator, the
+//! reconciler and the trace builder (a database chunk's, to the trace builder; the followers
+//! learn of their commits from the reply); one that fails goes back to the accumulator as
+//! [`BatchFailed`], whose paths are retried with backoff.
+//!
+//! Checkpoints are taken where they most likely hold up no file. [`CheckpointIfIdle`], offered
+//! several times a second, checkpoints once nothing was written (by any source) for a moment and
+//! the WAL is over `database.idle_checkpoint_wal_bytes`; [`Checkpoint`] comes every
+//! `database.checkpoint_interval` and at a clean stop. DuckDB's own checkpoint inside a commit
+//! (`database.wal_autocheckpoint`) is left for load that never pauses, because it holds that batch
+//! and every file behind it.
+//!
+//! [`CloseDatabase`] ends every clean stop: the connection closes on this thread, before the
+//! process exits and destroys DuckDB's globals.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -12,6 +12,15 @@
 //! source replaces a row only if it is at least as new, and a source's deletes and removals only
 //! ever delete that source's rows. While only one source has written, none of this costs a
 //! statement.
+//!
+//! `file_index` rows are replaced the same way: deleted by path through the primary key's index,
+//! then appended (DuckDB's `INSERT … ON CONFLICT DO UPDATE` scanned the whole table). Keys and
+//! paths `known_keys` has never seen skip their deletes, and a batch that says `paths_are_new`
+//! (a cold `ducktail index`) appends every `file_index` row without looking. A batch binds the
+//! keys and paths it deletes to cached statements as one list, up to `BOUND_LIST_MAX`; beyond
+//! that, or when it holds a database source's rows, must compare another source's versions,
+//! count a failure's attempts on, or may have changed a file's record id, it stages them in temp
+//! tables and joins.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
