@@ -8,6 +8,10 @@
 //! Trees are generated once (seeded) under `$CARGO_TARGET_DIR/bench-trees/` and reused; each size
 //! runs, side by side on the same tree:
 //! * the raw ceiling: read + JSON-parse every file with one thread per core, write nothing;
+//! * the storage ceiling: the same files decoded by ducktail's decoder on as many threads, their
+//!   rows appended as Arrow batches to an empty database with ducktail's tables but no keys or
+//!   indexes, 5,000 files a transaction, then one `CHECKPOINT` (`support/stored_ceiling.rs`):
+//!   what DuckDB allows for these rows, against what `index` does;
 //! * the seed design's loader done well (trees up to `--baselines-up-to` files): DuckDB reading
 //!   the files itself with `read_text`, extracting each kind's fields from the parsed JSON, and
 //!   `INSERT OR REPLACE` into keyed tables with the batch's `file_index` rows upserted in one
@@ -23,9 +27,16 @@ use std::time::{Duration, Instant};
 
 #[path = "support/index_run.rs"]
 mod index_run;
+#[path = "support/stored_ceiling.rs"]
+mod stored_ceiling;
 #[path = "support/suite.rs"]
 mod suite;
 use index_run::run_index;
+
+/// As in the `ducktail` binary: every allocation, DuckDB's included (the workspace's mimalloc
+/// has `override`), on mimalloc, so the ceilings and baselines run on the allocator `index` has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let mut sizes = vec![10_000usize, 100_000];
@@ -57,6 +68,8 @@ fn main() {
         let _ = raw_ceiling(&files, threads); // warm the page cache
         let raw = raw_ceiling(&files, threads);
         let rate = |elapsed: Duration| n as f64 / elapsed.as_secs_f64();
+        let ceiling_db = trees.join(format!("ceiling-{size}.duckdb"));
+        let (stored, stored_counts) = stored_ceiling::stored_rows_ceiling(&opencode.join("storage"), &files, threads, &ceiling_db);
         let baselines = (size <= baselines_up_to).then(|| {
             let batch_100 = duckdb_read_text_batches(&files, 100, &trees.join(format!("baseline-100-{size}.duckdb")));
             let batch_1000 = duckdb_read_text_batches(&files, 1_000, &trees.join(format!("baseline-1000-{size}.duckdb")));
@@ -66,15 +79,51 @@ fn main() {
         let _ = std::fs::remove_file(&db);
         let _ = std::fs::remove_file(format!("{}.wal", db.display()));
         let (cold, peak_rss) = run_index(&opencode, &db);
+        // The ceiling must have stored what `index` stores, or its figure means nothing.
+        let index_counts = stored_ceiling::table_counts(&db);
+        if index_counts != stored_counts {
+            eprintln!("warning: {size} files: rows per table differ, storage ceiling {stored_counts:?}, ducktail index {index_counts:?}");
+        } else {
+            eprintln!("{size} files: the storage ceiling stored as many rows as `ducktail index`: {stored_counts:?}");
+        }
+        if size <= baselines_up_to {
+            eprintln!("{size} files: rows only one of the two holds, per table: {:?}", stored_ceiling::rows_differing(&ceiling_db, &db));
+        }
+        let _ = std::fs::remove_file(&ceiling_db);
         let (unchanged, _) = run_index(&opencode, &db);
         touch_one_percent(&files);
         let (one_percent, _) = run_index(&opencode, &db);
         let index_rate = rate(cold);
         let bulk_goal = if size == 100_000 { "≥ 50,000" } else { "" };
-        suite::row("bulk: cold `ducktail index`", n, "files/s", index_rate, "raw read+parse, same threads (ceiling)", Some(rate(raw)), if size == 100_000 { "≥ 0.70×" } else { "" });
+        suite::row(
+            "bulk: cold `ducktail index`",
+            n,
+            "files/s",
+            index_rate,
+            "raw read+parse, same threads (ceiling)",
+            Some(rate(raw)),
+            if size == 100_000 { "≥ 0.70×" } else { "" },
+        );
+        suite::row(
+            "bulk: cold `ducktail index`",
+            n,
+            "files/s",
+            index_rate,
+            "decoded rows appended to DuckDB, no keys or indexes (storage ceiling)",
+            Some(rate(stored)),
+            "",
+        );
         if let Some((batch_100, batch_1000)) = baselines {
             suite::row("bulk: cold `ducktail index`", n, "files/s", index_rate, "read_text micro-batch 100, keyed", Some(batch_100), "");
-            suite::row("bulk: cold `ducktail index`", n, "files/s", index_rate, "read_text micro-batch 1000, keyed", Some(batch_1000), if size == 100_000 { "≥ 10×" } else { "" });
+            suite::row(
+                "bulk: cold `ducktail index`",
+                n,
+                "files/s",
+                index_rate,
+                "read_text micro-batch 1000, keyed",
+                Some(batch_1000),
+                if size == 100_000 { "≥ 10×" } else { "" },
+            );
         }
         suite::row("bulk: cold `ducktail index`", n, "files/s", index_rate, "", None, bulk_goal);
         let rss_goal = if size >= 1_000_000 { "≤ 300" } else { "" };
@@ -110,12 +159,7 @@ fn ensure_tree(opencode: &Path, size: usize) {
 }
 
 fn list_files(storage: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(storage)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| entry.into_path())
-        .collect()
+    walkdir::WalkDir::new(storage).into_iter().filter_map(Result::ok).filter(|entry| entry.file_type().is_file()).map(|entry| entry.into_path()).collect()
 }
 
 /// Reads and parses every file with `threads` threads, writing nothing.

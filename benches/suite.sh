@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole benchmark suite: bulk, reconcile, read, the writer's batch and live, each beside its
 # baselines, printed as one markdown table on stdout (cargo's progress goes to stderr). Heavy —
-# about 10 minutes and 6 GB of disk for the 1M-file tree on a 2-core machine (20 when the tree is
-# generated first) — so it is not part of the test command; CI only builds the benches
-# (`cargo build --release --workspace --all-targets` in .ci/run).
+# about 6 minutes on the 2-core machine of docs/benchmarks.md, generating the trees included, and
+# 8.6 GB of disk for the trees and databases — so it is not part of the test command; CI only
+# builds the benches (`cargo build --release --workspace --all-targets` in .ci/run).
 #
 #   benches/suite.sh                    # trees of 10k, 100k and 1M files
 #   DUCKTAIL_SUITE_SIZES=10000 benches/suite.sh   # a quick run
