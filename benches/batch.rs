@@ -52,11 +52,7 @@ fn main() {
     let trees = target.join("bench-trees");
     let storage = trees.join(format!("seed42-{size}")).join("storage");
     let indexed = trees.join(format!("bench-{size}.duckdb"));
-    assert!(
-        indexed.exists() && storage.is_dir(),
-        "{} and its tree come from `cargo bench --workspace --bench pipeline -- --files {size}`",
-        indexed.display()
-    );
+    assert!(indexed.exists() && storage.is_dir(), "{} and its tree come from `cargo bench --workspace --bench pipeline -- --files {size}`", indexed.display());
     let scratch = tempfile::tempdir().expect("a temp dir");
     let database = scratch.path().join("batch.duckdb");
     std::fs::copy(&indexed, &database).expect("copy the indexed database");
@@ -64,8 +60,11 @@ fn main() {
     let options = StoreOptions { memory_limit: Some(memory_limit), wal_autocheckpoint, ..Default::default() };
     let mut store = Store::open(&database, &options).expect("open the copy");
 
-    let mut files: Vec<(PathBuf, FileKind)> =
-        scan_storage(&storage).filter_map(Result::ok).filter(|file| matches!(file.kind, FileKind::Part | FileKind::Message)).map(|file| (file.path, file.kind)).collect();
+    let mut files: Vec<(PathBuf, FileKind)> = scan_storage(&storage)
+        .filter_map(Result::ok)
+        .filter(|file| matches!(file.kind, FileKind::Part | FileKind::Message))
+        .map(|file| (file.path, file.kind))
+        .collect();
     files.sort(); // messages first, session by session
     let limits = DecodeLimits::default();
     let reader = store.reader().expect("a reader");
@@ -128,6 +127,10 @@ fn main() {
         suite::row_text(&workload, size, "ms per batch p50 / p95 / p99", &quantiles(replaced), "");
     }
     // What holds DuckDB's buffer pool at the end: when it is full, batches wait for evictions.
-    let (_, rows) = store.reader().expect("a reader").query("SELECT tag, memory_usage_bytes // 1048576 AS mib FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY 2 DESC").expect("duckdb_memory()");
+    let (_, rows) = store
+        .reader()
+        .expect("a reader")
+        .query("SELECT tag, memory_usage_bytes // 1048576 AS mib FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY 2 DESC")
+        .expect("duckdb_memory()");
     eprintln!("DuckDB memory by tag (MiB): {rows:?}");
 }

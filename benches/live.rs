@@ -45,12 +45,25 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options { rates: vec![100, 1_000, 10_000], seconds: 10, burst: 20_000, header: true, soak_minutes: 0, soak_rate: 100, soak_steady: 0, new_folders: 0, opencode: None, db: None };
+    let mut options = Options {
+        rates: vec![100, 1_000, 10_000],
+        seconds: 10,
+        burst: 20_000,
+        header: true,
+        soak_minutes: 0,
+        soak_rate: 100,
+        soak_steady: 0,
+        new_folders: 0,
+        opencode: None,
+        db: None,
+    };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
         match argument.as_str() {
-            "--rates" => options.rates = value().split(',').filter(|rate| !rate.trim().is_empty()).map(|rate| rate.trim().parse().expect("a rate in files/s")).collect(),
+            "--rates" => {
+                options.rates = value().split(',').filter(|rate| !rate.trim().is_empty()).map(|rate| rate.trim().parse().expect("a rate in files/s")).collect()
+            }
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--burst" => options.burst = value().parse().expect("a number of files"),
             "--no-header" => options.header = false,
@@ -93,7 +106,15 @@ fn main() {
             let workload = format!("live: sustained, one process writing {label}");
             let committed = outcome.files as f64 / outcome.commit_seconds;
             let written = outcome.files as f64 / outcome.write_seconds;
-            suite::row(&workload, outcome.files, "files/s committed", committed, "the writer's own rate", Some(written), if dashboard { "" } else { "≥ 30,000" });
+            suite::row(
+                &workload,
+                outcome.files,
+                "files/s committed",
+                committed,
+                "the writer's own rate",
+                Some(written),
+                if dashboard { "" } else { "≥ 30,000" },
+            );
             suite::row_text(&workload, outcome.files, "latency ms p50 / p95 / p99", &outcome.latencies(), "");
             suite::row(&workload, outcome.files, "most files waiting", outcome.max_backlog as f64, "", None, "bounded");
             let (daemon_us, writer_us) = (outcome.daemon_cpu_us_per_file, outcome.writer_cpu_us_per_file);
@@ -162,7 +183,11 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
             let message = format!("{FOLDER_PREFIX}{index:06}");
             let part_id = format!("prt_zzbenchfolder{index:06}");
             let record = serde_json::json!({"id": part_id, "sessionID": "ses_zzbenchfolder", "messageID": message, "type": "text", "text": "hello"});
-            ducktail_generator::GeneratedFile { relative_path: PathBuf::from(format!("storage/part/{message}/{part_id}.json")), contents: record.to_string().into_bytes(), kind: "part" }
+            ducktail_generator::GeneratedFile {
+                relative_path: PathBuf::from(format!("storage/part/{message}/{part_id}.json")),
+                contents: record.to_string().into_bytes(),
+                kind: "part",
+            }
         })
         .collect();
     // Leftovers of earlier runs are gone, so every folder with the prefix is this run's.
@@ -171,11 +196,20 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
     write_files(opencode, folders.iter(), Some(50), || {});
     // The count scans a million rows, so it is asked only once nothing is pending.
     wait_until("the new folders to be committed", Duration::from_secs(300), Duration::from_millis(20), || {
-        pending_files(&daemon.base_url) == Some(0) && daemon.scalar(&format!("SELECT count(*) FROM file_index WHERE file_path LIKE '%{FOLDER_PREFIX}%'")) >= count as i64
+        pending_files(&daemon.base_url) == Some(0)
+            && daemon.scalar(&format!("SELECT count(*) FROM file_index WHERE file_path LIKE '%{FOLDER_PREFIX}%'")) >= count as i64
     });
     let per_folder_ms = (cpu_seconds(&stat) - before) * 1e3 / count as f64;
     daemon.stop();
-    suite::row("live: new message folders of one part each, 50/s, on the indexed tree", tree_files as usize, "daemon CPU ms per new folder", per_folder_ms, "", None, "");
+    suite::row(
+        "live: new message folders of one part each, 50/s, on the indexed tree",
+        tree_files as usize,
+        "daemon CPU ms per new folder",
+        per_folder_ms,
+        "",
+        None,
+        "",
+    );
 }
 
 /// Writes `plan`'s files under `opencode` in order — at `rate` files/s when given, else as fast as
@@ -288,7 +322,15 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
         let label = if minutes >= 10 { format!("{minute:.0}") } else { format!("{minute:.1}") };
         suite::row(&workload, files, &format!("daemon RSS MB after {label} min"), at(minute), "after 1 min", Some(first), "");
     }
-    suite::row(&workload, files, &format!("daemon RSS MB after {minutes} min"), samples.last().map_or(f64::NAN, |(_, rss)| *rss), "after 1 min", Some(first), "flat");
+    suite::row(
+        &workload,
+        files,
+        &format!("daemon RSS MB after {minutes} min"),
+        samples.last().map_or(f64::NAN, |(_, rss)| *rss),
+        "after 1 min",
+        Some(first),
+        "flat",
+    );
     suite::row(&workload, files, "daemon RSS MB, most", most, "", None, "");
     let ms = |key: &str| latency[key].as_f64().unwrap_or(f64::NAN);
     suite::row_text(&workload, files, "latency ms p50 / p95 / p99 (last 10,000 files)", &format!("{:.1} / {:.1} / {:.1}", ms("p50"), ms("p95"), ms("p99")), "");
@@ -360,7 +402,9 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     write_files(&opencode, plan.iter(), rate, || {});
     let write_seconds = started.elapsed().as_secs_f64();
     let writer_cpu = cpu_seconds("/proc/thread-self/stat") - writer_cpu_before;
-    wait_until("every file to be indexed", Duration::from_secs(600), Duration::from_millis(20), || daemon.scalar("SELECT count(*) FROM file_index") >= plan.len() as i64);
+    wait_until("every file to be indexed", Duration::from_secs(600), Duration::from_millis(20), || {
+        daemon.scalar("SELECT count(*) FROM file_index") >= plan.len() as i64
+    });
     let commit_seconds = started.elapsed().as_secs_f64();
     let daemon_cpu = cpu_seconds(&daemon_stat) - daemon_cpu_before;
     stop_sampling.store(true, Ordering::Relaxed);

@@ -63,7 +63,9 @@ fn main() {
         peak_kib as f64 / 1024.0
     );
     println!("| `ducktail index --spans`, unchanged | {rows} | {:.2} | | | |", again.as_secs_f64());
-    println!("\nReference (shared/otel-parquet.md §2.1, 2 cores): the original indexer inserted ~524 rows/s with executemany, ~230,000 rows/s with an Arrow INSERT.");
+    println!(
+        "\nReference (shared/otel-parquet.md §2.1, 2 cores): the original indexer inserted ~524 rows/s with executemany, ~230,000 rows/s with an Arrow INSERT."
+    );
 }
 
 fn index_spans(opencode: &Path, root: &Path, db: &Path) -> (Duration, u64) {

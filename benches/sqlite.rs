@@ -46,11 +46,8 @@ fn options() -> Options {
 }
 
 fn visible(base_url: &str, sql: &str) -> bool {
-    let response: serde_json::Value = ureq::post(&format!("{base_url}/api/sql"))
-        .send_json(serde_json::json!({ "sql": sql }))
-        .expect("the SQL API answers")
-        .into_json()
-        .expect("JSON");
+    let response: serde_json::Value =
+        ureq::post(&format!("{base_url}/api/sql")).send_json(serde_json::json!({ "sql": sql })).expect("the SQL API answers").into_json().expect("JSON");
     response["rows"][0][0].as_i64() == Some(1)
 }
 
@@ -105,7 +102,11 @@ fn bulk(copies: usize) {
     println!("\n| bulk read of opencode.db | rows | wall s | rows/s | peak RSS MiB |");
     println!("|---|---:|---:|---:|---:|");
     println!("| cold `ducktail index` | {rows} | {:.2} | {:.0} | {cold_rss:.0} |", cold.as_secs_f64(), rows as f64 / cold.as_secs_f64());
-    println!("| `ducktail index` again, unchanged (full comparison) | {rows} | {:.2} | {:.0} | {warm_rss:.0} |", warm.as_secs_f64(), rows as f64 / warm.as_secs_f64());
+    println!(
+        "| `ducktail index` again, unchanged (full comparison) | {rows} | {:.2} | {:.0} | {warm_rss:.0} |",
+        warm.as_secs_f64(),
+        rows as f64 / warm.as_secs_f64()
+    );
 }
 
 fn main() {

@@ -39,9 +39,8 @@ impl BenchDaemon {
             .expect("spawn ducktail run");
         let stderr = child.stderr.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
-        let mut log_copy = std::env::var_os("DUCKTAIL_BENCH_DAEMON_LOG").map(|path| {
-            std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("DUCKTAIL_BENCH_DAEMON_LOG is writable")
-        });
+        let mut log_copy = std::env::var_os("DUCKTAIL_BENCH_DAEMON_LOG")
+            .map(|path| std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("DUCKTAIL_BENCH_DAEMON_LOG is writable"));
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {

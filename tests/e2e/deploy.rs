@@ -67,7 +67,8 @@ fn deploy_files_pass_promtool_and_match_the_metrics_a_live_daemon_serves() {
     let exposition = ureq::get(&format!("{}/metrics", daemon.base_url)).call().unwrap().into_string().unwrap();
     promtool(&["check", "metrics"], Some(&exposition), &deploy);
 
-    let served: BTreeSet<String> = exposition.lines().filter_map(|line| line.strip_prefix("# TYPE ")).map(|line| line.split(' ').next().unwrap().to_owned()).collect();
+    let served: BTreeSet<String> =
+        exposition.lines().filter_map(|line| line.strip_prefix("# TYPE ")).map(|line| line.split(' ').next().unwrap().to_owned()).collect();
     let rules = std::fs::read_to_string(deploy.join("prometheus/ducktail.rules.yml")).unwrap();
     let dashboard = std::fs::read_to_string(deploy.join("grafana/ducktail-dashboard.json")).unwrap();
     let dashboard_json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");

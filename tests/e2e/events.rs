@@ -59,8 +59,7 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
                         + (SELECT count(*) FROM parts p WHERE NOT EXISTS \
                         (SELECT 1 FROM file_index f WHERE f.kind = 'part' AND f.record_id = p.id))";
     let poller = {
-        let (stop, polls, poll_errors, torn_reads, base_url) =
-            (stop.clone(), polls.clone(), poll_errors.clone(), torn_reads.clone(), daemon.base_url.clone());
+        let (stop, polls, poll_errors, torn_reads, base_url) = (stop.clone(), polls.clone(), poll_errors.clone(), torn_reads.clone(), daemon.base_url.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let stats = ureq::get(&format!("{base_url}/api/stats")).timeout(Duration::from_secs(10)).call();

@@ -90,8 +90,7 @@ impl Expected {
         for path in json_files(&storage.join("message"), 2) {
             match read(&path).filter(Value::is_object) {
                 Some(value) if string(&value, "id").is_some() => {
-                    let session = string(&value, "sessionID")
-                        .unwrap_or_else(|| path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned());
+                    let session = string(&value, "sessionID").unwrap_or_else(|| path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned());
                     let tokens = value.pointer("/tokens/input").and_then(Value::as_f64).unwrap_or(0.0).round() as i64;
                     let cost = number(&value, "/cost");
                     expected.messages.insert(string(&value, "id").unwrap(), (session, tokens, cost));

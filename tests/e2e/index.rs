@@ -32,13 +32,11 @@ fn assert_matches_tree(opencode: &Path, db: &Path) {
     assert_eq!(column("SELECT id FROM parts").into_iter().collect::<BTreeSet<_>>(), expected.parts, "part ids");
     assert_eq!(scalar(db, "SELECT count(*) - count(DISTINCT id) FROM parts"), 0, "no duplicate parts");
 
-    let sums: BTreeMap<String, (i64, i64, f64)> = rows(
-        db,
-        "SELECT session_id, sum(tokens_input), sum(tokens_output), sum(coalesce(cost, 0)) FROM step_events WHERE event_type = 'finish' GROUP BY 1",
-    )
-    .into_iter()
-    .map(|row| (row[0].clone(), (row[1].parse().unwrap(), row[2].parse().unwrap(), row[3].parse().unwrap())))
-    .collect();
+    let sums: BTreeMap<String, (i64, i64, f64)> =
+        rows(db, "SELECT session_id, sum(tokens_input), sum(tokens_output), sum(coalesce(cost, 0)) FROM step_events WHERE event_type = 'finish' GROUP BY 1")
+            .into_iter()
+            .map(|row| (row[0].clone(), (row[1].parse().unwrap(), row[2].parse().unwrap(), row[3].parse().unwrap())))
+            .collect();
     assert_eq!(sums.keys().collect::<Vec<_>>(), expected.finish_sums.keys().collect::<Vec<_>>(), "sessions with finish steps");
     for (session, (input, output, cost)) in &expected.finish_sums {
         let actual = sums[session];
@@ -46,17 +44,14 @@ fn assert_matches_tree(opencode: &Path, db: &Path) {
         assert!((actual.2 - cost).abs() < 1e-9, "finish-step cost of {session}");
     }
 
-    let delegations: BTreeSet<(String, String, String)> = rows(db, "SELECT id, session_id, child_session_id FROM delegations")
-        .into_iter()
-        .map(|row| (row[0].clone(), row[1].clone(), row[2].clone()))
-        .collect();
+    let delegations: BTreeSet<(String, String, String)> =
+        rows(db, "SELECT id, session_id, child_session_id FROM delegations").into_iter().map(|row| (row[0].clone(), row[1].clone(), row[2].clone())).collect();
     assert_eq!(delegations, expected.delegations, "delegation edges");
 
-    let trace_parents: BTreeMap<String, Option<String>> =
-        rows(db, "SELECT trace_id, parent_trace_id FROM agent_traces WHERE trace_id NOT LIKE 'root_%'")
-            .into_iter()
-            .map(|row| (row[0].clone(), Some(row[1].clone()).filter(|parent| parent != "NULL")))
-            .collect();
+    let trace_parents: BTreeMap<String, Option<String>> = rows(db, "SELECT trace_id, parent_trace_id FROM agent_traces WHERE trace_id NOT LIKE 'root_%'")
+        .into_iter()
+        .map(|row| (row[0].clone(), Some(row[1].clone()).filter(|parent| parent != "NULL")))
+        .collect();
     assert_eq!(trace_parents, expected.task_trace_parents(), "task trace parents");
     let roots: BTreeSet<String> = column("SELECT child_session_id FROM agent_traces WHERE trace_id LIKE 'root_%'").into_iter().collect();
     let expected_roots: BTreeSet<String> = expected.sessions.iter().filter(|(_, parent)| parent.is_none()).map(|(id, _)| id.clone()).collect();
@@ -139,14 +134,26 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
     let part_id = value["id"].as_str().unwrap().to_owned();
 
     // Move: a session file goes to another project folder.
-    let session = walkdir::WalkDir::new(storage.join("session")).min_depth(2).into_iter().filter_map(Result::ok).find(|entry| entry.file_type().is_file()).unwrap().into_path();
+    let session = walkdir::WalkDir::new(storage.join("session"))
+        .min_depth(2)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_type().is_file())
+        .unwrap()
+        .into_path();
     let session_id = session.file_stem().unwrap().to_string_lossy().into_owned();
     let moved_dir = storage.join("session/0123456789abcdef0123456789abcdef01234567");
     std::fs::create_dir_all(&moved_dir).unwrap();
     std::fs::rename(&session, moved_dir.join(session.file_name().unwrap())).unwrap();
 
     // Delete: a message file disappears.
-    let message = walkdir::WalkDir::new(storage.join("message")).min_depth(2).into_iter().filter_map(Result::ok).find(|entry| entry.file_type().is_file()).unwrap().into_path();
+    let message = walkdir::WalkDir::new(storage.join("message"))
+        .min_depth(2)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_type().is_file())
+        .unwrap()
+        .into_path();
     let message_id = message.file_stem().unwrap().to_string_lossy().into_owned();
     std::fs::remove_file(&message).unwrap();
 
@@ -164,7 +171,11 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
     for (name, contents) in bad {
         std::fs::write(bad_dir.join(name), contents).unwrap();
     }
-    std::fs::write(bad_dir.join("prt_good with space 'quote'.json"), br#"{"id":"prt_goodspace","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"ok"}"#).unwrap();
+    std::fs::write(
+        bad_dir.join("prt_good with space 'quote'.json"),
+        br#"{"id":"prt_goodspace","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"ok"}"#,
+    )
+    .unwrap();
     std::fs::write(bad_dir.join("prt_tmp.json.tmp"), b"{").unwrap();
     std::fs::create_dir_all(storage.join("agent-usage-reminder")).unwrap();
     std::fs::write(storage.join("agent-usage-reminder/ses_x.json"), b"{}").unwrap();
@@ -192,7 +203,11 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
     assert_matches_tree(&opencode, &db);
 
     // A bad file that is fixed is retried because it changed.
-    std::fs::write(bad_dir.join("prt_notjson0000000000000000000.json"), br#"{"id":"prt_fixed","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"fixed"}"#).unwrap();
+    std::fs::write(
+        bad_dir.join("prt_notjson0000000000000000000.json"),
+        br#"{"id":"prt_fixed","sessionID":"ses_x","messageID":"msg_x","type":"text","text":"fixed"}"#,
+    )
+    .unwrap();
     index(&opencode, &db);
     assert_eq!(scalar(&db, "SELECT count(*) FROM parts WHERE id = 'prt_fixed'"), 1);
     // The runs after the first recomputed only the sessions they touched (the first left the

@@ -122,10 +122,13 @@ fn the_inotify_watch_limit_degrades_to_the_reconcile_and_names_the_fix() {
     let db = dir.path().join("db.duckdb");
     // The real limit is machine-wide (fs.inotify.max_user_watches), so the seam reproduces the
     // error notify reports when inotify_add_watch fails with ENOSPC.
-    let config = test_config(dir.path(), "[faults]
+    let config = test_config(
+        dir.path(),
+        "[faults]
 watch_limit = true
 [reconcile]
-interval = \"1s\"\n");
+interval = \"1s\"\n",
+    );
     let daemon = Daemon::start(&opencode, &db, &config);
     let (status, health) = daemon.get_with_status("/health/detailed");
     assert_eq!(status, 503, "degraded, not silent: {health}");
@@ -318,9 +321,7 @@ fn the_reconciler_recovers_everything_the_watcher_dropped() {
     for index in 0..50 {
         write_part(&storage, "msg_lost0000000000000000000001", &format!("prt_lost_{index:02}"), "x");
     }
-    wait_until("reconcile found every dropped file", Duration::from_secs(20), || {
-        daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_lost_%'") == 50
-    });
+    wait_until("reconcile found every dropped file", Duration::from_secs(20), || daemon.scalar("SELECT count(*) FROM parts WHERE id LIKE 'prt_lost_%'") == 50);
     assert!(daemon.terminate().success());
     assert_equals_fresh_index(&opencode, &db, dir.path());
 }
@@ -461,11 +462,7 @@ fn retention_purges_old_sessions_and_keeps_recent_ones() {
     assert_eq!(daemon.scalar("SELECT count(*) FROM parts"), expected.parts.len() as i64);
     let recent_input: i64 = expected.finish_sums.values().map(|sums| sums.0).sum();
     assert_eq!(daemon.scalar("SELECT coalesce(sum(tokens_input), 0)::BIGINT FROM step_events WHERE event_type = 'finish'"), recent_input);
-    assert_eq!(
-        daemon.scalar("SELECT count(*) FROM agent_traces WHERE session_id NOT IN (SELECT id FROM sessions)"),
-        0,
-        "no trace of a purged session remains"
-    );
+    assert_eq!(daemon.scalar("SELECT count(*) FROM agent_traces WHERE session_id NOT IN (SELECT id FROM sessions)"), 0, "no trace of a purged session remains");
     // The files stay indexed (unchanged files are not read again).
     assert_eq!(daemon.scalar("SELECT count(*) FROM file_index WHERE status = 'indexed'"), all_files);
     assert!(daemon.terminate().success());

@@ -167,11 +167,8 @@ fn apply(op: &Op, storage: &Path, model: &mut Model) {
 
 /// What the daemon's tables say, in the model's terms.
 fn observed(daemon: &Daemon) -> Model {
-    let parts = daemon
-        .sql("SELECT id, message_id, text FROM parts ORDER BY id")
-        .into_iter()
-        .map(|row| (row[0].clone(), (row[1].clone(), row[2].clone())))
-        .collect();
+    let parts =
+        daemon.sql("SELECT id, message_id, text FROM parts ORDER BY id").into_iter().map(|row| (row[0].clone(), (row[1].clone(), row[2].clone()))).collect();
     let sessions = daemon.sql("SELECT id, project_id FROM sessions ORDER BY id").into_iter().map(|row| (row[0].clone(), row[1].clone())).collect();
     Model { parts, sessions }
 }

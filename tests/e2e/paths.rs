@@ -160,17 +160,15 @@ fn rebuild_and_the_read_commands_take_relative_paths() {
 fn a_daemon_started_with_relative_paths_stores_absolute_ones_and_equals_a_fresh_index() {
     let layout = Layout::new();
     std::fs::write(layout.work().join("test.toml"), "[http]\nsql_enabled = true\n").unwrap();
-    let daemon = Daemon::start_in(&layout.work(), &["--opencode", "../data/oc dir ü/", "--spans", "link/spans", "--db", "live.duckdb", "--config", "test.toml"]);
+    let daemon =
+        Daemon::start_in(&layout.work(), &["--opencode", "../data/oc dir ü/", "--spans", "link/spans", "--db", "live.duckdb", "--config", "test.toml"]);
     let stats = daemon.get_json("/api/stats");
     assert_eq!(stats["files_by_status"].get("error"), None, "{stats}");
     // A file created after the start is followed under the same root.
     let part = layout.opencode().join("storage/part/msg_relative0000000000000001/prt_relative01.json");
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    std::fs::write(
-        &part,
-        r#"{"id":"prt_relative01","sessionID":"ses_relative","messageID":"msg_relative0000000000000001","type":"text","text":"typed"}"#,
-    )
-    .unwrap();
+    std::fs::write(&part, r#"{"id":"prt_relative01","sessionID":"ses_relative","messageID":"msg_relative0000000000000001","type":"text","text":"typed"}"#)
+        .unwrap();
     wait_until("the new part is indexed", Duration::from_secs(20), || {
         daemon.scalar(&format!("SELECT count(*) FROM file_index WHERE file_path = '{}'", path_str(&part))) == 1
     });

@@ -132,8 +132,7 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
     let (code, timeline) = get(&daemon, &format!("/api/sessions/{root}/timeline?max_chars=10"));
     assert_eq!(code, 200, "{timeline}");
     let messages = timeline["messages"].as_array().unwrap();
-    let expected_messages: BTreeSet<String> =
-        expected.messages.iter().filter(|(_, (session, _, _))| session == &root).map(|(id, _)| id.clone()).collect();
+    let expected_messages: BTreeSet<String> = expected.messages.iter().filter(|(_, (session, _, _))| session == &root).map(|(id, _)| id.clone()).collect();
     assert_eq!(messages.iter().map(|message| message["id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>(), expected_messages);
     let created: Vec<&str> = messages.iter().filter_map(|message| message["created_at"].as_str()).collect();
     assert!(created.windows(2).all(|pair| pair[0] <= pair[1]), "messages in order");
@@ -217,7 +216,13 @@ fn read_commands_answer_the_same_with_the_daemon_up_or_down() {
     let db = dir.path().join("db.duckdb");
     let db_text = db.display().to_string();
     index(&opencode, &db);
-    let root = expected.sessions.iter().find(|(id, parent)| parent.is_none() && expected.sessions.values().any(|p| p.as_deref() == Some(id.as_str()))).unwrap().0.clone();
+    let root = expected
+        .sessions
+        .iter()
+        .find(|(id, parent)| parent.is_none() && expected.sessions.values().any(|p| p.as_deref() == Some(id.as_str())))
+        .unwrap()
+        .0
+        .clone();
     let commands: Vec<Vec<String>> = vec![
         vec!["sessions".into(), "--limit".into(), "500".into()],
         vec!["session".into(), root.clone()],

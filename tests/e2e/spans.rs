@@ -131,7 +131,8 @@ fn a_live_daemon_follows_span_files_half_written_new_and_deleted() {
 
     // A file written straight to its final name, caught half-way: pending, then indexed.
     let generated = dir.path().join("generated");
-    let tree = generate_spans(&generated, &SpanTreeConfig { seed: 3, files: 1, spans_per_file: 300, services: 3, duplicate_every: 0, orphan_every: 0 }).unwrap();
+    let tree =
+        generate_spans(&generated, &SpanTreeConfig { seed: 3, files: 1, spans_per_file: 300, services: 3, duplicate_every: 0, orphan_every: 0 }).unwrap();
     let bytes = std::fs::read(&tree.files[0]).unwrap();
     let target = root.join("year=2026/month=11/day=30/live_1796000000_0badf00d.parquet");
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();

@@ -102,7 +102,10 @@ fn the_fixture_database_indexes_exactly() {
     // Indexing again changes nothing.
     let before = snapshot(&db);
     let again = index(&opencode, &db);
-    assert!(!again.contains("opencode.db:") || again.contains("opencode.db: 7 records written"), "only sessions, projects and todo lists are compared again: {again}");
+    assert!(
+        !again.contains("opencode.db:") || again.contains("opencode.db: 7 records written"),
+        "only sessions, projects and todo lists are compared again: {again}"
+    );
     assert_same_snapshot(&snapshot(&db), &before);
 }
 
@@ -181,8 +184,10 @@ fn a_live_database_is_followed_and_ends_equal_to_a_fresh_index() {
              COMMIT;"
         ))
         .unwrap();
-    wait_until("the reverted message is gone", deadline, || daemon.scalar(&format!("SELECT count(*) FROM parts WHERE message_id = '{victim}'")) == 0
-        && daemon.scalar(&format!("SELECT count(*) FROM messages WHERE id = '{victim}'")) == 0);
+    wait_until("the reverted message is gone", deadline, || {
+        daemon.scalar(&format!("SELECT count(*) FROM parts WHERE message_id = '{victim}'")) == 0
+            && daemon.scalar(&format!("SELECT count(*) FROM messages WHERE id = '{victim}'")) == 0
+    });
     wait_until("the rewritten todo list", deadline, || daemon.sql("SELECT content FROM todos") == vec![vec!["ship it".to_owned()]]);
 
     // A deleted session takes everything with it.
@@ -247,8 +252,16 @@ fn records_in_both_the_json_tree_and_the_database_are_one_row_each_newest_winnin
     let db = dir.path().join("both.duckdb");
     index(&opencode, &db);
     for table in ["sessions", "messages", "parts"] {
-        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM {table}")), scalar(&db, &format!("SELECT count(DISTINCT id) FROM {table}")), "{table}: one row per id");
-        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM {table}")), scalar(&json_db, &format!("SELECT count(*) FROM {table}")), "{table}: the same records as the JSON tree alone");
+        assert_eq!(
+            scalar(&db, &format!("SELECT count(*) FROM {table}")),
+            scalar(&db, &format!("SELECT count(DISTINCT id) FROM {table}")),
+            "{table}: one row per id"
+        );
+        assert_eq!(
+            scalar(&db, &format!("SELECT count(*) FROM {table}")),
+            scalar(&json_db, &format!("SELECT count(*) FROM {table}")),
+            "{table}: the same records as the JSON tree alone"
+        );
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM {table} WHERE source = 'opencode_json'")), 0, "{table}: the database's copies are newer");
     }
     assert_eq!(scalar(&db, "SELECT count(*) FROM step_events"), scalar(&json_db, "SELECT count(*) FROM step_events"));
@@ -259,12 +272,8 @@ fn records_in_both_the_json_tree_and_the_database_are_one_row_each_newest_winnin
     );
 
     // One part file is written after the import: that record comes from the JSON tree.
-    let part = walkdir::WalkDir::new(opencode.join("storage/part"))
-        .into_iter()
-        .map(Result::unwrap)
-        .find(|entry| entry.file_type().is_file())
-        .unwrap()
-        .into_path();
+    let part =
+        walkdir::WalkDir::new(opencode.join("storage/part")).into_iter().map(Result::unwrap).find(|entry| entry.file_type().is_file()).unwrap().into_path();
     let part_id = part.file_stem().unwrap().to_str().unwrap().to_owned();
     set_mtime(&part, SystemTime::now() + Duration::from_secs(86_400));
     index(&opencode, &db);

@@ -118,11 +118,7 @@ pub fn assert_same_snapshot(actual: &BTreeMap<&'static str, Vec<String>>, expect
         if actual_rows != expected_rows {
             let missing: Vec<_> = expected_rows.iter().filter(|row| !actual_rows.contains(row)).take(3).collect();
             let extra: Vec<_> = actual_rows.iter().filter(|row| !expected_rows.contains(row)).take(3).collect();
-            panic!(
-                "table {table} differs: {} rows vs {} expected\nmissing: {missing:#?}\nextra: {extra:#?}",
-                actual_rows.len(),
-                expected_rows.len()
-            );
+            panic!("table {table} differs: {} rows vs {} expected\nmissing: {missing:#?}\nextra: {extra:#?}", actual_rows.len(), expected_rows.len());
         }
     }
 }
@@ -241,12 +237,7 @@ impl Daemon {
             .unwrap_or_else(|error| panic!("{sql}: {error}"))
             .into_json()
             .unwrap();
-        response["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row.as_array().unwrap().iter().cloned().map(json_text).collect())
-            .collect()
+        response["rows"].as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().cloned().map(json_text).collect()).collect()
     }
 
     /// One integer through the SQL API.

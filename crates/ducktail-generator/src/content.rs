@@ -91,40 +91,19 @@ pub(crate) const PROJECT_KINDS: &[ProjectKind] = &[
     ProjectKind {
         name: "infra-tools",
         language: Language::Python,
-        files: &[
-            "tools/deploy.py",
-            "tools/healthcheck.py",
-            "tools/rotate_keys.py",
-            "tests/test_deploy.py",
-            "pyproject.toml",
-            "README.md",
-        ],
+        files: &["tools/deploy.py", "tools/healthcheck.py", "tools/rotate_keys.py", "tests/test_deploy.py", "pyproject.toml", "README.md"],
         subdirs: &["tools"],
     },
     ProjectKind {
         name: "docs-site",
         language: Language::TypeScript,
-        files: &[
-            "src/pages/index.tsx",
-            "src/components/Sidebar.tsx",
-            "src/lib/search.ts",
-            "astro.config.ts",
-            "package.json",
-            "README.md",
-        ],
+        files: &["src/pages/index.tsx", "src/components/Sidebar.tsx", "src/lib/search.ts", "astro.config.ts", "package.json", "README.md"],
         subdirs: &["src"],
     },
     ProjectKind {
         name: "ingest-worker",
         language: Language::Rust,
-        files: &[
-            "src/main.rs",
-            "src/queue.rs",
-            "src/worker.rs",
-            "src/metrics.rs",
-            "Cargo.toml",
-            "README.md",
-        ],
+        files: &["src/main.rs", "src/queue.rs", "src/worker.rs", "src/metrics.rs", "Cargo.toml", "README.md"],
         subdirs: &["src"],
     },
 ];
@@ -133,13 +112,7 @@ pub(crate) const PROJECT_KINDS: &[ProjectKind] = &[
 pub(crate) const GLOBAL_KIND: ProjectKind = ProjectKind {
     name: "",
     language: Language::Notes,
-    files: &[
-        "notes/todo.md",
-        "scripts/backup.sh",
-        "scratch/parse_log.py",
-        ".bashrc",
-        "notes/meeting.md",
-    ],
+    files: &["notes/todo.md", "scripts/backup.sh", "scratch/parse_log.py", ".bashrc", "notes/meeting.md"],
     subdirs: &["scratch", "notes", "Desktop"],
 };
 
@@ -248,14 +221,12 @@ pub(crate) const VERSIONS: &[(&str, u32)] = &[
 ];
 
 const SLUG_ADJECTIVES: &[&str] = &[
-    "quick", "gentle", "shiny", "clever", "sunny", "brave", "calm", "eager", "fuzzy", "happy",
-    "jolly", "lucky", "misty", "nimble", "proud", "quiet", "rapid", "silent", "tidy", "witty",
-    "bold", "cosmic", "swift", "mellow",
+    "quick", "gentle", "shiny", "clever", "sunny", "brave", "calm", "eager", "fuzzy", "happy", "jolly", "lucky", "misty", "nimble", "proud", "quiet", "rapid",
+    "silent", "tidy", "witty", "bold", "cosmic", "swift", "mellow",
 ];
 const SLUG_NOUNS: &[&str] = &[
-    "planet", "forest", "cactus", "lagoon", "island", "river", "meadow", "falcon", "harbor",
-    "comet", "canyon", "willow", "garden", "otter", "summit", "glacier", "beacon", "pebble",
-    "orchid", "tiger", "nebula", "panda",
+    "planet", "forest", "cactus", "lagoon", "island", "river", "meadow", "falcon", "harbor", "comet", "canyon", "willow", "garden", "otter", "summit",
+    "glacier", "beacon", "pebble", "orchid", "tiger", "nebula", "panda",
 ];
 
 /// `adjective-noun`, like opencode's `Slug.create()`.
@@ -271,17 +242,13 @@ pub(crate) fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 /// `count` lowercase hex digits (snapshot hashes, project ids).
 pub(crate) fn hex(rng: &mut ChaCha8Rng, count: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..count)
-        .map(|_| HEX[rng.gen_range(0..16)] as char)
-        .collect()
+    (0..count).map(|_| HEX[rng.gen_range(0..16)] as char).collect()
 }
 
 /// `count` base62 characters (provider call ids, signatures).
 pub(crate) fn base62(rng: &mut ChaCha8Rng, count: usize) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..count)
-        .map(|_| ALPHABET[rng.gen_range(0..62)] as char)
-        .collect()
+    (0..count).map(|_| ALPHABET[rng.gen_range(0..62)] as char).collect()
 }
 
 /// A session's opening request: (session title, prompt). `{file}` is replaced by a project file.
@@ -322,7 +289,10 @@ pub(crate) const FOLLOW_UPS: &[&str] = &[
 
 /// (description, prompt) pairs for `task` tool calls.
 pub(crate) const DELEGATIONS: &[(&str, &str)] = &[
-    ("Find all call sites", "Search the codebase for every call site of the function defined in {file} and report file paths with line numbers. Do not modify anything."),
+    (
+        "Find all call sites",
+        "Search the codebase for every call site of the function defined in {file} and report file paths with line numbers. Do not modify anything.",
+    ),
     ("Explore test setup", "Figure out how the test suite is set up (fixtures, helpers, env vars) starting from {file}. Return a short summary."),
     ("Audit error handling", "Read {file} and the modules it imports; list every place where an error is ignored or unwrapped."),
     ("Check dependency usage", "Determine which dependencies declared in the manifest are actually used, starting at {file}."),
@@ -392,25 +362,15 @@ pub(crate) const TODO_ITEMS: &[&str] = &[
 /// Provider-flavoured API errors: (message, status code, retryable).
 pub(crate) const API_ERRORS: &[(&str, i64, bool)] = &[
     ("Overloaded", 529, true),
-    (
-        "Rate limit exceeded: 40000 input tokens per minute",
-        429,
-        true,
-    ),
+    ("Rate limit exceeded: 40000 input tokens per minute", 429, true),
     ("Internal server error", 500, true),
-    (
-        "prompt is too long: 212343 tokens > 200000 maximum",
-        400,
-        false,
-    ),
+    ("prompt is too long: 212343 tokens > 200000 maximum", 400, false),
 ];
 
 /// Lines of a source file in `language`, `count` long.
 pub(crate) fn source_lines(rng: &mut ChaCha8Rng, language: Language, count: usize) -> Vec<String> {
-    const NAMES: &[&str] = &[
-        "user", "invoice", "cache", "request", "config", "queue", "order", "session", "token",
-        "record", "batch", "client", "handler", "limit", "retry",
-    ];
+    const NAMES: &[&str] =
+        &["user", "invoice", "cache", "request", "config", "queue", "order", "session", "token", "record", "batch", "client", "handler", "limit", "retry"];
     let mut lines = Vec::with_capacity(count);
     while lines.len() < count {
         let name = pick(rng, NAMES);
@@ -452,11 +412,9 @@ pub(crate) fn source_lines(rng: &mut ChaCha8Rng, language: Language, count: usiz
                 "}".to_owned(),
                 String::new(),
             ],
-            Language::Notes => vec![
-                format!("- [ ] follow up on the {name} {other} issue (#{number})"),
-                format!("- [x] ask about {other} limits"),
-                String::new(),
-            ],
+            Language::Notes => {
+                vec![format!("- [ ] follow up on the {name} {other} issue (#{number})"), format!("- [x] ask about {other} limits"), String::new()]
+            }
         };
         lines.extend(block);
     }
@@ -493,11 +451,7 @@ pub(crate) fn bash_run(rng: &mut ChaCha8Rng, language: Language, files: &[&str])
     let seconds = rng.gen_range(1..60);
     match rng.gen_range(0..7) {
         0 | 1 => {
-            let failed = if rng.gen_bool(0.35) {
-                rng.gen_range(1..4)
-            } else {
-                0
-            };
+            let failed = if rng.gen_bool(0.35) { rng.gen_range(1..4) } else { 0 };
             let mut output = match language {
                 Language::Rust => format!(
                     "   Compiling ledger v0.3.1\n    Finished `test` profile [unoptimized + debuginfo] target(s) in {seconds}.{}s\n     Running unittests src/lib.rs\n\nrunning {} tests\n",
@@ -515,16 +469,8 @@ pub(crate) fn bash_run(rng: &mut ChaCha8Rng, language: Language, files: &[&str])
                     rng.gen_range(100..200)
                 ));
             }
-            output.push_str(&format!(
-                "\n{passed} passed, {failed} failed in {seconds}.{}s\n",
-                rng.gen_range(10..99)
-            ));
-            BashRun {
-                command: test.to_owned(),
-                description: "Run the test suite",
-                output,
-                exit: Some(i64::from(failed > 0)),
-            }
+            output.push_str(&format!("\n{passed} passed, {failed} failed in {seconds}.{}s\n", rng.gen_range(10..99)));
+            BashRun { command: test.to_owned(), description: "Run the test suite", output, exit: Some(i64::from(failed > 0)) }
         }
         2 => BashRun {
             command: build.to_owned(),
@@ -545,27 +491,15 @@ pub(crate) fn bash_run(rng: &mut ChaCha8Rng, language: Language, files: &[&str])
                 ));
             }
             output.push_str(&format!("{warnings} warnings emitted\n"));
-            BashRun {
-                command: lint.to_owned(),
-                description: "Run the linter",
-                output,
-                exit: Some(0),
-            }
+            BashRun { command: lint.to_owned(), description: "Run the linter", output, exit: Some(0) }
         }
         4 => {
             let mut output = String::from("On branch main\nChanges not staged for commit:\n");
             for _ in 0..rng.gen_range(1..4) {
                 output.push_str(&format!("\tmodified:   {}\n", pick(rng, files)));
             }
-            output.push_str(
-                "\nno changes added to commit (use \"git add\" and/or \"git commit -a\")\n",
-            );
-            BashRun {
-                command: "git status".to_owned(),
-                description: "Show working tree status",
-                output,
-                exit: Some(0),
-            }
+            output.push_str("\nno changes added to commit (use \"git add\" and/or \"git commit -a\")\n");
+            BashRun { command: "git status".to_owned(), description: "Show working tree status", output, exit: Some(0) }
         }
         5 => {
             let file = pick(rng, files);
@@ -584,28 +518,16 @@ pub(crate) fn bash_run(rng: &mut ChaCha8Rng, language: Language, files: &[&str])
         _ => {
             let mut output = String::new();
             for file in files.iter().take(rng.gen_range(2..files.len().max(3))) {
-                output.push_str(&format!(
-                    "-rw-r--r-- 1 dev dev {:>6} Jan 12 10:{:02} {file}\n",
-                    rng.gen_range(200..40000),
-                    rng.gen_range(0..60)
-                ));
+                output.push_str(&format!("-rw-r--r-- 1 dev dev {:>6} Jan 12 10:{:02} {file}\n", rng.gen_range(200..40000), rng.gen_range(0..60)));
             }
-            BashRun {
-                command: "ls -la".to_owned(),
-                description: "List files",
-                output,
-                exit: Some(0),
-            }
+            BashRun { command: "ls -la".to_owned(), description: "List files", output, exit: Some(0) }
         }
     }
 }
 
 /// A long build log of at least `bytes` bytes (for the large-output tool parts).
 pub(crate) fn large_log(rng: &mut ChaCha8Rng, bytes: usize) -> String {
-    const CRATES: &[&str] = &[
-        "serde", "tokio", "hyper", "regex", "syn", "quote", "libc", "rand", "bytes", "mio",
-        "futures",
-    ];
+    const CRATES: &[&str] = &["serde", "tokio", "hyper", "regex", "syn", "quote", "libc", "rand", "bytes", "mio", "futures"];
     let mut output = String::with_capacity(bytes + 128);
     let mut line = 0u64;
     while output.len() < bytes {

@@ -27,13 +27,7 @@ impl IdGenerator {
         self.create(prefix, now_ms, true, rng)
     }
 
-    fn create(
-        &mut self,
-        prefix: &str,
-        now_ms: i64,
-        descending: bool,
-        rng: &mut impl Rng,
-    ) -> String {
+    fn create(&mut self, prefix: &str, now_ms: i64, descending: bool, rng: &mut impl Rng) -> String {
         let now_ms = now_ms.max(self.last_ms);
         if now_ms != self.last_ms {
             self.last_ms = now_ms;
@@ -46,9 +40,7 @@ impl IdGenerator {
             self.last_ms += 1;
             self.counter = 1;
         }
-        let mut value = (self.last_ms as u64)
-            .wrapping_mul(0x1000)
-            .wrapping_add(self.counter);
+        let mut value = (self.last_ms as u64).wrapping_mul(0x1000).wrapping_add(self.counter);
         if descending {
             value = !value;
         }
@@ -67,16 +59,11 @@ impl IdGenerator {
 /// True when `id` is `<prefix>_` followed by 12 lowercase hex digits and 14 base62 characters.
 #[cfg(test)]
 pub(crate) fn is_well_formed(id: &str, prefix: &str) -> bool {
-    let Some(rest) = id
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('_'))
-    else {
+    let Some(rest) = id.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('_')) else {
         return false;
     };
     rest.len() == 26
-        && rest[..12]
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        && rest[..12].bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
         && rest[12..].bytes().all(|byte| byte.is_ascii_alphanumeric())
 }
 
@@ -97,11 +84,7 @@ mod tests {
         assert!(part.starts_with("prt_2018b5985002"), "{part}");
         let session = ids.descending("ses", 0x2018b5986, &mut rng);
         assert!(session.starts_with("ses_dfe74a679ffe"), "{session}");
-        assert!(
-            is_well_formed(&message, "msg")
-                && is_well_formed(&part, "prt")
-                && is_well_formed(&session, "ses")
-        );
+        assert!(is_well_formed(&message, "msg") && is_well_formed(&part, "prt") && is_well_formed(&session, "ses"));
         assert!(message[4..16] < part[4..16]);
         let later = ids.descending("ses", 0x2018b6000, &mut rng);
         assert!(later[4..16] < session[4..16], "sessions sort newest first");

@@ -89,15 +89,7 @@ pub struct GeneratedFile {
 }
 
 /// Every value [`GeneratedFile::kind`] can take.
-pub const KINDS: [&str; 7] = [
-    "project",
-    "session",
-    "message",
-    "part",
-    "todo",
-    "session_diff",
-    "bad",
-];
+pub const KINDS: [&str; 7] = ["project", "session", "message", "part", "todo", "session_diff", "bad"];
 
 /// Summary of a tree written by [`generate`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,10 +157,7 @@ impl Iterator for Plan {
 
     fn next(&mut self) -> Option<GeneratedFile> {
         loop {
-            if self.stage != Stage::Done
-                && self.bad_emitted < self.bad_files
-                && self.emitted >= self.next_bad_at()
-            {
+            if self.stage != Stage::Done && self.bad_emitted < self.bad_files && self.emitted >= self.next_bad_at() {
                 self.bad_emitted += 1;
                 let bad = self.generator.bad_file();
                 return self.emit(bad);
@@ -182,10 +171,7 @@ impl Iterator for Plan {
                     self.stage = Stage::Sessions;
                 }
                 // Any non-zero target gets at least one session, even when the projects alone reach it.
-                Stage::Sessions
-                    if self.emitted < self.target_files
-                        || (self.target_files > 0 && self.generator.root_sessions == 0) =>
-                {
+                Stage::Sessions if self.emitted < self.target_files || (self.target_files > 0 && self.generator.root_sessions == 0) => {
                     self.generator.root_session(&mut self.buffer)
                 }
                 Stage::Sessions => self.stage = Stage::TrailingBadFiles,

@@ -215,10 +215,8 @@ pub fn generate_spans(root: &Path, config: &SpanTreeConfig) -> std::io::Result<S
     tree.spans = written.len();
     tree.traces = files_of_trace.len();
     tree.split_traces = files_of_trace.values().filter(|files| files.len() > 1).count();
-    tree.orphans = written
-        .values()
-        .filter(|span| span.parent_span_id.as_deref().is_some_and(|parent| !all_ids.contains(&(span.trace_id.as_str(), parent))))
-        .count();
+    tree.orphans =
+        written.values().filter(|span| span.parent_span_id.as_deref().is_some_and(|parent| !all_ids.contains(&(span.trace_id.as_str(), parent)))).count();
     tree.errors = written.values().filter(|span| span.status_code == 2).count();
     for span in written.values() {
         *tree.services.entry(span.service_name.clone()).or_default() += 1;

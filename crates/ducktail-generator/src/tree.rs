@@ -88,14 +88,7 @@ struct Tokens {
 }
 
 impl Tokens {
-    const ZERO: Tokens = Tokens {
-        total: None,
-        input: 0,
-        output: 0,
-        reasoning: 0,
-        cache_read: 0,
-        cache_write: 0,
-    };
+    const ZERO: Tokens = Tokens { total: None, input: 0, output: 0, reasoning: 0, cache_read: 0, cache_write: 0 };
 
     fn to_json(self) -> Json {
         let mut json = Json::Obj(Vec::with_capacity(5));
@@ -105,10 +98,7 @@ impl Tokens {
         json.set("input", self.input);
         json.set("output", self.output);
         json.set("reasoning", self.reasoning);
-        json.set(
-            "cache",
-            obj! { "read" => self.cache_read, "write" => self.cache_write },
-        );
+        json.set("cache", obj! { "read" => self.cache_read, "write" => self.cache_write });
         json
     }
 }
@@ -159,19 +149,11 @@ fn storage_path(parts: &[&str]) -> PathBuf {
 }
 
 fn file(kind: &'static str, relative_path: PathBuf, json: &Json) -> GeneratedFile {
-    GeneratedFile {
-        relative_path,
-        contents: json.to_pretty(),
-        kind,
-    }
+    GeneratedFile { relative_path, contents: json.to_pretty(), kind }
 }
 
 fn placeholder() -> GeneratedFile {
-    GeneratedFile {
-        relative_path: PathBuf::new(),
-        contents: Vec::new(),
-        kind: "",
-    }
+    GeneratedFile { relative_path: PathBuf::new(), contents: Vec::new(), kind: "" }
 }
 
 fn weighted<T: Copy>(rng: &mut ChaCha8Rng, choices: &[(T, u32)]) -> T {
@@ -224,20 +206,11 @@ impl Generator {
         for (index, &kind) in kinds.iter().enumerate().take(count) {
             let global = with_global && index == count - 1;
             let (id, worktree, kind) = if global {
-                (
-                    "global".to_owned(),
-                    "/home/dev".to_owned(),
-                    &content::GLOBAL_KIND,
-                )
+                ("global".to_owned(), "/home/dev".to_owned(), &content::GLOBAL_KIND)
             } else {
-                (
-                    content::hex(&mut self.rng, 40),
-                    format!("/home/dev/src/{}", kind.name),
-                    kind,
-                )
+                (content::hex(&mut self.rng, 40), format!("/home/dev/src/{}", kind.name), kind)
             };
-            let created =
-                self.config.base_time_ms - self.rng.gen_range(86_400_000..90 * 86_400_000);
+            let created = self.config.base_time_ms - self.rng.gen_range(86_400_000..90 * 86_400_000);
             let updated = self.config.base_time_ms - self.rng.gen_range(1_000..3_600_000);
             let mut json = obj! { "id" => id.as_str(), "worktree" => worktree.as_str() };
             if !global {
@@ -246,58 +219,30 @@ impl Generator {
             json.set("sandboxes", Json::Arr(Vec::new()));
             let mut time = obj! { "created" => created, "updated" => updated };
             if self.chance(0.5) {
-                time.set(
-                    "initialized",
-                    created + self.rng.gen_range(60_000..86_400_000),
-                );
+                time.set("initialized", created + self.rng.gen_range(60_000..86_400_000));
             }
             json.set("time", time);
-            files.push(file(
-                "project",
-                storage_path(&["project", &format!("{id}.json")]),
-                &json,
-            ));
+            files.push(file("project", storage_path(&["project", &format!("{id}.json")]), &json));
             // The first project is the busiest, like a real user's main repository.
-            let weight = if index == 0 {
-                6
-            } else {
-                self.rng.gen_range(1..=4)
-            };
-            self.projects.push(Project {
-                id,
-                worktree,
-                kind,
-                weight,
-            });
+            let weight = if index == 0 { 6 } else { self.rng.gen_range(1..=4) };
+            self.projects.push(Project { id, worktree, kind, weight });
         }
         files
     }
 
     /// Generates one root session with its whole delegation tree into `out`.
     pub(crate) fn root_session(&mut self, out: &mut VecDeque<GeneratedFile>) {
-        let choices: Vec<(usize, u32)> = self
-            .projects
-            .iter()
-            .enumerate()
-            .map(|(index, project)| (index, project.weight))
-            .collect();
+        let choices: Vec<(usize, u32)> = self.projects.iter().enumerate().map(|(index, project)| (index, project.weight)).collect();
         let project = weighted(&mut self.rng, &choices);
         let version = weighted(&mut self.rng, content::VERSIONS);
-        let model_choices: Vec<(&'static Model, u32)> = content::MODELS
-            .iter()
-            .map(|model| (model, model.weight))
-            .collect();
+        let model_choices: Vec<(&'static Model, u32)> = content::MODELS.iter().map(|model| (model, model.weight)).collect();
         let model = weighted(&mut self.rng, &model_choices);
         let agent = if self.chance(0.85) { "build" } else { "plan" };
         let kind = self.projects[project].kind;
         let (title, prompt) = content::pick(&mut self.rng, content::TASKS);
         let file = content::pick(&mut self.rng, kind.files);
         let worktree = self.projects[project].worktree.clone();
-        let directory = if self.chance(0.2) {
-            format!("{worktree}/{}", content::pick(&mut self.rng, kind.subdirs))
-        } else {
-            worktree
-        };
+        let directory = if self.chance(0.2) { format!("{worktree}/{}", content::pick(&mut self.rng, kind.subdirs)) } else { worktree };
         let run_permissions = self.chance(0.15);
         let spec = SessionSpec {
             project,
@@ -325,12 +270,7 @@ impl Generator {
         let slot = out.len();
         out.push_back(placeholder());
         let is_root = spec.parent_id.is_none();
-        let patch: u32 = spec
-            .version
-            .rsplit('.')
-            .next()
-            .and_then(|patch| patch.parse().ok())
-            .unwrap_or(0);
+        let patch: u32 = spec.version.rsplit('.').next().and_then(|patch| patch.parse().ok()).unwrap_or(0);
         let mut session = Session {
             id: id.clone(),
             project: spec.project,
@@ -349,10 +289,7 @@ impl Generator {
             tool_calls: 0,
         };
         let turns = if is_root {
-            weighted(
-                &mut self.rng,
-                &[(1, 20), (2, 25), (3, 20), (4, 15), (5, 10), (6, 6), (8, 4)],
-            )
+            weighted(&mut self.rng, &[(1, 20), (2, 25), (3, 20), (4, 15), (5, 10), (6, 6), (8, 4)])
         } else if self.chance(0.85) {
             1
         } else {
@@ -374,24 +311,12 @@ impl Generator {
 
         if let Some(todos) = session.todos.as_ref().filter(|_| session.todos_written) {
             let json = Json::Arr(todos.iter().map(todo_json).collect());
-            out.push_back(file(
-                "todo",
-                storage_path(&["todo", &format!("{id}.json")]),
-                &json,
-            ));
+            out.push_back(file("todo", storage_path(&["todo", &format!("{id}.json")]), &json));
         }
-        let write_diff = if is_root {
-            self.chance(0.85)
-        } else {
-            self.chance(0.3)
-        };
+        let write_diff = if is_root { self.chance(0.85) } else { self.chance(0.3) };
         if write_diff {
             let json = Json::Arr(session.diffs.iter().map(diff_json).collect());
-            out.push_back(file(
-                "session_diff",
-                storage_path(&["session_diff", &format!("{id}.json")]),
-                &json,
-            ));
+            out.push_back(file("session_diff", storage_path(&["session_diff", &format!("{id}.json")]), &json));
         }
 
         let project_id = self.projects[spec.project].id.clone();
@@ -425,20 +350,11 @@ impl Generator {
             let deletions: u64 = session.diffs.iter().map(|diff| diff.deletions).sum();
             json.set("summary", obj! { "additions" => additions, "deletions" => deletions, "files" => session.diffs.len() });
         }
-        out[slot] = file(
-            "session",
-            storage_path(&["session", &project_id, &format!("{id}.json")]),
-            &json,
-        );
+        out[slot] = file("session", storage_path(&["session", &project_id, &format!("{id}.json")]), &json);
         id
     }
 
-    fn user_message(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        prompt: String,
-    ) -> String {
+    fn user_message(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, prompt: String) -> String {
         let created = self.now;
         let id = self.ids.ascending("msg", self.now, &mut self.rng);
         let mut json = obj! {
@@ -450,26 +366,15 @@ impl Generator {
         if self.chance(0.7) {
             let mut summary = Json::Obj(Vec::new());
             if self.chance(0.6) {
-                let title: String = prompt
-                    .split_whitespace()
-                    .take(6)
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let title: String = prompt.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
                 summary.set("title", title);
             }
             summary.set("diffs", Json::Arr(Vec::new()));
             json.set("summary", summary);
         }
         json.set("agent", session.agent);
-        json.set(
-            "model",
-            obj! { "providerID" => session.model.provider, "modelID" => session.model.id },
-        );
-        out.push_back(file(
-            "message",
-            storage_path(&["message", &session.id, &format!("{id}.json")]),
-            &json,
-        ));
+        json.set("model", obj! { "providerID" => session.model.provider, "modelID" => session.model.id });
+        out.push_back(file("message", storage_path(&["message", &session.id, &format!("{id}.json")]), &json));
 
         let part_id = self.ids.ascending("prt", self.now, &mut self.rng);
         session.pending_input_tokens += prompt.len() as u64 / 4 + 5;
@@ -480,30 +385,17 @@ impl Generator {
             "type" => "text",
             "text" => prompt,
         };
-        out.push_back(file(
-            "part",
-            storage_path(&["part", &id, &format!("{part_id}.json")]),
-            &part,
-        ));
+        out.push_back(file("part", storage_path(&["part", &id, &format!("{part_id}.json")]), &part));
         self.advance(5, 80);
         id
     }
 
     /// One answer to a user message: several assistant messages, each of one or more steps.
-    fn assistant_turn(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        user_id: &str,
-        child: bool,
-    ) {
+    fn assistant_turn(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, user_id: &str, child: bool) {
         let messages = if child {
             weighted(&mut self.rng, &[(1, 20), (2, 30), (3, 30), (4, 20)])
         } else {
-            weighted(
-                &mut self.rng,
-                &[(1, 22), (2, 25), (3, 20), (4, 15), (5, 10), (6, 8)],
-            )
+            weighted(&mut self.rng, &[(1, 22), (2, 25), (3, 20), (4, 15), (5, 10), (6, 8)])
         };
         for index in 0..messages {
             let failed = self.assistant_message(out, session, user_id, index + 1 == messages);
@@ -514,27 +406,13 @@ impl Generator {
     }
 
     /// Returns true when the message failed (the turn ends there).
-    fn assistant_message(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        user_id: &str,
-        last: bool,
-    ) -> bool {
+    fn assistant_message(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, user_id: &str, last: bool) -> bool {
         let created = self.now;
         let id = self.ids.ascending("msg", self.now, &mut self.rng);
         let slot = out.len();
         out.push_back(placeholder());
         let steps = weighted(&mut self.rng, &[(1, 60), (2, 25), (3, 10), (4, 5)]);
-        let failure = if self.chance(0.025) {
-            Some(if self.chance(0.5) {
-                Failure::Api
-            } else {
-                Failure::Aborted
-            })
-        } else {
-            None
-        };
+        let failure = if self.chance(0.025) { Some(if self.chance(0.5) { Failure::Api } else { Failure::Aborted }) } else { None };
         let mut cost = 0.0_f64;
         let mut tokens = Tokens::ZERO;
         let mut finish = None;
@@ -549,11 +427,7 @@ impl Generator {
                         break;
                     }
                 }
-                let reason = if final_step && last {
-                    "stop"
-                } else {
-                    "tool-calls"
-                };
+                let reason = if final_step && last { "stop" } else { "tool-calls" };
                 let (step_cost, step_tokens) = self.step(out, session, &id, reason);
                 // opencode adds each step's cost and overwrites the tokens (Session.updateMessage per finish-step).
                 cost += step_cost;
@@ -578,8 +452,7 @@ impl Generator {
                     obj! { "name" => "MessageAbortedError", "data" => obj! { "message" => "The operation was aborted." } }
                 }
                 Failure::Api => {
-                    let (message, status, retryable) =
-                        content::pick(&mut self.rng, content::API_ERRORS);
+                    let (message, status, retryable) = content::pick(&mut self.rng, content::API_ERRORS);
                     obj! {
                         "name" => "APIError",
                         "data" => obj! { "message" => message, "statusCode" => status, "isRetryable" => retryable },
@@ -594,30 +467,18 @@ impl Generator {
         json.set("providerID", session.model.provider);
         json.set("mode", session.agent);
         json.set("agent", session.agent);
-        json.set(
-            "path",
-            obj! { "cwd" => session.directory.as_str(), "root" => project.worktree.as_str() },
-        );
+        json.set("path", obj! { "cwd" => session.directory.as_str(), "root" => project.worktree.as_str() });
         json.set("cost", cost);
         json.set("tokens", tokens.to_json());
         if let Some(finish) = finish {
             json.set("finish", finish);
         }
-        out[slot] = file(
-            "message",
-            storage_path(&["message", &session.id, &format!("{id}.json")]),
-            &json,
-        );
+        out[slot] = file("message", storage_path(&["message", &session.id, &format!("{id}.json")]), &json);
         self.advance(2, 40);
         failure.is_some()
     }
 
-    fn new_part(
-        &mut self,
-        session: &Session,
-        message_id: &str,
-        kind: &'static str,
-    ) -> (String, Json) {
+    fn new_part(&mut self, session: &Session, message_id: &str, kind: &'static str) -> (String, Json) {
         let id = self.ids.ascending("prt", self.now, &mut self.rng);
         let json = obj! {
             "id" => id.as_str(),
@@ -629,55 +490,30 @@ impl Generator {
     }
 
     fn emit_part(out: &mut VecDeque<GeneratedFile>, message_id: &str, part_id: &str, json: &Json) {
-        out.push_back(file(
-            "part",
-            storage_path(&["part", message_id, &format!("{part_id}.json")]),
-            json,
-        ));
+        out.push_back(file("part", storage_path(&["part", message_id, &format!("{part_id}.json")]), json));
     }
 
-    fn reasoning_part(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &Session,
-        message_id: &str,
-    ) -> u64 {
+    fn reasoning_part(&mut self, out: &mut VecDeque<GeneratedFile>, session: &Session, message_id: &str) -> u64 {
         let (id, mut json) = self.new_part(session, message_id, "reasoning");
-        let text = if self.chance(0.25) {
-            String::new()
-        } else {
-            content::pick(&mut self.rng, content::THOUGHTS).to_owned()
-        };
+        let text = if self.chance(0.25) { String::new() } else { content::pick(&mut self.rng, content::THOUGHTS).to_owned() };
         let start = self.now;
         self.advance(150, 9_000);
         let tokens = text.len() as u64 / 4;
         json.set("text", text.as_str());
         if session.model.anthropic && !text.is_empty() {
             let signature = content::base62(&mut self.rng, 120);
-            json.set(
-                "metadata",
-                obj! { "anthropic" => obj! { "signature" => signature } },
-            );
+            json.set("metadata", obj! { "anthropic" => obj! { "signature" => signature } });
         }
         json.set("time", obj! { "start" => start, "end" => self.now });
         Self::emit_part(out, message_id, &id, &json);
         tokens
     }
 
-    fn text_part(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &Session,
-        message_id: &str,
-        answer: bool,
-    ) {
+    fn text_part(&mut self, out: &mut VecDeque<GeneratedFile>, session: &Session, message_id: &str, answer: bool) {
         let (id, mut json) = self.new_part(session, message_id, "text");
         let file = content::pick(&mut self.rng, self.projects[session.project].kind.files);
         let text = if answer {
-            format!(
-                "\n\n{}",
-                content::pick(&mut self.rng, content::ANSWERS).replace("{file}", file)
-            )
+            format!("\n\n{}", content::pick(&mut self.rng, content::ANSWERS).replace("{file}", file))
         } else if self.chance(0.1) {
             String::new()
         } else {
@@ -691,13 +527,7 @@ impl Generator {
     }
 
     /// One finished step; returns its cost and tokens.
-    fn step(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        message_id: &str,
-        reason: &'static str,
-    ) -> (f64, Tokens) {
+    fn step(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, message_id: &str, reason: &'static str) -> (f64, Tokens) {
         let snapshot = content::hex(&mut self.rng, 40);
         let (id, mut json) = self.new_part(session, message_id, "step-start");
         json.set("snapshot", snapshot.as_str());
@@ -706,8 +536,7 @@ impl Generator {
 
         let mut reasoning_tokens = 0;
         if self.chance(0.5) {
-            reasoning_tokens =
-                self.reasoning_part(out, session, message_id) + self.rng.gen_range(0..400);
+            reasoning_tokens = self.reasoning_part(out, session, message_id) + self.rng.gen_range(0..400);
         }
         let answer = reason == "stop";
         if answer || self.chance(0.3) {
@@ -732,11 +561,7 @@ impl Generator {
             + tokens.cache_read as f64 * model.price_cache_read
             + tokens.cache_write as f64 * model.price_cache_write)
             / 1_000_000.0;
-        let end_snapshot = if changed_files.is_empty() {
-            snapshot.clone()
-        } else {
-            content::hex(&mut self.rng, 40)
-        };
+        let end_snapshot = if changed_files.is_empty() { snapshot.clone() } else { content::hex(&mut self.rng, 40) };
         let (id, mut json) = self.new_part(session, message_id, "step-finish");
         json.set("reason", reason);
         json.set("snapshot", end_snapshot);
@@ -746,10 +571,7 @@ impl Generator {
         if !changed_files.is_empty() {
             let (id, mut json) = self.new_part(session, message_id, "patch");
             json.set("hash", snapshot);
-            json.set(
-                "files",
-                Json::Arr(changed_files.into_iter().map(Json::from).collect()),
-            );
+            json.set("files", Json::Arr(changed_files.into_iter().map(Json::from).collect()));
             Self::emit_part(out, message_id, &id, &json);
         }
         self.advance(5, 120);
@@ -758,18 +580,10 @@ impl Generator {
 
     /// Usage of one LLM request: the context so far is cached, new tool results and prompts are input.
     fn step_tokens(&mut self, session: &mut Session, reasoning: u64, answer: bool) -> Tokens {
-        let system = if session.context_tokens == 0 {
-            self.rng.gen_range(9_000..14_000)
-        } else {
-            0
-        };
+        let system = if session.context_tokens == 0 { self.rng.gen_range(9_000..14_000) } else { 0 };
         let fresh = system + session.pending_input_tokens + self.rng.gen_range(10..300);
         session.pending_input_tokens = 0;
-        let output = if answer {
-            self.rng.gen_range(60..1_400)
-        } else {
-            self.rng.gen_range(20..500)
-        };
+        let output = if answer { self.rng.gen_range(60..1_400) } else { self.rng.gen_range(20..500) };
         let (input, cache_read, cache_write) = if session.model.anthropic {
             let input = self.rng.gen_range(1..12).min(fresh);
             (input, session.context_tokens, fresh - input)
@@ -777,27 +591,12 @@ impl Generator {
             (fresh, session.context_tokens, 0)
         };
         session.context_tokens += fresh + output;
-        let total = session
-            .with_total
-            .then_some(input + output + cache_read + cache_write);
-        Tokens {
-            total,
-            input,
-            output,
-            reasoning,
-            cache_read,
-            cache_write,
-        }
+        let total = session.with_total.then_some(input + output + cache_read + cache_write);
+        Tokens { total, input, output, reasoning, cache_read, cache_write }
     }
 
     /// The unfinished last step of a failed message: no step-finish, maybe a tool left pending/running.
-    fn partial_step(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        message_id: &str,
-        failure: Failure,
-    ) {
+    fn partial_step(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, message_id: &str, failure: Failure) {
         let (id, mut json) = self.new_part(session, message_id, "step-start");
         json.set("snapshot", content::hex(&mut self.rng, 40));
         Self::emit_part(out, message_id, &id, &json);
@@ -833,21 +632,11 @@ impl Generator {
     }
 
     /// One tool part; returns the absolute path of a file it changed.
-    fn tool_part(
-        &mut self,
-        out: &mut VecDeque<GeneratedFile>,
-        session: &mut Session,
-        message_id: &str,
-    ) -> Option<String> {
+    fn tool_part(&mut self, out: &mut VecDeque<GeneratedFile>, session: &mut Session, message_id: &str) -> Option<String> {
         self.tool_parts += 1;
         session.tool_calls += 1;
-        let large = self.config.large_output_every > 0
-            && self
-                .tool_parts
-                .is_multiple_of(self.config.large_output_every);
-        let delegate = session.depth < self.config.max_delegation_depth
-            && session.task_calls < 3
-            && self.chance(if session.depth == 0 { 0.03 } else { 0.07 });
+        let large = self.config.large_output_every > 0 && self.tool_parts.is_multiple_of(self.config.large_output_every);
+        let delegate = session.depth < self.config.max_delegation_depth && session.task_calls < 3 && self.chance(if session.depth == 0 { 0.03 } else { 0.07 });
         let plan_todos = session.todos.is_some() && (!session.todos_written || self.chance(0.12));
         let tool = if large {
             "bash"
@@ -856,17 +645,7 @@ impl Generator {
         } else if plan_todos {
             "todowrite"
         } else {
-            weighted(
-                &mut self.rng,
-                &[
-                    ("read", 30),
-                    ("bash", 22),
-                    ("edit", 16),
-                    ("grep", 10),
-                    ("glob", 8),
-                    ("write", 7),
-                ],
-            )
+            weighted(&mut self.rng, &[("read", 30), ("bash", 22), ("edit", 16), ("grep", 10), ("glob", 8), ("write", 7)])
         };
 
         let (id, mut json) = self.new_part(session, message_id, "tool");
@@ -879,11 +658,7 @@ impl Generator {
             Self::emit_part(out, message_id, &id, &json);
             return None;
         }
-        let mut call = if large {
-            self.large_call(session)
-        } else {
-            self.tool_call(session, tool)
-        };
+        let mut call = if large { self.large_call(session) } else { self.tool_call(session, tool) };
         self.now += call.duration_ms;
         let end = self.now;
         let failed = tool != "todowrite" && !large && self.chance(0.03);
@@ -910,11 +685,7 @@ impl Generator {
         Self::emit_part(out, message_id, &id, &json);
         self.advance(1, 30);
         let (path, diff) = call.changed?;
-        if let Some(existing) = session
-            .diffs
-            .iter_mut()
-            .find(|existing| existing.file == diff.file)
-        {
+        if let Some(existing) = session.diffs.iter_mut().find(|existing| existing.file == diff.file) {
             existing.after = diff.after;
             existing.additions += diff.additions;
             existing.deletions += diff.deletions;
@@ -931,16 +702,8 @@ impl Generator {
         let kind = self.projects[session.project].kind;
         let (description, prompt) = content::pick(&mut self.rng, content::DELEGATIONS);
         let prompt = prompt.replace("{file}", content::pick(&mut self.rng, kind.files));
-        let subagent = if self.chance(0.6) {
-            "general"
-        } else {
-            "explore"
-        };
-        let model = if subagent == "explore" && session.model.anthropic && self.chance(0.5) {
-            &content::HAIKU
-        } else {
-            session.model
-        };
+        let subagent = if self.chance(0.6) { "general" } else { "explore" };
+        let model = if subagent == "explore" && session.model.anthropic && self.chance(0.5) { &content::HAIKU } else { session.model };
         self.advance(20, 200);
         let spec = SessionSpec {
             project: session.project,
@@ -1017,8 +780,7 @@ impl Generator {
                         "truncated" => false,
                     },
                     output: run.output,
-                    error: "Error: The user rejected permission to use this specific tool call."
-                        .to_owned(),
+                    error: "Error: The user rejected permission to use this specific tool call.".to_owned(),
                     duration_ms: rng.gen_range(40..25_000),
                     changed: None,
                 }
@@ -1031,12 +793,7 @@ impl Generator {
                     output.push_str(&format!("{:05}| {line}\n", index + 1));
                 }
                 output.push_str(&format!("\n(End of file - total {count} lines)\n</file>"));
-                let preview = lines
-                    .iter()
-                    .take(20)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let preview = lines.iter().take(20).cloned().collect::<Vec<_>>().join("\n");
                 ToolCall {
                     tool,
                     input: obj! { "filePath" => absolute.as_str() },
@@ -1082,10 +839,7 @@ impl Generator {
                 let at = rng.gen_range(0..count);
                 let old = lines[at].clone();
                 let added = rng.gen_range(1..5);
-                let new_lines: Vec<String> = content::source_lines(rng, kind.language, added + 3)
-                    .into_iter()
-                    .skip(3)
-                    .collect();
+                let new_lines: Vec<String> = content::source_lines(rng, kind.language, added + 3).into_iter().skip(3).collect();
                 let new = new_lines.join("\n");
                 let mut after_lines = lines.clone();
                 after_lines.splice(at..=at, new_lines.iter().cloned());
@@ -1138,20 +892,11 @@ impl Generator {
             }
             "glob" => {
                 let extension = relative.rsplit('.').next().unwrap_or("md");
-                let matches: Vec<String> = kind
-                    .files
-                    .iter()
-                    .filter(|file| file.ends_with(extension))
-                    .map(|file| format!("{worktree}/{file}"))
-                    .collect();
+                let matches: Vec<String> = kind.files.iter().filter(|file| file.ends_with(extension)).map(|file| format!("{worktree}/{file}")).collect();
                 ToolCall {
                     tool,
                     input: obj! { "pattern" => format!("**/*.{extension}") },
-                    output: if matches.is_empty() {
-                        "No files found".to_owned()
-                    } else {
-                        matches.join("\n")
-                    },
+                    output: if matches.is_empty() { "No files found".to_owned() } else { matches.join("\n") },
                     title: String::new(),
                     metadata: obj! { "count" => matches.len(), "truncated" => false },
                     error: format!("Error: No such file or directory: {worktree}/build"),
@@ -1160,27 +905,12 @@ impl Generator {
                 }
             }
             "grep" => {
-                let pattern = content::pick(
-                    rng,
-                    &[
-                        "TODO",
-                        "unwrap\\(",
-                        "fetch",
-                        "timeout",
-                        "load_",
-                        "Error",
-                        "retry",
-                    ],
-                );
+                let pattern = content::pick(rng, &["TODO", "unwrap\\(", "fetch", "timeout", "load_", "Error", "retry"]);
                 let hits = rng.gen_range(0..9);
                 let mut output = format!("Found {hits} matches\n");
                 for _ in 0..hits {
                     let file = content::pick(rng, kind.files);
-                    output.push_str(&format!(
-                        "{worktree}/{file}:\n  Line {}: {}\n\n",
-                        rng.gen_range(1..400),
-                        content::source_lines(rng, kind.language, 2)[1]
-                    ));
+                    output.push_str(&format!("{worktree}/{file}:\n  Line {}: {}\n\n", rng.gen_range(1..400), content::source_lines(rng, kind.language, 2)[1]));
                 }
                 if hits == 0 {
                     output = "No files found".to_owned();
@@ -1220,21 +950,14 @@ impl Generator {
                 next.status = "in_progress";
             }
         } else if let Some(last) = todos.last_mut() {
-            last.status = if self.rng.gen_bool(0.8) {
-                "completed"
-            } else {
-                "cancelled"
-            };
+            last.status = if self.rng.gen_bool(0.8) { "completed" } else { "cancelled" };
         }
         session.todos_written = true;
         let list: Vec<Json> = todos
             .iter()
             .map(|todo| obj! { "content" => todo.content, "status" => todo.status, "priority" => todo.priority, "id" => todo.id.as_str() })
             .collect();
-        let open = todos
-            .iter()
-            .filter(|todo| todo.status != "completed")
-            .count();
+        let open = todos.iter().filter(|todo| todo.status != "completed").count();
         ToolCall {
             tool: "todowrite",
             input: obj! { "todos" => list.clone() },
@@ -1280,11 +1003,7 @@ impl Generator {
             }
         };
         self.bad_files += 1;
-        GeneratedFile {
-            relative_path: storage_path(&["part", &message, &format!("{part}.json")]),
-            contents,
-            kind: "bad",
-        }
+        GeneratedFile { relative_path: storage_path(&["part", &message, &format!("{part}.json")]), contents, kind: "bad" }
     }
 }
 

@@ -42,13 +42,12 @@ pub(crate) async fn events(state: web::Data<HttpState>) -> HttpResponse {
     let receiver = state.board.commits.subscribe();
     // The first frame tells the client it is subscribed: anything committed after it arrives.
     let hello = futures_util::stream::once(async { Ok::<_, Infallible>(frame("ready", "{}")) });
-    let notices = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        next_frame(&mut receiver).await.map(|bytes| (Ok::<_, Infallible>(bytes), receiver))
-    });
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(futures_util::StreamExt::chain(hello, notices))
+    let notices =
+        futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { next_frame(&mut receiver).await.map(|bytes| (Ok::<_, Infallible>(bytes), receiver)) },
+        );
+    HttpResponse::Ok().content_type("text/event-stream").insert_header(("Cache-Control", "no-cache")).streaming(futures_util::StreamExt::chain(hello, notices))
 }
 
 #[cfg(test)]

@@ -13,11 +13,10 @@ use crate::HttpState;
 /// Parses an RFC 3339 instant or a `YYYY-MM-DD` day (midnight UTC) into Unix microseconds.
 pub(crate) fn parse_instant(name: &str, text: &str) -> Result<i64, ApiError> {
     let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
-    let instant = humantime::parse_rfc3339_weak(&full)
-        .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time or YYYY-MM-DD, got {text:?}")))?;
-    let since_epoch = instant
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| ApiError::bad_request(format!("{name} must be after 1970-01-01, got {text:?}")))?;
+    let instant =
+        humantime::parse_rfc3339_weak(&full).map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time or YYYY-MM-DD, got {text:?}")))?;
+    let since_epoch =
+        instant.duration_since(std::time::UNIX_EPOCH).map_err(|_| ApiError::bad_request(format!("{name} must be after 1970-01-01, got {text:?}")))?;
     Ok(since_epoch.as_micros() as i64)
 }
 

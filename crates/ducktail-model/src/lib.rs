@@ -37,14 +37,7 @@ pub enum FileKind {
 
 impl FileKind {
     /// Every kind, in the order the store writes them.
-    pub const ALL: [FileKind; 6] = [
-        FileKind::Project,
-        FileKind::Session,
-        FileKind::Message,
-        FileKind::Part,
-        FileKind::Todo,
-        FileKind::SessionDiff,
-    ];
+    pub const ALL: [FileKind; 6] = [FileKind::Project, FileKind::Session, FileKind::Message, FileKind::Part, FileKind::Todo, FileKind::SessionDiff];
 
     /// The name stored in `file_index.kind`.
     pub fn as_str(self) -> &'static str {
@@ -368,9 +361,7 @@ impl Records {
             Records::Session(session) => Some(&session.id),
             Records::Message(message) => Some(&message.session_id),
             Records::Part { part, .. } => Some(&part.session_id),
-            Records::Todos { session_id, .. } | Records::FileDiffs { session_id, .. } => {
-                Some(session_id)
-            }
+            Records::Todos { session_id, .. } | Records::FileDiffs { session_id, .. } => Some(session_id),
         }
     }
 

@@ -37,10 +37,10 @@ use ducktail_model::{FileStamp, FileStatus};
 use tokio::sync::oneshot;
 
 use crate::messages::*;
-use crate::Links;
 use crate::settings::Settings;
 use crate::status::StatusBoard;
 use crate::supervision::{catch_panic, Faults};
+use crate::Links;
 
 /// Batching rules, from `[pipeline]` and `[index]`.
 #[derive(Debug, Clone)]
@@ -201,13 +201,7 @@ impl AccumulatorCore {
             let observed_at = if origin == Origin::Retry { now } else { observed.observed_at };
             self.pending.insert(
                 observed.path.into_os_string(),
-                PendingPath {
-                    kind: observed.kind,
-                    observed_at,
-                    eligible_at,
-                    is_retry: origin == Origin::Retry,
-                    awaiting_close: origin == Origin::Writing,
-                },
+                PendingPath { kind: observed.kind, observed_at, eligible_at, is_retry: origin == Origin::Retry, awaiting_close: origin == Origin::Writing },
             );
         }
         self.backlog()
@@ -244,9 +238,7 @@ impl AccumulatorCore {
         let eligible: Vec<&OsString> = self
             .pending
             .iter()
-            .filter(|(path, pending)| {
-                !self.in_flight_paths.contains(*path) && (pending.eligible_at <= now || (draining && !pending.is_retry))
-            })
+            .filter(|(path, pending)| !self.in_flight_paths.contains(*path) && (pending.eligible_at <= now || (draining && !pending.is_retry)))
             .map(|(path, _)| path)
             .collect();
         if eligible.is_empty() {
@@ -254,10 +246,7 @@ impl AccumulatorCore {
         }
         let oldest = eligible.iter().filter_map(|path| self.pending.get(*path)).map(|pending| pending.observed_at.max(pending.eligible_at)).min()?;
         let writer_idle = self.in_flight.is_empty();
-        let cut = draining
-            || eligible.len() >= self.rules.max_files
-            || (self.rules.adaptive && writer_idle)
-            || oldest + self.rules.window <= now;
+        let cut = draining || eligible.len() >= self.rules.max_files || (self.rules.adaptive && writer_idle) || oldest + self.rules.window <= now;
         if !cut {
             return None;
         }
@@ -287,13 +276,7 @@ impl AccumulatorCore {
         self.pending
             .iter()
             .filter(|(path, _)| !self.in_flight_paths.contains(*path))
-            .map(|(_, pending)| {
-                if pending.eligible_at > now {
-                    pending.eligible_at
-                } else {
-                    pending.observed_at.max(pending.eligible_at) + self.rules.window
-                }
-            })
+            .map(|(_, pending)| if pending.eligible_at > now { pending.eligible_at } else { pending.observed_at.max(pending.eligible_at) + self.rules.window })
             .min()
     }
 

@@ -89,9 +89,7 @@ impl Daemon {
         let decoders = {
             let (links, board, faults) = (links.clone(), board.clone(), faults.clone());
             let (root, limits, settle) = (root.clone(), decode_limits(settings), settings.pipeline.settle());
-            SyncArbiter::start(settings.decode.thread_count(), move || {
-                Decoder::new(root.clone(), limits, settle, links.clone(), board.clone(), faults.clone())
-            })
+            SyncArbiter::start(settings.decode.thread_count(), move || Decoder::new(root.clone(), limits, settle, links.clone(), board.clone(), faults.clone()))
         };
         let trace_builder = {
             let (links, board, faults, readers) = (links.clone(), board.clone(), faults.clone(), readers.clone());

@@ -91,8 +91,8 @@ impl DatabaseWatch {
         let handler = move |event: notify::Result<notify::Event>| match event {
             Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
             Ok(event) => {
-                let touches_database = event.need_rescan()
-                    || event.paths.iter().any(|path| path.file_name().and_then(|name| name.to_str()).is_some_and(is_database_file_name));
+                let touches_database =
+                    event.need_rescan() || event.paths.iter().any(|path| path.file_name().and_then(|name| name.to_str()).is_some_and(is_database_file_name));
                 if touches_database {
                     trigger.request(Instant::now());
                 }

@@ -42,9 +42,7 @@ pub fn resolve_path(storage_root: &Path, path: &Path, kind: FileKind, limits: &D
     // Same rule as the scan: only regular files are indexed; symlinks are never followed. A file
     // that decoded was opened with O_NOFOLLOW and fstat'ed as regular, so only a failure costs
     // the look at what the path is now: gone, or no longer a regular file, is a removal.
-    if !matches!(decoded.outcome, FileOutcome::Decoded(_))
-        && std::fs::symlink_metadata(path).map_or(true, |metadata| !metadata.file_type().is_file())
-    {
+    if !matches!(decoded.outcome, FileOutcome::Decoded(_)) && std::fs::symlink_metadata(path).map_or(true, |metadata| !metadata.file_type().is_file()) {
         return Resolved::Gone(RemovedFile { path: path.to_string_lossy().into_owned() });
     }
     let age_ns = now_ns().saturating_sub(decoded.stamp.mtime_ns);

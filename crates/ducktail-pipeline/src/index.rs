@@ -23,7 +23,9 @@ use crate::settings::{OnDeleteSetting, Settings};
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// The OpenCode directory has neither a `storage/` folder nor an `opencode.db`.
-    #[error("{path} holds neither OpenCode's storage/ folder nor its opencode.db; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)")]
+    #[error(
+        "{path} holds neither OpenCode's storage/ folder nor its opencode.db; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)"
+    )]
     MissingStorage {
         /// The folder looked in.
         path: PathBuf,
@@ -352,8 +354,7 @@ fn index_tree(store: &mut Store, root: &Path, settings: &Settings, progress: Pro
             let (root, limits) = (&root, &limits);
             scope.spawn(move || {
                 for chunk in work.iter() {
-                    let resolved: Vec<Resolved> =
-                        chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
+                    let resolved: Vec<Resolved> = chunk.iter().map(|file| resolve_path(root, &file.path, file.kind, limits, Duration::ZERO)).collect();
                     drop(chunk);
                     if sender.send(resolved).is_err() {
                         break;

@@ -122,10 +122,12 @@ impl Metrics {
         let commit_failing = gauge("commit_failing", "1 while commits fail and are retried with backoff.");
         let watch_incomplete = gauge("watch_incomplete", "1 while file events are incomplete (the inotify watch limit).");
         let opencode_db_failing = gauge("opencode_db_failing", "1 while reading opencode.db fails.");
-        let last_commit_timestamp_seconds = Gauge::new("last_commit_timestamp_seconds", "Unix time of the last commit; 0 before the first.").expect("a valid gauge");
+        let last_commit_timestamp_seconds =
+            Gauge::new("last_commit_timestamp_seconds", "Unix time of the last commit; 0 before the first.").expect("a valid gauge");
         registry.register(Box::new(last_commit_timestamp_seconds.clone())).expect("a unique gauge");
-        let build_info = IntGaugeVec::new(Opts::new("build_info", "Always 1: the binary's version, commit and DuckDB version."), &["version", "commit", "duckdb_version"])
-            .expect("a valid gauge");
+        let build_info =
+            IntGaugeVec::new(Opts::new("build_info", "Always 1: the binary's version, commit and DuckDB version."), &["version", "commit", "duckdb_version"])
+                .expect("a valid gauge");
         registry.register(Box::new(build_info.clone())).expect("a unique gauge");
         Metrics {
             registry,

@@ -81,7 +81,15 @@ impl Simulation {
             write_grace: Duration::from_millis(100),
             retry_max: Duration::from_secs(1),
         };
-        Simulation { disk: BTreeMap::new(), index: crate::files::IndexView::new(std::path::Path::new("/s")), accumulator: AccumulatorCore::new(rules), now: Instant::now(), version: 0, scan_mark: 0, in_flight: VecDeque::new() }
+        Simulation {
+            disk: BTreeMap::new(),
+            index: crate::files::IndexView::new(std::path::Path::new("/s")),
+            accumulator: AccumulatorCore::new(rules),
+            now: Instant::now(),
+            version: 0,
+            scan_mark: 0,
+            in_flight: VecDeque::new(),
+        }
     }
 
     fn touch(&mut self, path: PathBuf) {
@@ -141,14 +149,14 @@ impl Simulation {
 
     fn reconcile(&mut self) {
         self.scan_mark += 1;
-        let on_disk: Vec<ScannedFile> = self
-            .disk
-            .iter()
-            .map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp })
-            .collect();
+        let on_disk: Vec<ScannedFile> =
+            self.disk.iter().map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp }).collect();
         let differences = diff(on_disk, &mut self.index, self.scan_mark);
-        let mut paths: Vec<ObservedPath> =
-            differences.changed.into_iter().map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now, scanned_stamp: Some(file.stamp) }).collect();
+        let mut paths: Vec<ObservedPath> = differences
+            .changed
+            .into_iter()
+            .map(|file| ObservedPath { path: file.path, kind: file.kind, observed_at: self.now, scanned_stamp: Some(file.stamp) })
+            .collect();
         paths.extend(differences.removed.into_iter().map(|(path, kind)| ObservedPath::new(path, kind, self.now)));
         // The reconciler sends in chunks and waits for capacity between them; the first chunk
         // arrives while the batches in flight are still in flight.

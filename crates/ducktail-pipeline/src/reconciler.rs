@@ -407,7 +407,8 @@ mod tests {
 
     #[test]
     fn queued_scopes_collapse_into_the_outermost() {
-        let scopes: HashSet<PathBuf> = ["/s/part/msg_1", "/s/part", "/s/message/ses_1", "/s/message/ses_1/sub", "/s/messages"].into_iter().map(PathBuf::from).collect();
+        let scopes: HashSet<PathBuf> =
+            ["/s/part/msg_1", "/s/part", "/s/message/ses_1", "/s/message/ses_1/sub", "/s/messages"].into_iter().map(PathBuf::from).collect();
         // "/s/messages" is a sibling of "/s/message", not inside it.
         assert_eq!(outermost_scopes(scopes), ["/s/message/ses_1", "/s/messages", "/s/part"].map(PathBuf::from));
     }

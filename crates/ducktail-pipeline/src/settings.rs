@@ -382,10 +382,7 @@ impl Settings {
             return Err(format!("sources.spans.poll_interval must be at least 10ms (got {:?})", self.sources.spans.poll_interval));
         }
         if self.sources.opencode.database_poll_interval < Duration::from_millis(10) {
-            return Err(format!(
-                "sources.opencode.database_poll_interval must be at least 10ms (got {:?})",
-                self.sources.opencode.database_poll_interval
-            ));
+            return Err(format!("sources.opencode.database_poll_interval must be at least 10ms (got {:?})", self.sources.opencode.database_poll_interval));
         }
         if self.reconcile.interval < Duration::from_millis(100) {
             return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));

@@ -168,8 +168,7 @@ impl StatusBoard {
     pub fn latency_summary_since(&self, period: Option<Duration>) -> LatencySummary {
         let cutoff = period.and_then(|period| Instant::now().checked_sub(period));
         let window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut samples: Vec<Duration> =
-            window.iter().filter(|(at, _)| cutoff.is_none_or(|cutoff| *at >= cutoff)).map(|(_, latency)| *latency).collect();
+        let mut samples: Vec<Duration> = window.iter().filter(|(at, _)| cutoff.is_none_or(|cutoff| *at >= cutoff)).map(|(_, latency)| *latency).collect();
         drop(window);
         if samples.is_empty() {
             return LatencySummary::default();
@@ -182,9 +181,7 @@ impl StatusBoard {
     /// Whether the startup catch-up has committed (the JSON tree's, the database's first read
     /// when there is a database, and the span source's first look when there is one).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && self.database_state() != DatabaseState::Starting
-            && !self.spans_catching_up.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.database_state() != DatabaseState::Starting && !self.spans_catching_up.load(Ordering::Acquire)
     }
 
     /// Where following `opencode.db` stands.

@@ -105,8 +105,7 @@ pub fn translate(storage_root: &Path, events: Vec<notify::Result<notify::Event>>
         }
         // Reading a file between its creation and its close would find it partial: a create
         // (or a modify, from a backend that sends one) only announces the close to come.
-        let write_in_progress =
-            matches!(event.kind, EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any));
+        let write_in_progress = matches!(event.kind, EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any));
         let removal = matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
         // Even if the folder is already back, its watch went with the old one: attach again.
         if removal && event.paths.iter().any(|path| path == storage_root) {
@@ -219,7 +218,18 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher of the tree under `storage_root`.
     pub fn new(storage_root: PathBuf, retry_interval: Duration, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Watcher {
-        Watcher { storage_root, notify: None, retry_interval, stopped: false, warned_unwatchable: false, reattaching: false, limit_backoff: Duration::ZERO, links, board, faults }
+        Watcher {
+            storage_root,
+            notify: None,
+            retry_interval,
+            stopped: false,
+            warned_unwatchable: false,
+            reattaching: false,
+            limit_backoff: Duration::ZERO,
+            links,
+            board,
+            faults,
+        }
     }
 
     fn attach(&mut self, ctx: &mut Context<Self>) {

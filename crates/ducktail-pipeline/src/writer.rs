@@ -80,7 +80,14 @@ pub struct Writer {
 
 impl Writer {
     /// A writer that takes its store from `slot` when it starts.
-    pub fn new(slot: StoreSlot, on_delete: OnDelete, idle_checkpoint_wal_bytes: u64, links: Arc<Links>, board: Arc<StatusBoard>, faults: Arc<Faults>) -> Writer {
+    pub fn new(
+        slot: StoreSlot,
+        on_delete: OnDelete,
+        idle_checkpoint_wal_bytes: u64,
+        links: Arc<Links>,
+        board: Arc<StatusBoard>,
+        faults: Arc<Faults>,
+    ) -> Writer {
         Writer { slot, store: None, on_delete, idle_checkpoint_wal_bytes, last_write: Instant::now(), links, board, faults }
     }
 

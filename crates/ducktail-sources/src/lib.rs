@@ -30,6 +30,4 @@ pub mod spans;
 
 pub use opencode::decode::{decode_bytes, decode_file, DecodeLimits};
 pub use opencode::layout::classify;
-pub use opencode::scan::{
-    scan_storage, stamp_of, storage_root, ScanError, ScannedFile, StorageScan,
-};
+pub use opencode::scan::{scan_storage, stamp_of, storage_root, ScanError, ScannedFile, StorageScan};

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
@@ -95,13 +95,8 @@ fn read_spans(file: File) -> Result<Vec<Span>, String> {
             return Err(format!("not a span file: no `{required}` column"));
         }
     }
-    let indices: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, field)| KNOWN_COLUMNS.contains(&field.name().as_str()))
-        .map(|(index, _)| index)
-        .collect();
+    let indices: Vec<usize> =
+        schema.fields().iter().enumerate().filter(|(_, field)| KNOWN_COLUMNS.contains(&field.name().as_str())).map(|(index, _)| index).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let reader = builder.with_projection(mask).with_batch_size(8_192).build().map_err(|error| format!("cannot read the file: {error}"))?;
     let mut spans = Vec::new();

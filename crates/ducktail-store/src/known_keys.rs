@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn a_key_is_known_in_its_own_set_only_and_an_unknown_set_is_always_maybe() {
         let store = crate::Store::open_in_memory().unwrap();
-        store.connection.execute_batch("INSERT INTO parts (id, session_id, message_id, part_type, source) VALUES ('prt_1', 'ses_1', 'msg_1', 'text', 'opencode_json')").unwrap();
+        store
+            .connection
+            .execute_batch("INSERT INTO parts (id, session_id, message_id, part_type, source) VALUES ('prt_1', 'ses_1', 'msg_1', 'text', 'opencode_json')")
+            .unwrap();
         let mut known = KnownKeys::load(&store.connection).unwrap();
         assert!(known.may_hold("part", "prt_1"));
         assert!(!known.may_hold("message", "prt_1"), "another set's key");

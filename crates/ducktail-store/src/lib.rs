@@ -37,12 +37,12 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
+pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{
     Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
     ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
 };
-pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
+pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use spans::{SpanBatch, SpanReport};
 pub use traces::{DerivedRows, TraceScope};
 pub use writer::{rejected_row_path, BatchReport, OnDelete, RemovedFile, WriteBatch};
@@ -65,7 +65,9 @@ pub enum StoreError {
         detail: String,
     },
     /// The file is not a DuckDB database, or is damaged.
-    #[error("database {path} is not a valid DuckDB database or is damaged ({detail}); `ducktail rebuild` recreates it from the sources (or pass another --db)")]
+    #[error(
+        "database {path} is not a valid DuckDB database or is damaged ({detail}); `ducktail rebuild` recreates it from the sources (or pass another --db)"
+    )]
     Corrupt {
         /// The database file.
         path: PathBuf,
@@ -235,16 +237,12 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
-                path: path.to_owned(),
-                detail: format!("cannot create directory {}: {error}", parent.display()),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|error| StoreError::Open { path: path.to_owned(), detail: format!("cannot create directory {}: {error}", parent.display()) })?;
         }
         // SQL never needs the filesystem or network here (records arrive through the Appender),
         // so user SQL through the API cannot read files either.
-        let mut config = duckdb::Config::default()
-            .enable_external_access(false)
-            .map_err(|error| open_error(path, error))?;
+        let mut config = duckdb::Config::default().enable_external_access(false).map_err(|error| open_error(path, error))?;
         if let Some(limit) = &options.memory_limit {
             config = config.max_memory(limit).map_err(|error| open_error(path, error))?;
         }
@@ -398,9 +396,7 @@ impl Store {
     /// Applies the migrations the database lacks; returns the version it had before.
     fn migrate(&self) -> Result<i32> {
         self.connection
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
-            )
+            .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
             .map_err(|source| self.query_error("creating schema_migrations", source))?;
         let current = self.schema_version()?;
         let known = schema::MIGRATIONS.last().map_or(0, |migration| migration.version);
@@ -486,11 +482,11 @@ impl ReaderPool {
     /// A new reader connection.
     pub fn reader(&self) -> Result<Reader> {
         let template = self.template.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connection = template
-            .as_ref()
-            .ok_or_else(|| StoreError::Closed { path: self.path.clone() })?
-            .try_clone()
-            .map_err(|source| StoreError::Query { path: self.path.clone(), context: "opening a reader connection", error: source })?;
+        let connection = template.as_ref().ok_or_else(|| StoreError::Closed { path: self.path.clone() })?.try_clone().map_err(|source| StoreError::Query {
+            path: self.path.clone(),
+            context: "opening a reader connection",
+            error: source,
+        })?;
         Ok(Reader::new(connection, self.path.clone()))
     }
 

@@ -217,8 +217,10 @@ impl Reader {
     pub fn otel_trace(&self, trace_id: &str) -> Result<Option<OtelTrace>> {
         let context = "reading a trace";
         let summary = {
-            let mut statement =
-                self.connection.prepare(&format!("SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?")).map_err(|source| self.query_error(context, source))?;
+            let mut statement = self
+                .connection
+                .prepare(&format!("SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?"))
+                .map_err(|source| self.query_error(context, source))?;
             let mut rows = statement.query_map([trace_id], trace_summary).map_err(|source| self.query_error(context, source))?;
             match rows.next() {
                 Some(row) => row.map_err(|source| self.query_error(context, source))?,
@@ -326,7 +328,8 @@ mod tests {
 
     #[test]
     fn orphans_and_cycles_are_returned_flagged_never_dropped() {
-        let tree = span_tree(vec![node("a", None), node("b", Some("a")), node("c", Some("gone")), node("d", Some("c")), node("x", Some("y")), node("y", Some("x"))]);
+        let tree =
+            span_tree(vec![node("a", None), node("b", Some("a")), node("c", Some("gone")), node("d", Some("c")), node("x", Some("y")), node("y", Some("x"))]);
         let count = |nodes: &[OtelSpanNode]| -> usize {
             fn walk(nodes: &[OtelSpanNode]) -> usize {
                 nodes.iter().map(|node| 1 + walk(&node.children)).sum()

@@ -517,7 +517,8 @@ impl Reader {
         if let (Some(low), Some(high)) = (ids.clone().min(), ids.max()) {
             let parameters = [session.clone(), max_chars.clone(), Value::Text(low.to_owned()), Value::Text(high.to_owned())];
             let rows = self.rows(&timeline_parts_sql(true), &parameters, "reading a session's parts in its messages' range")?;
-            let counted = self.rows("SELECT count(*) FROM parts WHERE session_id = $1::VARCHAR", std::slice::from_ref(&session), "counting a session's parts")?;
+            let counted =
+                self.rows("SELECT count(*) FROM parts WHERE session_id = $1::VARCHAR", std::slice::from_ref(&session), "counting a session's parts")?;
             if counted.first().and_then(|row| row.first()).map(int) == Some(rows.len() as i64) {
                 return Ok(rows);
             }
@@ -592,7 +593,13 @@ impl Reader {
                 "summing tool calls",
             )?
             .iter()
-            .map(|row| ToolStats { tool: text(&row[0]).unwrap_or_default(), calls: int(&row[1]), errors: int(&row[2]), p50_ms: float(&row[3]), p95_ms: float(&row[4]) })
+            .map(|row| ToolStats {
+                tool: text(&row[0]).unwrap_or_default(),
+                calls: int(&row[1]),
+                errors: int(&row[2]),
+                p50_ms: float(&row[3]),
+                p95_ms: float(&row[4]),
+            })
             .collect();
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in self.rows(
@@ -646,7 +653,8 @@ impl Reader {
         let columns = "trace_id, session_id, parent_trace_id, child_session_id, parent_agent, subagent_type, status,
                        epoch_us(started_at::TIMESTAMP), epoch_us(ended_at::TIMESTAMP),
                        tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost";
-        let mut rows = self.rows(&format!("SELECT {columns} FROM agent_traces WHERE trace_id = $1::VARCHAR"), &[Value::Text(start.clone())], "reading traces")?;
+        let mut rows =
+            self.rows(&format!("SELECT {columns} FROM agent_traces WHERE trace_id = $1::VARCHAR"), &[Value::Text(start.clone())], "reading traces")?;
         let mut seen: HashSet<String> = rows.iter().filter_map(|row| text(&row[0])).collect();
         let mut level: Vec<String> = seen.iter().cloned().collect();
         while !level.is_empty() {

@@ -126,10 +126,7 @@ impl Reader {
     /// Opens the database file read-only, for read commands while no daemon holds it.
     pub fn open_read_only(path: &std::path::Path) -> Result<Reader> {
         if !path.exists() {
-            return Err(StoreError::Open {
-                path: path.to_owned(),
-                detail: "no such file (run `ducktail index` first)".to_owned(),
-            });
+            return Err(StoreError::Open { path: path.to_owned(), detail: "no such file (run `ducktail index` first)".to_owned() });
         }
         let config = duckdb::Config::default()
             .access_mode(duckdb::AccessMode::ReadOnly)
@@ -159,7 +156,9 @@ impl Reader {
     pub(crate) fn query_values_with(&self, sql: &str, parameters: &[Value], columns: usize, context: &'static str) -> Result<Vec<Vec<Value>>> {
         let mut statement = self.connection.prepare_cached(sql).map_err(|source| self.query_error(context, source))?;
         let rows = statement
-            .query_map(duckdb::params_from_iter(parameters.iter()), |row| (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>())
+            .query_map(duckdb::params_from_iter(parameters.iter()), |row| {
+                (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<Value>>>()
+            })
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<Vec<Value>>>>())
             .map_err(|source| self.query_error(context, source))?;
         Ok(rows)
@@ -236,10 +235,7 @@ impl Reader {
             .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?)))
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
             .map_err(|source| self.query_error(context, source))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(path, mtime_ns, size, status)| Some((path, FileStamp { mtime_ns, size }, FileStatus::parse(&status)?)))
-            .collect())
+        Ok(rows.into_iter().filter_map(|(path, mtime_ns, size, status)| Some((path, FileStamp { mtime_ns, size }, FileStatus::parse(&status)?))).collect())
     }
 
     /// The records `source` (a database source) has written, for its reader's mirror after a
@@ -450,12 +446,7 @@ pub fn rfc3339_from_micros(micros: i64) -> String {
     let fraction = micros.rem_euclid(1_000_000);
     let second_of_day = seconds.rem_euclid(86_400);
     let (year, month, day) = ducktail_model::civil_from_days(seconds.div_euclid(86_400));
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
-        second_of_day / 3_600,
-        second_of_day % 3_600 / 60,
-        second_of_day % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z", second_of_day / 3_600, second_of_day % 3_600 / 60, second_of_day % 60)
 }
 
 #[cfg(test)]

@@ -16,10 +16,10 @@ pub(crate) const FIRST_WITH_ROLLUPS: i32 = 5;
 
 /// Every migration, oldest first.
 pub(crate) const MIGRATIONS: &[Migration] = &[
-Migration {
-    version: 1,
-    name: "opencode records, derived traces and the file index",
-    sql: r#"
+    Migration {
+        version: 1,
+        name: "opencode records, derived traces and the file index",
+        sql: r#"
 CREATE TABLE projects (
     id              VARCHAR NOT NULL,
     worktree        VARCHAR,
@@ -190,14 +190,14 @@ CREATE TABLE pipeline_state (
     value  VARCHAR
 );
 "#,
-},
-Migration {
-    version: 2,
-    name: "record versions and sources, for records present in two sources",
-    // `version_ms` is when the source last wrote the record (a JSON file's mtime, a database
-    // row's time_updated): of two sources holding one id, the newer version wins. Existing rows
-    // take their file's mtime.
-    sql: r#"
+    },
+    Migration {
+        version: 2,
+        name: "record versions and sources, for records present in two sources",
+        // `version_ms` is when the source last wrote the record (a JSON file's mtime, a database
+        // row's time_updated): of two sources holding one id, the newer version wins. Existing rows
+        // take their file's mtime.
+        sql: r#"
 ALTER TABLE projects ADD COLUMN version_ms BIGINT;
 ALTER TABLE sessions ADD COLUMN version_ms BIGINT;
 ALTER TABLE messages ADD COLUMN version_ms BIGINT;
@@ -223,13 +223,13 @@ UPDATE todos SET version_ms = f.mtime_ns // 1000000
     FROM (SELECT record_id, max(mtime_ns) AS mtime_ns FROM file_index WHERE kind = 'todo' GROUP BY record_id) f
     WHERE f.record_id = todos.session_id;
 "#,
-},
-Migration {
-    version: 3,
-    name: "OpenTelemetry spans from Parquet files, with per-trace and per-service summaries",
-    // No key constraints: a span is identified by (trace_id, span_id) and the writer keeps one
-    // row per key itself, so a duplicate span never fails its file.
-    sql: r#"
+    },
+    Migration {
+        version: 3,
+        name: "OpenTelemetry spans from Parquet files, with per-trace and per-service summaries",
+        // No key constraints: a span is identified by (trace_id, span_id) and the writer keeps one
+        // row per key itself, so a duplicate span never fails its file.
+        sql: r#"
 CREATE TABLE parquet_files (
     file_path   VARCHAR NOT NULL,
     row_count   BIGINT NOT NULL,
@@ -283,30 +283,30 @@ CREATE TABLE services (
     last_seen     TIMESTAMPTZ NOT NULL
 );
 "#,
-},
-Migration {
-    version: 4,
-    name: "per-session lookups by index",
-    // The session endpoints filter the large tables by session_id; without an index each
-    // request scanned every row (164 ms p95 on a 1M-file database). Small tables (todos,
-    // file_diffs, sessions) are scanned faster than an index is kept.
-    sql: r#"
+    },
+    Migration {
+        version: 4,
+        name: "per-session lookups by index",
+        // The session endpoints filter the large tables by session_id; without an index each
+        // request scanned every row (164 ms p95 on a 1M-file database). Small tables (todos,
+        // file_diffs, sessions) are scanned faster than an index is kept.
+        sql: r#"
 CREATE INDEX parts_by_session ON parts (session_id);
 CREATE INDEX messages_by_session ON messages (session_id);
 CREATE INDEX step_events_by_session ON step_events (session_id);
 CREATE INDEX file_operations_by_session ON file_operations (session_id);
 "#,
-},
-Migration {
-    version: 5,
-    name: "per-session rollups kept by the TraceBuilder",
-    // The session list, the session summary and usage used to aggregate step_events, messages and
-    // parts on every request (34, 60 and 126 ms p95 on a 1M-file database). These tables hold
-    // the same aggregates per session; they are derived like agent_traces and recomputed with
-    // them for the sessions each batch touches. Filled at open right after this migration.
-    // The indexes serve the one-session lookups of the read API (a scan of 18k sessions cost
-    // 1.2 ms, an index lookup 0.5 ms) and the trace tree's walk by parent.
-    sql: r#"
+    },
+    Migration {
+        version: 5,
+        name: "per-session rollups kept by the TraceBuilder",
+        // The session list, the session summary and usage used to aggregate step_events, messages and
+        // parts on every request (34, 60 and 126 ms p95 on a 1M-file database). These tables hold
+        // the same aggregates per session; they are derived like agent_traces and recomputed with
+        // them for the sessions each batch touches. Filled at open right after this migration.
+        // The indexes serve the one-session lookups of the read API (a scan of 18k sessions cost
+        // 1.2 ms, an index lookup 0.5 ms) and the trace tree's walk by parent.
+        sql: r#"
 CREATE TABLE session_stats (
     session_id          VARCHAR NOT NULL,
     messages            BIGINT NOT NULL,
@@ -353,5 +353,5 @@ CREATE INDEX agent_traces_by_id ON agent_traces (trace_id);
 CREATE INDEX agent_traces_by_parent ON agent_traces (parent_trace_id);
 CREATE INDEX agent_traces_by_child_session ON agent_traces (child_session_id);
 "#,
-},
+    },
 ];

@@ -175,9 +175,7 @@ impl Store {
     pub fn write_spans(&mut self, batch: &SpanBatch) -> Result<SpanReport> {
         let started = Instant::now();
         self.ensure_staging_tables()?;
-        self.connection
-            .execute_batch(SPAN_TEMP_TABLES)
-            .map_err(|source| self.query_error("creating span staging tables", source))?;
+        self.connection.execute_batch(SPAN_TEMP_TABLES).map_err(|source| self.query_error("creating span staging tables", source))?;
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a span batch", source))?;
         match self.clear_derived_mark_in_transaction().and_then(|()| self.write_spans_in_transaction(batch)) {
             Ok(mut report) => {
@@ -254,8 +252,7 @@ impl Store {
                 traces.append_row(params![trace_id]).map_err(fail("staging traces"))?;
             }
             traces.flush().map_err(fail("staging traces"))?;
-            let mut services =
-                self.connection.appender_to_catalog_and_db("stage_touched_services", "temp", "main").map_err(fail("staging services"))?;
+            let mut services = self.connection.appender_to_catalog_and_db("stage_touched_services", "temp", "main").map_err(fail("staging services"))?;
             for service in &touched_services {
                 services.append_row(params![service]).map_err(fail("staging services"))?;
             }
@@ -288,14 +285,7 @@ impl Store {
                 SpanFileOutcome::Decoded(spans) => {
                     let min = spans.iter().map(|span| span.start_ns).min();
                     let max = spans.iter().map(|span| span.end_ns).max();
-                    parquet.append_row(params![
-                        path,
-                        spans.len() as i64,
-                        file.stamp.size,
-                        min.map(micros),
-                        max.map(micros),
-                        micros(crate::now_ns()),
-                    ])?;
+                    parquet.append_row(params![path, spans.len() as i64, file.stamp.size, min.map(micros), max.map(micros), micros(crate::now_ns()),])?;
                     ("indexed", None)
                 }
                 SpanFileOutcome::NotReady(reason) => ("pending", Some(reason.as_str())),

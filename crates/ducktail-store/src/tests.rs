@@ -42,13 +42,7 @@ fn message(id: &str, session: &str, agent: &str) -> Records {
 
 fn finish(id: &str, session: &str, message: &str, input: i64, cost: f64) -> Records {
     Records::Part {
-        part: PartRecord {
-            id: id.into(),
-            session_id: session.into(),
-            message_id: message.into(),
-            part_type: "step-finish".into(),
-            ..Default::default()
-        },
+        part: PartRecord { id: id.into(), session_id: session.into(), message_id: message.into(), part_type: "step-finish".into(), ..Default::default() },
         step: Some(StepEvent {
             id: id.into(),
             session_id: session.into(),
@@ -201,13 +195,21 @@ fn a_reader_polling_status_sees_the_newest_indexed_time_after_writes_and_removal
     assert!(second.last_indexed_at > first, "{second:?} after {first:?}");
     assert_eq!(second.files_by_status, [("indexed".to_owned(), 2)]);
     // The newest row goes: nothing is left at or after the floor, and the look reads it whole.
-    let removal = WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/part/m/prt_b.json".into() }], on_delete: OnDelete::Remove, ..Default::default() };
+    let removal =
+        WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/part/m/prt_b.json".into() }], on_delete: OnDelete::Remove, ..Default::default() };
     store.write_batch(&removal).unwrap();
     let third = reader.status(0).unwrap();
     assert_eq!(third.last_indexed_at, newest_in_table(&store));
     assert_eq!(third.last_indexed_at, first);
     assert_eq!(third.files_by_status, [("indexed".to_owned(), 1)]);
-    store.write_batch(&WriteBatch { source: JSON, removed: vec![RemovedFile { path: "/s/part/m/prt_a.json".into() }], on_delete: OnDelete::Remove, ..Default::default() }).unwrap();
+    store
+        .write_batch(&WriteBatch {
+            source: JSON,
+            removed: vec![RemovedFile { path: "/s/part/m/prt_a.json".into() }],
+            on_delete: OnDelete::Remove,
+            ..Default::default()
+        })
+        .unwrap();
     let empty = reader.status(0).unwrap();
     assert_eq!((empty.last_indexed_at, empty.files_by_status.len()), (None, 0));
 }
@@ -241,19 +243,11 @@ fn traces_resolve_parents_at_depth_two_in_any_arrival_order() {
         ]))
         .unwrap();
     store.refresh_derived(&TraceScope::Sessions(third.touched_sessions)).unwrap();
-    let incremental = store
-        .reader()
-        .unwrap()
-        .query("SELECT trace_id, parent_trace_id, tokens_input, cost, parent_agent FROM agent_traces ORDER BY trace_id")
-        .unwrap()
-        .1;
+    let incremental =
+        store.reader().unwrap().query("SELECT trace_id, parent_trace_id, tokens_input, cost, parent_agent FROM agent_traces ORDER BY trace_id").unwrap().1;
     store.refresh_derived(&TraceScope::All).unwrap();
-    let full = store
-        .reader()
-        .unwrap()
-        .query("SELECT trace_id, parent_trace_id, tokens_input, cost, parent_agent FROM agent_traces ORDER BY trace_id")
-        .unwrap()
-        .1;
+    let full =
+        store.reader().unwrap().query("SELECT trace_id, parent_trace_id, tokens_input, cost, parent_agent FROM agent_traces ORDER BY trace_id").unwrap().1;
     assert_eq!(incremental, full, "incremental traces must equal a full recompute");
     let text = |value: &Value| match value {
         Value::Text(text) => text.clone(),
@@ -263,11 +257,7 @@ fn traces_resolve_parents_at_depth_two_in_any_arrival_order() {
     let rows: Vec<(String, String)> = full.iter().map(|row| (text(&row[0]), text(&row[1]))).collect();
     assert_eq!(
         rows,
-        vec![
-            ("prt_t1".to_owned(), "root_ses_r".to_owned()),
-            ("prt_t2".to_owned(), "prt_t1".to_owned()),
-            ("root_ses_r".to_owned(), "NULL".to_owned()),
-        ]
+        vec![("prt_t1".to_owned(), "root_ses_r".to_owned()), ("prt_t2".to_owned(), "prt_t1".to_owned()), ("root_ses_r".to_owned(), "NULL".to_owned()),]
     );
     assert_eq!(full[1][2], Value::BigInt(7), "the depth-2 trace carries its child session's finish tokens");
     assert_eq!(count(&store, "SELECT count(*) FROM delegations"), 2);
@@ -722,8 +712,11 @@ fn a_timeline_holds_every_part_of_its_session_even_under_messages_not_indexed() 
     assert_eq!(part_ids(&store), with_placeholders);
     // Step events come along on both paths.
     let timeline = store.reader().unwrap().session_timeline("ses_a", 100).unwrap().unwrap();
-    let steps: Vec<(String, i64)> =
-        timeline.iter().flat_map(|message| message.parts.iter()).filter_map(|part| part.step.as_ref().map(|step| (part.id.clone(), step.usage.input))).collect();
+    let steps: Vec<(String, i64)> = timeline
+        .iter()
+        .flat_map(|message| message.parts.iter())
+        .filter_map(|part| part.step.as_ref().map(|step| (part.id.clone(), step.usage.input)))
+        .collect();
     assert_eq!(steps, [("prt_2a".to_owned(), 5), ("prt_3a".to_owned(), 7), ("prt_1a".to_owned(), 1)]);
 }
 
@@ -818,7 +811,9 @@ fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_p
 
     // Stored before this store opened, rewritten beside new paths, in a bound and a staged batch.
     let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
-    store.write_batch(&batch(vec![file("/s/session/prj_1/ses_a.json", session("ses_a", None)), file("/s/session/prj_1/ses_b.json", session("ses_b", None))])).unwrap();
+    store
+        .write_batch(&batch(vec![file("/s/session/prj_1/ses_a.json", session("ses_a", None)), file("/s/session/prj_1/ses_b.json", session("ses_b", None))]))
+        .unwrap();
     store.write_batch(&batch(vec![empty_part_file("prt_bad"), empty_part_file("prt_new")])).unwrap();
     assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_bad'"), 2, "a stored failure counts on");
     assert_eq!(count(&store, "SELECT attempts::BIGINT FROM file_index WHERE record_id = 'prt_new'"), 1);
@@ -833,7 +828,11 @@ fn a_path_stored_before_or_during_this_run_keeps_one_file_index_row_beside_new_p
 
     // A span file's row, written by the span writer, is known to the record writer too.
     let spans = SpanBatch {
-        files: vec![SpanFile { path: PathBuf::from("/s/spans/a.parquet"), stamp: FileStamp { mtime_ns: 1, size: 1 }, outcome: SpanFileOutcome::Failed("bad".into()) }],
+        files: vec![SpanFile {
+            path: PathBuf::from("/s/spans/a.parquet"),
+            stamp: FileStamp { mtime_ns: 1, size: 1 },
+            outcome: SpanFileOutcome::Failed("bad".into()),
+        }],
         removed: Vec::new(),
     };
     store.write_spans(&spans).unwrap();
@@ -873,12 +872,19 @@ fn session_spec() -> impl proptest::strategy::Strategy<Value = SessionSpec> {
         proptest::collection::vec(1i64..100, 0..3),
         proptest::option::weighted(0.15, any::<proptest::sample::Index>()),
     )
-        .prop_map(|(creator, has_record, record_names_creator, steps, created_again_by)| SessionSpec { creator, has_record, record_names_creator, steps, created_again_by })
+        .prop_map(|(creator, has_record, record_names_creator, steps, created_again_by)| SessionSpec {
+            creator,
+            has_record,
+            record_names_creator,
+            steps,
+            created_again_by,
+        })
 }
 
 /// A task call of `session` (in its message) that created `child`, started at `started_ms`.
 fn task_call(number: usize, copy: usize, session: usize, child: usize, started_ms: i64) -> DecodedFile {
-    let Records::Part { mut part, .. } = task(&format!("prt_k{number}_{copy}"), &format!("ses_{session}"), &format!("msg_{session}"), &format!("ses_{child}")) else {
+    let Records::Part { mut part, .. } = task(&format!("prt_k{number}_{copy}"), &format!("ses_{session}"), &format!("msg_{session}"), &format!("ses_{child}"))
+    else {
         unreachable!()
     };
     part.started_at = Some(started_ms);
@@ -899,7 +905,10 @@ fn forest_records(specs: &[SessionSpec]) -> Vec<DecodedFile> {
         let agent = ["build", "plan", "explore"][number % 3];
         files.push(file(&format!("/m/{id}"), message(&format!("msg_{number}"), &id, agent)));
         for (step, input) in spec.steps.iter().enumerate() {
-            files.push(file(&format!("/f/{id}/{step}"), finish(&format!("prt_f{number}_{step}"), &id, &format!("msg_{number}"), *input, *input as f64 / 1000.0)));
+            files.push(file(
+                &format!("/f/{id}/{step}"),
+                finish(&format!("prt_f{number}_{step}"), &id, &format!("msg_{number}"), *input, *input as f64 / 1000.0),
+            ));
         }
         files.push(file(&format!("/t/{id}"), tool(&format!("prt_b{number}"), &id, &format!("msg_{number}"), "bash", "completed", number as i64)));
         if let Some(parent) = creator {

@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Appender};
-use foldhash::{HashMap, HashMapExt};
 use ducktail_model::{
-    DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord,
-    ProjectRecord, Records, RejectedRow, RemovedRecord, SessionRecord, StepEvent, TodoRecord, VersionedRecords,
+    DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord, ProjectRecord, Records, RejectedRow, RemovedRecord,
+    SessionRecord, StepEvent, TodoRecord, VersionedRecords,
 };
+use foldhash::{HashMap, HashMapExt};
 
 use crate::arrow_rows::ArrowRows;
 use crate::known_keys::KnownKeys;
@@ -587,9 +587,7 @@ impl Store {
         }
         phases.mark("append");
         if !batch.rows.is_empty() {
-            self.connection
-                .execute_batch(&with_source(CLEAR_FIXED_ROW_ERRORS))
-                .map_err(|source| self.query_error("clearing fixed row errors", source))?;
+            self.connection.execute_batch(&with_source(CLEAR_FIXED_ROW_ERRORS)).map_err(|source| self.query_error("clearing fixed row errors", source))?;
         }
         // A path `file_index` certainly has no row for (a cold load's listing, or one the known
         // keys have never seen) gets its row appended: no stored attempts to count on from, no
@@ -616,9 +614,7 @@ impl Store {
                 .map_err(|source| self.query_error("replacing file_index rows", source))?;
         } else {
             staged.file_index = true;
-            let staged_failures = self
-                .stage_file_index(&maybe_rows, batch)
-                .map_err(|source| self.query_error("staging file_index rows", source))?;
+            let staged_failures = self.stage_file_index(&maybe_rows, batch).map_err(|source| self.query_error("staging file_index rows", source))?;
             phases.mark("stage_file_index");
             if replaces_ids {
                 replaced_ids =
@@ -658,7 +654,8 @@ impl Store {
             self.connection.execute_batch(&clear).map_err(|source| self.query_error("clearing staging tables", source))?;
         }
         phases.mark("clear_stage");
-        if !(grouped.projects.is_empty() && grouped.sessions.is_empty() && grouped.messages.is_empty() && grouped.parts.is_empty() && grouped.todos.is_empty()) {
+        if !(grouped.projects.is_empty() && grouped.sessions.is_empty() && grouped.messages.is_empty() && grouped.parts.is_empty() && grouped.todos.is_empty())
+        {
             self.note_source_written(batch.source);
         }
         Ok(report)
@@ -889,16 +886,7 @@ impl Store {
             let mut appender = connection.appender("todos")?;
             for (items, version) in grouped.todos.values() {
                 for item in items.iter() {
-                    appender.append_row(params![
-                        item.session_id,
-                        item.position,
-                        item.todo_id,
-                        item.content,
-                        item.status,
-                        item.priority,
-                        source,
-                        version,
-                    ])?;
+                    appender.append_row(params![item.session_id, item.position, item.todo_id, item.content, item.status, item.priority, source, version,])?;
                 }
             }
             appender.flush()?;
@@ -955,8 +943,7 @@ impl Store {
 
     fn remove_files(&mut self, batch: &WriteBatch, other_sources: bool, report: &mut BatchReport) -> Result<()> {
         {
-            let mut appender = temp_appender(&self.connection, "stage_removed")
-                .map_err(|source| self.query_error("staging removed files", source))?;
+            let mut appender = temp_appender(&self.connection, "stage_removed").map_err(|source| self.query_error("staging removed files", source))?;
             for removed in &batch.removed {
                 appender.append_row(params![removed.path]).map_err(|source| self.query_error("staging removed files", source))?;
             }
@@ -989,8 +976,8 @@ impl Store {
     /// Deletes the records a database source no longer holds (only that source's rows).
     fn remove_records(&mut self, batch: &WriteBatch, report: &mut BatchReport) -> Result<()> {
         {
-            let mut appender = temp_appender(&self.connection, "stage_removed_records")
-                .map_err(|source| self.query_error("staging removed records", source))?;
+            let mut appender =
+                temp_appender(&self.connection, "stage_removed_records").map_err(|source| self.query_error("staging removed records", source))?;
             for record in &batch.removed_records {
                 appender.append_row(params![record.kind.as_str(), record.id]).map_err(|source| self.query_error("staging removed records", source))?;
             }

@@ -172,8 +172,7 @@ fn run(mut cli: Cli) -> Result<()> {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
@@ -363,7 +362,11 @@ fn demo(settings: &Settings, files: usize, dir: Option<PathBuf>) -> Result<()> {
             println!("{}", cells.join(" | "));
         }
     }
-    println!("\nAsk your own questions:\n  ducktail sql --db {} \"SELECT * FROM agent_traces LIMIT 10\"\n  ducktail sessions --db {}", database.display(), database.display());
+    println!(
+        "\nAsk your own questions:\n  ducktail sql --db {} \"SELECT * FROM agent_traces LIMIT 10\"\n  ducktail sessions --db {}",
+        database.display(),
+        database.display()
+    );
     println!("Follow it live:\n  ducktail run --opencode {} --db {}", opencode.display(), database.display());
     Ok(())
 }

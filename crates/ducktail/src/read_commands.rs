@@ -191,9 +191,7 @@ pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<
 /// `POST /api/sql`, or the same from the file.
 pub fn sql(backend: &Backend, sql: &str) -> Result<Value> {
     match backend {
-        Backend::Daemon { base_url, token } => {
-            Backend::send(ureq::post(&format!("{base_url}/api/sql")), token, Some(json!({ "sql": sql })), base_url)
-        }
+        Backend::Daemon { base_url, token } => Backend::send(ureq::post(&format!("{base_url}/api/sql")), token, Some(json!({ "sql": sql })), base_url),
         Backend::Database(reader) => {
             let rows = reader.query_json(sql, 1_000_000)?;
             Ok(json!({ "columns": rows.columns, "rows": rows.rows, "truncated": rows.truncated }))
@@ -283,7 +281,14 @@ pub fn render_session(value: &Value) -> String {
         let mut out = table(&[title, "steps", "input", "output", "cache read", "cost $"]);
         for row in value[key].as_array().into_iter().flatten() {
             let usage = &row["usage"];
-            out.add_row(vec![cell(&row["key"]), cell(&row["steps"]), cell(&usage["input"]), cell(&usage["output"]), cell(&usage["cache_read"]), cost(&usage["cost"])]);
+            out.add_row(vec![
+                cell(&row["key"]),
+                cell(&row["steps"]),
+                cell(&usage["input"]),
+                cell(&usage["output"]),
+                cell(&usage["cache_read"]),
+                cost(&usage["cost"]),
+            ]);
         }
         text.push_str(&format!("{out}\n"));
     }

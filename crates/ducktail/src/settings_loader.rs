@@ -45,14 +45,10 @@ pub fn load(explicit_file: Option<&Path>, paths: &PathResolver) -> Result<Settin
     if let Some(path) = &file {
         builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml).required(true));
     }
-    builder = builder.add_source(
-        config::Environment::with_prefix("DUCKTAIL").prefix_separator("__").separator("__").try_parsing(true),
-    );
+    builder = builder.add_source(config::Environment::with_prefix("DUCKTAIL").prefix_separator("__").separator("__").try_parsing(true));
     let origin = file.as_ref().map_or_else(|| "defaults and environment".to_owned(), |path| format!("config file {}", path.display()));
-    let mut settings: Settings = builder
-        .build()
-        .and_then(|built| built.try_deserialize())
-        .map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
+    let mut settings: Settings =
+        builder.build().and_then(|built| built.try_deserialize()).map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
     settings.validate().map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
     for path in [&mut settings.sources.opencode.path, &mut settings.database.path, &mut settings.sources.spans.path] {
         paths.resolve_in_place(path);

@@ -17,8 +17,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use ducktail_model::{
-    DecodedFile, FileDiffRecord, FileKind, FileOperation, FileOutcome, FileStamp, MessageRecord,
-    PartRecord, ProjectRecord, RawDocument, Records, SessionRecord, StepEvent, TodoRecord, Tokens,
+    DecodedFile, FileDiffRecord, FileKind, FileOperation, FileOutcome, FileStamp, MessageRecord, PartRecord, ProjectRecord, RawDocument, Records,
+    SessionRecord, StepEvent, TodoRecord, Tokens,
 };
 use serde_json::error::Category;
 use serde_json::{Map, Value};
@@ -41,10 +41,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits {
-            max_text_bytes: 1024 * 1024,
-            max_file_bytes: 256 * 1024 * 1024,
-        }
+        DecodeLimits { max_text_bytes: 1024 * 1024, max_file_bytes: 256 * 1024 * 1024 }
     }
 }
 
@@ -58,12 +55,7 @@ impl Default for DecodeLimits {
 /// file changes while it is read, the next look sees a newer stamp and reads it again.
 ///
 /// Never panics and never fails: problems are in [`DecodedFile::outcome`].
-pub fn decode_file(
-    storage_root: &Path,
-    path: &Path,
-    kind: FileKind,
-    limits: &DecodeLimits,
-) -> DecodedFile {
+pub fn decode_file(storage_root: &Path, path: &Path, kind: FileKind, limits: &DecodeLimits) -> DecodedFile {
     let path = storage_root.join(path);
     let path_record_id = layout::file_stem(&path).unwrap_or_default();
     let (stamp, outcome) = match read_regular_file(&path, limits) {
@@ -77,13 +69,7 @@ pub fn decode_file(
         }
         Err((stamp, reason)) => (stamp, FileOutcome::Failed(reason)),
     };
-    DecodedFile {
-        path,
-        kind,
-        stamp,
-        path_record_id,
-        outcome,
-    }
+    DecodedFile { path, kind, stamp, path_record_id, outcome }
 }
 
 /// Decodes the bytes of one storage file of `kind`. Nothing is read from `path`: its folder name
@@ -95,19 +81,8 @@ pub fn decode_file(
 /// - invalid UTF-8 is replaced by U+FFFD, lone UTF-16 surrogate escapes by `\ufffd`.
 ///
 /// Never panics, whatever the bytes.
-pub fn decode_bytes(
-    kind: FileKind,
-    path: &Path,
-    bytes: &[u8],
-    limits: &DecodeLimits,
-) -> FileOutcome {
-    decode_text(
-        kind,
-        path,
-        String::from_utf8_lossy(bytes),
-        bytes.len(),
-        limits,
-    )
+pub fn decode_bytes(kind: FileKind, path: &Path, bytes: &[u8], limits: &DecodeLimits) -> FileOutcome {
+    decode_text(kind, path, String::from_utf8_lossy(bytes), bytes.len(), limits)
 }
 
 /// Decodes a JSON document stored in a database row (`message.data`, `part.data` of
@@ -117,12 +92,7 @@ pub fn decode_bytes(
 ///
 /// A row is committed whole by SQLite, so nothing here is "not ready": any problem is
 /// [`FileOutcome::Failed`]. Never panics, whatever the text.
-pub fn decode_document(
-    kind: FileKind,
-    ids: &[(&str, &str)],
-    data: &str,
-    limits: &DecodeLimits,
-) -> FileOutcome {
+pub fn decode_document(kind: FileKind, ids: &[(&str, &str)], data: &str, limits: &DecodeLimits) -> FileOutcome {
     if data.len() as u64 > limits.max_file_bytes {
         return FileOutcome::Failed(too_large_reason(data.len() as u64, limits));
     }
@@ -130,9 +100,7 @@ pub fn decode_document(
         Ok(value) => value,
         Err(error) => match parse_error_outcome(data, error) {
             Ok((_, value)) => value,
-            Err(ParseFailure::Truncated(reason) | ParseFailure::Invalid(reason)) => {
-                return FileOutcome::Failed(reason)
-            }
+            Err(ParseFailure::Truncated(reason) | ParseFailure::Invalid(reason)) => return FileOutcome::Failed(reason),
         },
     };
     let Value::Object(mut object) = value else {
@@ -153,9 +121,7 @@ pub fn decode_document(
         FileKind::Part => part(object, no_folder, raw, limits.max_text_bytes),
         FileKind::Project => project(object, raw),
         FileKind::Session => session(object, no_folder, raw),
-        FileKind::Todo | FileKind::SessionDiff => {
-            return FileOutcome::Failed(format!("{} rows are not JSON documents", kind.as_str()))
-        }
+        FileKind::Todo | FileKind::SessionDiff => return FileOutcome::Failed(format!("{} rows are not JSON documents", kind.as_str())),
     };
     match result {
         Ok(records) => FileOutcome::Decoded(records),
@@ -165,26 +131,12 @@ pub fn decode_document(
 
 /// Opens `path` without following links or blocking, checks it is a regular file within the size
 /// limit, and reads it. Errors carry the stamp known so far and a reason for the user.
-fn read_regular_file(
-    path: &Path,
-    limits: &DecodeLimits,
-) -> Result<(FileStamp, Vec<u8>), (FileStamp, String)> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| {
-            let stamp = std::fs::symlink_metadata(path)
-                .map(|metadata| stamp_of(&metadata))
-                .unwrap_or_default();
-            (stamp, open_error_reason(path, &error))
-        })?;
-    let metadata = file.metadata().map_err(|error| {
-        (
-            FileStamp::default(),
-            format!("could not stat the opened file: {error}"),
-        )
+fn read_regular_file(path: &Path, limits: &DecodeLimits) -> Result<(FileStamp, Vec<u8>), (FileStamp, String)> {
+    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).map_err(|error| {
+        let stamp = std::fs::symlink_metadata(path).map(|metadata| stamp_of(&metadata)).unwrap_or_default();
+        (stamp, open_error_reason(path, &error))
     })?;
+    let metadata = file.metadata().map_err(|error| (FileStamp::default(), format!("could not stat the opened file: {error}")))?;
     let stamp = stamp_of(&metadata);
     let file_type = metadata.file_type();
     if !file_type.is_file() {
@@ -201,16 +153,12 @@ fn read_regular_file(
         } else {
             "an unknown file type"
         };
-        return Err((
-            stamp,
-            format!("not a regular file ({what}); only regular files are read"),
-        ));
+        return Err((stamp, format!("not a regular file ({what}); only regular files are read")));
     }
     if metadata.len() > limits.max_file_bytes {
         return Err((stamp, too_large_reason(metadata.len(), limits)));
     }
-    let bytes = read_capped(&mut file, metadata.len(), limits.max_file_bytes)
-        .map_err(|error| (stamp, format!("could not read the file: {error}")))?;
+    let bytes = read_capped(&mut file, metadata.len(), limits.max_file_bytes).map_err(|error| (stamp, format!("could not read the file: {error}")))?;
     if bytes.len() as u64 > limits.max_file_bytes {
         // The file grew past the limit while it was being read.
         return Err((stamp, too_large_reason(bytes.len() as u64, limits)));
@@ -222,16 +170,12 @@ fn read_capped(file: &mut File, expected_len: u64, max_len: u64) -> io::Result<V
     // One byte more than the expected size lets read_to_end detect the end without regrowing.
     let capacity = usize::try_from(expected_len.saturating_add(1)).unwrap_or(usize::MAX);
     let mut bytes = Vec::with_capacity(capacity);
-    file.take(max_len.saturating_add(1))
-        .read_to_end(&mut bytes)?;
+    file.take(max_len.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
 fn too_large_reason(size: u64, limits: &DecodeLimits) -> String {
-    format!(
-        "file is {size} bytes, more than decode.max_file_bytes ({}); raise decode.max_file_bytes to index it",
-        limits.max_file_bytes
-    )
+    format!("file is {size} bytes, more than decode.max_file_bytes ({}); raise decode.max_file_bytes to index it", limits.max_file_bytes)
 }
 
 fn open_error_reason(path: &Path, error: &io::Error) -> String {
@@ -240,14 +184,10 @@ fn open_error_reason(path: &Path, error: &io::Error) -> String {
             return "file disappeared before it could be read".to_owned();
         }
         Some(libc::ELOOP) => {
-            return "refusing to follow a symbolic link (files are opened with O_NOFOLLOW)"
-                .to_owned();
+            return "refusing to follow a symbolic link (files are opened with O_NOFOLLOW)".to_owned();
         }
         Some(libc::EACCES) | Some(libc::EPERM) => {
-            return format!(
-                "permission denied: give the user running ducktail read access to {} (and search access to its folders)",
-                path.display()
-            );
+            return format!("permission denied: give the user running ducktail read access to {} (and search access to its folders)", path.display());
         }
         _ => {}
     }
@@ -256,13 +196,7 @@ fn open_error_reason(path: &Path, error: &io::Error) -> String {
 
 /// The decoding core shared by [`decode_file`] and [`decode_bytes`]. `size_bytes` is the file's
 /// length as read, before lossy UTF-8 replacement.
-fn decode_text(
-    kind: FileKind,
-    path: &Path,
-    text: Cow<'_, str>,
-    size_bytes: usize,
-    limits: &DecodeLimits,
-) -> FileOutcome {
+fn decode_text(kind: FileKind, path: &Path, text: Cow<'_, str>, size_bytes: usize, limits: &DecodeLimits) -> FileOutcome {
     if text.is_empty() {
         return FileOutcome::NotReady("empty file (0 bytes)".to_owned());
     }
@@ -283,11 +217,7 @@ fn decode_text(
                 return wrong_top_level("array", &value);
             };
             let session_id = layout::file_stem(path).unwrap_or_default();
-            let records = if kind == FileKind::Todo {
-                todos(session_id, items)
-            } else {
-                file_diffs(session_id, items)
-            };
+            let records = if kind == FileKind::Todo { todos(session_id, items) } else { file_diffs(session_id, items) };
             FileOutcome::Decoded(records)
         }
         FileKind::Project | FileKind::Session | FileKind::Message | FileKind::Part => {
@@ -315,10 +245,7 @@ fn decode_text(
 /// Turns a parse error into an outcome, except for lone UTF-16 surrogate escapes (which
 /// JavaScript's `JSON.stringify` can write and serde_json rejects): those are replaced by
 /// `\ufffd` and the text is parsed again.
-fn parse_error_outcome(
-    text: &str,
-    error: serde_json::Error,
-) -> Result<(String, Value), ParseFailure> {
+fn parse_error_outcome(text: &str, error: serde_json::Error) -> Result<(String, Value), ParseFailure> {
     if error.classify() == Category::Eof {
         return Err(ParseFailure::Truncated(format!("truncated JSON: {error}")));
     }
@@ -392,10 +319,7 @@ fn replace_lone_surrogate_escapes(text: &str) -> Option<String> {
 }
 
 fn wrong_top_level(expected: &str, value: &Value) -> FileOutcome {
-    FileOutcome::Failed(format!(
-        "wrong shape: expected a JSON {expected}, found {}",
-        type_name(value)
-    ))
+    FileOutcome::Failed(format!("wrong shape: expected a JSON {expected}, found {}", type_name(value)))
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -414,29 +338,16 @@ fn type_name(value: &Value) -> &'static str {
 
 /// The raw document: the file text itself when the file is small, else the parsed value written
 /// back compactly with every string longer than `max_text_bytes` cut, so it is always valid JSON.
-fn raw_document(
-    text: Cow<'_, str>,
-    value: &Value,
-    size_bytes: usize,
-    max_text_bytes: usize,
-) -> RawDocument {
+fn raw_document(text: Cow<'_, str>, value: &Value, size_bytes: usize, max_text_bytes: usize) -> RawDocument {
     let size_bytes = i64::try_from(size_bytes).unwrap_or(i64::MAX);
     if text.len() <= max_text_bytes {
-        return RawDocument {
-            json: text.into_owned(),
-            size_bytes,
-            truncated: false,
-        };
+        return RawDocument { json: text.into_owned(), size_bytes, truncated: false };
     }
     drop(text);
     let mut out = String::new();
     let mut truncated = false;
     write_capped(value, max_text_bytes, &mut out, &mut truncated);
-    RawDocument {
-        json: out,
-        size_bytes,
-        truncated,
-    }
+    RawDocument { json: out, size_bytes, truncated }
 }
 
 fn write_capped(value: &Value, cap: usize, out: &mut String, truncated: &mut bool) {
@@ -556,14 +467,9 @@ fn nested_string(object: &mut Object, outer: &str, key: &str) -> Option<String> 
 fn id_field(object: &mut Object, key: &str) -> Result<Option<String>, String> {
     match object.get_mut(key) {
         None => Ok(None),
-        Some(Value::String(text)) if text.is_empty() => {
-            Err(format!("wrong shape: `{key}` is empty"))
-        }
+        Some(Value::String(text)) if text.is_empty() => Err(format!("wrong shape: `{key}` is empty")),
         Some(Value::String(text)) => Ok(Some(std::mem::take(text))),
-        Some(other) => Err(format!(
-            "wrong shape: `{key}` must be a string, found {}",
-            type_name(other)
-        )),
+        Some(other) => Err(format!("wrong shape: `{key}` must be a string, found {}", type_name(other))),
     }
 }
 
@@ -608,21 +514,9 @@ fn session(mut object: Object, path: &Path, raw: RawDocument) -> Result<Records,
     // `global/` to a project folder when the directory becomes a git repository); the field
     // stays in the raw document.
     let project_id = layout::parent_folder_name(path);
-    let time = object_mut(&mut object, "time").map(|time| {
-        (
-            integer(time, "created"),
-            integer(time, "updated"),
-            integer(time, "archived"),
-        )
-    });
+    let time = object_mut(&mut object, "time").map(|time| (integer(time, "created"), integer(time, "updated"), integer(time, "archived")));
     let (created_at, updated_at, archived_at) = time.unwrap_or_default();
-    let summary = object_mut(&mut object, "summary").map(|summary| {
-        (
-            integer(summary, "additions"),
-            integer(summary, "deletions"),
-            integer(summary, "files"),
-        )
-    });
+    let summary = object_mut(&mut object, "summary").map(|summary| (integer(summary, "additions"), integer(summary, "deletions"), integer(summary, "files")));
     let (summary_additions, summary_deletions, summary_files) = summary.unwrap_or_default();
     Ok(Records::Session(SessionRecord {
         id,
@@ -647,9 +541,7 @@ fn message(mut object: Object, path: &Path, raw: RawDocument) -> Result<Records,
     let id = required_id(&mut object, "id")?;
     let session_id = match id_field(&mut object, "sessionID")? {
         Some(session_id) => session_id,
-        None => layout::parent_folder_name(path).ok_or_else(|| {
-            "wrong shape: missing `sessionID` and no folder to take it from".to_owned()
-        })?,
+        None => layout::parent_folder_name(path).ok_or_else(|| "wrong shape: missing `sessionID` and no folder to take it from".to_owned())?,
     };
     let mode = take_string(&mut object, "mode");
     let agent = take_string(&mut object, "agent").or_else(|| mode.clone());
@@ -661,10 +553,7 @@ fn message(mut object: Object, path: &Path, raw: RawDocument) -> Result<Records,
         model_id = model_id.or_else(|| take_string(model, "modelID"));
     }
     let (error_name, error_message) = match object_mut(&mut object, "error") {
-        Some(error) => (
-            take_string(error, "name"),
-            nested_string(error, "data", "message"),
-        ),
+        Some(error) => (take_string(error, "name"), nested_string(error, "data", "message")),
         None => (None, None),
     };
     Ok(Records::Message(MessageRecord {
@@ -693,20 +582,11 @@ fn part(mut object: Object, path: &Path, raw: RawDocument, cap: usize) -> Result
     let id = required_id(&mut object, "id")?;
     let message_id = match id_field(&mut object, "messageID")? {
         Some(message_id) => message_id,
-        None => layout::parent_folder_name(path).ok_or_else(|| {
-            "wrong shape: missing `messageID` and no folder to take it from".to_owned()
-        })?,
+        None => layout::parent_folder_name(path).ok_or_else(|| "wrong shape: missing `messageID` and no folder to take it from".to_owned())?,
     };
     let session_id = required_id(&mut object, "sessionID")?;
     let part_type = take_string(&mut object, "type").unwrap_or_else(|| "unknown".to_owned());
-    let mut part = PartRecord {
-        id,
-        session_id,
-        message_id,
-        part_type,
-        raw,
-        ..PartRecord::default()
-    };
+    let mut part = PartRecord { id, session_id, message_id, part_type, raw, ..PartRecord::default() };
     let mut step = None;
     let mut file_operation = None;
     match part.part_type.as_str() {
@@ -720,18 +600,13 @@ fn part(mut object: Object, path: &Path, raw: RawDocument, cap: usize) -> Result
                 event_type: if finish { "finish" } else { "start" },
                 reason: take_string(&mut object, "reason"),
                 cost: float(&object, "cost"),
-                tokens: if finish {
-                    tokens(&mut object)
-                } else {
-                    Tokens::default()
-                },
+                tokens: if finish { tokens(&mut object) } else { Tokens::default() },
                 snapshot: take_string(&mut object, "snapshot"),
             });
         }
         other => {
             if matches!(other, "text" | "reasoning") {
-                part.text = take_string(&mut object, "text")
-                    .map(|text| capped(text, cap, &mut part.content_truncated));
+                part.text = take_string(&mut object, "text").map(|text| capped(text, cap, &mut part.content_truncated));
             }
             if other == "subtask" {
                 part.subagent_type = take_string(&mut object, "agent");
@@ -742,11 +617,7 @@ fn part(mut object: Object, path: &Path, raw: RawDocument, cap: usize) -> Result
         part.started_at = nested_integer(&mut object, "time", "start");
         part.ended_at = nested_integer(&mut object, "time", "end");
     }
-    Ok(Records::Part {
-        part,
-        step,
-        file_operation,
-    })
+    Ok(Records::Part { part, step, file_operation })
 }
 
 /// Fills the tool columns of `part` from `callID`, `tool` and `state`; returns the file operation
@@ -757,10 +628,8 @@ fn tool_fields(part: &mut PartRecord, object: &mut Object, cap: usize) -> Option
     let state = object_mut(object, "state")?;
     part.tool_status = take_string(state, "status");
     part.tool_title = take_string(state, "title");
-    part.tool_output =
-        take_string(state, "output").map(|text| capped(text, cap, &mut part.content_truncated));
-    part.tool_error =
-        take_string(state, "error").map(|text| capped(text, cap, &mut part.content_truncated));
+    part.tool_output = take_string(state, "output").map(|text| capped(text, cap, &mut part.content_truncated));
+    part.tool_error = take_string(state, "error").map(|text| capped(text, cap, &mut part.content_truncated));
     if let Some(time) = object_mut(state, "time") {
         part.started_at = integer(time, "start");
         part.ended_at = integer(time, "end");
@@ -770,23 +639,17 @@ fn tool_fields(part: &mut PartRecord, object: &mut Object, cap: usize) -> Option
     }
     let tool_name = part.tool_name.as_deref().unwrap_or_default();
     if tool_name == "task" {
-        part.child_session_id =
-            object_mut(state, "metadata").and_then(|metadata| take_string(metadata, "sessionId"));
-        part.subagent_type =
-            object_mut(state, "input").and_then(|input| take_string(input, "subagent_type"));
+        part.child_session_id = object_mut(state, "metadata").and_then(|metadata| take_string(metadata, "sessionId"));
+        part.subagent_type = object_mut(state, "input").and_then(|input| take_string(input, "subagent_type"));
         return None;
     }
     if !matches!(tool_name, "read" | "write" | "edit") {
         return None;
     }
-    let (additions, deletions) =
-        match object_mut(state, "metadata").and_then(|metadata| object_mut(metadata, "filediff")) {
-            Some(filediff) if tool_name == "edit" => (
-                integer(filediff, "additions"),
-                integer(filediff, "deletions"),
-            ),
-            _ => (None, None),
-        };
+    let (additions, deletions) = match object_mut(state, "metadata").and_then(|metadata| object_mut(metadata, "filediff")) {
+        Some(filediff) if tool_name == "edit" => (integer(filediff, "additions"), integer(filediff, "deletions")),
+        _ => (None, None),
+    };
     Some(FileOperation {
         id: part.id.clone(),
         session_id: part.session_id.clone(),
@@ -879,21 +742,12 @@ mod tests {
     const MESSAGE_PATH: &str = "/s/message/ses_folder/msg_1.json";
 
     fn decode(kind: FileKind, path: &str, text: &str) -> FileOutcome {
-        decode_bytes(
-            kind,
-            Path::new(path),
-            text.as_bytes(),
-            &DecodeLimits::default(),
-        )
+        decode_bytes(kind, Path::new(path), text.as_bytes(), &DecodeLimits::default())
     }
 
     fn decoded_part(text: &str) -> (PartRecord, Option<StepEvent>, Option<FileOperation>) {
         match decode(FileKind::Part, PART_PATH, text) {
-            FileOutcome::Decoded(Records::Part {
-                part,
-                step,
-                file_operation,
-            }) => (part, step, file_operation),
+            FileOutcome::Decoded(Records::Part { part, step, file_operation }) => (part, step, file_operation),
             other => panic!("expected a part, got {other:?}"),
         }
     }
@@ -922,10 +776,7 @@ mod tests {
     #[test]
     fn empty_and_nul_files_are_not_ready() {
         for kind in FileKind::ALL {
-            assert_eq!(
-                not_ready(decode(kind, PART_PATH, "")),
-                "empty file (0 bytes)"
-            );
+            assert_eq!(not_ready(decode(kind, PART_PATH, "")), "empty file (0 bytes)");
             let nuls = vec![0u8; 413];
             let outcome = decode_bytes(kind, Path::new(PART_PATH), &nuls, &DecodeLimits::default());
             assert_eq!(not_ready(outcome), "file holds only NUL bytes (413 bytes)");
@@ -934,15 +785,8 @@ mod tests {
 
     #[test]
     fn truncated_json_is_not_ready_and_says_where() {
-        let reason = not_ready(decode(
-            FileKind::Part,
-            PART_PATH,
-            "{\n  \"id\": \"prt_1\",\n  \"text\": \"hal",
-        ));
-        assert!(
-            reason.starts_with("truncated JSON: EOF while parsing"),
-            "{reason}"
-        );
+        let reason = not_ready(decode(FileKind::Part, PART_PATH, "{\n  \"id\": \"prt_1\",\n  \"text\": \"hal"));
+        assert!(reason.starts_with("truncated JSON: EOF while parsing"), "{reason}");
         assert!(reason.contains("at line 3 column"), "{reason}");
         let whitespace = not_ready(decode(FileKind::Todo, "/s/todo/ses_1.json", "  \n"));
         assert!(whitespace.starts_with("truncated JSON"), "{whitespace}");
@@ -950,107 +794,43 @@ mod tests {
 
     #[test]
     fn syntax_errors_fail_and_say_where() {
-        let reason = failed(decode(
-            FileKind::Session,
-            "/s/session/p/ses_1.json",
-            "{\"id\": nope}",
-        ));
+        let reason = failed(decode(FileKind::Session, "/s/session/p/ses_1.json", "{\"id\": nope}"));
         assert!(reason.starts_with("not valid JSON: expected"), "{reason}");
         assert!(reason.ends_with("at line 1 column 9"), "{reason}");
-        let reason = failed(decode(
-            FileKind::Project,
-            "/s/project/p.json",
-            "{\"id\":\"p\"} trailing",
-        ));
-        assert!(
-            reason.starts_with("not valid JSON: trailing characters"),
-            "{reason}"
-        );
+        let reason = failed(decode(FileKind::Project, "/s/project/p.json", "{\"id\":\"p\"} trailing"));
+        assert!(reason.starts_with("not valid JSON: trailing characters"), "{reason}");
         assert!(!reason.ends_with('.'));
     }
 
     #[test]
     fn wrong_top_level_types_fail() {
-        assert_eq!(
-            failed(decode(FileKind::Message, MESSAGE_PATH, "[1]")),
-            "wrong shape: expected a JSON object, found array"
-        );
-        assert_eq!(
-            failed(decode(FileKind::Part, PART_PATH, "\"text\"")),
-            "wrong shape: expected a JSON object, found string"
-        );
-        assert_eq!(
-            failed(decode(FileKind::Todo, "/s/todo/ses_1.json", "{}")),
-            "wrong shape: expected a JSON array, found object"
-        );
-        assert_eq!(
-            failed(decode(
-                FileKind::SessionDiff,
-                "/s/session_diff/ses_1.json",
-                "null"
-            )),
-            "wrong shape: expected a JSON array, found null"
-        );
+        assert_eq!(failed(decode(FileKind::Message, MESSAGE_PATH, "[1]")), "wrong shape: expected a JSON object, found array");
+        assert_eq!(failed(decode(FileKind::Part, PART_PATH, "\"text\"")), "wrong shape: expected a JSON object, found string");
+        assert_eq!(failed(decode(FileKind::Todo, "/s/todo/ses_1.json", "{}")), "wrong shape: expected a JSON array, found object");
+        assert_eq!(failed(decode(FileKind::SessionDiff, "/s/session_diff/ses_1.json", "null")), "wrong shape: expected a JSON array, found null");
     }
 
     #[test]
     fn ids_are_strict() {
+        assert_eq!(failed(decode(FileKind::Project, "/s/project/p.json", r#"{"id": 42}"#)), "wrong shape: `id` must be a string, found number");
+        assert_eq!(failed(decode(FileKind::Session, "/s/session/p/s.json", r#"{"title": "x"}"#)), "wrong shape: missing `id`");
+        assert_eq!(failed(decode(FileKind::Session, "/s/session/p/s.json", r#"{"id": ""}"#)), "wrong shape: `id` is empty");
         assert_eq!(
-            failed(decode(
-                FileKind::Project,
-                "/s/project/p.json",
-                r#"{"id": 42}"#
-            )),
-            "wrong shape: `id` must be a string, found number"
-        );
-        assert_eq!(
-            failed(decode(
-                FileKind::Session,
-                "/s/session/p/s.json",
-                r#"{"title": "x"}"#
-            )),
-            "wrong shape: missing `id`"
-        );
-        assert_eq!(
-            failed(decode(
-                FileKind::Session,
-                "/s/session/p/s.json",
-                r#"{"id": ""}"#
-            )),
-            "wrong shape: `id` is empty"
-        );
-        assert_eq!(
-            failed(decode(
-                FileKind::Message,
-                MESSAGE_PATH,
-                r#"{"id": "msg_1", "sessionID": ["x"]}"#
-            )),
+            failed(decode(FileKind::Message, MESSAGE_PATH, r#"{"id": "msg_1", "sessionID": ["x"]}"#)),
             "wrong shape: `sessionID` must be a string, found array"
         );
         assert_eq!(
-            failed(decode(
-                FileKind::Part,
-                PART_PATH,
-                r#"{"id": "prt_1", "sessionID": "s", "messageID": true}"#
-            )),
+            failed(decode(FileKind::Part, PART_PATH, r#"{"id": "prt_1", "sessionID": "s", "messageID": true}"#)),
             "wrong shape: `messageID` must be a string, found boolean"
         );
-        assert_eq!(
-            failed(decode(
-                FileKind::Part,
-                PART_PATH,
-                r#"{"id": "prt_1", "messageID": "m", "type": "text"}"#
-            )),
-            "wrong shape: missing `sessionID`"
-        );
+        assert_eq!(failed(decode(FileKind::Part, PART_PATH, r#"{"id": "prt_1", "messageID": "m", "type": "text"}"#)), "wrong shape: missing `sessionID`");
     }
 
     #[test]
     fn missing_parent_ids_fall_back_to_the_folder() {
         let message = decoded_message(r#"{"id": "msg_1", "role": "user"}"#);
         assert_eq!(message.session_id, "ses_folder");
-        let (part, _, _) =
-            decoded_part(r#"{"id": "prt_1", "sessionID": "ses_1", "type": "text", "text": "hi"}"#);
+        let (part, _, _) = decoded_part(r#"{"id": "prt_1", "sessionID": "ses_1", "type": "text", "text": "hi"}"#);
         assert_eq!(part.message_id, "msg_folder");
         assert_eq!(part.session_id, "ses_1");
     }
@@ -1061,21 +841,14 @@ mod tests {
             "title": "t", "directory": "/w", "version": "1.1.65",
             "time": {"created": 1.0e12, "updated": 1000000000001, "archived": 1000000000002.4},
             "summary": {"additions": 3, "deletions": "four", "files": 2}, "share": {"url": "https://x"}}"#;
-        let FileOutcome::Decoded(Records::Session(session)) =
-            decode(FileKind::Session, "/s/session/0090abc/ses_1.json", text)
-        else {
-            panic!("not a session")
-        };
+        let FileOutcome::Decoded(Records::Session(session)) = decode(FileKind::Session, "/s/session/0090abc/ses_1.json", text) else { panic!("not a session") };
         assert_eq!(session.project_id.as_deref(), Some("0090abc"));
         assert_eq!(session.parent_id.as_deref(), Some("ses_0"));
         assert_eq!(session.slug.as_deref(), Some("quick-planet"));
         assert_eq!(session.created_at, Some(1_000_000_000_000));
         assert_eq!(session.archived_at, Some(1_000_000_000_002));
         assert_eq!(session.summary_additions, Some(3));
-        assert_eq!(
-            session.summary_deletions, None,
-            "a string is read as absent"
-        );
+        assert_eq!(session.summary_deletions, None, "a string is read as absent");
         assert_eq!(session.summary_files, Some(2));
         assert_eq!(session.share_url.as_deref(), Some("https://x"));
         assert_eq!(session.raw.json, text, "small files keep their text as is");
@@ -1088,22 +861,11 @@ mod tests {
     fn project_fields_are_read() {
         let text = r#"{"id": "abc", "worktree": "/w", "vcs": "git", "name": "n",
             "time": {"created": 1, "updated": 2, "initialized": 3}}"#;
-        let FileOutcome::Decoded(Records::Project(project)) =
-            decode(FileKind::Project, "/s/project/abc.json", text)
-        else {
-            panic!("not a project")
-        };
+        let FileOutcome::Decoded(Records::Project(project)) = decode(FileKind::Project, "/s/project/abc.json", text) else { panic!("not a project") };
         assert_eq!(project.worktree.as_deref(), Some("/w"));
         assert_eq!(project.vcs.as_deref(), Some("git"));
         assert_eq!(project.name.as_deref(), Some("n"));
-        assert_eq!(
-            (
-                project.created_at,
-                project.updated_at,
-                project.initialized_at
-            ),
-            (Some(1), Some(2), Some(3))
-        );
+        assert_eq!((project.created_at, project.updated_at, project.initialized_at), (Some(1), Some(2), Some(3)));
     }
 
     #[test]
@@ -1130,24 +892,10 @@ mod tests {
                 "tokens": {"input": 10.6, "output": "many", "reasoning": 2, "cache": {"write": 4}},
                 "finish": 7, "summary": "yes", "error": {"name": "APIError", "data": "oops"}}"#,
         );
-        assert_eq!(
-            message.agent.as_deref(),
-            Some("plan"),
-            "agent falls back to mode"
-        );
+        assert_eq!(message.agent.as_deref(), Some("plan"), "agent falls back to mode");
         assert_eq!(message.mode.as_deref(), Some("plan"));
         assert_eq!(message.cost, Some(0.5));
-        assert_eq!(
-            message.tokens,
-            Tokens {
-                input: 11,
-                output: 0,
-                reasoning: 2,
-                cache_read: 0,
-                cache_write: 4,
-                total: None
-            }
-        );
+        assert_eq!(message.tokens, Tokens { input: 11, output: 0, reasoning: 2, cache_read: 0, cache_write: 4, total: None });
         assert_eq!(message.finish_reason, None);
         assert!(!message.is_summary);
         assert_eq!(message.error_name.as_deref(), Some("APIError"));
@@ -1173,36 +921,20 @@ mod tests {
         assert_eq!(part.tool_output.as_deref(), Some("ok"));
         let input: Value = serde_json::from_str(part.tool_input.as_deref().unwrap()).unwrap();
         assert_eq!(input["filePath"], "/w/a.rs");
-        assert_eq!(
-            (part.started_at, part.ended_at),
-            (Some(10), Some(20)),
-            "tool times come from state.time"
-        );
+        assert_eq!((part.started_at, part.ended_at), (Some(10), Some(20)), "tool times come from state.time");
         assert!(!part.content_truncated);
         let operation = operation.unwrap();
         assert_eq!(operation.operation, "edit");
         assert_eq!(operation.file_path.as_deref(), Some("/w/a.rs"));
         assert_eq!(operation.status.as_deref(), Some("completed"));
-        assert_eq!(
-            (operation.additions, operation.deletions),
-            (Some(3), Some(1))
-        );
+        assert_eq!((operation.additions, operation.deletions), (Some(3), Some(1)));
         assert_eq!(operation.started_at, Some(10));
-        assert_eq!(
-            (
-                operation.id.as_str(),
-                operation.session_id.as_str(),
-                operation.message_id.as_str()
-            ),
-            ("prt_1", "ses_1", "msg_1")
-        );
+        assert_eq!((operation.id.as_str(), operation.session_id.as_str(), operation.message_id.as_str()), ("prt_1", "ses_1", "msg_1"));
     }
 
     #[test]
     fn tool_parts_without_state_or_with_pending_state_decode() {
-        let (part, _, operation) = decoded_part(
-            r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "tool", "tool": "read", "state": "pending"}"#,
-        );
+        let (part, _, operation) = decoded_part(r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "tool", "tool": "read", "state": "pending"}"#);
         assert_eq!(part.tool_name.as_deref(), Some("read"));
         assert_eq!(part.tool_status, None);
         assert!(operation.is_none(), "no state, no operation");
@@ -1218,18 +950,14 @@ mod tests {
 
     #[test]
     fn subtask_parts_carry_the_agent() {
-        let (part, _, _) = decoded_part(
-            r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "subtask", "agent": "general", "prompt": "p"}"#,
-        );
+        let (part, _, _) = decoded_part(r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "subtask", "agent": "general", "prompt": "p"}"#);
         assert_eq!(part.subagent_type.as_deref(), Some("general"));
         assert_eq!(part.text, None);
     }
 
     #[test]
     fn step_parts_become_step_events() {
-        let (part, step, _) = decoded_part(
-            r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "step-start", "snapshot": "abc"}"#,
-        );
+        let (part, step, _) = decoded_part(r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "step-start", "snapshot": "abc"}"#);
         assert_eq!(part.part_type, "step-start");
         let step = step.unwrap();
         assert_eq!(step.event_type, "start");
@@ -1243,32 +971,13 @@ mod tests {
         assert_eq!(step.event_type, "finish");
         assert_eq!(step.reason.as_deref(), Some("stop"));
         assert_eq!(step.cost, Some(0.0));
-        assert_eq!(
-            step.tokens,
-            Tokens {
-                input: 1,
-                output: 2,
-                reasoning: 3,
-                cache_read: 4,
-                cache_write: 5,
-                total: Some(9)
-            }
-        );
-        assert_eq!(
-            (
-                step.id.as_str(),
-                step.session_id.as_str(),
-                step.message_id.as_str()
-            ),
-            ("prt_2", "s", "m")
-        );
+        assert_eq!(step.tokens, Tokens { input: 1, output: 2, reasoning: 3, cache_read: 4, cache_write: 5, total: Some(9) });
+        assert_eq!((step.id.as_str(), step.session_id.as_str(), step.message_id.as_str()), ("prt_2", "s", "m"));
     }
 
     #[test]
     fn unknown_part_types_are_kept_and_a_missing_type_is_unknown() {
-        let (part, step, operation) = decoded_part(
-            r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "hologram", "time": {"start": 1}}"#,
-        );
+        let (part, step, operation) = decoded_part(r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "hologram", "time": {"start": 1}}"#);
         assert_eq!(part.part_type, "hologram");
         assert_eq!(part.started_at, Some(1));
         assert!(step.is_none() && operation.is_none());
@@ -1283,22 +992,14 @@ mod tests {
             "/s/todo/ses_1.json",
             r#"[{"id": "a", "content": "c", "status": "pending", "priority": "high"}, 3, {"id": 7}, {"id": 1.5, "content": null}]"#,
         );
-        let FileOutcome::Decoded(Records::Todos { session_id, items }) = outcome else {
-            panic!("not todos")
-        };
+        let FileOutcome::Decoded(Records::Todos { session_id, items }) = outcome else { panic!("not todos") };
         assert_eq!(session_id, "ses_1");
         assert_eq!(items.len(), 3);
         assert_eq!(items[0].todo_id.as_deref(), Some("a"));
         assert_eq!(items[0].content.as_deref(), Some("c"));
         assert_eq!(items[0].priority.as_deref(), Some("high"));
-        assert_eq!(
-            (items[1].position, items[1].todo_id.as_deref()),
-            (2, Some("7"))
-        );
-        assert_eq!(
-            (items[2].position, items[2].todo_id.as_deref()),
-            (3, Some("1.5"))
-        );
+        assert_eq!((items[1].position, items[1].todo_id.as_deref()), (2, Some("7")));
+        assert_eq!((items[2].position, items[2].todo_id.as_deref()), (3, Some("1.5")));
         assert_eq!(items[2].content, None);
         assert!(items.iter().all(|item| item.session_id == "ses_1"));
     }
@@ -1310,43 +1011,25 @@ mod tests {
             "/s/session_diff/ses_1.json",
             r#"[{"file": "a", "before": "", "after": "héllo", "additions": 1, "deletions": 0, "status": "added"}, "x", {}]"#,
         );
-        let FileOutcome::Decoded(Records::FileDiffs { session_id, items }) = outcome else {
-            panic!("not diffs")
-        };
+        let FileOutcome::Decoded(Records::FileDiffs { session_id, items }) = outcome else { panic!("not diffs") };
         assert_eq!(session_id, "ses_1");
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].file.as_deref(), Some("a"));
         assert_eq!(items[0].status.as_deref(), Some("added"));
-        assert_eq!(
-            (items[0].before_bytes, items[0].after_bytes),
-            (Some(0), Some(6))
-        );
+        assert_eq!((items[0].before_bytes, items[0].after_bytes), (Some(0), Some(6)));
         assert_eq!((items[0].additions, items[0].deletions), (Some(1), Some(0)));
         assert_eq!(items[1].position, 2);
         assert_eq!(items[1].before_bytes, None);
         let empty = decode(FileKind::SessionDiff, "/s/session_diff/ses_2.json", "[]");
-        assert_eq!(
-            empty,
-            FileOutcome::Decoded(Records::FileDiffs {
-                session_id: "ses_2".into(),
-                items: vec![]
-            })
-        );
+        assert_eq!(empty, FileOutcome::Decoded(Records::FileDiffs { session_id: "ses_2".into(), items: vec![] }));
     }
 
     #[test]
     fn invalid_utf8_inside_a_string_decodes_with_replacement_characters() {
-        let mut bytes =
-            br#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "text", "text": "a"#
-                .to_vec();
+        let mut bytes = br#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "text", "text": "a"#.to_vec();
         bytes.extend_from_slice(b"\xff\xfe b\xc3");
         bytes.extend_from_slice(br#""}"#);
-        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(
-            FileKind::Part,
-            Path::new(PART_PATH),
-            &bytes,
-            &DecodeLimits::default(),
-        ) else {
+        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(FileKind::Part, Path::new(PART_PATH), &bytes, &DecodeLimits::default()) else {
             panic!("did not decode")
         };
         assert_eq!(part.text.as_deref(), Some("a\u{fffd}\u{fffd} b\u{fffd}"));
@@ -1359,17 +1042,11 @@ mod tests {
     fn lone_surrogate_escapes_are_replaced() {
         let text = r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "text", "text": "a\ud800b\udc00c \\ud800 \ud83d\ude00"}"#;
         let (part, _, _) = decoded_part(text);
-        assert_eq!(
-            part.text.as_deref(),
-            Some("a\u{fffd}b\u{fffd}c \\ud800 \u{1f600}")
-        );
+        assert_eq!(part.text.as_deref(), Some("a\u{fffd}b\u{fffd}c \\ud800 \u{1f600}"));
         serde_json::from_str::<Value>(&part.raw.json).unwrap();
         assert_eq!(replace_lone_surrogate_escapes(r#"{"a": "\\ud800"}"#), None);
         assert_eq!(replace_lone_surrogate_escapes("\\"), None);
-        assert_eq!(
-            replace_lone_surrogate_escapes("\"\\ud800").as_deref(),
-            Some("\"\\ufffd")
-        );
+        assert_eq!(replace_lone_surrogate_escapes("\"\\ud800").as_deref(), Some("\"\\ufffd"));
     }
 
     #[test]
@@ -1377,20 +1054,10 @@ mod tests {
         let depth = 100_000;
         let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let reason = failed(decode(FileKind::Part, PART_PATH, &arrays));
-        assert!(
-            reason.starts_with("not valid JSON: recursion limit exceeded"),
-            "{reason}"
-        );
-        let nested = format!(
-            r#"{{"id": "prt_1", "sessionID": "s", "messageID": "m", "state": {}1{}}}"#,
-            r#"{"a":"#.repeat(depth),
-            "}".repeat(depth)
-        );
+        assert!(reason.starts_with("not valid JSON: recursion limit exceeded"), "{reason}");
+        let nested = format!(r#"{{"id": "prt_1", "sessionID": "s", "messageID": "m", "state": {}1{}}}"#, r#"{"a":"#.repeat(depth), "}".repeat(depth));
         let reason = failed(decode(FileKind::Part, PART_PATH, &nested));
-        assert!(
-            reason.starts_with("not valid JSON: recursion limit exceeded"),
-            "{reason}"
-        );
+        assert!(reason.starts_with("not valid JSON: recursion limit exceeded"), "{reason}");
         let truncated = "[".repeat(depth);
         let reason = failed(decode(FileKind::Todo, "/s/todo/ses_1.json", &truncated));
         assert!(reason.contains("recursion limit exceeded"), "{reason}");
@@ -1406,12 +1073,7 @@ mod tests {
         );
         drop(output);
         let limits = DecodeLimits::default();
-        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(
-            FileKind::Part,
-            Path::new(PART_PATH),
-            text.as_bytes(),
-            &limits,
-        ) else {
+        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(FileKind::Part, Path::new(PART_PATH), text.as_bytes(), &limits) else {
             panic!("did not decode")
         };
         let tool_output = part.tool_output.as_deref().unwrap();
@@ -1422,34 +1084,19 @@ mod tests {
         assert_eq!(part.tool_input.as_deref(), Some(r#"{"command":"yes"}"#));
         assert!(part.raw.truncated);
         assert_eq!(part.raw.size_bytes, text.len() as i64);
-        assert!(
-            part.raw.json.len() < 3 * limits.max_text_bytes,
-            "{}",
-            part.raw.json.len()
-        );
+        assert!(part.raw.json.len() < 3 * limits.max_text_bytes, "{}", part.raw.json.len());
         let raw: Value = serde_json::from_str(&part.raw.json).unwrap();
         let raw_output = raw["state"]["output"].as_str().unwrap();
-        assert!(raw_output.ends_with(&format!(
-            "…[truncated {} bytes]",
-            60 * 1024 * 1024 - limits.max_text_bytes
-        )));
+        assert!(raw_output.ends_with(&format!("…[truncated {} bytes]", 60 * 1024 * 1024 - limits.max_text_bytes)));
         assert_eq!(raw["state"]["input"]["command"], "yes");
         assert_eq!(raw["id"], "prt_1");
     }
 
     #[test]
     fn big_files_without_long_strings_are_reserialized_untruncated() {
-        let limits = DecodeLimits {
-            max_text_bytes: 64,
-            max_file_bytes: 1 << 20,
-        };
+        let limits = DecodeLimits { max_text_bytes: 64, max_file_bytes: 1 << 20 };
         let text = r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "text", "text": "short", "n": [1, 2.5, true, null]}"#;
-        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(
-            FileKind::Part,
-            Path::new(PART_PATH),
-            text.as_bytes(),
-            &limits,
-        ) else {
+        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(FileKind::Part, Path::new(PART_PATH), text.as_bytes(), &limits) else {
             panic!("did not decode")
         };
         assert!(!part.raw.truncated);
@@ -1460,17 +1107,9 @@ mod tests {
 
     #[test]
     fn caps_cut_on_character_boundaries() {
-        let limits = DecodeLimits {
-            max_text_bytes: 4,
-            max_file_bytes: 1 << 20,
-        };
+        let limits = DecodeLimits { max_text_bytes: 4, max_file_bytes: 1 << 20 };
         let text = r#"{"id": "prt_1", "sessionID": "s", "messageID": "m", "type": "reasoning", "text": "aé€b"}"#;
-        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(
-            FileKind::Part,
-            Path::new(PART_PATH),
-            text.as_bytes(),
-            &limits,
-        ) else {
+        let FileOutcome::Decoded(Records::Part { part, .. }) = decode_bytes(FileKind::Part, Path::new(PART_PATH), text.as_bytes(), &limits) else {
             panic!("did not decode")
         };
         assert_eq!(part.text.as_deref(), Some("aé"));
@@ -1484,23 +1123,9 @@ mod tests {
     fn error_reasons_name_the_fix() {
         let path = Path::new("/s/part/m/p.json");
         let denied = open_error_reason(path, &io::Error::from_raw_os_error(libc::EACCES));
-        assert!(
-            denied.starts_with(
-                "permission denied: give the user running ducktail read access to /s/part/m/p.json"
-            ),
-            "{denied}"
-        );
-        assert_eq!(
-            open_error_reason(path, &io::Error::from_raw_os_error(libc::ENOENT)),
-            "file disappeared before it could be read"
-        );
-        let large = too_large_reason(
-            300,
-            &DecodeLimits {
-                max_text_bytes: 1,
-                max_file_bytes: 200,
-            },
-        );
+        assert!(denied.starts_with("permission denied: give the user running ducktail read access to /s/part/m/p.json"), "{denied}");
+        assert_eq!(open_error_reason(path, &io::Error::from_raw_os_error(libc::ENOENT)), "file disappeared before it could be read");
+        let large = too_large_reason(300, &DecodeLimits { max_text_bytes: 1, max_file_bytes: 200 });
         assert_eq!(large, "file is 300 bytes, more than decode.max_file_bytes (200); raise decode.max_file_bytes to index it");
     }
 
@@ -1516,21 +1141,14 @@ mod tests {
     fn decode_file_reads_and_stamps_a_regular_file() {
         let contents = br#"{"id": "ses_1", "title": "t"}"#;
         let (temp, path) = storage_with("session/global/ses 'one' \"1\".json", contents);
-        let decoded = decode_file(
-            temp.path(),
-            Path::new("session/global/ses 'one' \"1\".json"),
-            FileKind::Session,
-            &DecodeLimits::default(),
-        );
+        let decoded = decode_file(temp.path(), Path::new("session/global/ses 'one' \"1\".json"), FileKind::Session, &DecodeLimits::default());
         assert_eq!(decoded.path, path);
         assert_eq!(decoded.kind, FileKind::Session);
         assert_eq!(decoded.path_record_id, "ses 'one' \"1\"");
         let metadata = fs::metadata(&path).unwrap();
         assert_eq!(decoded.stamp, stamp_of(&metadata));
         assert_eq!(decoded.stamp.size, contents.len() as i64);
-        let FileOutcome::Decoded(Records::Session(session)) = decoded.outcome else {
-            panic!("{:?}", decoded.outcome)
-        };
+        let FileOutcome::Decoded(Records::Session(session)) = decoded.outcome else { panic!("{:?}", decoded.outcome) };
         assert_eq!(session.id, "ses_1");
         assert_eq!(session.project_id.as_deref(), Some("global"));
         assert_eq!(session.raw.json.as_bytes(), contents);
@@ -1541,12 +1159,7 @@ mod tests {
         let (temp, target) = storage_with("project/real.json", br#"{"id": "real"}"#);
         let link = temp.path().join("project/link.json");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let decoded = decode_file(
-            temp.path(),
-            &link,
-            FileKind::Project,
-            &DecodeLimits::default(),
-        );
+        let decoded = decode_file(temp.path(), &link, FileKind::Project, &DecodeLimits::default());
         assert_eq!(decoded.path_record_id, "link");
         assert!(failed(decoded.outcome).starts_with("refusing to follow a symbolic link"));
     }
@@ -1556,24 +1169,15 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let fifo = temp.path().join("part/msg_1/x.json");
         fs::create_dir_all(fifo.parent().unwrap()).unwrap();
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let (sender, receiver) = mpsc::channel();
         let root = temp.path().to_path_buf();
         std::thread::spawn(move || {
             let decoded = decode_file(&root, &fifo, FileKind::Part, &DecodeLimits::default());
             let _ = sender.send(decoded);
         });
-        let decoded = receiver
-            .recv_timeout(Duration::from_secs(10))
-            .expect("decode_file blocked on a FIFO");
-        assert_eq!(
-            failed(decoded.outcome),
-            "not a regular file (a FIFO); only regular files are read"
-        );
+        let decoded = receiver.recv_timeout(Duration::from_secs(10)).expect("decode_file blocked on a FIFO");
+        assert_eq!(failed(decoded.outcome), "not a regular file (a FIFO); only regular files are read");
     }
 
     #[test]
@@ -1581,39 +1185,15 @@ mod tests {
         let (temp, _) = storage_with("part/msg_1/prt_1.json", br#"{"id": "prt_1"}"#);
         fs::create_dir_all(temp.path().join("part/msg_1/dir.json")).unwrap();
         let limits = DecodeLimits::default();
-        let directory = decode_file(
-            temp.path(),
-            Path::new("part/msg_1/dir.json"),
-            FileKind::Part,
-            &limits,
-        );
+        let directory = decode_file(temp.path(), Path::new("part/msg_1/dir.json"), FileKind::Part, &limits);
         assert!(failed(directory.outcome).starts_with("not a regular file (a directory)"));
-        let missing = decode_file(
-            temp.path(),
-            Path::new("part/msg_1/gone.json"),
-            FileKind::Part,
-            &limits,
-        );
-        assert_eq!(
-            failed(missing.outcome),
-            "file disappeared before it could be read"
-        );
+        let missing = decode_file(temp.path(), Path::new("part/msg_1/gone.json"), FileKind::Part, &limits);
+        assert_eq!(failed(missing.outcome), "file disappeared before it could be read");
         assert_eq!(missing.stamp, FileStamp::default());
-        let small = DecodeLimits {
-            max_text_bytes: 8,
-            max_file_bytes: 4,
-        };
-        let large = decode_file(
-            temp.path(),
-            Path::new("part/msg_1/prt_1.json"),
-            FileKind::Part,
-            &small,
-        );
+        let small = DecodeLimits { max_text_bytes: 8, max_file_bytes: 4 };
+        let large = decode_file(temp.path(), Path::new("part/msg_1/prt_1.json"), FileKind::Part, &small);
         assert_eq!(large.stamp.size, 15);
-        assert_eq!(
-            failed(large.outcome),
-            "file is 15 bytes, more than decode.max_file_bytes (4); raise decode.max_file_bytes to index it"
-        );
+        assert_eq!(failed(large.outcome), "file is 15 bytes, more than decode.max_file_bytes (4); raise decode.max_file_bytes to index it");
     }
 
     #[test]
@@ -1623,9 +1203,7 @@ mod tests {
         assert_eq!(not_ready(decoded.outcome), "empty file (0 bytes)");
         fs::write(&path, b"[{\"content\": \"x\xff\"}]").unwrap();
         let decoded = decode_file(temp.path(), &path, FileKind::Todo, &DecodeLimits::default());
-        let FileOutcome::Decoded(Records::Todos { items, .. }) = decoded.outcome else {
-            panic!("{:?}", decoded.outcome)
-        };
+        let FileOutcome::Decoded(Records::Todos { items, .. }) = decoded.outcome else { panic!("{:?}", decoded.outcome) };
         assert_eq!(items[0].content.as_deref(), Some("x\u{fffd}"));
     }
 

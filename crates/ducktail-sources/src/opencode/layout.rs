@@ -67,10 +67,7 @@ pub fn classify(storage_root: &Path, path: &Path) -> Option<(FileKind, String)> 
 /// The kind and depth of files below a top-level folder of `storage/`, if it is a known one.
 pub fn layout_of_folder(name: &OsStr) -> Option<(FileKind, usize)> {
     let name = name.to_str()?;
-    LAYOUTS
-        .iter()
-        .find(|(folder, _, _)| *folder == name)
-        .map(|&(_, kind, depth)| (kind, depth))
+    LAYOUTS.iter().find(|(folder, _, _)| *folder == name).map(|&(_, kind, depth)| (kind, depth))
 }
 
 /// The record id a storage file name claims (`<id>.json` → `<id>`), or `None` when the name is
@@ -100,8 +97,7 @@ pub fn parent_folder_name(path: &Path) -> Option<String> {
 
 /// The file's stem (lossily decoded): the session id of todo and session_diff files.
 pub fn file_stem(path: &Path) -> Option<String> {
-    record_id_of_file_name(path.file_name()?)
-        .or_else(|| Some(path.file_stem()?.to_string_lossy().into_owned()))
+    record_id_of_file_name(path.file_name()?).or_else(|| Some(path.file_stem()?.to_string_lossy().into_owned()))
 }
 
 #[cfg(test)]
@@ -127,11 +123,7 @@ mod tests {
             ("session_diff/ses_1.json", FileKind::SessionDiff, "ses_1"),
         ];
         for (relative, kind, id) in cases {
-            assert_eq!(
-                classify_relative(relative),
-                Some((kind, id.to_owned())),
-                "{relative}"
-            );
+            assert_eq!(classify_relative(relative), Some((kind, id.to_owned())), "{relative}");
         }
     }
 
@@ -173,31 +165,19 @@ mod tests {
     fn paths_outside_the_root_or_with_dot_dot_are_not_classified() {
         let root = Path::new("/data/opencode/storage");
         assert_eq!(classify(root, Path::new("/elsewhere/project/x.json")), None);
-        assert_eq!(
-            classify(root, &root.join("project/../project/x.json")),
-            None
-        );
+        assert_eq!(classify(root, &root.join("project/../project/x.json")), None);
         assert_eq!(classify(root, root), None);
     }
 
     #[test]
     fn a_relative_root_works_like_an_absolute_one() {
-        assert_eq!(
-            classify(Path::new("storage"), Path::new("storage/todo/ses_1.json")),
-            Some((FileKind::Todo, "ses_1".to_owned()))
-        );
+        assert_eq!(classify(Path::new("storage"), Path::new("storage/todo/ses_1.json")), Some((FileKind::Todo, "ses_1".to_owned())));
     }
 
     #[test]
     fn odd_but_legal_names_keep_their_id() {
-        assert_eq!(
-            classify_relative("session/my project/ses \"quoted\" 'x'.json"),
-            Some((FileKind::Session, "ses \"quoted\" 'x'".to_owned()))
-        );
-        assert_eq!(
-            classify_relative("part/msg_1/prt.with.dots.json"),
-            Some((FileKind::Part, "prt.with.dots".to_owned()))
-        );
+        assert_eq!(classify_relative("session/my project/ses \"quoted\" 'x'.json"), Some((FileKind::Session, "ses \"quoted\" 'x'".to_owned())));
+        assert_eq!(classify_relative("part/msg_1/prt.with.dots.json"), Some((FileKind::Part, "prt.with.dots".to_owned())));
     }
 
     #[test]

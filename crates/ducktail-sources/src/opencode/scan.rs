@@ -64,9 +64,7 @@ impl ScanError {
     /// The path the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            ScanError::MissingRoot { path }
-            | ScanError::NotADirectory { path }
-            | ScanError::Io { path, .. } => path,
+            ScanError::MissingRoot { path } | ScanError::NotADirectory { path } | ScanError::Io { path, .. } => path,
         }
     }
 }
@@ -79,14 +77,8 @@ pub fn storage_root(opencode_dir: &Path) -> PathBuf {
 
 /// A file's stamp from its metadata: modification time in nanoseconds since the epoch, and size.
 pub fn stamp_of(metadata: &Metadata) -> FileStamp {
-    let mtime_ns = metadata
-        .mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(metadata.mtime_nsec());
-    FileStamp {
-        mtime_ns,
-        size: i64::try_from(metadata.len()).unwrap_or(i64::MAX),
-    }
+    let mtime_ns = metadata.mtime().saturating_mul(1_000_000_000).saturating_add(metadata.mtime_nsec());
+    FileStamp { mtime_ns, size: i64::try_from(metadata.len()).unwrap_or(i64::MAX) }
 }
 
 /// Lists every record file below `storage_root`, folder by folder (project, session, message,
@@ -388,12 +380,7 @@ mod tests {
         scan_storage(root)
             .map(|file| {
                 let file = file.unwrap();
-                let relative = file
-                    .path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
+                let relative = file.path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
                 let record_id = file.record_id();
                 (file.kind, relative, record_id)
             })
@@ -441,11 +428,7 @@ mod tests {
         let wanted = [
             (FileKind::Project, "project/global.json", "global"),
             (FileKind::Session, "session/global/ses_1.json", "ses_1"),
-            (
-                FileKind::Session,
-                "session/my proj/ses \"q\" 'x'.json",
-                "ses \"q\" 'x'",
-            ),
+            (FileKind::Session, "session/my proj/ses \"q\" 'x'.json", "ses \"q\" 'x'"),
             (FileKind::Message, "message/ses_1/msg_1.json", "msg_1"),
             (FileKind::Part, "part/msg_1/prt_1.json", "prt_1"),
             (FileKind::Part, "part/msg_1/prt 2.json", "prt 2"),
@@ -541,10 +524,7 @@ mod tests {
         let file = scan_storage(temp.path()).next().unwrap().unwrap();
         let metadata = fs::symlink_metadata(&file.path).unwrap();
         assert_eq!(file.stamp.size, 7);
-        assert_eq!(
-            file.stamp.mtime_ns,
-            metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec()
-        );
+        assert_eq!(file.stamp.mtime_ns, metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec());
         assert!(file.stamp.mtime_ns > 1_500_000_000_000_000_000);
     }
 
@@ -557,10 +537,7 @@ mod tests {
         let error = results.into_iter().next().unwrap().unwrap_err();
         assert!(matches!(error, ScanError::MissingRoot { .. }));
         assert_eq!(error.path(), missing);
-        assert!(
-            error.to_string().contains(&missing.display().to_string()),
-            "{error}"
-        );
+        assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
     }
 
     #[test]
@@ -569,10 +546,7 @@ mod tests {
         let file = temp.path().join("storage");
         fs::write(&file, "x").unwrap();
         let results: Vec<_> = scan_storage(&file).collect();
-        assert!(matches!(
-            results.as_slice(),
-            [Err(ScanError::NotADirectory { .. })]
-        ));
+        assert!(matches!(results.as_slice(), [Err(ScanError::NotADirectory { .. })]));
     }
 
     #[test]
@@ -595,30 +569,18 @@ mod tests {
         fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
         let results: Vec<_> = scan_storage(temp.path()).collect();
         fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
-        let errors: Vec<_> = results
-            .iter()
-            .filter_map(|result| result.as_ref().err())
-            .collect();
+        let errors: Vec<_> = results.iter().filter_map(|result| result.as_ref().err()).collect();
         assert_eq!(errors.len(), 1, "{results:?}");
         assert_eq!(errors[0].path(), locked);
-        assert!(results
-            .iter()
-            .any(|result| matches!(result, Ok(file) if file.kind == FileKind::Todo)));
+        assert!(results.iter().any(|result| matches!(result, Ok(file) if file.kind == FileKind::Todo)));
     }
 
     fn running_as_root() -> bool {
-        Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|output| output.stdout.starts_with(b"0\n"))
-            .unwrap_or(false)
+        Command::new("id").arg("-u").output().map(|output| output.stdout.starts_with(b"0\n")).unwrap_or(false)
     }
 
     #[test]
     fn storage_root_is_below_the_data_dir() {
-        assert_eq!(
-            storage_root(Path::new("/home/u/.local/share/opencode")),
-            PathBuf::from("/home/u/.local/share/opencode/storage")
-        );
+        assert_eq!(storage_root(Path::new("/home/u/.local/share/opencode")), PathBuf::from("/home/u/.local/share/opencode/storage"));
     }
 }

@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ducktail_model::{
-    FileKind, FileOutcome, ProjectRecord, RawDocument, Records, RejectedRow, RemovedRecord,
-    SessionRecord, StoredRecord, TodoRecord, VersionedRecords,
+    FileKind, FileOutcome, ProjectRecord, RawDocument, Records, RejectedRow, RemovedRecord, SessionRecord, StoredRecord, TodoRecord, VersionedRecords,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
@@ -98,12 +97,8 @@ impl DatabaseError {
     fn from_sqlite(path: &Path, context: &'static str, error: rusqlite::Error) -> DatabaseError {
         let detail = error.to_string();
         match error.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                DatabaseError::Busy { path: path.to_owned(), detail }
-            }
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-                DatabaseError::Corrupt { path: path.to_owned(), detail }
-            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DatabaseError::Busy { path: path.to_owned(), detail },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => DatabaseError::Corrupt { path: path.to_owned(), detail },
             _ => DatabaseError::Read { path: path.to_owned(), context, detail },
         }
     }
@@ -176,10 +171,7 @@ impl Mirror {
                     mirror.todos.insert(row.id, 0);
                 }
                 FileKind::Message | FileKind::Part => {
-                    let stamp = RowStamp {
-                        session_id: row.session_id.unwrap_or_default(),
-                        updated_ms: row.version_ms.unwrap_or(i64::MIN),
-                    };
+                    let stamp = RowStamp { session_id: row.session_id.unwrap_or_default(), updated_ms: row.version_ms.unwrap_or(i64::MIN) };
                     mirror.rows_mut(row.kind).insert(row.id, stamp);
                 }
                 FileKind::SessionDiff => {}
@@ -439,9 +431,7 @@ impl OpencodeDatabase {
         // A migration may have added or dropped tables since the last read.
         self.refresh_tables()?;
         let path = self.path.clone();
-        self.connection
-            .execute_batch("BEGIN DEFERRED")
-            .map_err(|error| DatabaseError::from_sqlite(&path, "beginning a read transaction", error))?;
+        self.connection.execute_batch("BEGIN DEFERRED").map_err(|error| DatabaseError::from_sqlite(&path, "beginning a read transaction", error))?;
         let reader = SnapshotReader { connection: &self.connection, tables: self.tables, mirror, limits };
         let result = reader.read(mode, data_version, deliver);
         // Ending the read transaction promptly lets OpenCode checkpoint its WAL.
@@ -595,10 +585,7 @@ impl SnapshotReader<'_> {
                 initialized_at: integer_column(&document, "time_initialized"),
                 raw: raw_of(&document),
             };
-            out.upsert(
-                VersionedRecords { records: Records::Project(record), version_ms },
-                MirrorUpdate::Fingerprint(FileKind::Project, id, fingerprint),
-            );
+            out.upsert(VersionedRecords { records: Records::Project(record), version_ms }, MirrorUpdate::Fingerprint(FileKind::Project, id, fingerprint));
         }
         for id in self.mirror.projects.keys().filter(|id| !seen.contains(*id)) {
             out.remove(FileKind::Project, id.clone());
@@ -639,10 +626,7 @@ impl SnapshotReader<'_> {
                 share_url: string_column(&document, "share_url"),
                 raw: raw_of(&document),
             };
-            out.upsert(
-                VersionedRecords { records: Records::Session(record), version_ms },
-                MirrorUpdate::Fingerprint(FileKind::Session, id, fingerprint),
-            );
+            out.upsert(VersionedRecords { records: Records::Session(record), version_ms }, MirrorUpdate::Fingerprint(FileKind::Session, id, fingerprint));
         }
         // A deleted session takes its messages, parts and todos with it (ON DELETE CASCADE).
         for id in self.mirror.sessions.keys().filter(|id| !seen.contains(*id)) {
@@ -657,9 +641,7 @@ impl SnapshotReader<'_> {
         let mut statement = self.connection.prepare("SELECT session_id, count(*), max(time_updated) FROM todo GROUP BY session_id")?;
         let lists: Vec<(String, i64, i64)> =
             statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, Option<i64>>(2)?.unwrap_or(0))))?.collect::<rusqlite::Result<_>>()?;
-        let mut items_of = self.connection.prepare(
-            "SELECT content, status, priority, position FROM todo WHERE session_id = ? ORDER BY position",
-        )?;
+        let mut items_of = self.connection.prepare("SELECT content, status, priority, position FROM todo WHERE session_id = ? ORDER BY position")?;
         let mut seen = HashSet::new();
         for (session_id, count, newest) in lists {
             seen.insert(session_id.clone());
@@ -694,9 +676,7 @@ impl SnapshotReader<'_> {
     fn read_event_log(&self, out: &mut Deliveries<'_>, mode: ReadMode, check_deletes: &mut HashSet<String>) -> rusqlite::Result<()> {
         let mut statement = self.connection.prepare("SELECT aggregate_id, seq FROM event_sequence")?;
         let sequences: Vec<(String, i64)> = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-        let mut removals = self.connection.prepare(
-            "SELECT count(*) FROM event WHERE aggregate_id = ? AND seq > ? AND type LIKE '%removed%'",
-        )?;
+        let mut removals = self.connection.prepare("SELECT count(*) FROM event WHERE aggregate_id = ? AND seq > ? AND type LIKE '%removed%'")?;
         let mut present = HashSet::with_capacity(sequences.len());
         for (session_id, seq) in sequences {
             present.insert(session_id.clone());
@@ -768,17 +748,13 @@ impl SnapshotReader<'_> {
         }
         // Parts carry their message id in a column, messages have none to add.
         let message_id_column = if kind == FileKind::Part { "message_id" } else { "NULL" };
-        let mut document_of =
-            self.connection.prepare_cached(&format!("SELECT data, {message_id_column} FROM {table} WHERE id = ?"))?;
+        let mut document_of = self.connection.prepare_cached(&format!("SELECT data, {message_id_column} FROM {table} WHERE id = ?"))?;
         for (id, session_id, updated_ms) in stamps {
             if known.get(&id).is_some_and(|stamp| stamp.updated_ms == updated_ms && stamp.session_id == session_id) {
                 continue;
             }
             let update = MirrorUpdate::Row(kind, id.clone(), session_id.clone(), updated_ms);
-            let fetched = document_of
-                .query_row([&id], |row| Ok((text_lossy(row, 0)?, row.get::<_, Option<String>>(1)?)))
-                .map(Some)
-                .or_else(no_row_is_none)?;
+            let fetched = document_of.query_row([&id], |row| Ok((text_lossy(row, 0)?, row.get::<_, Option<String>>(1)?))).map(Some).or_else(no_row_is_none)?;
             // Listed and fetched in the same snapshot, so the row is there; tolerate it anyway.
             let Some((data, message_id)) = fetched else { continue };
             let mut ids: Vec<(&str, &str)> = vec![("id", &id), ("sessionID", &session_id)];

@@ -79,13 +79,10 @@ fn the_fixture_reads_completely_through_a_read_only_folder() {
     assert_eq!(task.session_id, ROOT_SESSION);
     assert!(task.message_id.starts_with("msg_"));
     assert!(task.raw.json.contains("\"messageID\""));
-    let todos = chunks
-        .iter()
-        .flat_map(|chunk| &chunk.upserts)
-        .find_map(|records| match &records.records {
-            Records::Todos { session_id, items } => Some((session_id.clone(), items.len())),
-            _ => None,
-        });
+    let todos = chunks.iter().flat_map(|chunk| &chunk.upserts).find_map(|records| match &records.records {
+        Records::Todos { session_id, items } => Some((session_id.clone(), items.len())),
+        _ => None,
+    });
     assert_eq!(todos, Some((ROOT_SESSION.to_owned(), 2)));
 
     // Nothing changed: an incremental read is skipped, a full one finds nothing.
@@ -134,8 +131,12 @@ fn live_writes_updates_and_deletes_are_found_incrementally() {
     assert!(!summary.unchanged);
     assert_eq!(count_by_kind(&chunks), BTreeMap::from([("message", 1), ("part", 1), ("todo", 1)]));
     let upserted: Vec<&Records> = chunks.iter().flat_map(|chunk| &chunk.upserts).map(|records| &records.records).collect();
-    assert!(upserted.iter().any(|records| matches!(records, Records::Message(message) if message.id == message_id && message.agent.as_deref() == Some("plan"))));
-    assert!(upserted.iter().any(|records| matches!(records, Records::Part { part, .. } if part.id == "prt_live_1" && part.text.as_deref() == Some("hello live"))));
+    assert!(upserted
+        .iter()
+        .any(|records| matches!(records, Records::Message(message) if message.id == message_id && message.agent.as_deref() == Some("plan"))));
+    assert!(upserted
+        .iter()
+        .any(|records| matches!(records, Records::Part { part, .. } if part.id == "prt_live_1" && part.text.as_deref() == Some("hello live"))));
     let gone = removed(&chunks);
     assert_eq!(gone.iter().filter(|(kind, _)| *kind == FileKind::Message).count(), 1);
     assert_eq!(gone.iter().filter(|(kind, _)| *kind == FileKind::Part).count() as i64, victim_parts);
@@ -154,11 +155,9 @@ fn a_deleted_session_takes_its_rows_with_it() {
     read_all(&mut database, &mut mirror, ReadMode::Full);
     let child = "ses_dfe57ef31ffekiAsMswTpHzkrz";
     let (messages, parts): (i64, i64) = writer
-        .query_row(
-            "SELECT (SELECT count(*) FROM message WHERE session_id = ?1), (SELECT count(*) FROM part WHERE session_id = ?1)",
-            [child],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .query_row("SELECT (SELECT count(*) FROM message WHERE session_id = ?1), (SELECT count(*) FROM part WHERE session_id = ?1)", [child], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .unwrap();
     // As OpenCode does it: the session row goes, the cascade takes messages, parts and the log.
     writer
@@ -192,7 +191,8 @@ fn a_mirror_rebuilt_from_the_store_redelivers_only_the_small_tables() {
     assert_eq!(count_by_kind(&chunks), BTreeMap::from([("project", 1), ("session", 5), ("todo", 1)]));
 
     // A record the store holds but the database no longer has is removed.
-    let mut stale = Mirror::from_stored([StoredRecord { kind: FileKind::Part, id: "prt_gone".into(), session_id: Some(ROOT_SESSION.into()), version_ms: Some(1) }]);
+    let mut stale =
+        Mirror::from_stored([StoredRecord { kind: FileKind::Part, id: "prt_gone".into(), session_id: Some(ROOT_SESSION.into()), version_ms: Some(1) }]);
     let (_, chunks) = read_all(&mut database, &mut stale, ReadMode::Full);
     assert_eq!(removed(&chunks), vec![(FileKind::Part, "prt_gone".to_owned())]);
 }
