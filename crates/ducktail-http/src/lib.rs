@@ -1,16 +1,19 @@
-//! The daemon's HTTP server: health probes and the read API, served from reader connections.
+//! The daemon's HTTP server: health probes, the read API served from reader connections, and
+//! the web dashboard that is a client of that API.
 //!
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
 //! - `wire` holds every request and response type; `routes` the probes, stats, SQL and
 //!   metrics; `read_routes` sessions, timelines, traces and usage; `events` the server-sent
-//!   event stream; `health` the detailed health verdict; `auth` bearer tokens; [`ApiError`]
-//!   maps failures to a status code and a JSON body.
+//!   event stream; `health` the detailed health verdict; `auth` bearer tokens and the
+//!   dashboard's token cookie; `dashboard` the embedded page, its assets and the login;
+//!   [`ApiError`] maps failures to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
 
 mod auth;
+mod dashboard;
 mod events;
 mod health;
 mod read_routes;
@@ -64,14 +67,17 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
         let token = data.settings.token.clone();
         App::new()
             .wrap_fn(move |request, service| {
+                let headers = request.headers();
                 let authorized = token.is_empty()
                     || matches!(request.path(), "/livez" | "/readyz")
-                    || auth::bearer_matches(request.headers().get(actix_web::http::header::AUTHORIZATION), &token);
+                    || dashboard::is_public(request.path())
+                    || auth::bearer_matches(headers.get(actix_web::http::header::AUTHORIZATION), &token)
+                    || auth::cookie_matches(headers.get(actix_web::http::header::COOKIE), &token);
                 let response: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = if authorized {
                     Box::pin(actix_web::dev::Service::call(service, request))
                 } else {
                     let refused = request.into_response(actix_web::ResponseError::error_response(&ApiError::unauthorized(
-                        "this server requires Authorization: Bearer <http.token>",
+                        "this server requires Authorization: Bearer <http.token> (browsers: POST /api/login)",
                     )));
                     Box::pin(std::future::ready(Ok(refused)))
                 };

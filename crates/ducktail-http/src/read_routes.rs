@@ -115,7 +115,8 @@ pub(crate) async fn usage(state: web::Data<HttpState>, query: web::Query<UsageQu
     let since = optional_instant("since", query.since.as_deref())?;
     let until = optional_instant("until", query.until.as_deref())?;
     let rows = read(&state, move |reader| reader.usage(group, since, until)).await?;
-    Ok(HttpResponse::Ok().json(UsageResponse { group_by, rows }))
+    let total = ducktail_store::usage_total(&rows);
+    Ok(HttpResponse::Ok().json(UsageResponse { group_by, rows, total }))
 }
 
 #[get("/api/otel/services")]

@@ -12,7 +12,17 @@ use crate::HttpState;
 const SQL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(livez).service(readyz).service(stats).service(sql).service(crate::events::events).service(metrics).service(crate::health::health_detailed);
+    config
+        .service(livez)
+        .service(readyz)
+        .service(stats)
+        .service(sql)
+        .service(crate::events::events)
+        .service(metrics)
+        .service(crate::health::health_detailed)
+        .service(crate::dashboard::index)
+        .service(crate::dashboard::static_asset)
+        .service(crate::dashboard::login);
     config
         .service(crate::read_routes::sessions)
         .service(crate::read_routes::session)

@@ -339,4 +339,13 @@ pub struct UsageResponse {
     pub group_by: &'static str,
     /// One row per group, ordered by key.
     pub rows: Vec<ducktail_store::UsageRow>,
+    /// The rows summed (sessions are left out: one session can count in several groups).
+    pub total: ducktail_store::UsageTotal,
+}
+
+/// `POST /api/login`.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    /// The daemon's `http.token`.
+    pub token: String,
 }

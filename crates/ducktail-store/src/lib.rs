@@ -39,8 +39,8 @@ use std::path::{Path, PathBuf};
 
 pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{
-    Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool, TodoItem,
-    ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow,
+    usage_total, Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool,
+    TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow, UsageTotal,
 };
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use spans::{SpanBatch, SpanReport};

@@ -345,6 +345,37 @@ pub struct UsageRow {
     pub usage: Usage,
 }
 
+/// The sum of usage rows: what `GET /api/usage` and `ducktail usage --json` answer as `total`.
+/// Sessions are left out: one session can count in several groups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageTotal {
+    /// Finish steps.
+    pub steps: i64,
+    /// Tokens and cost.
+    pub usage: Usage,
+}
+
+/// `rows` summed; cost with Neumaier's compensated summation, so the total does not depend on the
+/// rows' order (the rows' own costs are compensated sums too).
+pub fn usage_total(rows: &[UsageRow]) -> UsageTotal {
+    let mut total = UsageTotal::default();
+    let mut compensation = 0.0;
+    for row in rows {
+        total.steps += row.steps;
+        let (sum, added) = (&mut total.usage, &row.usage);
+        sum.input += added.input;
+        sum.output += added.output;
+        sum.reasoning += added.reasoning;
+        sum.cache_read += added.cache_read;
+        sum.cache_write += added.cache_write;
+        let next = sum.cost + added.cost;
+        compensation += if sum.cost.abs() >= added.cost.abs() { (sum.cost - next) + added.cost } else { (added.cost - next) + sum.cost };
+        sum.cost = next;
+    }
+    total.usage.cost += compensation;
+    total
+}
+
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::Text(text) => Some(text.clone()),
@@ -831,5 +862,24 @@ fn build_node(rows: &[Vec<Value>], children_of: &HashMap<String, Vec<usize>>, in
         own,
         cumulative,
         children,
+    }
+}
+
+#[cfg(test)]
+mod usage_total_tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_total_sums_every_field_and_compensates_the_cost() {
+        let row = |steps, input, cost| UsageRow {
+            key: String::new(),
+            sessions: 1,
+            steps,
+            usage: Usage { input, output: 2, reasoning: 3, cache_read: 4, cache_write: 5, cost },
+        };
+        let total = usage_total(&[row(1, 10, 1e16), row(2, 20, 1.0), row(3, 30, -1e16)]);
+        assert_eq!((total.steps, total.usage.input, total.usage.output, total.usage.cache_write), (6, 60, 6, 15));
+        assert_eq!(total.usage.cost, 1.0, "a naive sum gives 0");
+        assert_eq!(usage_total(&[]), UsageTotal::default());
     }
 }

@@ -367,7 +367,12 @@ fn demo(settings: &Settings, files: usize, dir: Option<PathBuf>) -> Result<()> {
         database.display(),
         database.display()
     );
-    println!("Follow it live:\n  ducktail run --opencode {} --db {}", opencode.display(), database.display());
+    println!(
+        "Follow it live, with the dashboard at http://{}/ :\n  ducktail run --opencode {} --db {}",
+        settings.http.listen,
+        opencode.display(),
+        database.display()
+    );
     Ok(())
 }
 

@@ -183,7 +183,8 @@ pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<
         }
         Backend::Database(reader) => {
             let rows = reader.usage(group, instant("--since", since)?, instant("--until", until)?)?;
-            Ok(json!({ "group_by": by, "rows": rows }))
+            let total = ducktail_store::usage_total(&rows);
+            Ok(json!({ "group_by": by, "rows": rows, "total": total }))
         }
     }
 }

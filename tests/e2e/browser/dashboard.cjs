@@ -1,0 +1,198 @@
+// Drives the dashboard in Debian's Chromium (headless, through playwright-core) against a live
+// `ducktail run`, for tests/e2e/dashboard.rs. One argument: a JSON object with
+//   base_url, token, chromium, playwright (the playwright-core folder), storage (the watched
+//   storage/ folder), live_source (a storage/ folder to copy in while the page is open),
+//   root_session (a session with sub-agents), hostile_title, screenshots ("" = none).
+// Prints one JSON line {checks, failures}; exits 1 when a check failed.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+
+const config = JSON.parse(process.argv[2]);
+const { chromium } = require(config.playwright);
+
+const checks = [];
+const failures = [];
+function check(name, ok, detail) {
+  checks.push(name);
+  if (!ok) failures.push(`${name}: ${detail}`);
+}
+
+function usd(value) {
+  return "$" + Number(value).toFixed(2);
+}
+
+function copyTree(from, to) {
+  for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
+    const source = path.join(from, entry.name);
+    const target = path.join(to, entry.name);
+    if (entry.isDirectory()) {
+      fs.mkdirSync(target, { recursive: true });
+      copyTree(source, target);
+    } else {
+      fs.copyFileSync(source, target);
+    }
+  }
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: config.chromium,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const origin = new URL(config.base_url).origin;
+  const consoleErrors = [];
+  const foreignRequests = [];
+  const dialogs = [];
+  const context = await browser.newContext({ colorScheme: "light", viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  // A missing element fails its check in seconds, not after playwright's default 30 s.
+  page.setDefaultTimeout(10000);
+  page.on("console", (message) => {
+    // The login step answers 401 once by design; the browser logs that failed fetch.
+    if (message.type() === "error" && !/401/.test(message.text())) consoleErrors.push(message.text());
+  });
+  page.on("pageerror", (error) => consoleErrors.push(String(error)));
+  page.on("request", (request) => {
+    const url = request.url();
+    if (!url.startsWith("data:") && new URL(url).origin !== origin) foreignRequests.push(url);
+  });
+  page.on("dialog", async (dialog) => {
+    dialogs.push(dialog.message());
+    await dialog.dismiss();
+  });
+
+  const api = async (route) =>
+    page.evaluate(async (route) => {
+      const response = await fetch(route, { credentials: "same-origin" });
+      return { status: response.status, body: await response.json() };
+    }, route);
+  const loaded = async () => page.waitForSelector("main[data-loaded='true']", { timeout: 15000 });
+  const text = async (selector) => (await page.locator(selector).first().textContent()).trim();
+
+  // The token: the page asks for it, and keeps it in an HttpOnly cookie.
+  const firstLoad = [];
+  page.on("response", (response) => firstLoad.push(response));
+  await page.goto(config.base_url + "/#/");
+  if (config.token) {
+    await page.waitForSelector("input[type='password']", { timeout: 15000 });
+    check("the token is asked for when http.token is set", true, "");
+    await page.fill("input[type='password']", config.token);
+    await page.keyboard.press("Enter");
+  }
+  await loaded();
+  const cookies = await context.cookies();
+  check("the token lives in an HttpOnly cookie", cookies.some((cookie) => cookie.name === "ducktail_token" && cookie.httpOnly), JSON.stringify(cookies));
+  check("no request URL carries the token", !firstLoad.some((response) => config.token && response.url().includes(config.token)), "");
+  let transferred = 0;
+  for (const response of firstLoad) {
+    // The event stream never ends: its body would never arrive.
+    if (response.url().includes("/api/events")) continue;
+    const body = await response.body().catch(() => Buffer.alloc(0));
+    transferred += body.length;
+  }
+  check("the first load transfers at most 150 KB", transferred <= 150 * 1024, `${transferred} bytes`);
+
+  // Overview: the figures are the API's.
+  const all = await api("/api/usage?group_by=day");
+  check("spend, all time, is /api/usage's total", (await text("[data-testid='spend-all']")) === usd(all.body.total.usage.cost), `${await text("[data-testid='spend-all']")} vs ${all.body.total.usage.cost}`);
+  for (const [testid, field] of [
+    ["tokens-input", "input"],
+    ["tokens-output", "output"],
+    ["tokens-reasoning", "reasoning"],
+    ["tokens-cache-read", "cache_read"],
+    ["tokens-cache-write", "cache_write"],
+  ]) {
+    const shown = (await text(`[data-testid='${testid}']`)).replace(/[^0-9]/g, "");
+    check(`${testid} is /api/usage's total`, shown === String(all.body.total.usage[field]), `${shown} vs ${all.body.total.usage[field]}`);
+  }
+  for (const testid of ["spend-today", "spend-7d", "spend-30d", "spend-last-hour"]) {
+    check(`${testid} is dollars with two decimals`, /^\$\d[\d,]*\.\d\d$/.test(await text(`[data-testid='${testid}']`)), await text(`[data-testid='${testid}']`));
+  }
+  if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "overview-light.png"), fullPage: true });
+
+  // Sessions: a hostile title is text.
+  await page.goto(config.base_url + "/#/sessions");
+  await loaded();
+  const tableText = await text("[data-testid='sessions-table']");
+  check("a hostile title shows as text", tableText.includes(config.hostile_title), tableText.slice(0, 200));
+  check("a hostile title makes no element", (await page.locator("img[src='x']").count()) === 0, "an <img src=x> exists");
+  if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "sessions-light.png"), fullPage: true });
+
+  // Session: the waterfall's totals are /api/traces'.
+  await page.goto(config.base_url + "/#/session/" + config.root_session);
+  await loaded();
+  const trace = (await api("/api/traces/" + config.root_session)).body;
+  const nodes = [];
+  (function walk(node) {
+    nodes.push(node);
+    (node.children || []).forEach(walk);
+  })(trace);
+  check("the session has sub-agents to show", nodes.length > 1, `${nodes.length} nodes`);
+  for (const node of nodes) {
+    const row = page.locator(`[data-testid='waterfall'] [data-trace-id='${node.trace_id}']`).first();
+    if ((await row.count()) === 0) {
+      failures.push(`waterfall has no row for ${node.trace_id}`);
+      continue;
+    }
+    const cumulative = (await row.locator("[data-field='cumulative-cost']").first().textContent()).trim();
+    const own = (await row.locator("[data-field='cost']").first().textContent()).trim();
+    check(`waterfall ${node.trace_id} cumulative cost`, cumulative === usd(node.cumulative.cost), `${cumulative} vs ${node.cumulative.cost}`);
+    check(`waterfall ${node.trace_id} own cost`, own === usd(node.own.cost), `${own} vs ${node.own.cost}`);
+  }
+  if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "session-light.png"), fullPage: true });
+
+  // The other views render without errors.
+  for (const view of ["usage", "spans", "system"]) {
+    await page.goto(config.base_url + "/#/" + view);
+    await loaded();
+    if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, `${view}-light.png`), fullPage: true });
+  }
+
+  // Live: files copied into the watched tree show on the open page, without a reload.
+  await page.goto(config.base_url + "/#/");
+  await loaded();
+  await page.evaluate(() => {
+    window.__notReloaded = true;
+  });
+  const before = await text("[data-testid='tokens-input']");
+  copyTree(config.live_source, config.storage);
+  const started = Date.now();
+  let after = before;
+  while (Date.now() - started < 5000 && after === before) {
+    await page.waitForTimeout(100);
+    after = await text("[data-testid='tokens-input']");
+  }
+  check("copied files show on the open page within 5 s", after !== before, `still ${before} after ${Date.now() - started} ms`);
+  check("without a reload", await page.evaluate(() => window.__notReloaded === true), "the page reloaded");
+  check("live status says live", (await text("[data-testid='live-status']")).startsWith("live"), await text("[data-testid='live-status']"));
+  // Once settled, the figures equal the API's again.
+  await page.waitForTimeout(1500);
+  const settled = await api("/api/usage?group_by=day");
+  const shownInput = (await text("[data-testid='tokens-input']")).replace(/[^0-9]/g, "");
+  check("after the commit, tokens-input is the API's", shownInput === String(settled.body.total.usage.input), `${shownInput} vs ${settled.body.total.usage.input}`);
+
+  if (config.screenshots) {
+    const dark = await browser.newContext({ colorScheme: "dark", viewport: { width: 1280, height: 900 }, storageState: await context.storageState() });
+    const darkPage = await dark.newPage();
+    for (const view of ["", "sessions", "session/" + config.root_session, "usage", "spans", "system"]) {
+      await darkPage.goto(config.base_url + "/#/" + view);
+      await darkPage.waitForSelector("main[data-loaded='true']", { timeout: 15000 });
+      const name = (view.split("/")[0] || "overview") + "-dark.png";
+      await darkPage.screenshot({ path: path.join(config.screenshots, name), fullPage: true });
+    }
+  }
+
+  check("no console error", consoleErrors.length === 0, JSON.stringify(consoleErrors));
+  check("no request to another origin", foreignRequests.length === 0, JSON.stringify(foreignRequests));
+  check("no script ran from a title (no dialog)", dialogs.length === 0, JSON.stringify(dialogs));
+  await browser.close();
+}
+
+main()
+  .catch((error) => failures.push("driver: " + (error && error.stack ? error.stack : String(error))))
+  .finally(() => {
+    console.log(JSON.stringify({ checks, failures }));
+    process.exit(failures.length === 0 ? 0 : 1);
+  });
