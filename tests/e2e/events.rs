@@ -99,8 +99,13 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
     let mut files = 0usize;
     let mut batch_ids = Vec::new();
     let mut sessions = std::collections::BTreeSet::new();
+    let mut derived_sessions = std::collections::BTreeSet::new();
     wait_until("every commit's event", Duration::from_secs(30), || {
         while let Ok(frame) = frames.try_recv() {
+            if frame.event == "derived" {
+                derived_sessions.extend(frame.data["sessions"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()));
+                continue;
+            }
             assert_eq!(frame.event, "commit", "unexpected frame {frame:?}");
             files += frame.data["files"].as_u64().unwrap() as usize;
             batch_ids.push(frame.data["batch_id"].as_u64().unwrap());
@@ -115,6 +120,15 @@ fn every_commit_arrives_as_an_event_while_a_client_polls() {
     for session in &sessions_in_db {
         assert!(sessions.contains(session), "session {session} never appeared in a commit event");
     }
+    // The derived rows announce themselves after their commits, so readers of rollups refresh.
+    wait_until("the derived rows' events", Duration::from_secs(30), || {
+        while let Ok(frame) = frames.try_recv() {
+            if frame.event == "derived" {
+                derived_sessions.extend(frame.data["sessions"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()));
+            }
+        }
+        sessions_in_db.iter().all(|session| derived_sessions.contains(session))
+    });
     assert!(polls.load(Ordering::Relaxed) >= 3, "the poller ran during ingestion");
     assert_eq!(poll_errors.load(Ordering::Relaxed), 0, "no poll failed during ingestion");
     assert_eq!(torn_reads.load(Ordering::Relaxed), 0, "a reader saw a half-committed batch");

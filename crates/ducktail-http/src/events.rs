@@ -30,7 +30,7 @@ async fn next_frame(receiver: &mut Receiver<CommitNotice>) -> Option<Bytes> {
         Err(_) => Some(Bytes::from_static(b": keep-alive\n\n")),
         Ok(Ok(notice)) => {
             let data = serde_json::to_string(&notice).unwrap_or_else(|_| "{}".to_owned());
-            Some(frame("commit", &data))
+            Some(frame(if notice.derived { "derived" } else { "commit" }, &data))
         }
         Ok(Err(RecvError::Lagged(missed))) => Some(frame("lagged", &format!("{{\"missed\":{missed}}}"))),
         Ok(Err(RecvError::Closed)) => None,
@@ -58,7 +58,7 @@ mod tests {
     #[tokio::test]
     async fn notices_become_commit_frames_and_overflow_becomes_lagged() {
         let (sender, mut receiver) = tokio::sync::broadcast::channel(2);
-        let notice = |batch_id| CommitNotice { batch_id, files: 1, sessions: BTreeSet::from(["ses_a".to_owned()]), committed_unix_ms: 5 };
+        let notice = |batch_id| CommitNotice { batch_id, files: 1, sessions: BTreeSet::from(["ses_a".to_owned()]), committed_unix_ms: 5, derived: false };
         sender.send(notice(1)).unwrap();
         let first = next_frame(&mut receiver).await.unwrap();
         assert_eq!(first, Bytes::from("event: commit\ndata: {\"batch_id\":1,\"files\":1,\"sessions\":[\"ses_a\"],\"committed_unix_ms\":5}\n\n"));
@@ -70,5 +70,13 @@ mod tests {
         assert!(next_frame(&mut receiver).await.is_some(), "buffered notices still arrive");
         assert!(next_frame(&mut receiver).await.is_some());
         assert!(next_frame(&mut receiver).await.is_none(), "a closed feed ends the stream");
+    }
+
+    #[tokio::test]
+    async fn derived_rows_are_their_own_event() {
+        let (sender, mut receiver) = tokio::sync::broadcast::channel(2);
+        sender.send(CommitNotice { batch_id: 0, files: 0, sessions: BTreeSet::from(["ses_a".to_owned()]), committed_unix_ms: 5, derived: true }).unwrap();
+        let frame = next_frame(&mut receiver).await.unwrap();
+        assert_eq!(frame, Bytes::from("event: derived\ndata: {\"batch_id\":0,\"files\":0,\"sessions\":[\"ses_a\"],\"committed_unix_ms\":5}\n\n"));
     }
 }

@@ -25,6 +25,12 @@ pub struct CommitNotice {
     pub sessions: BTreeSet<String>,
     /// When the commit finished, Unix milliseconds.
     pub committed_unix_ms: u64,
+    /// The notice is of derived rows (traces and the per-session rollups that sessions, usage
+    /// and traces answers read), written after the commit that touched `sessions` (all sessions
+    /// when empty): readers that showed those answers read them again. `GET /api/events` names
+    /// it `derived` rather than `commit`.
+    #[serde(skip)]
+    pub derived: bool,
 }
 
 /// A broadcast of [`CommitNotice`]s. Publishing never blocks the writer: a slow subscriber
@@ -141,6 +147,13 @@ pub struct LatencySummary {
 }
 
 impl StatusBoard {
+    /// Tells subscribers that the derived rows of `sessions` (all, when empty) were replaced: a
+    /// rollup read right after the records' commit notice may have predated them.
+    pub fn record_derived(&self, sessions: BTreeSet<String>) {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        self.commits.publish(CommitNotice { batch_id: 0, files: 0, sessions, committed_unix_ms: now_ms, derived: true });
+    }
+
     /// Records a committed batch and tells subscribers which sessions it touched.
     pub fn record_commit(&self, batch_id: u64, files: usize, sessions: &BTreeSet<String>, latencies: &[Duration]) {
         self.set_commit_failure(None);
@@ -148,7 +161,7 @@ impl StatusBoard {
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
-        self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms });
+        self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms, derived: false });
         let now = Instant::now();
         let mut window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for latency in latencies {

@@ -323,7 +323,10 @@ impl Handler<ReplaceDerived> for Writer {
             None => Err("the writer has no database connection".to_owned()),
         });
         match result {
-            Some(Ok(())) => tracing::debug!(write_ms = started.elapsed().as_millis() as u64, "derived traces replaced"),
+            Some(Ok(())) => {
+                tracing::debug!(write_ms = started.elapsed().as_millis() as u64, "derived traces replaced");
+                board.record_derived(scope.iter().flatten().cloned().collect());
+            }
             Some(Err(reason)) => {
                 board.derived_write_failed.store(true, std::sync::atomic::Ordering::Release);
                 tracing::warn!(%reason, "could not replace derived traces; they are recomputed after the next commit");

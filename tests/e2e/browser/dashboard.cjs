@@ -167,11 +167,16 @@ async function main() {
   check("copied files show on the open page within 5 s", after !== before, `still ${before} after ${Date.now() - started} ms`);
   check("without a reload", await page.evaluate(() => window.__notReloaded === true), "the page reloaded");
   check("live status says live", (await text("[data-testid='live-status']")).startsWith("live"), await text("[data-testid='live-status']"));
-  // Once settled, the figures equal the API's again.
-  await page.waitForTimeout(1500);
-  const settled = await api("/api/usage?group_by=day");
-  const shownInput = (await text("[data-testid='tokens-input']")).replace(/[^0-9]/g, "");
-  check("after the commit, tokens-input is the API's", shownInput === String(settled.body.total.usage.input), `${shownInput} vs ${settled.body.total.usage.input}`);
+  // The copy lands in several commits: wait (with a deadline) until the page and the API agree.
+  let shownInput = "";
+  let apiInput = "";
+  const settling = Date.now();
+  do {
+    await page.waitForTimeout(100);
+    apiInput = String((await api("/api/usage?group_by=day")).body.total.usage.input);
+    shownInput = (await text("[data-testid='tokens-input']")).replace(/[^0-9]/g, "");
+  } while (shownInput !== apiInput && Date.now() - settling < 15000);
+  check("once the commits settle, tokens-input is the API's", shownInput === apiInput, `${shownInput} vs ${apiInput} after 15 s`);
 
   if (config.screenshots) {
     const dark = await browser.newContext({ colorScheme: "dark", viewport: { width: 1280, height: 900 }, storageState: await context.storageState() });

@@ -1191,6 +1191,16 @@ function ensureEvents() {
       queueCommit({ lagged: true });
     }
   });
+  // Derived rows (traces, the rollups behind sessions and usage) land just after their commit:
+  // read what the view shows again. An empty list means every session.
+  events.addEventListener('derived', (event) => {
+    try {
+      const notice = JSON.parse(event.data);
+      queueCommit(notice.sessions && notice.sessions.length ? notice : { lagged: true });
+    } catch (_) {
+      queueCommit({ lagged: true });
+    }
+  });
   events.addEventListener('lagged', () => queueCommit({ lagged: true }));
   events.addEventListener('error', () => {
     markLost();
