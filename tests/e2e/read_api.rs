@@ -260,3 +260,47 @@ fn read_commands_answer_the_same_with_the_daemon_up_or_down() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--daemon"), "{}", String::from_utf8_lossy(&refused.stderr));
     assert!(daemon.terminate().success());
 }
+
+/// `GET path` with an optional `If-None-Match`: the status and the ETag.
+fn conditional_get(daemon: &Daemon, path: &str, tag: Option<&str>) -> (u16, Option<String>) {
+    let mut request = ureq::get(&format!("{}{path}", daemon.base_url)).timeout(std::time::Duration::from_secs(10));
+    if let Some(tag) = tag {
+        request = request.set("If-None-Match", tag);
+    }
+    let response = match request.call() {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("GET {path}: {error}"),
+    };
+    (response.status(), response.header("etag").map(str::to_owned))
+}
+
+#[test]
+fn read_answers_revalidate_with_304_until_a_commit_changes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
+    // Derived rows trail the catch-up's commit: wait until the tag holds still.
+    let mut tag = String::new();
+    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
+        let (status, current) = conditional_get(&daemon, "/api/sessions", None);
+        assert_eq!(status, 200);
+        let current = current.expect("a read answer carries an ETag");
+        let settled = current == tag;
+        tag = current;
+        settled && conditional_get(&daemon, "/api/sessions", Some(&tag)).0 == 304
+    });
+    for path in ["/api/sessions?limit=5", "/api/usage?group_by=model", "/api/otel/services"] {
+        assert_eq!(conditional_get(&daemon, path, Some(&tag)).0, 304, "{path}: nothing was committed since the tag");
+    }
+    assert_eq!(conditional_get(&daemon, "/api/stats", None).1, None, "stats change without a commit: no validator");
+    // A commit changes every answer's validator.
+    let part = opencode.join("storage/part/msg_etag00000000000000000000001/prt_etag.json");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, r#"{"id":"prt_etag","sessionID":"ses_etag","messageID":"msg_etag00000000000000000000001","type":"text","text":"new"}"#).unwrap();
+    wait_until("the commit invalidates the tag", std::time::Duration::from_secs(20), || conditional_get(&daemon, "/api/sessions", Some(&tag)).0 == 200);
+    let (_, fresh) = conditional_get(&daemon, "/api/sessions", None);
+    assert_ne!(fresh.as_deref(), Some(tag.as_str()));
+    assert!(daemon.terminate().success());
+}

@@ -7,6 +7,7 @@
 //!   metrics; `read_routes` sessions, timelines, traces and usage; `events` the server-sent
 //!   event stream; `health` the detailed health verdict; `auth` bearer tokens and the
 //!   dashboard's token cookie; `dashboard` the embedded page, its assets and the login;
+//!   `revalidation` the ETags and `304`s of the answers that only a commit can change;
 //!   [`ApiError`] maps failures to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
@@ -17,6 +18,7 @@ mod dashboard;
 mod events;
 mod health;
 mod read_routes;
+mod revalidation;
 mod routes;
 mod wire;
 
@@ -64,8 +66,30 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let board = data.board.clone();
+        let versions = data.board.clone();
         let token = data.settings.token.clone();
         App::new()
+            // Innermost, so only authorized requests are answered, even with a 304.
+            .wrap_fn(move |request, service| {
+                let tag = revalidation::is_versioned(request.method(), request.path()).then(|| revalidation::current_tag(&versions));
+                if let Some(tag) = tag.as_ref().filter(|tag| revalidation::not_modified(request.headers().get(actix_web::http::header::IF_NONE_MATCH), tag)) {
+                    let unchanged = actix_web::HttpResponse::NotModified().insert_header((actix_web::http::header::ETAG, tag.clone())).finish();
+                    let response: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = Box::pin(std::future::ready(Ok(request.into_response(unchanged))));
+                    return response;
+                }
+                let response = actix_web::dev::Service::call(service, request);
+                Box::pin(async move {
+                    let mut response = response.await?;
+                    if let Some(tag) = tag.filter(|_| response.status() == actix_web::http::StatusCode::OK) {
+                        let headers = response.headers_mut();
+                        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&tag) {
+                            headers.insert(actix_web::http::header::ETAG, value);
+                            headers.insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-cache"));
+                        }
+                    }
+                    Ok(response)
+                })
+            })
             .wrap_fn(move |request, service| {
                 let headers = request.headers();
                 let authorized = token.is_empty()

@@ -72,6 +72,10 @@ pub struct StatusBoard {
     pub batches_failed: AtomicU64,
     /// Unix milliseconds of the last commit (0 = none yet).
     pub last_commit_unix_ms: AtomicU64,
+    /// Bumped before every notice on the commit feed (records, derived rows, a retention purge):
+    /// while it holds still, every read answer of the database is the same. Conditional GETs of
+    /// the read API use it as their validator.
+    pub data_version: AtomicU64,
     /// Actor restarts after a panic or stop, since start.
     pub actor_restarts: AtomicU64,
     /// Full or partial scans completed by the reconciler.
@@ -151,6 +155,7 @@ impl StatusBoard {
     /// rollup read right after the records' commit notice may have predated them.
     pub fn record_derived(&self, sessions: BTreeSet<String>) {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        self.data_version.fetch_add(1, Ordering::AcqRel);
         self.commits.publish(CommitNotice { batch_id: 0, files: 0, sessions, committed_unix_ms: now_ms, derived: true });
     }
 
@@ -161,6 +166,7 @@ impl StatusBoard {
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
+        self.data_version.fetch_add(1, Ordering::AcqRel);
         self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms, derived: false });
         let now = Instant::now();
         let mut window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

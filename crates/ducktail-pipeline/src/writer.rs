@@ -363,7 +363,11 @@ impl Handler<PurgeBefore> for Writer {
         let Some(store) = self.store.as_mut() else { return };
         match store.purge_sessions_before(message.0) {
             Ok(0) => {}
-            Ok(sessions) => tracing::info!(sessions, "retention: purged sessions older than retention.max_age_days"),
+            Ok(sessions) => {
+                tracing::info!(sessions, "retention: purged sessions older than retention.max_age_days");
+                // Announced as derived rows of every session: readers refresh what they show.
+                self.board.record_derived(Default::default());
+            }
             Err(error) => tracing::warn!(%error, "retention purge failed; retrying at the next interval"),
         }
         self.last_write = Instant::now();

@@ -1,0 +1,55 @@
+//! Conditional GETs of the read API: answers that are a function of the database alone carry an
+//! ETag made of the process and the board's `data_version`, and a client that sends it back
+//! while no commit happened gets `304 Not Modified` without a query being run.
+//!
+//! The version is read before the answer is computed: a commit landing meanwhile can only make
+//! the tag older than the answer, so the next revalidation fetches again; never the reverse.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header::HeaderValue;
+use ducktail_pipeline::status::StatusBoard;
+
+/// Routes whose answer depends on nothing but the database's content. `/api/stats` and the
+/// health routes also report backlog, latency and the machine, which change without a commit.
+pub(crate) fn is_versioned(method: &actix_web::http::Method, path: &str) -> bool {
+    method == actix_web::http::Method::GET
+        && (path.starts_with("/api/sessions") || path.starts_with("/api/traces/") || path == "/api/usage" || path.starts_with("/api/otel/"))
+}
+
+/// The validator of every versioned answer right now. The process part keeps a tag from before a
+/// restart (whose counter started again at 0) from matching.
+pub(crate) fn current_tag(board: &StatusBoard) -> String {
+    static PROCESS: OnceLock<u128> = OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+        started ^ u128::from(std::process::id())
+    });
+    format!("W/\"{process:x}-{}\"", board.data_version.load(std::sync::atomic::Ordering::Acquire))
+}
+
+/// Whether `If-None-Match` names `tag` (or `*`).
+pub(crate) fn not_modified(if_none_match: Option<&HeaderValue>, tag: &str) -> bool {
+    if_none_match.and_then(|value| value.to_str().ok()).is_some_and(|tags| tags.split(',').map(str::trim).any(|candidate| candidate == tag || candidate == "*"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_database_answers_are_versioned_and_a_commit_changes_the_tag() {
+        use actix_web::http::Method;
+        assert!(is_versioned(&Method::GET, "/api/sessions") && is_versioned(&Method::GET, "/api/sessions/ses_a/timeline"));
+        assert!(is_versioned(&Method::GET, "/api/usage") && is_versioned(&Method::GET, "/api/traces/ses_a"));
+        assert!(!is_versioned(&Method::GET, "/api/stats") && !is_versioned(&Method::GET, "/health/detailed") && !is_versioned(&Method::POST, "/api/sessions"));
+        let board = StatusBoard::default();
+        let before = current_tag(&board);
+        assert!(not_modified(Some(&HeaderValue::from_str(&before).unwrap()), &before));
+        board.record_derived(Default::default());
+        let after = current_tag(&board);
+        assert_ne!(before, after);
+        assert!(!not_modified(Some(&HeaderValue::from_str(&before).unwrap()), &after));
+        assert!(!not_modified(None, &after));
+    }
+}
