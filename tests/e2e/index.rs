@@ -2,7 +2,7 @@
 //! deletions, moves and bad files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::expected::Expected;
 use crate::support::*;
@@ -112,6 +112,16 @@ fn generated_tree_with_bad_files_indexes_exactly_and_reindex_is_idempotent() {
     assert!(errors.iter().all(|row| !row[0].is_empty() && row[0] != "NULL"), "every error has a message: {errors:?}");
 }
 
+/// The first file under `folder` (walk order) that `wanted` accepts.
+fn first_file(folder: &Path, wanted: impl Fn(&Path) -> bool) -> PathBuf {
+    walkdir::WalkDir::new(folder)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_type().is_file() && wanted(entry.path()))
+        .unwrap_or_else(|| panic!("no such file under {}", folder.display()))
+        .into_path()
+}
+
 #[test]
 fn changes_deletions_moves_and_bad_files_are_followed() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,38 +132,21 @@ fn changes_deletions_moves_and_bad_files_are_followed() {
     let storage = opencode.join("storage");
 
     // Change: a step-finish part gets new tokens; its row is replaced, not duplicated.
-    let part = walkdir::WalkDir::new(storage.join("part"))
-        .into_iter()
-        .filter_map(Result::ok)
-        .find(|entry| entry.file_type().is_file() && std::fs::read_to_string(entry.path()).unwrap().contains("\"step-finish\""))
-        .unwrap()
-        .into_path();
+    let part = first_file(&storage.join("part"), |path| std::fs::read_to_string(path).unwrap().contains("\"step-finish\""));
     let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&part).unwrap()).unwrap();
     value["tokens"]["input"] = 123_456.into();
     std::fs::write(&part, serde_json::to_string_pretty(&value).unwrap()).unwrap();
     let part_id = value["id"].as_str().unwrap().to_owned();
 
     // Move: a session file goes to another project folder.
-    let session = walkdir::WalkDir::new(storage.join("session"))
-        .min_depth(2)
-        .into_iter()
-        .filter_map(Result::ok)
-        .find(|entry| entry.file_type().is_file())
-        .unwrap()
-        .into_path();
+    let session = first_file(&storage.join("session"), |_| true);
     let session_id = session.file_stem().unwrap().to_string_lossy().into_owned();
     let moved_dir = storage.join("session/0123456789abcdef0123456789abcdef01234567");
     std::fs::create_dir_all(&moved_dir).unwrap();
     std::fs::rename(&session, moved_dir.join(session.file_name().unwrap())).unwrap();
 
     // Delete: a message file disappears.
-    let message = walkdir::WalkDir::new(storage.join("message"))
-        .min_depth(2)
-        .into_iter()
-        .filter_map(Result::ok)
-        .find(|entry| entry.file_type().is_file())
-        .unwrap()
-        .into_path();
+    let message = first_file(&storage.join("message"), |_| true);
     let message_id = message.file_stem().unwrap().to_string_lossy().into_owned();
     std::fs::remove_file(&message).unwrap();
 

@@ -37,11 +37,7 @@ impl Asset {
     }
 
     fn respond(&self, request: &HttpRequest) -> HttpResponse {
-        let not_modified = request
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == self.etag || tag.trim() == "*"));
+        let not_modified = crate::revalidation::not_modified(request.headers().get(header::IF_NONE_MATCH), &self.etag);
         let mut response = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
         response
             .insert_header((header::ETAG, self.etag.clone()))

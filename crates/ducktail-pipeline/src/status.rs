@@ -150,11 +150,16 @@ pub struct LatencySummary {
     pub p99: Duration,
 }
 
+/// The wall clock in Unix milliseconds, as commit notices carry it.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
 impl StatusBoard {
     /// Tells subscribers that the derived rows of `sessions` (all, when empty) were replaced: a
     /// rollup read right after the records' commit notice may have predated them.
     pub fn record_derived(&self, sessions: BTreeSet<String>) {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let now_ms = unix_now_ms();
         self.data_version.fetch_add(1, Ordering::AcqRel);
         self.commits.publish(CommitNotice { batch_id: 0, files: 0, sessions, committed_unix_ms: now_ms, derived: true });
     }
@@ -164,7 +169,7 @@ impl StatusBoard {
         self.set_commit_failure(None);
         self.batches_committed.fetch_add(1, Ordering::Relaxed);
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let now_ms = unix_now_ms();
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
         self.data_version.fetch_add(1, Ordering::AcqRel);
         self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms, derived: false });
