@@ -30,6 +30,8 @@ impl BenchDaemon {
             .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
+            .env("CLAUDE_CONFIG_DIR", "/nonexistent-ducktail-bench-claude")
+            .env("CODEX_HOME", "/nonexistent-ducktail-bench-codex")
             // DUCKTAIL_BENCH_RUST_LOG / DUCKTAIL_BENCH_DAEMON_LOG: the daemon's log filter and a
             // file to copy its log to, for looking inside a bench run (e.g. commit timings).
             .env("RUST_LOG", std::env::var("DUCKTAIL_BENCH_RUST_LOG").unwrap_or_else(|_| "warn,ducktail=info".to_owned()))

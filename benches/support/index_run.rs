@@ -17,6 +17,8 @@ pub fn run_index(opencode: &Path, db: &Path) -> (Duration, u64) {
         .arg("--db")
         .arg(db)
         .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-bench-config")
+        .env("CLAUDE_CONFIG_DIR", "/nonexistent-ducktail-bench-claude")
+        .env("CODEX_HOME", "/nonexistent-ducktail-bench-codex")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("run ducktail index");

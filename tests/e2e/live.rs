@@ -411,7 +411,7 @@ fn a_crash_loop_at_random_moments_loses_nothing() {
     for cycle in 0..cycles {
         let mut child = std::process::Command::new(binary())
             .args(["run", "--opencode", path_str(&opencode), "--db", path_str(&db), "--listen", "127.0.0.1:0", "--config", path_str(&config)])
-            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
+            .envs(crate::support::ISOLATED_ENVIRONMENT)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

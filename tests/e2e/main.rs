@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ducktail` binary on real and generated OpenCode trees. All
 //! integration tests build into this one binary.
 
+mod agents;
 mod dashboard;
 mod deploy;
 mod events;

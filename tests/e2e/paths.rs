@@ -49,7 +49,7 @@ impl Layout {
             .env_remove("RUST_LOG")
             .env_remove("XDG_DATA_HOME")
             .env("HOME", &self.base)
-            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
+            .envs(crate::support::ISOLATED_ENVIRONMENT)
             .output()
             .expect("run ducktail")
     }

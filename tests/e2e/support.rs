@@ -25,10 +25,24 @@ pub fn shared_fixtures(folder: &str) -> PathBuf {
     std::fs::canonicalize(&path).unwrap_or_else(|error| panic!("{}: {error}; the tests need the shared fixtures folder beside the clone", path.display()))
 }
 
+/// Variables every test run of the binary gets, so the machine's own config and agent folders
+/// (`~/.claude` on a developer's machine) never leak into a test: each points nowhere.
+pub const ISOLATED_ENVIRONMENT: [(&str, &str); 3] = [
+    ("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config"),
+    ("CLAUDE_CONFIG_DIR", "/nonexistent-ducktail-test-claude"),
+    ("CODEX_HOME", "/nonexistent-ducktail-test-codex"),
+];
+
+/// Applies [`ISOLATED_ENVIRONMENT`] to `command`.
+pub fn isolate(command: &mut Command) {
+    command.envs(ISOLATED_ENVIRONMENT);
+}
+
 /// Runs `ducktail` with `args` and returns its output (never inheriting the user's config).
 pub fn ducktail(args: &[&str], config: Option<&Path>) -> Output {
     let mut command = Command::new(binary());
-    command.args(args).env_remove("RUST_LOG").env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config");
+    command.args(args).env_remove("RUST_LOG");
+    isolate(&mut command);
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
@@ -173,7 +187,7 @@ impl Daemon {
             .args(["run", "--listen", "127.0.0.1:0"])
             .args(arguments)
             .env("RUST_LOG", std::env::var("DUCKTAIL_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
-            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
+            .envs(ISOLATED_ENVIRONMENT)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

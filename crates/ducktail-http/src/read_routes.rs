@@ -60,6 +60,7 @@ pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<Sess
         project: query.project.filter(|project| !project.is_empty()),
         root_only: query.root_only,
         title_contains: query.q.filter(|q| !q.is_empty()),
+        app: query.app.filter(|app| !app.is_empty()),
         limit,
         after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(decode_cursor).transpose()?,
     };
@@ -105,12 +106,13 @@ pub(crate) async fn trace(state: web::Data<HttpState>, id: web::Path<String>) ->
 pub(crate) async fn usage(state: web::Data<HttpState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let name = query.group_by.as_deref().unwrap_or("day");
-    let group = UsageGroup::parse(name).ok_or_else(|| ApiError::bad_request(format!("group_by must be day, model, agent or project, got {name:?}")))?;
+    let group = UsageGroup::parse(name).ok_or_else(|| ApiError::bad_request(format!("group_by must be day, model, agent, project or app, got {name:?}")))?;
     let group_by = match group {
         UsageGroup::Day => "day",
         UsageGroup::Model => "model",
         UsageGroup::Agent => "agent",
         UsageGroup::Project => "project",
+        UsageGroup::App => "app",
     };
     let since = optional_instant("since", query.since.as_deref())?;
     let until = optional_instant("until", query.until.as_deref())?;

@@ -290,6 +290,8 @@ pub struct SessionsQuery {
     pub root_only: bool,
     /// Case-insensitive substring of the title.
     pub q: Option<String>,
+    /// Only sessions of this coding agent: `opencode`, `claude_code` or `codex`.
+    pub app: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.

@@ -18,6 +18,22 @@
 
 use std::path::PathBuf;
 
+pub mod transcript;
+
+/// `cost_source` of a cost the agent wrote in its own record (OpenCode).
+pub const COST_LOGGED: &str = "logged";
+/// `cost_source` of a cost ducktail computed from tokens and the shipped price table.
+pub const COST_COMPUTED: &str = "computed";
+
+/// The coding agent whose files a source reads (`app` in the record tables), from the source's
+/// name (`source`): both OpenCode readers are `opencode`; every other source is named after its app.
+pub fn app_of_source(source: &str) -> &str {
+    match source {
+        "opencode_json" | "opencode_sqlite" => "opencode",
+        other => other,
+    }
+}
+
 /// The kind of an OpenCode storage file, decided by its path relative to `storage/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileKind {
@@ -163,6 +179,8 @@ pub struct MessageRecord {
     pub model_id: Option<String>,
     /// USD, summed over the message's steps by OpenCode.
     pub cost: Option<f64>,
+    /// Where `cost` comes from: [`COST_LOGGED`] or [`COST_COMPUTED`]; `None` when there is no cost.
+    pub cost_source: Option<&'static str>,
     /// The last step's usage (OpenCode overwrites it per step).
     pub tokens: Tokens,
     /// `finish`.
@@ -238,6 +256,8 @@ pub struct StepEvent {
     pub reason: Option<String>,
     /// `cost` of a finish step.
     pub cost: Option<f64>,
+    /// Where `cost` comes from: [`COST_LOGGED`] or [`COST_COMPUTED`]; `None` when there is no cost.
+    pub cost_source: Option<&'static str>,
     /// `tokens` of a finish step (zero for start steps).
     pub tokens: Tokens,
     /// `snapshot` hash.

@@ -49,6 +49,8 @@ pub struct Daemon {
     database: Option<(DatabaseWatch, actix_rt::task::JoinHandle<()>)>,
     /// The watch and poll of the span folder, when there is one.
     spans: Option<(Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>)>,
+    /// One follower per transcript source with a folder.
+    transcripts: Vec<crate::transcripts::FollowingTranscripts>,
 }
 
 /// Checks that a daemon has something to follow before the caller creates the database: the
@@ -60,8 +62,10 @@ pub fn check_sources_to_follow(opencode_dir: &Path, settings: &Settings) -> Resu
     if follow_spans && !span_root.is_dir() {
         return Err(IndexError::MissingSpans { path: span_root.clone() });
     }
-    if !opencode_dir.is_dir() && !follow_spans {
-        return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned() });
+    let transcripts = crate::transcripts::transcript_sources(settings)?;
+    crate::transcripts::decode_context(settings)?;
+    if !opencode_dir.is_dir() && !follow_spans && transcripts.is_empty() {
+        return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned(), also: crate::transcripts::also_looked_for(settings) });
     }
     Ok(())
 }
@@ -136,6 +140,22 @@ impl Daemon {
             let _ = links.spans.set(follower);
             (watch, poll)
         });
+        // `check_sources_to_follow` has read the price file already; should it fail now, the
+        // shipped prices still cost what can be costed.
+        let context = crate::transcripts::decode_context(settings).unwrap_or_else(|error| {
+            tracing::error!(%error, "using the shipped prices");
+            ducktail_sources::transcript::DecodeContext {
+                limits: crate::index::decode_limits(settings),
+                prices: Arc::new(ducktail_sources::pricing::PriceTable::embedded()),
+            }
+        });
+        let transcripts = crate::transcripts::transcript_sources(settings)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|source| {
+                crate::transcripts::start_following_transcripts(source, context.clone(), readers.clone(), links.clone(), board.clone(), faults.clone())
+            })
+            .collect();
         // The first trace builder may have started before the links existed; after a clean stop
         // that left the derived tables complete, there is nothing to recompute.
         if !was_complete {
@@ -180,7 +200,7 @@ impl Daemon {
                 }
             })
         });
-        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans })
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans, transcripts })
     }
 
     /// The pipeline's current load.
@@ -208,6 +228,10 @@ impl Daemon {
         if let Some((watch, poll)) = self.spans {
             poll.abort();
             drop(watch);
+        }
+        for following in self.transcripts {
+            following.poll.abort();
+            drop(following.watches);
         }
         let drained = tokio::time::timeout(deadline, self.links.accumulator().send(Drain)).await;
         if drained.is_err() {

@@ -22,19 +22,26 @@ use crate::settings::{OnDeleteSetting, Settings};
 /// Why an index run could not complete (bad files are not failures: they are counted).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// The OpenCode directory has neither a `storage/` folder nor an `opencode.db`.
+    /// The OpenCode directory has neither a `storage/` folder nor an `opencode.db`, and no other
+    /// source has anything to read.
     #[error(
-        "{path} holds neither OpenCode's storage/ folder nor its opencode.db; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)"
+        "{path} holds neither OpenCode's storage/ folder nor its opencode.db{also}; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode), or --claude / --codex"
     )]
     MissingStorage {
         /// The folder looked in.
         path: PathBuf,
+        /// The transcript folders also looked for, as a clause (empty when none).
+        also: String,
     },
-    /// The OpenCode folder does not exist.
-    #[error("OpenCode folder {path} does not exist; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode)")]
+    /// The OpenCode folder does not exist, and no other source has anything to read.
+    #[error(
+        "OpenCode folder {path} does not exist{also}; pass --opencode with OpenCode's data folder (default ~/.local/share/opencode), or --claude / --codex"
+    )]
     NoOpencodeFolder {
         /// The folder looked for.
         path: PathBuf,
+        /// The transcript folders also looked for, as a clause (empty when none).
+        also: String,
     },
     /// The span folder does not exist.
     #[error("span folder {path} does not exist; pass --spans with the folder holding year=YYYY/… (or leave sources.spans.path empty)")]
@@ -42,6 +49,19 @@ pub enum IndexError {
         /// The folder looked for.
         path: PathBuf,
     },
+    /// A transcript folder given by flag or config does not exist.
+    #[error("{agent} folder {path} does not exist; pass {flag} with an existing folder (or leave it out to use the default)")]
+    MissingTranscripts {
+        /// The source (`claude_code`, `codex`).
+        agent: &'static str,
+        /// The folder looked for.
+        path: PathBuf,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
+    /// The price file could not be used.
+    #[error(transparent)]
+    Pricing(#[from] ducktail_sources::pricing::PricingError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -74,6 +94,12 @@ pub struct IndexSummary {
     pub database_error: Option<String>,
     /// The span source's run, when `sources.spans.path` is set.
     pub spans: Option<crate::spans::SpanSyncSummary>,
+    /// Each transcript source's run (`claude_code`, `codex`), for those with a folder.
+    pub transcripts: Vec<(&'static str, crate::transcripts::TranscriptSyncSummary)>,
+    /// Enabled transcript sources with no folder, and where they were looked for.
+    pub absent_sources: Vec<(&'static str, Vec<PathBuf>)>,
+    /// The OpenCode folder, when it held nothing to read (other sources did).
+    pub opencode_absent: Option<PathBuf>,
     /// Wall time.
     pub duration: Duration,
 }
@@ -111,11 +137,14 @@ pub fn check_sources(opencode_dir: &Path, settings: &Settings) -> Result<(), Ind
     if read_spans && !span_root.is_dir() {
         return Err(IndexError::MissingSpans { path: span_root.clone() });
     }
-    if !storage_root(opencode_dir).is_dir() && !read_database && !read_spans {
+    let transcripts = crate::transcripts::transcript_sources(settings)?;
+    crate::transcripts::decode_context(settings)?;
+    if !storage_root(opencode_dir).is_dir() && !read_database && !read_spans && transcripts.is_empty() {
+        let also = crate::transcripts::also_looked_for(settings);
         if !opencode_dir.is_dir() {
-            return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned() });
+            return Err(IndexError::NoOpencodeFolder { path: opencode_dir.to_owned(), also });
         }
-        return Err(IndexError::MissingStorage { path: opencode_dir.to_owned() });
+        return Err(IndexError::MissingStorage { path: opencode_dir.to_owned(), also });
     }
     Ok(())
 }
@@ -172,6 +201,33 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
             return Err(error.into());
         }
         summary.spans = spans.ok();
+    }
+    let transcripts = crate::transcripts::transcript_sources(settings)?;
+    summary.absent_sources = crate::transcripts::absent_sources(settings);
+    if !root.is_dir() && !read_database {
+        summary.opencode_absent = Some(opencode_dir.to_owned());
+    }
+    if !transcripts.is_empty() {
+        let context = crate::transcripts::decode_context(settings)?;
+        for source in &transcripts {
+            let name = source.format.source();
+            let mut view = crate::transcripts::transcript_view(store.reader()?.transcript_files(name)?);
+            let mut write_error = None;
+            let mut write = |batch: ducktail_store::TranscriptBatch| {
+                store.write_transcripts(&batch).map_err(|error| {
+                    let message = error.to_string();
+                    write_error = Some(error);
+                    message
+                })
+            };
+            let synced = crate::transcripts::sync_transcripts(source, &mut view, &context, None, &mut write);
+            if let Some(error) = write_error {
+                return Err(error.into());
+            }
+            if let Ok(synced) = synced {
+                summary.transcripts.push((name, synced));
+            }
+        }
     }
     let touched = store.take_touched_sessions();
     let derived = Instant::now();

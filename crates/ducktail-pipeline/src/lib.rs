@@ -32,6 +32,7 @@ pub mod spans;
 pub mod status;
 pub mod supervision;
 pub mod trace_builder;
+pub mod transcripts;
 pub mod trigger;
 pub mod watcher;
 pub mod writer;

@@ -57,7 +57,8 @@ pub struct Metrics {
 /// Every actor that `catch_panic` names, so each restart counter exists at 0 from the start:
 /// Prometheus sees no `increase()` in a counter whose first sample is already 1. The same holds
 /// for the other labelled series whose label values are known in advance (below).
-const SUPERVISED_ACTORS: [&str; 8] = ["watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "span_follower"];
+const SUPERVISED_ACTORS: [&str; 9] =
+    ["watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "span_follower", "transcript_follower"];
 
 /// Buckets for durations from a millisecond to a minute.
 const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];

@@ -30,6 +30,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// `[retention]`: purging old sessions (off by default).
     pub retention: RetentionSettings,
+    /// `[pricing]`: list prices for agents that log tokens and no cost.
+    pub pricing: PricingSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
     /// `[faults]`: fault injection for tests; all off by default.
@@ -44,6 +46,56 @@ pub struct SourcesSettings {
     pub opencode: OpenCodeSettings,
     /// `[sources.spans]`.
     pub spans: SpanSettings,
+    /// `[sources.claude_code]`: Claude Code's transcripts.
+    pub claude_code: TranscriptSettings,
+    /// `[sources.codex]`: Codex CLI's rollouts.
+    pub codex: TranscriptSettings,
+}
+
+/// `[pricing]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingSettings {
+    /// A price file (the shape of the shipped snapshot) whose models replace or add to the
+    /// shipped prices. Empty: the shipped snapshot alone.
+    pub file: PathBuf,
+}
+
+/// `[sources.claude_code]` and `[sources.codex]`: an agent's append-only transcripts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriptSettings {
+    /// Read this agent's transcripts at all.
+    pub enabled: bool,
+    /// The agent's folders. Empty means its defaults: Claude Code `$CLAUDE_CONFIG_DIR` (a
+    /// comma-separated list) else `~/.claude` and `~/.config/claude`; Codex `$CODEX_HOME` else
+    /// `~/.codex`. A default folder that does not exist is reported and skipped; a configured
+    /// one is an error.
+    pub paths: Vec<PathBuf>,
+    /// How often the folders are looked at besides their file events.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most bytes of transcript read into one transaction (a large file commits in pieces).
+    pub stretch_bytes: u64,
+    /// Longer lines are skipped and recorded in `file_index`.
+    pub max_line_bytes: u64,
+    /// Whether `paths` came from a flag or the config file (set by the binary, not read from
+    /// the file): then a missing folder is an error, not a note.
+    #[serde(skip)]
+    pub explicit: bool,
+}
+
+impl Default for TranscriptSettings {
+    fn default() -> Self {
+        TranscriptSettings {
+            enabled: true,
+            paths: Vec::new(),
+            poll_interval: Duration::from_secs(2),
+            stretch_bytes: 16 * 1024 * 1024,
+            max_line_bytes: 64 * 1024 * 1024,
+            explicit: false,
+        }
+    }
 }
 
 /// `[sources.spans]`: OpenTelemetry span Parquet files.
@@ -343,7 +395,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct FaultSettings {
     /// Name of an actor (watcher, reconciler, accumulator, decoder, writer, trace_builder,
-    /// database_follower) that panics once, while handling its first message after startup
+    /// database_follower, transcript_follower) that panics once, while handling its first message after startup
     /// catch-up.
     pub panic_actor: String,
     /// The watcher drops every filesystem event (only the reconciler finds changes).
@@ -381,16 +433,28 @@ impl Settings {
         if self.sources.spans.poll_interval < Duration::from_millis(10) {
             return Err(format!("sources.spans.poll_interval must be at least 10ms (got {:?})", self.sources.spans.poll_interval));
         }
+        for (name, source) in [("claude_code", &self.sources.claude_code), ("codex", &self.sources.codex)] {
+            if source.poll_interval < Duration::from_millis(10) {
+                return Err(format!("sources.{name}.poll_interval must be at least 10ms (got {:?})", source.poll_interval));
+            }
+            if source.stretch_bytes < 4096 || source.max_line_bytes < 4096 {
+                return Err(format!(
+                    "sources.{name}.stretch_bytes and sources.{name}.max_line_bytes must be at least 4096 (got {} and {})",
+                    source.stretch_bytes, source.max_line_bytes
+                ));
+            }
+        }
         if self.sources.opencode.database_poll_interval < Duration::from_millis(10) {
             return Err(format!("sources.opencode.database_poll_interval must be at least 10ms (got {:?})", self.sources.opencode.database_poll_interval));
         }
         if self.reconcile.interval < Duration::from_millis(100) {
             return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));
         }
-        const ACTORS: [&str; 8] = ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower"];
+        const ACTORS: [&str; 9] =
+            ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "transcript_follower"];
         if !ACTORS.contains(&self.faults.panic_actor.as_str()) {
             return Err(format!(
-                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder, database_follower (got {:?})",
+                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder, database_follower, transcript_follower (got {:?})",
                 self.faults.panic_actor
             ));
         }

@@ -100,6 +100,8 @@ pub struct StatusBoard {
     commit_failure: Mutex<Option<String>>,
     /// The span source has not finished its first look at its folder yet.
     spans_catching_up: AtomicBool,
+    /// Transcript sources whose first full look has not committed yet.
+    transcripts_catching_up: std::sync::atomic::AtomicUsize,
 }
 
 /// Where following OpenCode's `opencode.db` stands.
@@ -205,7 +207,10 @@ impl StatusBoard {
     /// Whether the startup catch-up has committed (the JSON tree's, the database's first read
     /// when there is a database, and the span source's first look when there is one).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.database_state() != DatabaseState::Starting && !self.spans_catching_up.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
+            && self.database_state() != DatabaseState::Starting
+            && !self.spans_catching_up.load(Ordering::Acquire)
+            && self.transcripts_catching_up.load(Ordering::Acquire) == 0
     }
 
     /// Where following `opencode.db` stands.
@@ -229,6 +234,16 @@ impl StatusBoard {
     /// Marks the span source's first look as outstanding (`true`) or done (`false`).
     pub fn set_spans_catching_up(&self, catching_up: bool) {
         self.spans_catching_up.store(catching_up, Ordering::Release);
+    }
+
+    /// A transcript source starts catching up: ready waits for its first full look.
+    pub fn transcripts_start_catching_up(&self) {
+        self.transcripts_catching_up.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A transcript source's first full look committed.
+    pub fn transcripts_caught_up(&self) {
+        let _ = self.transcripts_catching_up.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| count.checked_sub(1));
     }
 
     /// Why commits are failing (a full disk, a lost database), while they are.

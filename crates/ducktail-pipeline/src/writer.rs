@@ -312,6 +312,39 @@ impl Handler<crate::spans::WriteSpans> for Writer {
     }
 }
 
+impl Handler<crate::transcripts::WriteTranscripts> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: crate::transcripts::WriteTranscripts, ctx: &mut Self::Context) {
+        let (board, faults) = (self.board.clone(), self.faults.clone());
+        let span = tracing::debug_span!("write_transcripts", batch_id = message.batch_id, stretches = message.batch.stretches.len());
+        let _entered = span.enter();
+        let reply = message.reply.clone();
+        let finished = catch_panic("writer", &board, || {
+            faults.maybe_panic("writer", &board);
+            crate::transcripts::commit_transcripts(self.store.as_mut(), message, &board)
+        });
+        match finished {
+            Some(Some((batch_id, report, latencies))) => {
+                // The derived tables (traces, rollups) follow the sessions the batch touched.
+                self.links.trace_builder().do_send(BatchCommitted {
+                    batch_id,
+                    files: Vec::new(),
+                    not_ready: Vec::new(),
+                    touched_sessions: report.touched_sessions,
+                    latencies,
+                    commit_duration: report.duration,
+                });
+            }
+            Some(None) => {}
+            None => {
+                let _ = reply.send(Err("writer panicked".to_owned()));
+                ctx.stop();
+            }
+        }
+        self.last_write = Instant::now();
+    }
+}
+
 impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {

@@ -11,6 +11,9 @@
 //!   changed and deleted rows.
 //! - [`spans`] — OpenTelemetry span files in Parquet: listing `*.parquet` under a root and reading
 //!   one into [`Span`](ducktail_model::Span)s, tolerant of column widths and schema generations.
+//! - [`pricing`] — list prices per token for Anthropic and OpenAI models, bundled from a LiteLLM
+//!   snapshot and optionally overridden by a user file: a [`PriceTable`](pricing::PriceTable)
+//!   costs responses whose logs count tokens but not dollars.
 //!
 //! Every function here is synchronous and cheap to call from a worker thread; the pipeline decides
 //! when and how often to call them.
@@ -26,7 +29,9 @@
 //! - It knows nothing about the database or the HTTP server: it names neither duckdb nor actix.
 
 pub mod opencode;
+pub mod pricing;
 pub mod spans;
+pub mod transcript;
 
 pub use opencode::decode::{decode_bytes, decode_file, DecodeLimits};
 pub use opencode::layout::classify;

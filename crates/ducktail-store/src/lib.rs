@@ -33,6 +33,7 @@ mod reader;
 mod schema;
 mod spans;
 mod traces;
+mod transcripts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use read_api::{
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use spans::{SpanBatch, SpanReport};
 pub use traces::{DerivedRows, TraceScope};
+pub use transcripts::{skipped_line_path, TranscriptBatch, TranscriptFileState, TranscriptReport, SKIPPED_LINE_KIND, TRANSCRIPT_KIND};
 pub use writer::{rejected_row_path, BatchReport, OnDelete, RemovedFile, WriteBatch};
 
 /// Re-exported so callers can hold values of the read API without naming duckdb themselves.
@@ -223,6 +225,9 @@ pub struct Store {
     known_keys: Option<known_keys::KnownKeys>,
     /// Whether this store keeps `known_keys` (not for a bulk load).
     tracks_known_keys: bool,
+    /// The transcript merge statements, one per merged table, built from the tables' columns the
+    /// first time a transcript batch is written (see `transcripts`).
+    transcript_merge_sql: Option<Vec<String>>,
 }
 
 impl Drop for Store {
@@ -281,6 +286,7 @@ impl Store {
             touched: None,
             odd_paths: None,
             derived_mark_to_clear: false,
+            transcript_merge_sql: None,
             known_keys: None,
             tracks_known_keys: true,
         }

@@ -59,6 +59,8 @@ pub struct SessionFilter {
     pub root_only: bool,
     /// Case-insensitive substring of the title.
     pub title_contains: Option<String>,
+    /// Only sessions of this coding agent (`opencode`, `claude_code`, `codex`).
+    pub app: Option<String>,
     /// Rows per page.
     pub limit: usize,
     /// Continue after this (created key, id), from [`SessionPage::next_cursor`].
@@ -90,6 +92,8 @@ pub struct SessionListItem {
     pub errors: i64,
     /// Direct child sessions.
     pub children: i64,
+    /// The coding agent that wrote it: `opencode`, `claude_code` or `codex`.
+    pub app: String,
 }
 
 /// A page of sessions, newest first.
@@ -287,6 +291,8 @@ pub enum UsageGroup {
     Agent,
     /// Project of the session.
     Project,
+    /// The coding agent that wrote the session (`opencode`, `claude_code`, `codex`).
+    App,
 }
 
 impl UsageGroup {
@@ -297,6 +303,7 @@ impl UsageGroup {
             "model" => Some(UsageGroup::Model),
             "agent" => Some(UsageGroup::Agent),
             "project" => Some(UsageGroup::Project),
+            "app" => Some(UsageGroup::App),
             _ => None,
         }
     }
@@ -309,6 +316,7 @@ impl UsageGroup {
             UsageGroup::Model => "coalesce(m.provider_id || '/', '') || coalesce(m.model_id, 'unknown')",
             UsageGroup::Agent => "coalesce(m.agent, 'unknown')",
             UsageGroup::Project => "coalesce(s.project_id, 'unknown')",
+            UsageGroup::App => "coalesce(s.app, 'opencode')",
         }
     }
 
@@ -319,6 +327,7 @@ impl UsageGroup {
             UsageGroup::Model => "coalesce(r.provider_id || '/', '') || coalesce(r.model_id, 'unknown')",
             UsageGroup::Agent => "coalesce(r.agent, 'unknown')",
             UsageGroup::Project => "coalesce(r.project_id, 'unknown')",
+            UsageGroup::App => "coalesce(r.app, 'opencode')",
         }
     }
 
@@ -335,7 +344,7 @@ impl UsageGroup {
 /// One group of `GET /api/usage`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageRow {
-    /// The day, model, agent or project.
+    /// The day, model, agent, project or app.
     pub key: String,
     /// Sessions with usage in the group.
     pub sessions: i64,
@@ -446,7 +455,7 @@ fn session_list_sql(filter: &str, tail: &str) -> String {
 fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
     format!(
         "WITH page AS (
-            SELECT s.id, s.project_id, s.parent_id, s.title,
+            SELECT s.id, s.project_id, s.parent_id, s.title, coalesce(s.app, 'opencode') AS app,
                    epoch_us(s.created_at::TIMESTAMP) AS created_us, epoch_us(s.updated_at::TIMESTAMP) AS updated_us,
                    coalesce(epoch_us(s.created_at::TIMESTAMP), 0) AS created_key
             FROM sessions s WHERE {filter}
@@ -460,7 +469,7 @@ fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
                coalesce(st.tokens_input, 0), coalesce(st.tokens_output, 0), coalesce(st.tokens_reasoning, 0),
                coalesce(st.tokens_cache_read, 0), coalesce(st.tokens_cache_write, 0), coalesce(st.cost, 0),
                coalesce(st.messages, 0), coalesce(st.tool_calls, 0), coalesce(st.tool_errors, 0) + coalesce(st.message_errors, 0),
-               coalesce(k.children, 0)
+               coalesce(k.children, 0), p.app
         FROM page p
         LEFT JOIN st ON st.session_id = p.id
         LEFT JOIN kids k ON k.parent_id = p.id
@@ -481,6 +490,7 @@ fn list_item(row: &[Value]) -> (SessionListItem, i64) {
         tool_calls: int(&row[14]),
         errors: int(&row[15]),
         children: int(&row[16]),
+        app: text(&row[17]).unwrap_or_default(),
     };
     (item, int(&row[6]))
 }
@@ -571,6 +581,7 @@ impl Reader {
             AND ($3::VARCHAR IS NULL OR s.project_id = $3::VARCHAR)
             AND (NOT $4::BOOLEAN OR s.parent_id IS NULL)
             AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(s.title, '')), lower($5::VARCHAR)))
+            AND ($8::VARCHAR IS NULL OR coalesce(s.app, 'opencode') = $8::VARCHAR)
             AND ($6::BIGINT IS NULL OR coalesce(epoch_us(s.created_at::TIMESTAMP), 0) < $6::BIGINT
                  OR (coalesce(epoch_us(s.created_at::TIMESTAMP), 0) = $6::BIGINT AND s.id < $7::VARCHAR))";
         let tail = format!("ORDER BY created_key DESC, s.id DESC LIMIT {}", limit + 1);
@@ -582,6 +593,7 @@ impl Reader {
             optional_text(filter.title_contains.as_ref()),
             after_key,
             after_id,
+            optional_text(filter.app.as_ref()),
         ];
         let rows = self.rows(&session_list_sql(where_clause, &tail), &parameters, "listing sessions")?;
         let mut sessions: Vec<(SessionListItem, i64)> = rows.iter().map(|row| list_item(row)).collect();
@@ -796,7 +808,7 @@ impl Reader {
         Ok(Some(messages))
     }
 
-    /// Finish-step usage grouped by day, model, agent or project, for messages created in
+    /// Finish-step usage grouped by day, model, agent, project or app, for messages created in
     /// `[since, until)` (µs). Bounds on UTC midnights (or none) are answered from the per-day
     /// `session_usage` rollup; other bounds cut through a day and are summed from the steps.
     pub fn usage(&self, group: UsageGroup, since_us: Option<i64>, until_us: Option<i64>) -> Result<Vec<UsageRow>> {

@@ -354,4 +354,50 @@ CREATE INDEX agent_traces_by_parent ON agent_traces (parent_trace_id);
 CREATE INDEX agent_traces_by_child_session ON agent_traces (child_session_id);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "transcript sources: the app that wrote each row, logged or computed cost, read offsets",
+        // Claude Code and Codex CLI transcripts are append-only JSON Lines read from an offset: a
+        // file's identity (device, inode), the offset read up to and a fingerprint of its first
+        // bytes decide between "read what was appended" and "read again from the start"; they sit
+        // beside the file's `file_index` row (same path) in `transcript_files`, with what the
+        // decoder needs to carry on mid-file (the session, the current model). `app`
+        // says which coding agent wrote a row (the record tables' `source` says which reader);
+        // `cost_source` says whether `cost` was logged by the agent or computed from list prices.
+        // Lines no typed table holds are kept in `transcript_lines`, one row per distinct line.
+        sql: r#"
+ALTER TABLE sessions ADD COLUMN app VARCHAR;
+ALTER TABLE messages ADD COLUMN app VARCHAR;
+ALTER TABLE messages ADD COLUMN cost_source VARCHAR;
+ALTER TABLE parts ADD COLUMN app VARCHAR;
+ALTER TABLE step_events ADD COLUMN app VARCHAR;
+ALTER TABLE step_events ADD COLUMN cost_source VARCHAR;
+ALTER TABLE session_usage ADD COLUMN app VARCHAR;
+UPDATE sessions SET app = 'opencode';
+UPDATE messages SET app = 'opencode', cost_source = CASE WHEN cost IS NOT NULL THEN 'logged' END;
+UPDATE parts SET app = 'opencode';
+UPDATE step_events SET app = 'opencode', cost_source = CASE WHEN cost IS NOT NULL THEN 'logged' END;
+UPDATE session_usage SET app = 'opencode';
+CREATE TABLE transcript_files (
+    file_path      VARCHAR PRIMARY KEY,
+    device         UBIGINT NOT NULL,
+    inode          UBIGINT NOT NULL,
+    read_offset    UBIGINT NOT NULL,
+    fingerprint    UBIGINT NOT NULL,
+    decoder_state  VARCHAR
+);
+CREATE TABLE transcript_lines (
+    session_id  VARCHAR NOT NULL,
+    line_hash   BIGINT NOT NULL,
+    app         VARCHAR NOT NULL,
+    source      VARCHAR NOT NULL,
+    line_type   VARCHAR,
+    written_at  TIMESTAMPTZ,
+    raw         VARCHAR,
+    raw_size    BIGINT,
+    raw_truncated BOOLEAN
+);
+CREATE INDEX transcript_lines_by_session ON transcript_lines (session_id);
+"#,
+    },
 ];

@@ -510,7 +510,7 @@ fn assert_rollups_match_records(store: &Store) {
     let reader = store.reader().unwrap();
     // A bound one microsecond past the epoch is not a midnight, so it takes the raw path while
     // filtering nothing.
-    for group in [UsageGroup::Day, UsageGroup::Model, UsageGroup::Agent, UsageGroup::Project] {
+    for group in [UsageGroup::Day, UsageGroup::Model, UsageGroup::Agent, UsageGroup::Project, UsageGroup::App] {
         let rolled = reader.usage(group, None, None).unwrap();
         let raw = reader.usage(group, Some(1), None).unwrap();
         assert_eq!(rolled.len(), raw.len(), "{group:?}: {rolled:?} vs {raw:?}");
@@ -606,12 +606,18 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
             file("/af1", finish("prt_af1", "ses_a", "msg_a1", 10, 0.1)),
         ]))
         .unwrap();
-    // As a version 4 database: no rollup tables, no record of migration 5.
+    // As a version 4 database: no rollup tables, nothing of migration 6, no record of either.
     store
         .connection
         .execute_batch(&format!(
-            "DROP TABLE session_stats; DROP TABLE session_usage; DROP TABLE session_tools;
-             DROP INDEX sessions_by_id; DROP INDEX sessions_by_parent;
+            "DROP INDEX sessions_by_id; DROP INDEX sessions_by_parent;
+             DROP INDEX messages_by_session; DROP INDEX parts_by_session; DROP INDEX step_events_by_session;
+             ALTER TABLE sessions DROP COLUMN app; ALTER TABLE messages DROP COLUMN app; ALTER TABLE messages DROP COLUMN cost_source;
+             ALTER TABLE parts DROP COLUMN app; ALTER TABLE step_events DROP COLUMN app; ALTER TABLE step_events DROP COLUMN cost_source;
+             CREATE INDEX parts_by_session ON parts (session_id); CREATE INDEX messages_by_session ON messages (session_id);
+             CREATE INDEX step_events_by_session ON step_events (session_id);
+             DROP TABLE transcript_files; DROP TABLE transcript_lines;
+             DROP TABLE session_stats; DROP TABLE session_usage; DROP TABLE session_tools;
              DROP INDEX agent_traces_by_id; DROP INDEX agent_traces_by_parent; DROP INDEX agent_traces_by_child_session;
              DELETE FROM schema_migrations WHERE version >= {};",
             crate::schema::FIRST_WITH_ROLLUPS

@@ -54,7 +54,7 @@ pub struct DerivedRows {
 const TRACE_COLUMNS: usize = 15;
 
 /// The rollup tables, with their column counts, in the order [`DerivedRows`] holds them.
-const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 13), ("session_tools", 6)];
+const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 14), ("session_tools", 6)];
 
 /// `table`'s `columns` for the rows whose `key` satisfies `predicate` (`IN (…)` or `IS NOT NULL`).
 ///
@@ -83,8 +83,10 @@ fn expansion_sql(input: &str) -> String {
 /// The columns of a task part the trace queries read.
 const TASK_COLUMNS: &str = "id, session_id, child_session_id, message_id, subagent_type, tool_status, started_at, ended_at";
 
-/// The condition that makes a part a task call that created a session.
-const IS_TASK: &str = "part_type = 'tool' AND tool_name = 'task' AND child_session_id IS NOT NULL";
+/// The condition that makes a part a delegation: a tool call that created a session. The tool's
+/// name is the agent's own (OpenCode `task`, Claude Code `Agent`/`Task`, Codex `spawn_agent`);
+/// decoders set `child_session_id` only on such calls, so the trace queries name no agent.
+const IS_TASK: &str = "part_type = 'tool' AND child_session_id IS NOT NULL";
 
 /// `agent_traces` rows for the expanded scope, given as a `scope(session_id)` relation, each led by
 /// a flag: whether it is also a `delegations` row. A delegation is a task call made in the scope
@@ -210,7 +212,8 @@ ORDER BY i.session_id",
 /// with the session's project (a session record's change recomputes its rows, so it stays true).
 fn session_usage_sql(in_scope: &str) -> String {
     format!(
-        "SELECT e.session_id, s.project_id, CAST(m.created_at::TIMESTAMP AS DATE) AS day, m.provider_id, m.model_id, m.agent, {STEP_SUMS}
+        "SELECT e.session_id, s.project_id, CAST(m.created_at::TIMESTAMP AS DATE) AS day, m.provider_id, m.model_id, m.agent, {STEP_SUMS},
+       coalesce(s.app, 'opencode') AS app
 FROM {steps} e
 LEFT JOIN {messages} m ON m.id = e.message_id AND m.session_id = e.session_id
 LEFT JOIN {sessions} s ON s.id = e.session_id
@@ -218,7 +221,7 @@ WHERE e.event_type = 'finish'
 GROUP BY ALL ORDER BY ALL",
         steps = rows_by_key(&format!("{STEP_COLUMNS}, message_id"), "step_events", "session_id", in_scope),
         messages = rows_by_key("id, session_id, created_at, provider_id, model_id, agent", "messages", "session_id", in_scope),
-        sessions = rows_by_key("id, project_id", "sessions", "id", in_scope),
+        sessions = rows_by_key("id, project_id, app", "sessions", "id", in_scope),
     )
 }
 

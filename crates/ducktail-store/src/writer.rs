@@ -109,7 +109,7 @@ pub struct BatchReport {
 /// Records of one batch grouped by table, deduplicated by key (the last one wins), each with its
 /// version.
 #[derive(Default)]
-struct Grouped<'a> {
+pub(crate) struct Grouped<'a> {
     projects: HashMap<&'a str, (&'a ProjectRecord, i64)>,
     sessions: HashMap<&'a str, (&'a SessionRecord, i64)>,
     messages: HashMap<&'a str, (&'a MessageRecord, i64)>,
@@ -154,7 +154,19 @@ impl<'a> Grouped<'a> {
         }
     }
 
-    fn add(&mut self, records: &'a Records, version_ms: i64) {
+    /// Whether a record with `records`' key is already grouped.
+    pub(crate) fn holds(&self, records: &Records) -> bool {
+        match records {
+            Records::Project(project) => self.projects.contains_key(project.id.as_str()),
+            Records::Session(session) => self.sessions.contains_key(session.id.as_str()),
+            Records::Message(message) => self.messages.contains_key(message.id.as_str()),
+            Records::Part { part, .. } => self.parts.contains_key(part.id.as_str()),
+            Records::Todos { session_id, .. } => self.todos.contains_key(session_id.as_str()),
+            Records::FileDiffs { session_id, .. } => self.file_diffs.contains_key(session_id.as_str()),
+        }
+    }
+
+    pub(crate) fn add(&mut self, records: &'a Records, version_ms: i64) {
         match records {
             Records::Project(project) => {
                 self.projects.insert(&project.id, (project, version_ms));
@@ -422,6 +434,23 @@ fn temp_appender<'c>(connection: &'c duckdb::Connection, table: &str) -> duckdb:
     connection.appender_to_catalog_and_db(table, "temp", "main")
 }
 
+/// Where [`Store::append_records`] appends: the record tables themselves, or their transcript
+/// stage copies (`temp.stage_t_<table>`, same columns), which the transcript writer merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordTables {
+    Stored,
+    TranscriptStage,
+}
+
+impl RecordTables {
+    fn appender<'c>(self, connection: &'c duckdb::Connection, table: &str) -> duckdb::Result<Appender<'c>> {
+        match self {
+            RecordTables::Stored => connection.appender(table),
+            RecordTables::TranscriptStage => temp_appender(connection, &format!("stage_t_{table}")),
+        }
+    }
+}
+
 impl Store {
     /// Writes one batch in one transaction and reports what changed. On error nothing of the
     /// batch is visible and the caller may retry it.
@@ -577,7 +606,7 @@ impl Store {
         }
         report.records_by_table = grouped.row_counts();
         phases.mark("delete_replaced");
-        self.append_records(&grouped, batch.source).map_err(|source| self.query_error("appending records", source))?;
+        self.append_records(&grouped, batch.source, RecordTables::Stored).map_err(|source| self.query_error("appending records", source))?;
         if let Some(known) = self.known_keys.as_mut() {
             for (key_set, _) in REPLACED_BY_KEY {
                 for key in grouped.keys(key_set) {
@@ -732,10 +761,12 @@ impl Store {
         appender.flush()
     }
 
-    fn append_records(&self, grouped: &Grouped<'_>, source: &str) -> duckdb::Result<()> {
+    pub(crate) fn append_records(&self, grouped: &Grouped<'_>, source: &str, into: RecordTables) -> duckdb::Result<()> {
         let connection = &self.connection;
+        let app = ducktail_model::app_of_source(source);
+        let appender = |table: &str| into.appender(connection, table);
         if !grouped.projects.is_empty() {
-            let mut appender = connection.appender("projects")?;
+            let mut appender = appender("projects")?;
             for (project, version) in grouped.projects.values() {
                 appender.append_row(params![
                     project.id,
@@ -755,7 +786,7 @@ impl Store {
             appender.flush()?;
         }
         if !grouped.sessions.is_empty() {
-            let mut appender = connection.appender("sessions")?;
+            let mut appender = appender("sessions")?;
             for (session, version) in grouped.sessions.values() {
                 appender.append_row(params![
                     session.id,
@@ -777,6 +808,7 @@ impl Store {
                     session.raw.size_bytes,
                     session.raw.truncated,
                     version,
+                    app,
                 ])?;
             }
             appender.flush()?;
@@ -810,8 +842,10 @@ impl Store {
                 .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
                 .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
                 .int64("version_ms", |(_, version)| Some(*version))
+                .text("app", |_| Some(app))
+                .text("cost_source", |(message, _)| message.cost_source)
                 .finish();
-            let mut appender = connection.appender("messages")?;
+            let mut appender = appender("messages")?;
             appender.append_record_batch(batch)?;
             appender.flush()?;
         }
@@ -840,12 +874,13 @@ impl Store {
                 .int64("raw_size", |(part, ..)| Some(part.raw.size_bytes))
                 .boolean("raw_truncated", |(part, ..)| Some(part.raw.truncated))
                 .int64("version_ms", |(.., version)| Some(*version))
+                .text("app", |_| Some(app))
                 .finish();
-            let mut parts = connection.appender("parts")?;
+            let mut parts = appender("parts")?;
             parts.append_record_batch(batch)?;
             parts.flush()?;
-            let mut steps = connection.appender("step_events")?;
-            let mut operations = connection.appender("file_operations")?;
+            let mut steps = appender("step_events")?;
+            let mut operations = appender("file_operations")?;
             for (_, step, operation, _) in grouped.parts.values() {
                 if let Some(step) = step {
                     let tokens = &step.tokens;
@@ -863,6 +898,8 @@ impl Store {
                         tokens.cache_write,
                         tokens.total,
                         step.snapshot,
+                        app,
+                        step.cost_source,
                     ])?;
                 }
                 if let Some(operation) = operation {
@@ -883,7 +920,7 @@ impl Store {
             operations.flush()?;
         }
         if !grouped.todos.is_empty() {
-            let mut appender = connection.appender("todos")?;
+            let mut appender = appender("todos")?;
             for (items, version) in grouped.todos.values() {
                 for item in items.iter() {
                     appender.append_row(params![item.session_id, item.position, item.todo_id, item.content, item.status, item.priority, source, version,])?;
@@ -892,7 +929,7 @@ impl Store {
             appender.flush()?;
         }
         if !grouped.file_diffs.is_empty() {
-            let mut appender = connection.appender("file_diffs")?;
+            let mut appender = appender("file_diffs")?;
             for item in grouped.file_diffs.values().flat_map(|items| items.iter()) {
                 appender.append_row(params![
                     item.session_id,

@@ -34,6 +34,14 @@ pub struct Locations {
     /// Default: `sources.spans.path` (empty: none).
     #[arg(long, value_name = "DIR")]
     pub spans: Option<PathBuf>,
+    /// Claude Code folder (holding `projects/`); repeat for several. Default:
+    /// `$CLAUDE_CONFIG_DIR`, else ~/.claude and ~/.config/claude, those that exist.
+    #[arg(long, value_name = "DIR")]
+    pub claude: Vec<PathBuf>,
+    /// Codex CLI folder (holding `sessions/`); repeat for several. Default: `$CODEX_HOME`, else
+    /// ~/.codex, if it exists.
+    #[arg(long, value_name = "DIR")]
+    pub codex: Vec<PathBuf>,
 }
 
 /// The database to read.
@@ -112,6 +120,9 @@ pub enum Command {
         /// Only this project id.
         #[arg(long)]
         project: Option<String>,
+        /// Only this coding agent's sessions: opencode, claude_code or codex.
+        #[arg(long)]
+        app: Option<String>,
     },
     /// One session: usage per model and agent, tools, files, todos, diff, children.
     Session {
@@ -129,9 +140,9 @@ pub enum Command {
         #[command(flatten)]
         target: ReadTarget,
     },
-    /// Tokens and cost grouped by day, model, agent or project.
+    /// Tokens and cost grouped by day, model, agent, project or app.
     Usage {
-        /// day, model, agent or project.
+        /// day, model, agent, project or app.
         #[arg(long, default_value = "day")]
         by: String,
         /// Messages created at or after (RFC 3339 or YYYY-MM-DD, UTC).
@@ -242,6 +253,7 @@ impl Cli {
                 resolve(&mut locations.opencode);
                 resolve(&mut locations.db);
                 resolve(&mut locations.spans);
+                locations.claude.iter_mut().chain(locations.codex.iter_mut()).for_each(|path| resolver.resolve_in_place(path));
             }
             Command::Status { database, .. } => resolve(&mut database.db),
             Command::Sessions { target, .. }

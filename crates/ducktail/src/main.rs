@@ -83,6 +83,7 @@ fn run(mut cli: Cli) -> Result<()> {
         if let Some(spans) = &locations.spans {
             settings.sources.spans.path = spans.clone();
         }
+        settings_loader::transcript_folders(&mut settings, &locations.claude, &locations.codex, &paths);
     }
     match cli.command {
         Command::Index { locations } => {
@@ -122,9 +123,9 @@ fn run(mut cli: Cli) -> Result<()> {
             let database = settings_loader::database_file(database.db.as_deref(), &settings, &paths);
             status(&database, json, errors)
         }
-        Command::Sessions { target, limit, root_only, q, since, until, project } => {
+        Command::Sessions { target, limit, root_only, q, since, until, project, app } => {
             let backend = read_backend(&settings, &target, &paths)?;
-            let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project };
+            let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project, app };
             read_commands::print(&read_commands::sessions(&backend, &args)?, target.json, read_commands::render_sessions)
         }
         Command::Session { id, target } => {
@@ -266,6 +267,25 @@ fn print_summary(summary: &IndexSummary, database: &Path) {
             "  spans: {} files on disk, {} read ({} spans, {} duplicates kept once), {} errors, {} pending, {} removed",
             spans.files, spans.indexed, spans.spans, spans.duplicates, spans.errors, spans.pending, spans.removed
         );
+    }
+    for (source, synced) in &summary.transcripts {
+        println!(
+            "  {source}: {} transcripts on disk, {} read ({} MB, {} records), {} lines skipped, {} errors, {} gone (rows kept)",
+            synced.files,
+            synced.stretches,
+            synced.bytes / 1_000_000,
+            synced.records,
+            synced.skipped_lines,
+            synced.errors,
+            synced.removed
+        );
+    }
+    if let Some(folder) = &summary.opencode_absent {
+        println!("  opencode: nothing at {} (no storage/ nor opencode.db)", folder.display());
+    }
+    for (source, folders) in &summary.absent_sources {
+        let folders: Vec<String> = folders.iter().map(|folder| folder.display().to_string()).collect();
+        println!("  {source}: not found (looked in {})", folders.join(", "));
     }
     if summary.errors + summary.database_rejected > 0 {
         println!("  `ducktail status --db {}` lists the files that failed and why", database.display());

@@ -87,6 +87,7 @@ pub struct SessionsArgs {
     pub since: Option<String>,
     pub until: Option<String>,
     pub project: Option<String>,
+    pub app: Option<String>,
 }
 
 /// `GET /api/sessions`, or the same from the file.
@@ -97,7 +98,7 @@ pub fn sessions(backend: &Backend, args: &SessionsArgs) -> Result<Value> {
     match backend {
         Backend::Daemon { base_url, token } => {
             let mut query = vec![("limit", args.limit.to_string()), ("root_only", args.root_only.to_string())];
-            for (key, value) in [("q", &args.q), ("since", &args.since), ("until", &args.until), ("project", &args.project)] {
+            for (key, value) in [("q", &args.q), ("since", &args.since), ("until", &args.until), ("project", &args.project), ("app", &args.app)] {
                 if let Some(value) = value {
                     query.push((key, value.clone()));
                 }
@@ -111,6 +112,7 @@ pub fn sessions(backend: &Backend, args: &SessionsArgs) -> Result<Value> {
                 project: args.project.clone(),
                 root_only: args.root_only,
                 title_contains: args.q.clone(),
+                app: args.app.clone(),
                 limit: args.limit,
                 after: None,
             };
@@ -173,7 +175,7 @@ pub fn otel_trace(backend: &Backend, id: &str) -> Result<Value> {
 
 /// `GET /api/usage`, or the same from the file.
 pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<&String>) -> Result<Value> {
-    let group = UsageGroup::parse(by).ok_or_else(|| anyhow!("--by must be day, model, agent or project, got {by:?}"))?;
+    let group = UsageGroup::parse(by).ok_or_else(|| anyhow!("--by must be day, model, agent, project or app, got {by:?}"))?;
     match backend {
         Backend::Daemon { base_url, token } => {
             let mut query = vec![("group_by", by.to_owned())];

@@ -50,10 +50,41 @@ pub fn load(explicit_file: Option<&Path>, paths: &PathResolver) -> Result<Settin
     let mut settings: Settings =
         builder.build().and_then(|built| built.try_deserialize()).map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
     settings.validate().map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
-    for path in [&mut settings.sources.opencode.path, &mut settings.database.path, &mut settings.sources.spans.path] {
+    for path in [&mut settings.sources.opencode.path, &mut settings.database.path, &mut settings.sources.spans.path, &mut settings.pricing.file] {
         paths.resolve_in_place(path);
     }
+    for source in [&mut settings.sources.claude_code, &mut settings.sources.codex] {
+        source.paths.iter_mut().for_each(|path| paths.resolve_in_place(path));
+        source.explicit = !source.paths.is_empty();
+    }
     Ok(settings)
+}
+
+/// Fills in the transcript folders: flags (absolute already) replace the config's; with
+/// neither, each agent's default folders, which may not exist (then they are skipped).
+pub fn transcript_folders(settings: &mut Settings, claude_flags: &[PathBuf], codex_flags: &[PathBuf], paths: &PathResolver) {
+    let defaults = |variable: &str, fallbacks: &[&str], split: bool| -> Vec<PathBuf> {
+        match std::env::var(variable) {
+            Ok(value) if !value.trim().is_empty() => {
+                let listed: Vec<&str> = if split { value.split(',').collect() } else { vec![value.as_str()] };
+                listed.into_iter().map(str::trim).filter(|folder| !folder.is_empty()).map(|folder| paths.resolve(Path::new(folder))).collect()
+            }
+            _ => fallbacks.iter().map(|fallback| paths.resolve(&Path::new("~").join(fallback))).collect(),
+        }
+    };
+    for (source, flags, variable, fallbacks, split) in [
+        (&mut settings.sources.claude_code, claude_flags, "CLAUDE_CONFIG_DIR", &[".claude", ".config/claude"][..], true),
+        (&mut settings.sources.codex, codex_flags, "CODEX_HOME", &[".codex"][..], false),
+    ] {
+        if !flags.is_empty() {
+            source.paths = flags.to_vec();
+            source.explicit = true;
+            source.enabled = true;
+        } else if source.paths.is_empty() {
+            source.paths = defaults(variable, fallbacks, split);
+            source.explicit = false;
+        }
+    }
 }
 
 /// The OpenCode directory: flag, else config, else `$XDG_DATA_HOME/opencode`. The flag and the

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use ducktail_model::{
     DecodedFile, FileDiffRecord, FileKind, FileOperation, FileOutcome, FileStamp, MessageRecord, PartRecord, ProjectRecord, RawDocument, Records,
-    SessionRecord, StepEvent, TodoRecord, Tokens,
+    SessionRecord, StepEvent, TodoRecord, Tokens, COST_LOGGED,
 };
 use serde_json::error::Category;
 use serde_json::{Map, Value};
@@ -338,7 +338,7 @@ fn type_name(value: &Value) -> &'static str {
 
 /// The raw document: the file text itself when the file is small, else the parsed value written
 /// back compactly with every string longer than `max_text_bytes` cut, so it is always valid JSON.
-fn raw_document(text: Cow<'_, str>, value: &Value, size_bytes: usize, max_text_bytes: usize) -> RawDocument {
+pub(crate) fn raw_document(text: Cow<'_, str>, value: &Value, size_bytes: usize, max_text_bytes: usize) -> RawDocument {
     let size_bytes = i64::try_from(size_bytes).unwrap_or(i64::MAX);
     if text.len() <= max_text_bytes {
         return RawDocument { json: text.into_owned(), size_bytes, truncated: false };
@@ -405,7 +405,7 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 }
 
 /// Cuts `text` to at most `cap` bytes on a character boundary; the flag says whether it was cut.
-fn capped(mut text: String, cap: usize, truncated: &mut bool) -> String {
+pub(crate) fn capped(mut text: String, cap: usize, truncated: &mut bool) -> String {
     if text.len() > cap {
         let cut = floor_char_boundary(&text, cap);
         text.truncate(cut);
@@ -566,6 +566,7 @@ fn message(mut object: Object, path: &Path, raw: RawDocument) -> Result<Records,
         provider_id,
         model_id,
         cost: float(&object, "cost"),
+        cost_source: float(&object, "cost").map(|_| COST_LOGGED),
         tokens: tokens(&mut object),
         finish_reason: take_string(&mut object, "finish"),
         error_name,
@@ -600,6 +601,7 @@ fn part(mut object: Object, path: &Path, raw: RawDocument, cap: usize) -> Result
                 event_type: if finish { "finish" } else { "start" },
                 reason: take_string(&mut object, "reason"),
                 cost: float(&object, "cost"),
+                cost_source: float(&object, "cost").map(|_| COST_LOGGED),
                 tokens: if finish { tokens(&mut object) } else { Tokens::default() },
                 snapshot: take_string(&mut object, "snapshot"),
             });

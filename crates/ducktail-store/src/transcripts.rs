@@ -1,0 +1,421 @@
+//! Writing what was read from append-only transcripts (Claude Code, Codex CLI): records merged
+//! into the record tables by key, lines kept raw, and each file's read position — in one
+//! transaction, so a crash never loses a line nor counts one twice.
+//!
+//! A transcript is read a stretch at a time, and an agent spreads one record over several lines
+//! (Claude Code writes a response's usage on every content block's line, a tool's result lines
+//! after its call) and several files (a resumed or forked session repeats earlier lines). So a
+//! record is never replaced whole: every copy of it — the stored row, then the batch's copies in
+//! reading order — is staged, and one row is made per key column by column:
+//!
+//! - the key (`id`) and the columns of [`FIRST_WINS`] keep the first value seen (a forked file
+//!   never moves a response to its own session);
+//! - `created_at` and `started_at` keep the earliest, `updated_at`, `completed_at` and `ended_at`
+//!   the latest;
+//! - every other column takes the last value that is not NULL (a tool's result fills in the
+//!   status and output of its call without erasing its name and input).
+//!
+//! The rules are one SQL statement per table, built from the table's columns, so a column added
+//! by a migration is merged without code here. Transcript ids never meet OpenCode's (they come
+//! from other agents), so none of the cross-source version checks of the main writer apply.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use duckdb::params;
+use ducktail_model::transcript::{TranscriptCursor, TranscriptStretch};
+use ducktail_model::{app_of_source, FileStamp, FileStatus, Records};
+
+use crate::writer::{Grouped, RecordTables};
+use crate::{Reader, Result, Store};
+
+/// The record tables transcripts write, merged by `id`.
+const MERGED_TABLES: [&str; 4] = ["sessions", "messages", "parts", "step_events"];
+
+/// Columns that keep the first non-empty value seen for a key.
+const FIRST_WINS: [&str; 7] = ["session_id", "message_id", "parent_id", "project_id", "directory", "title", "version"];
+
+/// `file_index.kind` of a transcript.
+pub const TRANSCRIPT_KIND: &str = "transcript";
+
+/// `file_index.kind` of a line that was skipped, under `<path>#byte=<offset>`.
+pub const SKIPPED_LINE_KIND: &str = "line";
+
+/// One unit of writing for one transcript source.
+#[derive(Debug, Default)]
+pub struct TranscriptBatch {
+    /// `source` of the rows and `file_index.source`, e.g. `claude_code`.
+    pub source: &'static str,
+    /// Stretches read, in reading order (later copies of a record win where the rules say so).
+    pub stretches: Vec<TranscriptStretch>,
+    /// Transcripts gone from disk: their `file_index` rows go, their records stay (an agent's
+    /// cleanup must not erase history).
+    pub removed: Vec<String>,
+}
+
+/// What a committed transcript batch did.
+#[derive(Debug, Default, Clone)]
+pub struct TranscriptReport {
+    /// Stretches whose records were written.
+    pub indexed: usize,
+    /// Files that could not be read.
+    pub errors: usize,
+    /// Lines skipped (recorded in `file_index`).
+    pub skipped_lines: usize,
+    /// Removed files processed.
+    pub removed: usize,
+    /// Records merged, all tables together.
+    pub records: usize,
+    /// Lines kept raw that were new.
+    pub lines: usize,
+    /// Sessions whose records changed: the input of trace recomputation.
+    pub touched_sessions: BTreeSet<String>,
+    /// Time spent in the transaction.
+    pub duration: Duration,
+}
+
+/// What the store knows about one transcript, for its reader after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptFileState {
+    /// Absolute path.
+    pub path: String,
+    /// mtime and size when last read.
+    pub stamp: FileStamp,
+    /// The outcome then.
+    pub status: FileStatus,
+    /// Where reading stopped, when the file was ever read.
+    pub cursor: Option<TranscriptCursor>,
+    /// What the decoder needs to carry on mid-file.
+    pub decoder_state: Option<String>,
+}
+
+/// The `file_index.file_path` of a skipped line.
+pub fn skipped_line_path(path: &str, offset: u64) -> String {
+    format!("{path}#byte={offset}")
+}
+
+const TRANSCRIPT_TEMP_TABLES: &str = "
+CREATE TEMP TABLE IF NOT EXISTS stage_t_sessions AS SELECT * FROM main.sessions LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_messages AS SELECT * FROM main.messages LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_parts AS SELECT * FROM main.parts LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_step_events AS SELECT * FROM main.step_events LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_file_operations AS SELECT * FROM main.file_operations LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_projects AS SELECT * FROM main.projects LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_todos AS SELECT * FROM main.todos LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_file_diffs AS SELECT * FROM main.file_diffs LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_lines AS SELECT * FROM main.transcript_lines LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_sessions AS SELECT * FROM main.sessions LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_messages AS SELECT * FROM main.messages LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_parts AS SELECT * FROM main.parts LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_step_events AS SELECT * FROM main.step_events LIMIT 0;
+";
+
+/// The merge of one table's staged rows into it (see the module doc), from its columns as
+/// `(name, type, nullable)` in table order.
+fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> String {
+    let picks: Vec<String> = columns
+        .iter()
+        .map(|(name, data_type, nullable)| {
+            let quoted = format!("\"{name}\"");
+            let pick = match name.as_str() {
+                "id" => quoted,
+                "created_at" | "started_at" => format!("min({quoted})"),
+                "updated_at" | "completed_at" | "ended_at" => format!("max({quoted})"),
+                first if FIRST_WINS.contains(&first) => {
+                    let present = if data_type == "VARCHAR" { format!("nullif({quoted}, '') IS NOT NULL") } else { format!("{quoted} IS NOT NULL") };
+                    format!("arg_min({quoted}, seq) FILTER (WHERE {present})")
+                }
+                _ => format!("arg_max({quoted}, seq) FILTER (WHERE {quoted} IS NOT NULL)"),
+            };
+            if !nullable && data_type == "VARCHAR" && name != "id" {
+                format!("coalesce({pick}, '')")
+            } else {
+                pick
+            }
+        })
+        .collect();
+    format!(
+        "INSERT INTO temp.stage_t_merged_{table}
+         SELECT {picks} FROM (
+             SELECT 0 AS seq, * FROM main.{table} WHERE id IN (SELECT id FROM temp.stage_t_{table})
+             UNION ALL SELECT rowid + 1 AS seq, * FROM temp.stage_t_{table})
+         GROUP BY id;
+         DELETE FROM main.{table} WHERE id IN (SELECT id FROM temp.stage_t_merged_{table});
+         INSERT INTO main.{table} SELECT * FROM temp.stage_t_merged_{table};
+         DELETE FROM temp.stage_t_{table};
+         DELETE FROM temp.stage_t_merged_{table};",
+        picks = picks.join(", ")
+    )
+}
+
+/// Whether any record of the batch satisfies `kind`.
+fn records_of(batch: &TranscriptBatch, kind: impl Fn(&Records) -> bool) -> bool {
+    batch.stretches.iter().any(|stretch| stretch.records.iter().any(&kind))
+}
+
+/// A transcript record's `version_ms`: when its line was written, by the line's own timestamp.
+/// Not the file's mtime, which depends on when the file was read: following a file live and
+/// indexing it afterwards must give the same rows.
+fn written_at(records: &Records) -> i64 {
+    let at = match records {
+        Records::Session(session) => session.updated_at.or(session.created_at),
+        Records::Message(message) => message.completed_at.or(message.created_at),
+        Records::Part { part, .. } => part.ended_at.or(part.started_at),
+        _ => None,
+    };
+    at.unwrap_or(0)
+}
+
+impl Store {
+    /// Writes one batch of transcript stretches in one transaction. On error nothing of it is
+    /// visible and every cursor stays where it was, so the stretches are read again.
+    pub fn write_transcripts(&mut self, batch: &TranscriptBatch) -> Result<TranscriptReport> {
+        let started = Instant::now();
+        self.ensure_staging_tables()?;
+        if self.transcript_merge_sql.is_none() {
+            self.connection.execute_batch(TRANSCRIPT_TEMP_TABLES).map_err(|source| self.query_error("creating transcript staging tables", source))?;
+            let mut statements = Vec::new();
+            for table in MERGED_TABLES {
+                let columns = self.table_columns(table)?;
+                statements.push(merge_sql(table, &columns));
+            }
+            self.transcript_merge_sql = Some(statements);
+        }
+        self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a transcript batch", source))?;
+        match self.clear_derived_mark_in_transaction().and_then(|()| self.write_transcripts_in_transaction(batch)) {
+            Ok(mut report) => {
+                self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a transcript batch", source))?;
+                self.derived_mark_to_clear = false;
+                if let Some(touched) = self.touched.as_mut() {
+                    touched.extend(report.touched_sessions.iter().cloned());
+                }
+                report.duration = started.elapsed();
+                Ok(report)
+            }
+            Err(error) => {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                // The staging tables may hold half a batch.
+                let _ = self.connection.execute_batch(
+                    "DELETE FROM temp.stage_t_sessions; DELETE FROM temp.stage_t_messages; DELETE FROM temp.stage_t_parts;
+                     DELETE FROM temp.stage_t_step_events; DELETE FROM temp.stage_t_lines; DELETE FROM temp.stage_t_merged_sessions;
+                     DELETE FROM temp.stage_t_merged_messages; DELETE FROM temp.stage_t_merged_parts; DELETE FROM temp.stage_t_merged_step_events;",
+                );
+                Err(error)
+            }
+        }
+    }
+
+    fn table_columns(&self, table: &str) -> Result<Vec<(String, String, bool)>> {
+        let context = "reading a table's columns";
+        let mut statement = self
+            .connection
+            .prepare("SELECT column_name, data_type, is_nullable FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = $1 ORDER BY column_index")
+            .map_err(|source| self.query_error(context, source))?;
+        statement
+            .query_map([table], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, bool>(2)?)))
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error(context, source))
+    }
+
+    fn write_transcripts_in_transaction(&mut self, batch: &TranscriptBatch) -> Result<TranscriptReport> {
+        let mut report = TranscriptReport { removed: batch.removed.len(), ..TranscriptReport::default() };
+        let fail = |context: &'static str| {
+            let path = self.path.clone();
+            move |source| crate::StoreError::Query { path, context, error: source }
+        };
+        // Records go to the stage in rounds in which every key appears once (the grouping keeps
+        // one record per key); appending round after round keeps the reading order in `rowid`.
+        let records: Vec<(&Records, i64)> =
+            batch.stretches.iter().flat_map(|stretch| stretch.records.iter().map(|records| (records, written_at(records)))).collect();
+        report.records = records.len();
+        let mut rest = records;
+        while !rest.is_empty() {
+            let mut round = Grouped::default();
+            let mut next = Vec::new();
+            for (records, version_ms) in rest {
+                if round.holds(records) {
+                    next.push((records, version_ms));
+                } else {
+                    round.add(records, version_ms);
+                }
+            }
+            self.append_records(&round, batch.source, RecordTables::TranscriptStage).map_err(fail("staging transcript records"))?;
+            rest = next;
+        }
+        // Only the tables this batch staged rows for are merged: each merge reads its table.
+        let staged = |table: &str| match table {
+            "sessions" => records_of(batch, |records| matches!(records, Records::Session(_))),
+            "messages" => records_of(batch, |records| matches!(records, Records::Message(_))),
+            "parts" => records_of(batch, |records| matches!(records, Records::Part { .. })),
+            _ => records_of(batch, |records| matches!(records, Records::Part { step: Some(_), .. })),
+        };
+        for (table, statement) in MERGED_TABLES.iter().zip(self.transcript_merge_sql.clone().unwrap_or_default()) {
+            if staged(table) {
+                self.connection.execute_batch(&statement).map_err(fail("merging transcript records"))?;
+            }
+        }
+        // Transcripts hold no projects, todos, diffs nor file operations; should a decoder make
+        // one, it is dropped here rather than left for the next batch.
+        self.connection
+            .execute_batch(
+                "DELETE FROM temp.stage_t_file_operations; DELETE FROM temp.stage_t_projects; DELETE FROM temp.stage_t_todos; DELETE FROM temp.stage_t_file_diffs;",
+            )
+            .map_err(fail("clearing the transcript stage"))?;
+        for stretch in &batch.stretches {
+            for records in &stretch.records {
+                if let Some(session_id) = records.session_id() {
+                    report.touched_sessions.insert(session_id.to_owned());
+                }
+            }
+        }
+
+        let app = app_of_source(batch.source);
+        {
+            let mut lines = self.connection.appender_to_catalog_and_db("stage_t_lines", "temp", "main").map_err(fail("staging transcript lines"))?;
+            for stretch in &batch.stretches {
+                for line in &stretch.lines {
+                    lines
+                        .append_row(params![
+                            line.session_id,
+                            line.line_hash,
+                            app,
+                            batch.source,
+                            line.line_type,
+                            line.at_ms.map(|ms| duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Millisecond, ms)),
+                            line.raw.json,
+                            line.raw.size_bytes,
+                            line.raw.truncated,
+                        ])
+                        .map_err(fail("staging transcript lines"))?;
+                }
+            }
+            lines.flush().map_err(fail("staging transcript lines"))?;
+        }
+        let new_lines = self
+            .connection
+            .execute(
+                "INSERT INTO transcript_lines SELECT DISTINCT ON (session_id, line_hash) * FROM temp.stage_t_lines s
+                 WHERE NOT EXISTS (SELECT 1 FROM transcript_lines t WHERE t.session_id = s.session_id AND t.line_hash = s.line_hash)",
+                [],
+            )
+            .map_err(fail("keeping transcript lines"))?;
+        self.connection.execute_batch("DELETE FROM temp.stage_t_lines").map_err(fail("keeping transcript lines"))?;
+        report.lines = new_lines;
+        for stretch in &batch.stretches {
+            for line in &stretch.lines {
+                report.touched_sessions.insert(line.session_id.clone());
+            }
+        }
+
+        for path in &batch.removed {
+            self.forget_transcript(path, true).map_err(fail("removing a transcript's file_index rows"))?;
+        }
+        for stretch in &batch.stretches {
+            let path = stretch.path.to_string_lossy();
+            // A stretch read from the start replaces what the file's earlier reads recorded.
+            self.forget_transcript(&path, stretch.failure.is_none() && stretch.start_offset == 0).map_err(fail("replacing a transcript's file_index rows"))?;
+            let (status, message) = match &stretch.failure {
+                None => {
+                    report.indexed += 1;
+                    (FileStatus::Indexed, None)
+                }
+                Some(reason) => {
+                    report.errors += 1;
+                    (FileStatus::Error, Some(reason.as_str()))
+                }
+            };
+            let mut insert = self
+                .connection
+                .prepare_cached(
+                    "INSERT INTO file_index (file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, indexed_at)
+                     VALUES ($1, $2, $3, make_timestamp($4 // 1000)::TIMESTAMPTZ, $4, $5, $6, $7, $8, $9, now())",
+                )
+                .map_err(fail("recording a transcript in file_index"))?;
+            insert
+                .execute(params![
+                    path,
+                    batch.source,
+                    TRANSCRIPT_KIND,
+                    stretch.stamp.mtime_ns,
+                    stretch.stamp.size,
+                    stretch.session_id,
+                    status.as_str(),
+                    message,
+                    i32::from(status != FileStatus::Indexed),
+                ])
+                .map_err(fail("recording a transcript in file_index"))?;
+            for skipped in &stretch.skipped {
+                report.skipped_lines += 1;
+                insert
+                    .execute(params![
+                        skipped_line_path(&path, skipped.offset),
+                        batch.source,
+                        SKIPPED_LINE_KIND,
+                        stretch.stamp.mtime_ns,
+                        stretch.stamp.size,
+                        stretch.session_id,
+                        FileStatus::Error.as_str(),
+                        skipped.reason,
+                        1i32,
+                    ])
+                    .map_err(fail("recording a skipped line in file_index"))?;
+            }
+            if stretch.failure.is_none() {
+                let cursor = &stretch.cursor;
+                self.connection
+                    .prepare_cached("INSERT OR REPLACE INTO transcript_files VALUES ($1, $2, $3, $4, $5, $6)")
+                    .and_then(|mut statement| {
+                        statement.execute(params![path, cursor.device, cursor.inode, cursor.offset, cursor.fingerprint, stretch.decoder_state])
+                    })
+                    .map_err(fail("recording a transcript's read position"))?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes `path`'s `file_index` row, and with `everything` its skipped lines and read
+    /// position too.
+    fn forget_transcript(&self, path: &str, everything: bool) -> duckdb::Result<()> {
+        self.connection.prepare_cached("DELETE FROM file_index WHERE file_path = $1")?.execute([path])?;
+        if everything {
+            let prefix = skipped_line_path(path, 0);
+            let prefix = &prefix[..prefix.len() - 1];
+            self.connection.prepare_cached("DELETE FROM file_index WHERE kind = 'line' AND starts_with(file_path, $1)")?.execute([prefix])?;
+            self.connection.prepare_cached("DELETE FROM transcript_files WHERE file_path = $1")?.execute([path])?;
+        }
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// Every transcript of `source` the store has read, with where reading stopped.
+    pub fn transcript_files(&self, source: &str) -> Result<Vec<TranscriptFileState>> {
+        let context = "loading the transcripts' read positions";
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT f.file_path, f.mtime_ns, f.size, f.status, t.device, t.inode, t.read_offset, t.fingerprint, t.decoder_state
+                 FROM file_index f LEFT JOIN transcript_files t USING (file_path)
+                 WHERE f.source = $1 AND f.kind = 'transcript'",
+            )
+            .map_err(|source| self.query_error(context, source))?;
+        let rows = statement
+            .query_map([source], |row| {
+                let cursor = match (row.get::<_, Option<u64>>(4)?, row.get::<_, Option<u64>>(5)?, row.get::<_, Option<u64>>(6)?, row.get::<_, Option<u64>>(7)?)
+                {
+                    (Some(device), Some(inode), Some(offset), Some(fingerprint)) => Some(TranscriptCursor { device, inode, offset, fingerprint }),
+                    _ => None,
+                };
+                Ok(TranscriptFileState {
+                    path: row.get(0)?,
+                    stamp: FileStamp { mtime_ns: row.get(1)?, size: row.get(2)? },
+                    status: FileStatus::parse(&row.get::<_, String>(3)?).unwrap_or(FileStatus::Error),
+                    cursor,
+                    decoder_state: row.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+            .map_err(|source| self.query_error(context, source))?;
+        Ok(rows)
+    }
+}
