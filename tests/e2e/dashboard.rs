@@ -1,9 +1,11 @@
 //! The web dashboard in a real browser: Debian's Chromium, headless, driven through
 //! playwright-core (`tests/e2e/browser/dashboard.cjs`) against a real `ducktail run` with
-//! `http.token` set. The page asks for the token and keeps it in an HttpOnly cookie; its figures
-//! equal the API's; a session's waterfall totals equal `/api/traces/{id}`; a hostile title is
-//! text; files copied into the watched tree show within 5 s without a reload; no console error
-//! and no request to another origin. A missing browser or driver fails the test with the fix.
+//! `http.token` set, reading OpenCode, Claude Code and Codex sessions. The page asks for the token
+//! and keeps it in an HttpOnly cookie; its figures equal the API's; each session row names its
+//! agent app, and the app filter and the usage by app show what the API answers; a session's
+//! waterfall totals equal `/api/traces/{id}`; a hostile title is text; files copied into the
+//! watched tree show within 5 s without a reload; no console error and no request to another
+//! origin. A missing browser or driver fails the test with the fix.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,9 +56,25 @@ fn the_dashboard_shows_the_apis_figures_live_in_a_real_browser() {
     let config = dir.path().join("dashboard.toml");
     std::fs::write(&config, format!("[http]\nsql_enabled = true\ntoken = \"{token}\"\n")).unwrap();
     let spans = shared_fixtures("otel-parquet");
+    // The test environment points CLAUDE_CONFIG_DIR and CODEX_HOME nowhere: only these flags bring
+    // the other two agents' sessions in.
+    let (claude, codex) = (shared_fixtures("claude-code/dot-claude"), shared_fixtures("codex/dot-codex"));
     let daemon = Daemon::start_in(
         Path::new("."),
-        &["--opencode", path_str(&opencode), "--db", path_str(&dir.path().join("db.duckdb")), "--config", path_str(&config), "--spans", path_str(&spans)],
+        &[
+            "--opencode",
+            path_str(&opencode),
+            "--claude",
+            path_str(&claude),
+            "--codex",
+            path_str(&codex),
+            "--db",
+            path_str(&dir.path().join("db.duckdb")),
+            "--config",
+            path_str(&config),
+            "--spans",
+            path_str(&spans),
+        ],
     );
     let sql = "SELECT t.session_id FROM agent_traces t WHERE t.parent_trace_id IS NULL \
                AND EXISTS (SELECT 1 FROM agent_traces c WHERE c.parent_trace_id = t.trace_id) ORDER BY 1 LIMIT 1";

@@ -2,7 +2,8 @@
 // `ducktail run`, for tests/e2e/dashboard.rs. One argument: a JSON object with
 //   base_url, token, chromium, playwright (the playwright-core folder), storage (the watched
 //   storage/ folder), live_source (a storage/ folder to copy in while the page is open),
-//   root_session (a session with sub-agents), hostile_title, screenshots ("" = none).
+//   root_session (a session with sub-agents), hostile_title, screenshots ("" = none). The daemon
+//   also reads the shared Claude Code and Codex fixtures (7 Codex sessions, ids 01a25053-…/01a25054-…).
 // Prints one JSON line {checks, failures}; exits 1 when a check failed.
 "use strict";
 
@@ -18,6 +19,8 @@ function check(name, ok, detail) {
   checks.push(name);
   if (!ok) failures.push(`${name}: ${detail}`);
 }
+
+const APP_NAMES = { opencode: "OpenCode", claude_code: "Claude Code", codex: "Codex" };
 
 function usd(value) {
   return "$" + Number(value).toFixed(2);
@@ -119,6 +122,58 @@ async function main() {
   check("a hostile title shows as text", tableText.includes(config.hostile_title), tableText.slice(0, 200));
   check("a hostile title makes no element", (await page.locator("img[src='x']").count()) === 0, "an <img src=x> exists");
   if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "sessions-light.png"), fullPage: true });
+
+  // Sessions: each row names its agent app, as the API does.
+  const firstPage = (await api("/api/sessions?limit=50")).body.sessions;
+  const shownApps = await page.$$eval("[data-testid='sessions-table'] tbody tr[data-session-id]", (rows) =>
+    rows.map((row) => [row.dataset.sessionId, row.querySelector("[data-field='app']").textContent.trim()]),
+  );
+  const wrongApps = shownApps.filter(([id, label]) => {
+    const session = firstPage.find((row) => row.id === id);
+    return !session || APP_NAMES[session.app] !== label;
+  });
+  check("each session row shows its app's name", shownApps.length === firstPage.length && wrongApps.length === 0, JSON.stringify(wrongApps.slice(0, 5)));
+  check("a Claude Code session shows with its label", shownApps.some(([, label]) => label === "Claude Code"), JSON.stringify(shownApps.slice(0, 12)));
+
+  // Sessions: the app filter asks /api/sessions?app= and shows only that app's sessions.
+  const rowIds = async () => page.$$eval("[data-testid='sessions-table'] tbody tr[data-session-id]", (rows) => rows.map((row) => row.dataset.sessionId));
+  const codex = (await api("/api/sessions?app=codex&limit=500")).body.sessions.map((session) => session.id);
+  check("the API has the 7 Codex fixture sessions", codex.length === 7 && codex.every((id) => /^01a2505[34]-/.test(id)), JSON.stringify(codex));
+  await page.selectOption("#f-app", "codex");
+  await page.click("form[role='search'] button[type='submit']");
+  await page
+    .waitForFunction(() => {
+      const labels = Array.from(document.querySelectorAll("[data-testid='sessions-table'] tbody td[data-field='app']"), (cell) => cell.textContent.trim());
+      return labels.length > 0 && labels.every((label) => label === "Codex");
+    })
+    .catch(() => {});
+  const filtered = await rowIds();
+  check("filtering by Codex shows exactly the Codex sessions", filtered.length === 7 && filtered.every((id) => codex.includes(id)), JSON.stringify(filtered));
+  check("the app filter is kept in the address", (await page.evaluate(() => location.hash)).includes("app=codex"), await page.evaluate(() => location.hash));
+  await page.goto(config.base_url + "/#/sessions?app=claude_code");
+  await loaded();
+  const claude = (await api("/api/sessions?app=claude_code&limit=500")).body.sessions.map((session) => session.id);
+  const claudeShown = await rowIds();
+  check("an address with app=claude_code shows the Claude Code sessions", claude.length > 0 && claudeShown.length === claude.length && claudeShown.every((id) => claude.includes(id)), `${JSON.stringify(claudeShown)} vs ${JSON.stringify(claude)}`);
+  check("the app menu shows the address's app", (await page.inputValue("#f-app")) === "claude_code", await page.inputValue("#f-app"));
+
+  // Usage: spend per agent app is one click, and its figures are the API's.
+  await page.goto(config.base_url + "/#/usage");
+  await loaded();
+  await page.click("[data-testid='usage-group'] label:has(input[value='app'])");
+  await page.waitForSelector("[data-testid='usage-table'] tr[data-key='claude_code']").catch(() => {});
+  const byApp = (await api("/api/usage?group_by=app")).body;
+  const appKeys = byApp.rows.map((row) => row.key).sort();
+  check("usage by app has the three apps", JSON.stringify(appKeys) === JSON.stringify(["claude_code", "codex", "opencode"]), JSON.stringify(appKeys));
+  for (const row of byApp.rows) {
+    const tr = page.locator(`[data-testid='usage-table'] tr[data-key='${row.key}']`);
+    const found = (await tr.count()) === 1;
+    const label = found ? (await tr.locator("[data-field='key']").textContent()).trim() : "";
+    const cost = found ? (await tr.locator("[data-field='cost']").textContent()).trim() : "";
+    check(`usage by app shows ${row.key} as ${APP_NAMES[row.key]} with the API's cost`, label === APP_NAMES[row.key] && cost === usd(row.usage.cost), `${label} ${cost} vs ${row.usage.cost}`);
+  }
+  check("the grouping is kept in the address", (await page.evaluate(() => location.hash)).includes("group_by=app"), await page.evaluate(() => location.hash));
+  if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "usage-by-app-light.png"), fullPage: true });
 
   // Session: the waterfall's totals are /api/traces'.
   await page.goto(config.base_url + "/#/session/" + config.root_session);

@@ -13,6 +13,9 @@ const KINDS = [
   ['cache_read', 'Cache read', 'tokens-cache-read'],
   ['cache_write', 'Cache write', 'tokens-cache-write'],
 ];
+/** The coding agents the API knows (`app` of a session, keys of `group_by=app`), as people name them. */
+const APPS = [['opencode', 'OpenCode'], ['claude_code', 'Claude Code'], ['codex', 'Codex']];
+const appName = (app) => (APPS.find(([key]) => key === app) || [app, app || '—'])[1];
 
 // ---------------------------------------------------------------- DOM helpers
 
@@ -125,6 +128,7 @@ const errorCount = (count) => (count ? errorText(fmtInt(count)) : '0');
 const activeNode = (session) => (isActive(session) ? el('span', { class: 'badge badge-live' }, '● active now') : el('span', { class: 'muted' }, 'idle'));
 const sessionLink = (id, title) => el('a', { href: '#/session/' + encodeURIComponent(id) }, title || '(untitled)');
 const projectLink = (id, text) => el('a', { href: '#/sessions?project=' + encodeURIComponent(id), title: id }, text || shortId(id));
+const appTag = (app) => (app ? el('span', { class: 'tag tag-app', title: `recorded by ${appName(app)} (app=${app})` }, appName(app)) : muted('—'));
 const subAgentTag = (session) => (session.parent_id ? el('span', { class: 'tag', title: 'started by ' + session.parent_id }, 'sub-agent') : null);
 
 function timeNode(text, seconds) {
@@ -482,10 +486,10 @@ function usageTable(rows, groupBy, caption, total, attributes) {
   const kindCells = (usage) => KINDS.map(([key]) => num(fmtInt(usage[key]), key));
   return table({
     caption,
-    columns: [{ day: 'Day (UTC)', model: 'Model', agent: 'Agent', project: 'Project' }[groupBy], ...KINDS.map(([, label]) => numCol(label)), numCol('Steps'), numCol('Sessions'), numCol('Cost')],
+    columns: [{ day: 'Day (UTC)', model: 'Model', agent: 'Agent', project: 'Project', app: 'Agent app' }[groupBy], ...KINDS.map(([, label]) => numCol(label)), numCol('Steps'), numCol('Sessions'), numCol('Cost')],
     rows: rows.map((row) => ({
       attributes: { 'data-key': row.key },
-      cells: [{ content: groupBy === 'project' ? projectLink(row.key) : row.key, field: 'key' }, ...kindCells(row.usage),
+      cells: [{ content: groupBy === 'project' ? projectLink(row.key) : groupBy === 'app' ? appName(row.key) : row.key, field: 'key' }, ...kindCells(row.usage),
         num(fmtInt(row.steps), 'steps'), num(fmtInt(row.sessions), 'sessions'), num(usdNode(row.usage.cost), 'cost')],
     })),
     footer: total && ['Total', ...kindCells(total.usage), num(fmtInt(total.steps), 'steps'), num(''), num(usdNode(total.usage.cost), 'cost')],
@@ -500,7 +504,7 @@ function viewSessions(context) {
   frame(context, 'Sessions');
   const params = context.route.params;
   const state = {
-    filters: { project: params.get('project') || '', q: params.get('q') || '', since: params.get('since') || '', until: params.get('until') || '', root_only: params.get('root_only') === 'true' },
+    filters: { app: params.get('app') || '', project: params.get('project') || '', q: params.get('q') || '', since: params.get('since') || '', until: params.get('until') || '', root_only: params.get('root_only') === 'true' },
     limit: Number(params.get('limit')) || 50,
     cursors: [null],
     next: null,
@@ -510,10 +514,11 @@ function viewSessions(context) {
   };
   const control = (label, node) => el('div', { class: 'field' }, el('label', { for: node.id }, label), node);
   const clear = () => {
-    [project, search, since, until].forEach((node) => { node.value = ''; });
+    [app, project, search, since, until].forEach((node) => { node.value = ''; });
     rootOnly.checked = false;
     form.requestSubmit();
   };
+  const app = el('select', { id: 'f-app' }, [['', 'All apps'], ...APPS].map(([key, name]) => el('option', { value: key, selected: key === state.filters.app }, name)));
   const project = el('select', { id: 'f-project' }, el('option', { value: '' }, 'All projects'),
     state.filters.project ? el('option', { value: state.filters.project, selected: true }, shortId(state.filters.project)) : null);
   const search = el('input', { id: 'f-q', type: 'search', value: state.filters.q, placeholder: 'words in the title' });
@@ -522,12 +527,12 @@ function viewSessions(context) {
   const rootOnly = el('input', { id: 'f-root', type: 'checkbox', checked: state.filters.root_only });
   const limit = el('select', { id: 'f-limit' }, [25, 50, 100, 200, 500].map((count) => el('option', { value: count, selected: count === state.limit }, count)));
   const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter sessions' },
-    control('Project', project), control('Title contains', search), control('Created since (UTC)', since), control('Created before (UTC)', until),
+    control('App', app), control('Project', project), control('Title contains', search), control('Created since (UTC)', since), control('Created before (UTC)', until),
     el('div', { class: 'field checkbox' }, rootOnly, el('label', { for: 'f-root' }, 'Root sessions only')), control('Per page', limit),
     el('div', { class: 'field actions' }, el('button', { type: 'submit' }, 'Apply'), el('button', { type: 'button', onclick: clear }, 'Clear')));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    state.filters = { project: project.value, q: search.value.trim(), since: since.value, until: until.value, root_only: rootOnly.checked };
+    state.filters = { app: app.value, project: project.value, q: search.value.trim(), since: since.value, until: until.value, root_only: rootOnly.checked };
     state.limit = Number(limit.value);
     history.replaceState(null, '', query('#/sessions', Object.assign({}, state.filters, { limit: state.limit === 50 ? '' : state.limit })));
     state.cursors = [null];
@@ -556,7 +561,7 @@ function viewSessions(context) {
   next.addEventListener('click', () => state.next && (state.cursors.push(state.next), refresh()));
   append(context.body, [form,
     el('div', { class: 'table-scroll' }, el('table', { 'data-testid': 'sessions-table' }, caption,
-      el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Title'), sortHeader('created', 'Created'), sortHeader('updated', 'Updated'),
+      el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Title'), el('th', { scope: 'col' }, 'App'), sortHeader('created', 'Created'), sortHeader('updated', 'Updated'),
         head('Messages'), head('Tool calls'), head('Errors'), head('Sub-agents'), sortHeader('tokens', 'Tokens', true), sortHeader('cost', 'Cost', true),
         el('th', { scope: 'col' }, 'Now'))),
       tbody)),
@@ -571,7 +576,7 @@ function viewSessions(context) {
     if (!record) state.rows.set(session.id, record = { tr: el('tr', { 'data-session-id': session.id }) });
     record.session = session;
     const cells = [
-      ['title', [sessionLink(session.id, session.title), subAgentTag(session)]], ['created', timeNode(session.created_at)], ['updated', timeNode(session.updated_at)],
+      ['title', [sessionLink(session.id, session.title), subAgentTag(session)]], ['app', appTag(session.app)], ['created', timeNode(session.created_at)], ['updated', timeNode(session.updated_at)],
       ['messages', fmtInt(session.messages), 1], ['tool-calls', fmtInt(session.tool_calls), 1], ['errors', errorCount(session.errors), 1],
       ['children', fmtInt(session.children), 1], ['tokens', tokensNode(session.usage), 1], ['cost', usdNode(session.usage.cost), 1], ['active', activeNode(session)],
     ];
@@ -589,7 +594,7 @@ function viewSessions(context) {
     const records = state.order.map((id) => state.rows.get(id));
     if (key !== 'created' || !down) records.sort((a, b) => (sortValue(a.session, key) - sortValue(b.session, key)) * (down ? -1 : 1));
     fill(tbody, records.map((record) => record.tr));
-    if (!records.length) tbody.appendChild(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'No sessions match these filters.')));
+    if (!records.length) tbody.appendChild(el('tr', null, el('td', { colspan: 11, class: 'empty' }, 'No sessions match these filters.')));
     for (const [name, { th, button, mark }] of Object.entries(sortable)) {
       th.setAttribute('aria-sort', name === key ? (down ? 'descending' : 'ascending') : 'none');
       mark.textContent = name === key ? (down ? ' ▼' : ' ▲') : '';
@@ -682,6 +687,7 @@ function viewSession(context) {
     fill(figures,
       facts([
         ['Session id', code(session.id)],
+        ['App', appTag(session.app)],
         ['Project', session.project_id ? projectLink(session.project_id, code(session.project_id)) : '—'],
         ['Started by', session.parent_id ? sessionLink(session.parent_id, session.parent_id) : 'nobody (a root session)'],
         ['Created', timeNode(session.created_at, true)],
@@ -824,22 +830,26 @@ function partNode(part, open) {
 function viewUsage(context) {
   frame(context, 'Usage');
   const params = context.route.params;
-  const groups = ['day', 'model', 'agent', 'project'];
-  const state = { group_by: groups.includes(params.get('group_by')) ? params.get('group_by') : 'day', since: params.get('since') || '', until: params.get('until') || '', rows: [] };
-  const group = el('select', { id: 'u-group' }, groups.map((name) => el('option', { value: name, selected: name === state.group_by }, name)));
+  const groups = [['day', 'day'], ['model', 'model'], ['agent', 'agent'], ['project', 'project'], ['app', 'agent app']];
+  const named = (key) => groups.find(([name]) => name === key)[1];
+  const state = { group_by: groups.some(([name]) => name === params.get('group_by')) ? params.get('group_by') : 'day', since: params.get('since') || '', until: params.get('until') || '', rows: [] };
+  // Radio buttons, not a menu: every grouping (spend per agent app among them) is one click away.
+  const group = el('fieldset', { class: 'field choices', 'data-testid': 'usage-group' }, el('legend', null, 'Group by'),
+    el('div', null, groups.map(([name, label]) => el('label', null,
+      el('input', { type: 'radio', name: 'u-group', value: name, checked: name === state.group_by }), label))));
   const since = el('input', { id: 'u-since', type: 'date', value: state.since });
   const until = el('input', { id: 'u-until', type: 'date', value: state.until });
   const csv = el('button', { type: 'button', 'data-testid': 'usage-csv', disabled: true }, 'Download CSV');
   const control = (label, node) => el('div', { class: 'field' }, el('label', { for: node.id }, label), node);
   const form = el('form', { class: 'filters', 'aria-label': 'Grouping and period' },
-    control('Group by', group), control('Since (UTC, inclusive)', since), control('Until (UTC, exclusive)', until),
+    group, control('Since (UTC, inclusive)', since), control('Until (UTC, exclusive)', until),
     el('div', { class: 'field actions' }, el('button', { type: 'submit' }, 'Apply'), csv));
   const chartBox = el('div', null, loading());
   const tableBox = el('div', { class: 'table-scroll' });
   append(context.body, [form, section('Cost', chartBox), section('Rows', tableBox)]);
   const apply = (event) => {
     if (event) event.preventDefault();
-    Object.assign(state, { group_by: group.value, since: since.value, until: until.value });
+    Object.assign(state, { group_by: group.querySelector('input:checked').value, since: since.value, until: until.value });
     history.replaceState(null, '', query('#/usage', { group_by: state.group_by === 'day' ? '' : state.group_by, since: state.since, until: state.until }));
     refresh();
   };
@@ -853,9 +863,10 @@ function viewUsage(context) {
     const day = state.group_by === 'day';
     const period = state.since || state.until ? ` from ${state.since || 'the start'} to ${state.until ? 'before ' + state.until : 'now'}` : ', all time';
     const bars = day ? answer.rows : answer.rows.slice().sort((a, b) => b.usage.cost - a.usage.cost).slice(0, 30);
-    fill(chartBox, barChart(bars.map((row) => ({ label: day ? row.key : shortId(row.key), value: row.usage.cost, title: `${row.key}: ${preciseUsd(row.usage.cost)}` })),
-      `Cost in USD by ${state.group_by}${period}${day ? '' : ', highest first, at most 30 bars'}; the table below has every row`));
-    fill(tableBox, usageTable(answer.rows, state.group_by, `Usage by ${state.group_by}${period}: finish steps, tokens by kind; the total is the API's`, answer.total, { 'data-testid': 'usage-table' }));
+    const label = (key) => (day ? key : state.group_by === 'app' ? appName(key) : shortId(key));
+    fill(chartBox, barChart(bars.map((row) => ({ label: label(row.key), value: row.usage.cost, title: `${row.key}: ${preciseUsd(row.usage.cost)}` })),
+      `Cost in USD by ${named(state.group_by)}${period}${day ? '' : ', highest first, at most 30 bars'}; the table below has every row`));
+    fill(tableBox, usageTable(answer.rows, state.group_by, `Usage by ${named(state.group_by)}${period}: finish steps, tokens by kind; the total is the API's`, answer.total, { 'data-testid': 'usage-table' }));
     csv.disabled = false;
   });
   return { refresh, onCommit: (batch) => (batch.sessions.size || batch.lagged) && refresh() };
