@@ -420,3 +420,65 @@ fn a_panicking_transcript_follower_is_restarted_and_loses_nothing() {
     let metrics = daemon.metrics_text();
     assert!(metrics.contains("ducktail_actor_restarts_total{actor=\"transcript_follower\"} 1"), "{metrics}");
 }
+
+#[test]
+fn a_new_price_table_prices_stored_rows_without_reading_a_file_again() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("prices.duckdb");
+    let opencode = crate::support::shared_opencode_fixtures().join("generated-opencode-1.1.65");
+    let index_with = |config: Option<&Path>| {
+        let output = ducktail(
+            &[
+                "index",
+                "--opencode",
+                path_str(&opencode),
+                "--claude",
+                path_str(&claude_fixtures()),
+                "--codex",
+                path_str(&codex_fixtures()),
+                "--db",
+                path_str(&db),
+            ],
+            config,
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    index_with(None);
+    // The shipped table does not know the Codex fixture's model nor OpenCode's mock model.
+    assert_eq!(rows(&db, "SELECT count(*) FROM step_events WHERE app = 'codex' AND cost IS NULL AND list_cost IS NULL"), [["17"]]);
+    assert_eq!(rows(&db, "SELECT count(*) FROM step_events WHERE app = 'opencode' AND list_cost IS NULL AND event_type = 'finish'"), [["13"]]);
+
+    let prices = scratch.path().join("prices.json");
+    std::fs::write(
+        &prices,
+        r#"{"models": {"mock-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+                       "gpt-6.2-sol": {"input_cost_per_token": 2e-6, "output_cost_per_token": 1e-5, "cache_read_input_token_cost": 2e-7}}}"#,
+    )
+    .unwrap();
+    let config = scratch.path().join("prices.toml");
+    std::fs::write(&config, format!("[pricing]\nfile = \"{}\"\n", prices.display())).unwrap();
+    let stdout = index_with(Some(&config));
+    assert!(stdout.contains("codex: 7 transcripts on disk, 0 read"), "no file is read again: {stdout}");
+    // Codex logs no cost: it is computed from the stored tokens, and its rollups follow.
+    let expected =
+        rows(&db, "SELECT round(sum(tokens_input * 2e-6 + tokens_output * 1e-5 + tokens_cache_read * 2e-7), 9) FROM step_events WHERE app = 'codex'");
+    let codex = rows(&db, "SELECT round(sum(cost), 9), round(sum(list_cost), 9), min(cost_source) FROM step_events WHERE app = 'codex'");
+    assert_eq!(codex, [[expected[0][0].clone(), expected[0][0].clone(), "computed".to_owned()]]);
+    assert_eq!(rows(&db, "SELECT round(sum(cost), 9) FROM session_usage WHERE app = 'codex'"), expected);
+    // OpenCode logged its cost: kept, with the list price beside it (a model priced without
+    // cache rates has its cache tokens priced as input).
+    let opencode_costs = rows(
+        &db,
+        "SELECT count(*) FILTER (WHERE cost_source = 'logged'), round(sum(list_cost), 9),
+                round(sum(tokens_input * 1e-6 + tokens_output * 2e-6 + (tokens_cache_read + tokens_cache_write) * 1e-6), 9)
+         FROM step_events WHERE app = 'opencode' AND event_type = 'finish'",
+    );
+    assert_eq!(opencode_costs[0][0], "13");
+    assert_eq!(opencode_costs[0][1], opencode_costs[0][2]);
+    // Messages carry their steps' sums.
+    assert_eq!(
+        rows(&db, "SELECT round(sum(list_cost), 9) FROM messages WHERE app = 'opencode'"),
+        rows(&db, "SELECT round(sum(list_cost), 9) FROM step_events WHERE app = 'opencode' AND event_type = 'finish'")
+    );
+}

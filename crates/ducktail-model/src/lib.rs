@@ -25,6 +25,34 @@ pub const COST_LOGGED: &str = "logged";
 /// `cost_source` of a cost ducktail computed from tokens and the shipped price table.
 pub const COST_COMPUTED: &str = "computed";
 
+/// List prices of one model in USD per token, as the store applies them to stored tokens
+/// (`list_cost`, and `cost` of rows whose cost was computed).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ListRates {
+    /// Input tokens that were neither read from nor written to a cache.
+    pub input: f64,
+    /// Output tokens, reasoning included.
+    pub output: f64,
+    /// Cache reads.
+    pub cache_read: f64,
+    /// Cache writes (the 5-minute rate: stored rows do not keep the 1-hour split).
+    pub cache_write: f64,
+}
+
+/// A model's list prices: standard rates, and the rates for a prompt (input, cache reads and
+/// writes together) over `long_above` tokens when the model has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPrice {
+    /// `messages.model_id` as stored.
+    pub model_id: String,
+    /// Rates for an ordinary response.
+    pub standard: ListRates,
+    /// Prompt size above which every token of the response takes `long`.
+    pub long_above: Option<i64>,
+    /// Long-context rates.
+    pub long: ListRates,
+}
+
 /// The coding agent whose files a source reads (`app` in the record tables), from the source's
 /// name (`source`): both OpenCode readers are `opencode`; every other source is named after its app.
 pub fn app_of_source(source: &str) -> &str {
@@ -181,6 +209,9 @@ pub struct MessageRecord {
     pub cost: Option<f64>,
     /// Where `cost` comes from: [`COST_LOGGED`] or [`COST_COMPUTED`]; `None` when there is no cost.
     pub cost_source: Option<&'static str>,
+    /// What the tokens cost at list prices, whatever the agent logged (a subscription logs 0);
+    /// `None` until priced, and for models the price table does not know.
+    pub list_cost: Option<f64>,
     /// The last step's usage (OpenCode overwrites it per step).
     pub tokens: Tokens,
     /// `finish`.
@@ -258,6 +289,8 @@ pub struct StepEvent {
     pub cost: Option<f64>,
     /// Where `cost` comes from: [`COST_LOGGED`] or [`COST_COMPUTED`]; `None` when there is no cost.
     pub cost_source: Option<&'static str>,
+    /// What the step's tokens cost at list prices (see [`MessageRecord::list_cost`]).
+    pub list_cost: Option<f64>,
     /// `tokens` of a finish step (zero for start steps).
     pub tokens: Tokens,
     /// `snapshot` hash.

@@ -51,6 +51,10 @@ pub struct Daemon {
     spans: Option<(Option<notify::RecommendedWatcher>, actix_rt::task::JoinHandle<()>)>,
     /// One follower per transcript source with a folder.
     transcripts: Vec<crate::transcripts::FollowingTranscripts>,
+    /// The periodic list-price pass.
+    pricing: actix_rt::task::JoinHandle<()>,
+    /// The price table it applies, for the last pass at shutdown.
+    prices: Arc<ducktail_sources::pricing::PriceTable>,
 }
 
 /// Checks that a daemon has something to follow before the caller creates the database: the
@@ -156,6 +160,17 @@ impl Daemon {
                 crate::transcripts::start_following_transcripts(source, context.clone(), readers.clone(), links.clone(), board.clone(), faults.clone())
             })
             .collect();
+        let pricing = {
+            let (links, prices) = (links.clone(), context.prices.clone());
+            actix_rt::spawn(async move {
+                let mut ticks = tokio::time::interval(crate::transcripts::PRICING_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    links.writer().do_send(crate::transcripts::PriceStoredRows { prices: prices.clone() });
+                }
+            })
+        };
         // The first trace builder may have started before the links existed; after a clean stop
         // that left the derived tables complete, there is nothing to recompute.
         if !was_complete {
@@ -200,7 +215,8 @@ impl Daemon {
                 }
             })
         });
-        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans, transcripts })
+        let prices = context.prices.clone();
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans, transcripts, pricing, prices })
     }
 
     /// The pipeline's current load.
@@ -217,6 +233,7 @@ impl Daemon {
     /// `deadline` (what is not committed then is found by the next start's catch-up).
     pub async fn shutdown(self, deadline: Duration) {
         self.checkpoints.abort();
+        self.pricing.abort();
         if let Some(retention) = &self.retention {
             retention.abort();
         }
@@ -237,6 +254,9 @@ impl Daemon {
         if drained.is_err() {
             tracing::warn!(?deadline, "pending work did not drain in time; the next start catches up");
         }
+        // A clean stop leaves every committed row priced (and the rollups that follows flushed
+        // next), as a fresh `ducktail index` would have it.
+        let _ = tokio::time::timeout(deadline, self.links.writer().send(crate::transcripts::PriceStoredRows { prices: self.prices.clone() })).await;
         let flushed = tokio::time::timeout(deadline, self.links.trace_builder().send(FlushTraces)).await;
         // Everything committed and every trace computed: the next start need not recompute all.
         if drained.is_ok() && matches!(flushed, Ok(Ok(true))) {

@@ -229,11 +229,17 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
             }
         }
     }
+    let prices = crate::transcripts::decode_context(settings)?.prices;
+    let pricing = crate::transcripts::price_stored_rows(store, &prices)?;
     let touched = store.take_touched_sessions();
     let derived = Instant::now();
     // Complete and untouched (the usual reconcile of an unchanged tree): nothing to recompute.
-    if !(was_complete && touched.is_empty()) {
-        store.refresh_derived(&if was_complete { TraceScope::Sessions(touched) } else { TraceScope::All })?;
+    // Costs computed by the pricing pass change those sessions' rollups too.
+    let mut touched = touched;
+    touched.extend(pricing.changed_sessions);
+    let all = !was_complete;
+    if all || !touched.is_empty() {
+        store.refresh_derived(&if all { TraceScope::All } else { TraceScope::Sessions(touched) })?;
     }
     store.mark_derived_complete()?;
     tracing::debug!(took = ?derived.elapsed(), was_complete, "index: derived tables refreshed");

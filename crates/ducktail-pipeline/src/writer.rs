@@ -21,7 +21,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use ducktail_model::{FileOutcome, FileStatus};
@@ -340,6 +340,35 @@ impl Handler<crate::transcripts::WriteTranscripts> for Writer {
                 let _ = reply.send(Err("writer panicked".to_owned()));
                 ctx.stop();
             }
+        }
+        self.last_write = Instant::now();
+    }
+}
+
+impl Handler<crate::transcripts::PriceStoredRows> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: crate::transcripts::PriceStoredRows, _ctx: &mut Self::Context) {
+        let Some(store) = self.store.as_mut() else { return };
+        match crate::transcripts::price_stored_rows(store, &message.prices) {
+            Ok(pricing) if !pricing.changed_sessions.is_empty() => {
+                tracing::info!(
+                    steps = pricing.steps,
+                    sessions = pricing.changed_sessions.len(),
+                    repriced_all = pricing.repriced_all,
+                    "costs computed from list prices"
+                );
+                // Their rollups follow, as after any commit that touched them.
+                self.links.trace_builder().do_send(BatchCommitted {
+                    batch_id: 0,
+                    files: Vec::new(),
+                    not_ready: Vec::new(),
+                    touched_sessions: pricing.changed_sessions,
+                    latencies: Vec::new(),
+                    commit_duration: Duration::ZERO,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "list prices could not be applied; the next pass retries"),
         }
         self.last_write = Instant::now();
     }

@@ -195,6 +195,32 @@ impl PriceTable {
         self.models.get(unprefixed.as_str()).or_else(|| self.models.get(undated)).or_else(|| self.models.get(&format!("{undated}-latest")))
     }
 
+    /// A hash of every price in the table: when it differs from the one that priced the stored
+    /// rows, they are priced again.
+    pub fn fingerprint(&self) -> u64 {
+        let mut names: Vec<&String> = self.models.keys().collect();
+        names.sort();
+        let listing: String = names.into_iter().map(|name| format!("{name}={:?};", self.models[name])).collect();
+        crate::transcript::fnv1a(listing.as_bytes())
+    }
+
+    /// The list prices of `model_id` as the store applies them to stored tokens, when known.
+    pub fn list_price(&self, model_id: &str) -> Option<ducktail_model::ListPrice> {
+        let price = self.lookup(model_id)?;
+        let rates = |rates: &Rates| ducktail_model::ListRates {
+            input: rates.input,
+            output: rates.output,
+            cache_read: rates.cache_read,
+            cache_write: rates.cache_write_5m,
+        };
+        Some(ducktail_model::ListPrice {
+            model_id: model_id.to_owned(),
+            standard: rates(&price.standard),
+            long_above: price.long_context.map(|long| i64::try_from(long.above_prompt_tokens).unwrap_or(i64::MAX)),
+            long: price.long_context.map_or_else(|| rates(&price.standard), |long| rates(&long.rates)),
+        })
+    }
+
     /// Parses every model's fields; the error names the first model that is not valid.
     fn build(fields_by_model: HashMap<String, Map<String, Value>>) -> Result<PriceTable, String> {
         let mut models = HashMap::with_capacity(fields_by_model.len());

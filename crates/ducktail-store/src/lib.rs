@@ -27,6 +27,7 @@
 
 mod arrow_rows;
 mod known_keys;
+mod list_prices;
 mod otel_read;
 mod read_api;
 mod reader;
@@ -38,6 +39,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use list_prices::ListPricing;
 pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{
     usage_total, Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool,
@@ -227,7 +229,11 @@ pub struct Store {
     tracks_known_keys: bool,
     /// The transcript merge statements, one per merged table, built from the tables' columns the
     /// first time a transcript batch is written (see `transcripts`).
-    transcript_merge_sql: Option<Vec<String>>,
+    transcript_merge_sql: Option<Vec<transcripts::MergeStatements>>,
+    /// Per merged table (in `transcripts::MERGED_TABLES` order), the ids transcripts have
+    /// written, with their rows' `version_ms`: a batch of only new ids appends without reading
+    /// the table, and a merge reads only rows at least as new as its oldest stored copy.
+    transcript_known_ids: Vec<foldhash::HashMap<String, i64>>,
 }
 
 impl Drop for Store {
@@ -287,6 +293,7 @@ impl Store {
             odd_paths: None,
             derived_mark_to_clear: false,
             transcript_merge_sql: None,
+            transcript_known_ids: Vec::new(),
             known_keys: None,
             tracks_known_keys: true,
         }

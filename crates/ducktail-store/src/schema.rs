@@ -395,9 +395,26 @@ CREATE TABLE transcript_lines (
     written_at  TIMESTAMPTZ,
     raw         VARCHAR,
     raw_size    BIGINT,
-    raw_truncated BOOLEAN
+    raw_truncated BOOLEAN,
+    PRIMARY KEY (session_id, line_hash)
 );
-CREATE INDEX transcript_lines_by_session ON transcript_lines (session_id);
+"#,
+    },
+    Migration {
+        version: 7,
+        name: "list-price cost beside the logged one",
+        // A subscription logs cost 0; `list_cost` is what the same tokens cost at list prices,
+        // filled by the store from the price table for every model it knows (NULL otherwise).
+        // `pipeline_state.list_prices` remembers which table priced the rows, so a new table
+        // re-prices them without reading any file again. `step_events.version_ms` is its part's,
+        // which lets a transcript merge skip older row groups of this table too.
+        sql: r#"
+ALTER TABLE messages ADD COLUMN list_cost DOUBLE;
+ALTER TABLE step_events ADD COLUMN list_cost DOUBLE;
+ALTER TABLE step_events ADD COLUMN version_ms BIGINT;
+UPDATE step_events SET version_ms = p.version_ms FROM parts p WHERE p.id = step_events.id;
+UPDATE messages SET list_cost = cost WHERE cost_source = 'computed';
+UPDATE step_events SET list_cost = cost WHERE cost_source = 'computed';
 "#,
     },
 ];

@@ -612,6 +612,7 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
         .execute_batch(&format!(
             "DROP INDEX sessions_by_id; DROP INDEX sessions_by_parent;
              DROP INDEX messages_by_session; DROP INDEX parts_by_session; DROP INDEX step_events_by_session;
+             ALTER TABLE messages DROP COLUMN list_cost; ALTER TABLE step_events DROP COLUMN list_cost; ALTER TABLE step_events DROP COLUMN version_ms;
              ALTER TABLE sessions DROP COLUMN app; ALTER TABLE messages DROP COLUMN app; ALTER TABLE messages DROP COLUMN cost_source;
              ALTER TABLE parts DROP COLUMN app; ALTER TABLE step_events DROP COLUMN app; ALTER TABLE step_events DROP COLUMN cost_source;
              CREATE INDEX parts_by_session ON parts (session_id); CREATE INDEX messages_by_session ON messages (session_id);

@@ -110,9 +110,23 @@ CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_parts AS SELECT * FROM main.parts
 CREATE TEMP TABLE IF NOT EXISTS stage_t_merged_step_events AS SELECT * FROM main.step_events LIMIT 0;
 ";
 
+/// One merged table's statements, built from its columns.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeStatements {
+    /// The merge of staged rows with stored ones (see the module doc). `$1` is the lowest
+    /// `version_ms` the stored copies have: rows are appended roughly in line order, so the bound
+    /// lets DuckDB skip older row groups, and merging an append into a long transcript reads
+    /// what is recent, not the whole table.
+    merge: [String; 5],
+    /// The same when no staged id is stored yet: copies of a key in the batch are folded, and
+    /// the stored table is not read at all. Appends to a long transcript are mostly new
+    /// responses and blocks, so this keeps their cost that of what was appended.
+    append: [String; 2],
+}
+
 /// The merge of one table's staged rows into it (see the module doc), from its columns as
 /// `(name, type, nullable)` in table order.
-fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> String {
+fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> MergeStatements {
     let picks: Vec<String> = columns
         .iter()
         .map(|(name, data_type, nullable)| {
@@ -134,23 +148,43 @@ fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> String {
             }
         })
         .collect();
-    format!(
-        "INSERT INTO temp.stage_t_merged_{table}
-         SELECT {picks} FROM (
-             SELECT 0 AS seq, * FROM main.{table} WHERE id IN (SELECT id FROM temp.stage_t_{table})
-             UNION ALL SELECT rowid + 1 AS seq, * FROM temp.stage_t_{table})
-         GROUP BY id;
-         DELETE FROM main.{table} WHERE id IN (SELECT id FROM temp.stage_t_merged_{table});
-         INSERT INTO main.{table} SELECT * FROM temp.stage_t_merged_{table};
-         DELETE FROM temp.stage_t_{table};
-         DELETE FROM temp.stage_t_merged_{table};",
-        picks = picks.join(", ")
-    )
+    let picks = picks.join(", ");
+    MergeStatements {
+        // One statement each, so they are prepared once and planned once per connection.
+        merge: [
+            format!(
+                "INSERT INTO temp.stage_t_merged_{table}
+                 SELECT {picks} FROM (
+                     SELECT 0 AS seq, * FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT id FROM temp.stage_t_{table})
+                     UNION ALL SELECT rowid + 1 AS seq, * FROM temp.stage_t_{table})
+                 GROUP BY id"
+            ),
+            format!("DELETE FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT id FROM temp.stage_t_merged_{table})"),
+            format!("INSERT INTO main.{table} SELECT * FROM temp.stage_t_merged_{table}"),
+            format!("DELETE FROM temp.stage_t_{table}"),
+            format!("DELETE FROM temp.stage_t_merged_{table}"),
+        ],
+        append: [
+            format!("INSERT INTO main.{table} SELECT {picks} FROM (SELECT rowid + 1 AS seq, * FROM temp.stage_t_{table}) GROUP BY id"),
+            format!("DELETE FROM temp.stage_t_{table}"),
+        ],
+    }
 }
 
-/// Whether any record of the batch satisfies `kind`.
-fn records_of(batch: &TranscriptBatch, kind: impl Fn(&Records) -> bool) -> bool {
-    batch.stretches.iter().any(|stretch| stretch.records.iter().any(&kind))
+/// The ids of one merged table's records in the batch, in reading order, with the version each
+/// copy writes.
+fn staged_ids<'b>(batch: &'b TranscriptBatch, table: &str) -> Vec<(&'b str, i64)> {
+    let records = batch.stretches.iter().flat_map(|stretch| stretch.records.iter());
+    let id = |records: &'b Records| -> Option<&'b str> {
+        match (table, records) {
+            ("sessions", Records::Session(session)) => Some(&session.id),
+            ("messages", Records::Message(message)) => Some(&message.id),
+            ("parts", Records::Part { part, .. }) => Some(&part.id),
+            ("step_events", Records::Part { step: Some(step), .. }) => Some(&step.id),
+            _ => None,
+        }
+    };
+    records.filter_map(|records| id(records).map(|id| (id, written_at(records)))).collect()
 }
 
 /// A transcript record's `version_ms`: when its line was written, by the line's own timestamp.
@@ -175,11 +209,14 @@ impl Store {
         if self.transcript_merge_sql.is_none() {
             self.connection.execute_batch(TRANSCRIPT_TEMP_TABLES).map_err(|source| self.query_error("creating transcript staging tables", source))?;
             let mut statements = Vec::new();
+            let mut known = Vec::new();
             for table in MERGED_TABLES {
                 let columns = self.table_columns(table)?;
                 statements.push(merge_sql(table, &columns));
+                known.push(self.transcript_ids(table)?);
             }
             self.transcript_merge_sql = Some(statements);
+            self.transcript_known_ids = known;
         }
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a transcript batch", source))?;
         match self.clear_derived_mark_in_transaction().and_then(|()| self.write_transcripts_in_transaction(batch)) {
@@ -203,6 +240,19 @@ impl Store {
                 Err(error)
             }
         }
+    }
+
+    /// The ids a merged table holds from transcripts, with their rows' `version_ms`.
+    fn transcript_ids(&self, table: &str) -> Result<foldhash::HashMap<String, i64>> {
+        let context = "loading the transcript records' ids";
+        let mut statement = self
+            .connection
+            .prepare(&format!("SELECT id, coalesce(min(version_ms), 0) FROM main.{table} WHERE app IS NOT NULL AND app <> 'opencode' GROUP BY id"))
+            .map_err(|source| self.query_error(context, source))?;
+        statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+            .and_then(|rows| rows.collect::<duckdb::Result<foldhash::HashMap<String, i64>>>())
+            .map_err(|source| self.query_error(context, source))
     }
 
     fn table_columns(&self, table: &str) -> Result<Vec<(String, String, bool)>> {
@@ -242,25 +292,53 @@ impl Store {
             self.append_records(&round, batch.source, RecordTables::TranscriptStage).map_err(fail("staging transcript records"))?;
             rest = next;
         }
-        // Only the tables this batch staged rows for are merged: each merge reads its table.
-        let staged = |table: &str| match table {
-            "sessions" => records_of(batch, |records| matches!(records, Records::Session(_))),
-            "messages" => records_of(batch, |records| matches!(records, Records::Message(_))),
-            "parts" => records_of(batch, |records| matches!(records, Records::Part { .. })),
-            _ => records_of(batch, |records| matches!(records, Records::Part { step: Some(_), .. })),
-        };
-        for (table, statement) in MERGED_TABLES.iter().zip(self.transcript_merge_sql.clone().unwrap_or_default()) {
-            if staged(table) {
-                self.connection.execute_batch(&statement).map_err(fail("merging transcript records"))?;
+        // Only the tables this batch staged rows for are merged, and a table whose staged ids
+        // are all new is appended to without reading it.
+        let statements = self.transcript_merge_sql.clone().unwrap_or_default();
+        for (position, (table, statements)) in MERGED_TABLES.iter().zip(statements).enumerate() {
+            let ids = staged_ids(batch, table);
+            if ids.is_empty() {
+                continue;
+            }
+            let known = &mut self.transcript_known_ids[position];
+            // The lowest version a stored copy has: the merged row keeps its last copy's version,
+            // which the map follows.
+            let since = ids.iter().filter_map(|(id, _)| known.get(*id)).min().copied();
+            // Learned before the commit: should it fail, an id thought stored, or stored with a
+            // later version than it is, only costs a wider merge.
+            for (id, version) in ids {
+                known.insert(id.to_owned(), version);
+            }
+            let run = |sql: &str, parameters: &[i64]| -> duckdb::Result<usize> {
+                self.connection.prepare_cached(sql)?.execute(duckdb::params_from_iter(parameters.iter()))
+            };
+            match since {
+                Some(since) => {
+                    run(&statements.merge[0], &[since]).map_err(fail("merging transcript records"))?;
+                    run(&statements.merge[1], &[since]).map_err(fail("merging transcript records"))?;
+                    for sql in &statements.merge[2..] {
+                        run(sql, &[]).map_err(fail("merging transcript records"))?;
+                    }
+                }
+                None => {
+                    for sql in &statements.append {
+                        run(sql, &[]).map_err(fail("merging transcript records"))?;
+                    }
+                }
             }
         }
         // Transcripts hold no projects, todos, diffs nor file operations; should a decoder make
         // one, it is dropped here rather than left for the next batch.
-        self.connection
-            .execute_batch(
-                "DELETE FROM temp.stage_t_file_operations; DELETE FROM temp.stage_t_projects; DELETE FROM temp.stage_t_todos; DELETE FROM temp.stage_t_file_diffs;",
-            )
-            .map_err(fail("clearing the transcript stage"))?;
+        let unmerged = batch.stretches.iter().flat_map(|stretch| stretch.records.iter()).any(|records| {
+            matches!(records, Records::Project(_) | Records::Todos { .. } | Records::FileDiffs { .. } | Records::Part { file_operation: Some(_), .. })
+        });
+        if unmerged {
+            self.connection
+                .execute_batch(
+                    "DELETE FROM temp.stage_t_file_operations; DELETE FROM temp.stage_t_projects; DELETE FROM temp.stage_t_todos; DELETE FROM temp.stage_t_file_diffs;",
+                )
+                .map_err(fail("clearing the transcript stage"))?;
+        }
         for stretch in &batch.stretches {
             for records in &stretch.records {
                 if let Some(session_id) = records.session_id() {
@@ -270,7 +348,7 @@ impl Store {
         }
 
         let app = app_of_source(batch.source);
-        {
+        if batch.stretches.iter().any(|stretch| !stretch.lines.is_empty()) {
             let mut lines = self.connection.appender_to_catalog_and_db("stage_t_lines", "temp", "main").map_err(fail("staging transcript lines"))?;
             for stretch in &batch.stretches {
                 for line in &stretch.lines {
@@ -290,17 +368,18 @@ impl Store {
                 }
             }
             lines.flush().map_err(fail("staging transcript lines"))?;
+            drop(lines);
+            // The key's index finds the lines already kept without reading the table.
+            report.lines = self
+                .connection
+                .prepare_cached("INSERT OR IGNORE INTO transcript_lines SELECT DISTINCT ON (session_id, line_hash) * FROM temp.stage_t_lines")
+                .and_then(|mut statement| statement.execute([]))
+                .map_err(fail("keeping transcript lines"))?;
+            self.connection
+                .prepare_cached("DELETE FROM temp.stage_t_lines")
+                .and_then(|mut statement| statement.execute([]))
+                .map_err(fail("keeping transcript lines"))?;
         }
-        let new_lines = self
-            .connection
-            .execute(
-                "INSERT INTO transcript_lines SELECT DISTINCT ON (session_id, line_hash) * FROM temp.stage_t_lines s
-                 WHERE NOT EXISTS (SELECT 1 FROM transcript_lines t WHERE t.session_id = s.session_id AND t.line_hash = s.line_hash)",
-                [],
-            )
-            .map_err(fail("keeping transcript lines"))?;
-        self.connection.execute_batch("DELETE FROM temp.stage_t_lines").map_err(fail("keeping transcript lines"))?;
-        report.lines = new_lines;
         for stretch in &batch.stretches {
             for line in &stretch.lines {
                 report.touched_sessions.insert(line.session_id.clone());

@@ -844,6 +844,7 @@ impl Store {
                 .int64("version_ms", |(_, version)| Some(*version))
                 .text("app", |_| Some(app))
                 .text("cost_source", |(message, _)| message.cost_source)
+                .float64("list_cost", |(message, _)| message.list_cost)
                 .finish();
             let mut appender = appender("messages")?;
             appender.append_record_batch(batch)?;
@@ -881,7 +882,7 @@ impl Store {
             parts.flush()?;
             let mut steps = appender("step_events")?;
             let mut operations = appender("file_operations")?;
-            for (_, step, operation, _) in grouped.parts.values() {
+            for (_, step, operation, version) in grouped.parts.values() {
                 if let Some(step) = step {
                     let tokens = &step.tokens;
                     steps.append_row(params![
@@ -900,6 +901,8 @@ impl Store {
                         step.snapshot,
                         app,
                         step.cost_source,
+                        step.list_cost,
+                        version,
                     ])?;
                 }
                 if let Some(operation) = operation {

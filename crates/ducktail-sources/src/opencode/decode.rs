@@ -567,6 +567,8 @@ fn message(mut object: Object, path: &Path, raw: RawDocument) -> Result<Records,
         model_id,
         cost: float(&object, "cost"),
         cost_source: float(&object, "cost").map(|_| COST_LOGGED),
+        // Priced later, by the store, from the stored tokens (see `ListPrice`).
+        list_cost: None,
         tokens: tokens(&mut object),
         finish_reason: take_string(&mut object, "finish"),
         error_name,
@@ -602,6 +604,7 @@ fn part(mut object: Object, path: &Path, raw: RawDocument, cap: usize) -> Result
                 reason: take_string(&mut object, "reason"),
                 cost: float(&object, "cost"),
                 cost_source: float(&object, "cost").map(|_| COST_LOGGED),
+                list_cost: None,
                 tokens: if finish { tokens(&mut object) } else { Tokens::default() },
                 snapshot: take_string(&mut object, "snapshot"),
             });
