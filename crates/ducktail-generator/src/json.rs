@@ -42,6 +42,36 @@ impl Json {
     }
 }
 
+/// Appends the value as `JSON.stringify(value)` prints it: no whitespace, keys in order (one JSON
+/// Lines record, without its newline).
+pub(crate) fn write_compact(value: &Json, out: &mut Vec<u8>) {
+    match value {
+        Json::Arr(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_compact(item, out);
+            }
+            out.push(b']');
+        }
+        Json::Obj(fields) => {
+            out.push(b'{');
+            for (index, (key, item)) in fields.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                write_compact(item, out);
+            }
+            out.push(b'}');
+        }
+        scalar => write_value(scalar, 0, out),
+    }
+}
+
 fn write_indent(depth: usize, out: &mut Vec<u8>) {
     out.extend(std::iter::repeat_n(b' ', depth * 2));
 }
@@ -204,5 +234,13 @@ mod tests {
         );
         let reparsed: serde_json::Value = serde_json::from_str(&printed).unwrap();
         assert_eq!(reparsed["list"][1], "a\"b\\c\n\u{1b}");
+    }
+
+    #[test]
+    fn compact_printing_has_no_whitespace_and_keeps_key_order() {
+        let value = obj! { "b" => 1, "a" => vec![Json::from("x y"), Json::Null], "c" => Json::Obj(vec![]) };
+        let mut printed = Vec::new();
+        write_compact(&value, &mut printed);
+        assert_eq!(String::from_utf8(printed).unwrap(), r#"{"b":1,"a":["x y",null],"c":{}}"#);
     }
 }

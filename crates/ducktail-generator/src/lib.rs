@@ -1,5 +1,5 @@
 //! Seeded, reproducible generator of realistic OpenCode JSON storage trees (and of OpenTelemetry
-//! span files, [`spans`]).
+//! span files, [`spans`], and Claude Code transcripts, [`transcripts`]).
 //!
 //! This crate owns one thing: turning a [`GeneratorConfig`] into the files opencode 1.1.4x–1.1.65
 //! writes under `$XDG_DATA_HOME/opencode/storage/` — projects, sessions (with `task` delegation to
@@ -20,7 +20,7 @@
 //!   step's tokens, as opencode writes them.
 //!
 //! This crate never reads a tree back, knows nothing about DuckDB or actix, and performs no I/O
-//! outside [`generate`] and [`spans::generate_spans`].
+//! outside [`generate`], [`spans::generate_spans`] and [`transcripts::generate_claude_transcripts`].
 //!
 //! # Layout
 //! * `lib.rs` — configuration, [`Plan`], [`generate`].
@@ -30,6 +30,10 @@
 //! * `json.rs` — ordered JSON values and the `JSON.stringify` printer.
 //! * `spans.rs` — OpenTelemetry span Parquet files in the Junjo layout ([`spans::generate_spans`]),
 //!   with split traces, duplicates and orphans.
+//! * `transcripts.rs` — Claude Code JSON Lines transcripts
+//!   ([`transcripts::generate_claude_transcripts`]): one `assistant` line per content block
+//!   repeating its response's id and usage, tool results, bookkeeping lines, compactions; one
+//!   transcript grown to a size, and carried on a line at a time for following it live.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -38,6 +42,7 @@ mod content;
 mod ids;
 mod json;
 pub mod spans;
+pub mod transcripts;
 mod tree;
 
 use tree::Generator;
