@@ -101,6 +101,13 @@ fn both_agents_index_to_the_independent_totals_per_session_and_model() {
     );
     // Tool outcomes: Claude's failed Edit, Codex's command that exited 1.
     assert_eq!(rows(&db, "SELECT app, tool_name FROM parts WHERE tool_status = 'error' ORDER BY 1"), [["claude_code", "Edit"], ["codex", "exec_command"]]);
+    // A part completed by later lines (a result, the response it joins) keeps what the first
+    // line said: its type, its raw block.
+    assert_eq!(rows(&db, "SELECT count(*) FROM parts WHERE part_type = '' OR raw = '' OR raw IS NULL"), [["0"]]);
+    assert_eq!(
+        rows(&db, "SELECT part_type, count(*) FROM parts WHERE app = 'codex' AND part_type IN ('reasoning', 'text') AND message_id LIKE 'resp_%' GROUP BY 1 ORDER BY 1"),
+        [["reasoning", "5"], ["text", "8"]]
+    );
     // Every line no typed table holds is kept, and nothing was skipped.
     assert!(rows(&db, "SELECT count(*) FROM transcript_lines WHERE line_type = 'cost-state'")[0][0].parse::<i64>().unwrap() > 0);
     assert_eq!(rows(&db, "SELECT count(*) FROM file_index WHERE status <> 'indexed'"), [["0"]]);

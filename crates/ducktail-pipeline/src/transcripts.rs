@@ -237,16 +237,13 @@ pub fn sync_transcripts(
         }
     };
     let mut summary = TranscriptSyncSummary { files: on_disk.len(), ..TranscriptSyncSummary::default() };
-    let changed: Vec<&PathBuf> = on_disk
-        .iter()
-        .filter(|(path, stamp)| view.get(path).is_none_or(|known| known.stamp != *stamp || known.status == FileStatus::Pending))
-        .map(|(path, _)| path)
-        .collect();
+    let changed: Vec<&(PathBuf, FileStamp)> =
+        on_disk.iter().filter(|(path, stamp)| view.get(path).is_none_or(|known| known.stamp != *stamp || known.status == FileStatus::Pending)).collect();
 
     let mut batch = TranscriptBatch { source: format.source(), removed, ..TranscriptBatch::default() };
     let mut batch_bytes = 0u64;
     let mut learned: Vec<(PathBuf, KnownTranscript)> = Vec::new();
-    for path in changed {
+    for (path, listed) in changed {
         let mut known = view.get(path).and_then(|known| known.cursor.map(|cursor| (cursor, known.decoder_state.clone())));
         loop {
             let stretch = read_stretch(format, path, known.as_ref().map(|(cursor, state)| (*cursor, state.as_deref())), context, source.limits);
@@ -257,6 +254,11 @@ pub fn sync_transcripts(
             // records the size it reached, so a look after an interruption (a crash included,
             // the stamp is stored with the cursor) sees a change and carries on.
             let mut stretch = stretch;
+            if stretch.failure.is_some() && stretch.stamp == FileStamp::default() {
+                // Not even opened: the listing's stamp, so it is tried again when it changes,
+                // not at every look.
+                stretch.stamp = *listed;
+            }
             if !caught_up {
                 stretch.stamp.size = i64::try_from(stretch.cursor.offset).unwrap_or(i64::MAX);
             }

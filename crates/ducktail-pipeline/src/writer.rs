@@ -179,7 +179,7 @@ impl Actor for Writer {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Some(store) = self.store.take() {
+        if let Some(mut store) = self.store.take() {
             // A panic may have left a transaction open; the next writer starts clean.
             store.rollback_open_transaction();
             *self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(store);
@@ -446,7 +446,7 @@ impl Handler<CloseDatabase> for Writer {
     fn handle(&mut self, _message: CloseDatabase, _ctx: &mut Self::Context) {
         // The store waiting for a next incarnation closes too: there will be none.
         let waiting = self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        for store in self.store.take().into_iter().chain(waiting) {
+        for mut store in self.store.take().into_iter().chain(waiting) {
             store.rollback_open_transaction();
             drop(store);
         }

@@ -330,8 +330,10 @@ impl Store {
     }
 
     /// Rolls back a transaction left open by an interrupted batch; a no-op otherwise.
-    pub fn rollback_open_transaction(&self) {
+    pub fn rollback_open_transaction(&mut self) {
         let _ = self.connection.execute_batch("ROLLBACK");
+        // What a transcript batch learned about stored ids may have been rolled back with it.
+        self.forget_learned_ids();
     }
 
     /// Bytes in the write-ahead log: what the next checkpoint folds into the database file

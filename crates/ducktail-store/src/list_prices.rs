@@ -59,9 +59,15 @@ impl Store {
     /// table that priced the rows.
     pub fn apply_list_prices(&mut self, prices: &[ListPrice], all: bool, fingerprint: &str) -> Result<ListPricing> {
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a pricing pass", source))?;
-        match self.apply_list_prices_in_transaction(prices, all, fingerprint) {
+        // Costs it computes change rollups, as any batch's records do: the derived-complete mark
+        // goes with the same commit, so a crash before the rollups follow recomputes them.
+        match self.clear_derived_mark_in_transaction().and_then(|()| self.apply_list_prices_in_transaction(prices, all, fingerprint)) {
             Ok(pricing) => {
-                self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a pricing pass", source))?;
+                if let Err(source) = self.connection.execute_batch("COMMIT") {
+                    let _ = self.connection.execute_batch("ROLLBACK");
+                    return Err(self.query_error("committing a pricing pass", source));
+                }
+                self.derived_mark_to_clear = false;
                 Ok(pricing)
             }
             Err(error) => {

@@ -12,8 +12,9 @@
 //!   never moves a response to its own session);
 //! - `created_at` and `started_at` keep the earliest, `updated_at`, `completed_at` and `ended_at`
 //!   the latest;
-//! - every other column takes the last value that is not NULL (a tool's result fills in the
-//!   status and output of its call without erasing its name and input).
+//! - every other column takes the last value that is neither NULL nor an empty text (a tool's
+//!   result fills in the status and output of its call without erasing its name and input);
+//!   `raw_size` and `raw_truncated` follow `raw`, and `content_truncated` holds if any copy was.
 //!
 //! The rules are one SQL statement per table, built from the table's columns, so a column added
 //! by a migration is merged without code here. Transcript ids never meet OpenCode's (they come
@@ -139,6 +140,11 @@ fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> MergeStatements
                     let present = if data_type == "VARCHAR" { format!("nullif({quoted}, '') IS NOT NULL") } else { format!("{quoted} IS NOT NULL") };
                     format!("arg_min({quoted}, seq) FILTER (WHERE {present})")
                 }
+                // A patch (a tool's result, a part joining its response) carries only what it
+                // knows: its empty texts and empty raw document are absent, not values.
+                "raw_size" | "raw_truncated" => format!("arg_max({quoted}, seq) FILTER (WHERE nullif(raw, '') IS NOT NULL)"),
+                "content_truncated" => format!("bool_or({quoted})"),
+                _ if data_type == "VARCHAR" => format!("arg_max({quoted}, seq) FILTER (WHERE nullif({quoted}, '') IS NOT NULL)"),
                 _ => format!("arg_max({quoted}, seq) FILTER (WHERE {quoted} IS NOT NULL)"),
             };
             if !nullable && data_type == "VARCHAR" && name != "id" {
@@ -221,7 +227,11 @@ impl Store {
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a transcript batch", source))?;
         match self.clear_derived_mark_in_transaction().and_then(|()| self.write_transcripts_in_transaction(batch)) {
             Ok(mut report) => {
-                self.connection.execute_batch("COMMIT").map_err(|source| self.query_error("committing a transcript batch", source))?;
+                if let Err(source) = self.connection.execute_batch("COMMIT") {
+                    let _ = self.connection.execute_batch("ROLLBACK");
+                    self.forget_learned_ids();
+                    return Err(self.query_error("committing a transcript batch", source));
+                }
                 self.derived_mark_to_clear = false;
                 if let Some(touched) = self.touched.as_mut() {
                     touched.extend(report.touched_sessions.iter().cloned());
@@ -237,9 +247,18 @@ impl Store {
                      DELETE FROM temp.stage_t_step_events; DELETE FROM temp.stage_t_lines; DELETE FROM temp.stage_t_merged_sessions;
                      DELETE FROM temp.stage_t_merged_messages; DELETE FROM temp.stage_t_merged_parts; DELETE FROM temp.stage_t_merged_step_events;",
                 );
+                self.forget_learned_ids();
                 Err(error)
             }
         }
+    }
+
+    /// Drops the known ids after a failed batch. They learned the batch's versions, which the
+    /// rollback undid: a merge bounded by a version newer than a stored copy's would miss that
+    /// copy and store its id twice. The next batch loads them again from the tables.
+    pub(crate) fn forget_learned_ids(&mut self) {
+        self.transcript_merge_sql = None;
+        self.transcript_known_ids.clear();
     }
 
     /// The ids a merged table holds from transcripts, with their rows' `version_ms`.
@@ -304,8 +323,8 @@ impl Store {
             // The lowest version a stored copy has: the merged row keeps its last copy's version,
             // which the map follows.
             let since = ids.iter().filter_map(|(id, _)| known.get(*id)).min().copied();
-            // Learned before the commit: should it fail, an id thought stored, or stored with a
-            // later version than it is, only costs a wider merge.
+            // Learned before the commit; should the batch fail, the map is dropped and reloaded
+            // (see `write_transcripts`).
             for (id, version) in ids {
                 known.insert(id.to_owned(), version);
             }
@@ -406,7 +425,7 @@ impl Store {
             let mut insert = self
                 .connection
                 .prepare_cached(
-                    "INSERT INTO file_index (file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, indexed_at)
+                    "INSERT OR REPLACE INTO file_index (file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, indexed_at)
                      VALUES ($1, $2, $3, make_timestamp($4 // 1000)::TIMESTAMPTZ, $4, $5, $6, $7, $8, $9, now())",
                 )
                 .map_err(fail("recording a transcript in file_index"))?;

@@ -240,16 +240,21 @@ fn database_read_outcome(summary: &IndexSummary) -> Result<()> {
 fn print_summary(summary: &IndexSummary, database: &Path) {
     let kinds: Vec<String> = summary.files_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
     println!("indexed into {}", database.display());
-    println!("  files on disk: {} ({})", summary.scanned, kinds.join(", "));
-    println!(
-        "  indexed {}, unchanged {}, errors {}, removed {} in {:.2} s ({:.0} files/s)",
-        summary.indexed,
-        summary.unchanged,
-        summary.errors,
-        summary.removed,
-        summary.duration.as_secs_f64(),
-        summary.files_per_second()
-    );
+    // Without an OpenCode tree the JSON-tree lines would only say zero; the line below says why.
+    if summary.opencode_absent.is_none() || summary.scanned + summary.removed > 0 {
+        println!("  files on disk: {} ({})", summary.scanned, kinds.join(", "));
+        println!(
+            "  indexed {}, unchanged {}, errors {}, removed {} in {:.2} s ({:.0} files/s)",
+            summary.indexed,
+            summary.unchanged,
+            summary.errors,
+            summary.removed,
+            summary.duration.as_secs_f64(),
+            summary.files_per_second()
+        );
+    } else {
+        println!("  in {:.2} s", summary.duration.as_secs_f64());
+    }
     for error in summary.scan_errors.iter().take(10) {
         println!("  could not read: {error}");
     }

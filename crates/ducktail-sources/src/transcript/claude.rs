@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ducktail_model::{MessageRecord, PartRecord, Records, StepEvent, Tokens};
+use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, StepEvent, Tokens};
 use serde_json::{Map, Value};
 
 use super::{integer, json_text, object, owned, text, timestamp, DecodeContext, LineDecoder, StretchOutput, TranscriptFormat};
@@ -68,6 +68,8 @@ struct FileContext {
     description: Option<String>,
     /// `toolUseId` from the meta file: the parent's call that started the sub-agent.
     tool_use_id: Option<String>,
+    /// The session a main file is named after (`<session id>.jsonl`).
+    own_session: Option<String>,
 }
 
 impl FileContext {
@@ -76,19 +78,35 @@ impl FileContext {
         let in_subagents = folder.and_then(Path::file_name).is_some_and(|name| name == "subagents");
         let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
         let Some(agent_id) = stem.strip_prefix("agent-").filter(|_| in_subagents) else {
-            return FileContext::default();
+            // A session's own file is named after it: lines before the first that says its
+            // session (older `summary` lines) belong to it.
+            return FileContext { own_session: Some(stem.to_owned()), ..FileContext::default() };
         };
         let parent_session = folder.and_then(Path::parent).and_then(Path::file_name).and_then(|name| name.to_str()).map(str::to_owned);
-        let meta: Map<String, Value> =
-            std::fs::read(path.with_extension("meta.json")).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+        let meta: Map<String, Value> = read_meta(&path.with_extension("meta.json")).unwrap_or_default();
         FileContext {
             parent_session,
             agent_id: Some(agent_id.to_owned()),
             agent_type: owned(&meta, "agentType"),
             description: owned(&meta, "description"),
             tool_use_id: owned(&meta, "toolUseId"),
+            own_session: None,
         }
     }
+}
+
+/// A sub-agent's meta file, read like every source file: never through a symbolic link, never
+/// blocking on a FIFO, and at most 1 MiB (it holds a few short fields).
+fn read_meta(path: &Path) -> Option<Map<String, Value>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(1024 * 1024).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 struct ClaudeDecoder {
@@ -107,7 +125,7 @@ fn sub_agent_session(parent: &str, agent_id: &str) -> String {
 impl ClaudeDecoder {
     /// The session a line belongs to, and the sub-agent's id when it is a sub-agent's line.
     fn session_of(&self, line: &Map<String, Value>) -> Option<(String, Option<String>)> {
-        let session = text(line, "sessionId").map(str::to_owned).or_else(|| self.file.parent_session.clone())?;
+        let session = text(line, "sessionId").map(str::to_owned).or_else(|| self.file.parent_session.clone()).or_else(|| self.file.own_session.clone())?;
         let agent_id = (line.get("isSidechain") == Some(&Value::Bool(true))).then(|| owned(line, "agentId")).flatten().or_else(|| self.file.agent_id.clone());
         Some(match agent_id {
             Some(agent_id) => (sub_agent_session(&session, &agent_id), Some(agent_id)),
@@ -207,7 +225,7 @@ impl ClaudeDecoder {
         let first_index = integer(line, "apiBlockIndex").unwrap_or(0);
         for (position, block) in blocks.iter().enumerate() {
             let Some(block) = block.as_object() else { continue };
-            let index = first_index + position as i64;
+            let index = first_index.saturating_add(position as i64);
             let mut part = PartRecord {
                 id: format!("{id}/{index}"),
                 session_id: session_id.to_owned(),
@@ -373,12 +391,18 @@ impl LineDecoder for ClaudeDecoder {
                     call_id: Some(call_id.clone()),
                     child_session_id: Some(session_id.clone()),
                     subagent_type: self.file.agent_type.clone(),
-                    raw: super::raw_line("{}", 16),
+                    raw: RawDocument::default(),
                     ..PartRecord::default()
                 },
                 step: None,
                 file_operation: None,
             });
+        }
+        if line_type == "summary" {
+            // Older versions name the session in `summary` lines.
+            if let Some(summary) = owned(line, "summary") {
+                out.session(&session_id).title.get_or_insert(summary);
+            }
         }
         match line_type.as_str() {
             "assistant" => self.assistant(out, line, raw, &session_id, &agent, at),
@@ -410,6 +434,6 @@ fn claude_tokens(usage: &Map<String, Value>) -> Tokens {
         reasoning: object(usage, "output_tokens_details").and_then(|details| integer(details, "thinking_tokens")).unwrap_or(0),
         cache_read,
         cache_write,
-        total: Some(input + output + cache_read + cache_write),
+        total: Some(input.saturating_add(output).saturating_add(cache_read).saturating_add(cache_write)),
     }
 }

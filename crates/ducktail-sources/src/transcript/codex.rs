@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ducktail_model::{MessageRecord, PartRecord, Records, StepEvent, Tokens};
+use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, StepEvent, Tokens};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -236,7 +236,7 @@ impl CodexDecoder {
             session_id: thread.to_owned(),
             part_type: "tool".to_owned(),
             call_id: Some(id),
-            raw: super::raw_line("{}", cap),
+            raw: RawDocument::default(),
             ..PartRecord::default()
         };
         match text(item, "type").unwrap_or_default() {
@@ -273,7 +273,7 @@ impl CodexDecoder {
         let tokens = Tokens {
             // Codex's input counts the cached tokens; ducktail's, like OpenCode's and Anthropic's,
             // does not.
-            input: (input - cached).max(0),
+            input: input.saturating_sub(cached).max(0),
             output,
             reasoning: integer(usage, "reasoning_output_tokens").unwrap_or(0),
             cache_read: cached,

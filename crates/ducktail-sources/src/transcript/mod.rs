@@ -158,12 +158,13 @@ pub(crate) fn priced(prices: &PriceTable, model: Option<&str>, tokens: &Tokens, 
         return (None, None);
     };
     let count = |value: i64| u64::try_from(value).unwrap_or(0);
-    let cache_write_1h = cache_write_1h.clamp(0, tokens.cache_write);
+    // Counts come from a file: a negative one is nonsense, never a panic.
+    let cache_write_1h = cache_write_1h.clamp(0, tokens.cache_write.max(0));
     let usage = TokenCounts {
         input: count(tokens.input),
         output: count(tokens.output),
         cache_read: count(tokens.cache_read),
-        cache_write_5m: count(tokens.cache_write - cache_write_1h),
+        cache_write_5m: count(tokens.cache_write.saturating_sub(cache_write_1h)),
         cache_write_1h: count(cache_write_1h),
     };
     (Some(price.cost(&usage)), Some(COST_COMPUTED))
@@ -181,6 +182,15 @@ pub(crate) fn json_text(value: &Value, cap: usize, truncated: &mut bool) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonsense_counts_from_a_file_price_without_panicking() {
+        let tokens = Tokens { input: 10, output: 5, cache_write: -1, ..Tokens::default() };
+        let (cost, source) = priced(&PriceTable::embedded(), Some("claude-sonnet-4-5"), &tokens, 7);
+        assert!(cost.is_some_and(f64::is_finite));
+        assert_eq!(source, Some(COST_COMPUTED));
+        assert_eq!(priced(&PriceTable::embedded(), Some("no-such-model"), &tokens, 0), (None, None));
+    }
 
     #[test]
     fn timestamps_parse_with_and_without_fractions() {
