@@ -489,3 +489,36 @@ fn a_new_price_table_prices_stored_rows_without_reading_a_file_again() {
         rows(&db, "SELECT round(sum(list_cost), 9) FROM step_events WHERE app = 'opencode' AND event_type = 'finish'")
     );
 }
+
+#[test]
+fn a_vanished_transcript_removes_its_session_only_when_configured() {
+    let scratch = tempfile::tempdir().unwrap();
+    let claude = scratch.path().join("claude");
+    copy_tree(&claude_fixtures(), &claude);
+    let codex = scratch.path().join("codex");
+    std::fs::create_dir_all(&codex).unwrap();
+    let db = scratch.path().join("removed.duckdb");
+    let config = scratch.path().join("remove.toml");
+    std::fs::write(&config, "[sources.claude_code]\non_delete = \"remove\"\n").unwrap();
+    let index = || {
+        let output = ducktail(
+            &["index", "--opencode", path_str(&scratch.path().join("none")), "--claude", path_str(&claude), "--codex", path_str(&codex), "--db", path_str(&db)],
+            Some(&config),
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    index();
+    let session = "cdb4138e-b8f8-46f9-82fc-50856d6f5d25";
+    let held = |table: &str, column: &str| rows(&db, &format!("SELECT count(*) FROM {table} WHERE {column} = '{session}'"))[0][0].clone();
+    assert_ne!(held("step_events", "session_id"), "0");
+    std::fs::remove_file(claude.join("projects/-home-dev-code-notes-app").join(format!("{session}.jsonl"))).unwrap();
+    index();
+    for (table, column) in
+        [("sessions", "id"), ("messages", "session_id"), ("parts", "session_id"), ("step_events", "session_id"), ("transcript_lines", "session_id")]
+    {
+        assert_eq!(held(table, column), "0", "{table} still holds the removed session");
+    }
+    assert_eq!(rows(&db, "SELECT count(*) FROM agent_traces WHERE child_session_id = 'cdb4138e-b8f8-46f9-82fc-50856d6f5d25'"), [["0"]]);
+    // The other sessions are untouched.
+    assert_eq!(rows(&db, "SELECT count(DISTINCT session_id) FROM step_events"), [["5"]]);
+}

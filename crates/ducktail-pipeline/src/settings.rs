@@ -79,6 +79,9 @@ pub struct TranscriptSettings {
     pub stretch_bytes: u64,
     /// Longer lines are skipped and recorded in `file_index`.
     pub max_line_bytes: u64,
+    /// What a transcript that disappears does to its session's rows: `keep` (the default: the
+    /// agents delete old transcripts, and history must outlive that) or `remove`.
+    pub on_delete: OnDeleteSetting,
     /// Whether `paths` came from a flag or the config file (set by the binary, not read from
     /// the file): then a missing folder is an error, not a note.
     #[serde(skip)]
@@ -93,6 +96,7 @@ impl Default for TranscriptSettings {
             poll_interval: Duration::from_secs(2),
             stretch_bytes: 16 * 1024 * 1024,
             max_line_bytes: 64 * 1024 * 1024,
+            on_delete: OnDeleteSetting::Keep,
             explicit: false,
         }
     }

@@ -51,6 +51,8 @@ pub struct TranscriptSource {
     pub limits: StretchLimits,
     /// How often the folders are looked at besides events.
     pub poll_interval: Duration,
+    /// What a vanished transcript does to its session's rows.
+    pub on_delete: ducktail_store::OnDelete,
 }
 
 /// Every transcript format ducktail reads, with its settings: the one list a new source joins.
@@ -80,6 +82,7 @@ pub fn transcript_sources(settings: &Settings) -> Result<Vec<TranscriptSource>, 
             roots,
             limits: StretchLimits { stretch_bytes: source.stretch_bytes, max_line_bytes: source.max_line_bytes },
             poll_interval: source.poll_interval,
+            on_delete: crate::index::on_delete_policy(source.on_delete),
         });
     }
     Ok(sources)
@@ -240,7 +243,7 @@ pub fn sync_transcripts(
     let changed: Vec<&(PathBuf, FileStamp)> =
         on_disk.iter().filter(|(path, stamp)| view.get(path).is_none_or(|known| known.stamp != *stamp || known.status == FileStatus::Pending)).collect();
 
-    let mut batch = TranscriptBatch { source: format.source(), removed, ..TranscriptBatch::default() };
+    let mut batch = TranscriptBatch { source: format.source(), removed, on_delete: source.on_delete, ..TranscriptBatch::default() };
     let mut batch_bytes = 0u64;
     let mut learned: Vec<(PathBuf, KnownTranscript)> = Vec::new();
     for (path, listed) in changed {
@@ -277,7 +280,8 @@ pub fn sync_transcripts(
             batch_bytes += read;
             batch.stretches.push(stretch);
             if batch_bytes >= source.limits.stretch_bytes || batch.stretches.len() >= BATCH_STRETCHES {
-                let full = std::mem::replace(&mut batch, TranscriptBatch { source: format.source(), ..TranscriptBatch::default() });
+                let full =
+                    std::mem::replace(&mut batch, TranscriptBatch { source: format.source(), on_delete: source.on_delete, ..TranscriptBatch::default() });
                 commit(full, &mut learned, view, &mut summary, write)?;
                 batch_bytes = 0;
             }

@@ -49,9 +49,11 @@ pub struct TranscriptBatch {
     pub source: &'static str,
     /// Stretches read, in reading order (later copies of a record win where the rules say so).
     pub stretches: Vec<TranscriptStretch>,
-    /// Transcripts gone from disk: their `file_index` rows go, their records stay (an agent's
-    /// cleanup must not erase history).
+    /// Transcripts gone from disk: their `file_index` rows go; their session's records stay
+    /// (an agent's cleanup must not erase history) unless `on_delete` says remove.
     pub removed: Vec<String>,
+    /// What a removed transcript does to its session's records.
+    pub on_delete: crate::OnDelete,
 }
 
 /// What a committed transcript batch did.
@@ -405,7 +407,32 @@ impl Store {
             }
         }
 
+        let mut sessions_removed = false;
         for path in &batch.removed {
+            if batch.on_delete == crate::OnDelete::Remove {
+                let session: Option<String> = self
+                    .connection
+                    .prepare_cached("SELECT record_id FROM file_index WHERE file_path = $1 AND kind = 'transcript'")
+                    .and_then(|mut statement| statement.query_row([path], |row| row.get(0)))
+                    .ok()
+                    .flatten();
+                if let Some(session) = session {
+                    for sql in [
+                        "DELETE FROM step_events WHERE session_id = $1",
+                        "DELETE FROM parts WHERE session_id = $1",
+                        "DELETE FROM messages WHERE session_id = $1",
+                        "DELETE FROM transcript_lines WHERE session_id = $1",
+                        "DELETE FROM sessions WHERE id = $1",
+                    ] {
+                        self.connection
+                            .prepare_cached(sql)
+                            .and_then(|mut statement| statement.execute([&session]))
+                            .map_err(fail("removing a vanished transcript's session"))?;
+                    }
+                    report.touched_sessions.insert(session);
+                    sessions_removed = true;
+                }
+            }
             self.forget_transcript(path, true).map_err(fail("removing a transcript's file_index rows"))?;
         }
         for stretch in &batch.stretches {
@@ -467,6 +494,10 @@ impl Store {
                     })
                     .map_err(fail("recording a transcript's read position"))?;
             }
+        }
+        if sessions_removed {
+            // The known ids still name the removed rows: reloaded by the next batch.
+            self.forget_learned_ids();
         }
         Ok(report)
     }
