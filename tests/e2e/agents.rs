@@ -522,3 +522,37 @@ fn a_vanished_transcript_removes_its_session_only_when_configured() {
     // The other sessions are untouched.
     assert_eq!(rows(&db, "SELECT count(DISTINCT session_id) FROM step_events"), [["5"]]);
 }
+
+#[test]
+fn with_no_flags_every_agent_in_the_home_folder_is_read_and_usage_shows_all_three() {
+    let home = tempfile::tempdir().unwrap();
+    copy_tree(&crate::support::shared_opencode_fixtures().join("generated-opencode-1.1.65"), &home.path().join(".local/share/opencode"));
+    copy_tree(&claude_fixtures(), &home.path().join(".claude"));
+    copy_tree(&codex_fixtures(), &home.path().join(".codex"));
+    // A user's machine: only HOME, no ducktail flag, no agent variable.
+    let run = |arguments: &[&str]| {
+        let output = Command::new(crate::support::binary())
+            .args(arguments)
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("CODEX_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("RUST_LOG")
+            .env("XDG_CONFIG_HOME", "/nonexistent-ducktail-test-config")
+            .output()
+            .expect("run ducktail");
+        assert!(output.status.success(), "{arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let summary = run(&["index"]);
+    assert!(summary.contains("claude_code: 6 transcripts on disk, 6 read"), "{summary}");
+    assert!(summary.contains("codex: 7 transcripts on disk, 7 read"), "{summary}");
+    let keys = |by: &str| -> Vec<String> {
+        let usage: Value = serde_json::from_str(&run(&["usage", "--by", by, "--json"])).expect("usage --json");
+        usage["rows"].as_array().unwrap().iter().map(|row| row["key"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(keys("app"), ["claude_code", "codex", "opencode"]);
+    // OpenCode's agents keep their names; the other apps' are named with their app.
+    assert_eq!(keys("agent"), ["build", "claude_code/general-purpose", "claude_code/main", "codex/main", "compaction", "general"]);
+}

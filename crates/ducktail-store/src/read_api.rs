@@ -287,7 +287,8 @@ pub enum UsageGroup {
     Day,
     /// `provider/model`.
     Model,
-    /// Agent of the message.
+    /// Agent of the message (`build`, `plan` … for OpenCode; `claude_code/main`,
+    /// `codex/main`, `claude_code/<sub-agent type>` for the other apps).
     Agent,
     /// Project of the session.
     Project,
@@ -314,7 +315,11 @@ impl UsageGroup {
             // No ICU: calendar functions need a plain TIMESTAMP (the value is UTC).
             UsageGroup::Day => "coalesce(strftime(m.created_at::TIMESTAMP, '%Y-%m-%d'), 'unknown')",
             UsageGroup::Model => "coalesce(m.provider_id || '/', '') || coalesce(m.model_id, 'unknown')",
-            UsageGroup::Agent => "coalesce(m.agent, 'unknown')",
+            // Another app's agent is named with its app: "main" is a role in both Claude Code and
+            // Codex, and OpenCode's agents keep the names they always had.
+            UsageGroup::Agent => {
+                "CASE WHEN coalesce(s.app, 'opencode') = 'opencode' THEN coalesce(m.agent, 'unknown') ELSE s.app || '/' || coalesce(m.agent, 'unknown') END"
+            }
             UsageGroup::Project => "coalesce(s.project_id, 'unknown')",
             UsageGroup::App => "coalesce(s.app, 'opencode')",
         }
@@ -325,7 +330,9 @@ impl UsageGroup {
         match self {
             UsageGroup::Day => "coalesce(strftime(r.day, '%Y-%m-%d'), 'unknown')",
             UsageGroup::Model => "coalesce(r.provider_id || '/', '') || coalesce(r.model_id, 'unknown')",
-            UsageGroup::Agent => "coalesce(r.agent, 'unknown')",
+            UsageGroup::Agent => {
+                "CASE WHEN coalesce(r.app, 'opencode') = 'opencode' THEN coalesce(r.agent, 'unknown') ELSE r.app || '/' || coalesce(r.agent, 'unknown') END"
+            }
             UsageGroup::Project => "coalesce(r.project_id, 'unknown')",
             UsageGroup::App => "coalesce(r.app, 'opencode')",
         }
