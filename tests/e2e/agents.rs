@@ -117,6 +117,11 @@ fn both_agents_index_to_the_independent_totals_per_session_and_model() {
     let usage: Value = serde_json::from_slice(&usage.stdout).expect("usage --json");
     let keys: Vec<&str> = usage["rows"].as_array().unwrap().iter().map(|row| row["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["claude_code", "codex"]);
+    // The total counts every token once and says how much of the prompts the caches served.
+    let (input, output, cache_read, cache_write) = (153 + 107_903, 4_761 + 3_413, 161_946 + 149_568, 104_178);
+    assert_eq!(usage["total"]["tokens"].as_i64(), Some(input + output + cache_read + cache_write));
+    let rate = usage["total"]["cache_hit_rate"].as_f64().unwrap();
+    assert!((rate - cache_read as f64 / (input + cache_read + cache_write) as f64).abs() < 1e-12, "{rate}");
     let before = snapshot(&db);
     let again = index_agents(&claude_fixtures(), &codex_fixtures(), &db);
     assert!(again.contains("claude_code: 6 transcripts on disk, 0 read"), "{again}");
@@ -422,10 +427,19 @@ fn a_panicking_transcript_follower_is_restarted_and_loses_nothing() {
     );
     // The first look after readiness panics; the restarted follower reads the file anyway.
     copy_tree(&claude_fixtures(), &claude);
+    // A line that is not JSON is skipped, and the dashboard's stats name it.
+    let mut broken =
+        std::fs::OpenOptions::new().append(true).open(claude.join("projects/-home-dev-code-notes-app/cdb4138e-b8f8-46f9-82fc-50856d6f5d25.jsonl")).unwrap();
+    broken.write_all(b"{\"type\": \"assistant\", \"message\": {\n").unwrap();
     let reference = reference_totals(&claude, &codex);
     wait_until("the totals after the restart", Duration::from_secs(60), || stored_totals_live(&daemon) == reference);
     let metrics = daemon.metrics_text();
     assert!(metrics.contains("ducktail_actor_restarts_total{actor=\"transcript_follower\"} 1"), "{metrics}");
+    wait_until("the skipped line listed in /api/stats", Duration::from_secs(30), || {
+        daemon.get_json("/api/stats")["recent_errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|error| error["path"].as_str().is_some_and(|path| path.contains("cdb4138e-b8f8-46f9-82fc-50856d6f5d25.jsonl#byte=")))
+        })
+    });
 }
 
 #[test]

@@ -70,10 +70,13 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     }
 }
 
+/// How many of the newest failed files `/api/stats` lists.
+const RECENT_ERRORS: usize = 10;
+
 #[get("/api/stats")]
 async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
     let readers = state.readers.clone();
-    let status = web::block(move || readers.pooled().and_then(|reader| reader.status(0)))
+    let status = web::block(move || readers.pooled().and_then(|reader| reader.status(RECENT_ERRORS)))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?
         .map_err(|error| ApiError::internal(error.to_string()))?;
@@ -95,6 +98,7 @@ async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
         opencode_db: state.board.database_state().into(),
         watch_problem: state.board.watch_problem(),
         commit_failure: state.board.commit_failure(),
+        recent_errors: status.recent_errors,
     };
     Ok(HttpResponse::Ok().json(body))
 }

@@ -109,6 +109,9 @@ pub struct Stats {
     pub watch_problem: Option<String>,
     /// Why commits are failing (retried with backoff), while they are.
     pub commit_failure: Option<String>,
+    /// The newest files (and database rows, transcript lines) recorded as errors, newest first,
+    /// at most 10: path, reason, when.
+    pub recent_errors: Vec<ducktail_store::RecentError>,
 }
 
 /// Where following `opencode.db` stands.

@@ -369,6 +369,12 @@ pub struct UsageTotal {
     pub steps: i64,
     /// Tokens and cost.
     pub usage: Usage,
+    /// Every token counted once: input + output + cache reads + cache writes (reasoning is
+    /// inside output for the agents that report it apart, see `docs/schema.md`).
+    pub tokens: i64,
+    /// Cache reads ÷ (input + cache reads + cache writes): the share of the prompt served from
+    /// the cache; `None` without any prompt token.
+    pub cache_hit_rate: Option<f64>,
 }
 
 /// `rows` summed; cost with Neumaier's compensated summation, so the total does not depend on the
@@ -389,6 +395,10 @@ pub fn usage_total(rows: &[UsageRow]) -> UsageTotal {
         sum.cost = next;
     }
     total.usage.cost += compensation;
+    let usage = &total.usage;
+    total.tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
+    let prompt = usage.input + usage.cache_read + usage.cache_write;
+    total.cache_hit_rate = (prompt > 0).then(|| usage.cache_read as f64 / prompt as f64);
     total
 }
 
@@ -899,6 +909,7 @@ mod usage_total_tests {
         let total = usage_total(&[row(1, 10, 1e16), row(2, 20, 1.0), row(3, 30, -1e16)]);
         assert_eq!((total.steps, total.usage.input, total.usage.output, total.usage.cache_write), (6, 60, 6, 15));
         assert_eq!(total.usage.cost, 1.0, "a naive sum gives 0");
+        assert_eq!((total.tokens, total.cache_hit_rate), (60 + 6 + 12 + 15, Some(12.0 / 87.0)));
         assert_eq!(usage_total(&[]), UsageTotal::default());
     }
 }

@@ -52,7 +52,7 @@ pub struct TableCount {
 }
 
 /// A file recorded with `status='error'`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecentError {
     /// The file.
     pub path: String,

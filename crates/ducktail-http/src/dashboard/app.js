@@ -445,10 +445,10 @@ function viewOverview(context) {
     });
     const all = answers[0].total ? answers[0].total.usage : null;
     for (const [key] of KINDS) tokens[key].textContent = fmtInt(all ? all[key] : null);
-    if (all) {
-      const denominator = all.input + all.cache_read + all.cache_write;
-      cacheRate.textContent = denominator ? fmtPercent(all.cache_read / denominator) : '—';
-      cacheRate.title = `cache_read / (input + cache_read + cache_write) = ${fmtInt(all.cache_read)} / ${fmtInt(denominator)}`;
+    const overall = answers[0].total;
+    if (overall) {
+      cacheRate.textContent = overall.cache_hit_rate === null ? '—' : fmtPercent(overall.cache_hit_rate);
+      cacheRate.title = `cache_read / (input + cache_read + cache_write), from /api/usage's total; ${fmtInt(overall.tokens)} tokens in all`;
     }
     const byDay = new Map(answers[3].rows.map((row) => [row.key, row.usage.cost]));
     const days = Array.from({ length: 30 }, (_, index) => utcDay(29 - index));
