@@ -163,11 +163,11 @@ impl Daemon {
         let pricing = {
             let (links, prices) = (links.clone(), context.prices.clone());
             actix_rt::spawn(async move {
-                let mut ticks = tokio::time::interval(crate::transcripts::PRICING_INTERVAL);
+                let mut ticks = tokio::time::interval(crate::pricing::PRICING_INTERVAL);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticks.tick().await;
-                    links.writer().do_send(crate::transcripts::PriceStoredRows { prices: prices.clone() });
+                    links.writer().do_send(crate::pricing::PriceStoredRows { prices: prices.clone() });
                 }
             })
         };
@@ -256,7 +256,7 @@ impl Daemon {
         }
         // A clean stop leaves every committed row priced (and the rollups that follows flushed
         // next), as a fresh `ducktail index` would have it.
-        let _ = tokio::time::timeout(deadline, self.links.writer().send(crate::transcripts::PriceStoredRows { prices: self.prices.clone() })).await;
+        let _ = tokio::time::timeout(deadline, self.links.writer().send(crate::pricing::PriceStoredRows { prices: self.prices.clone() })).await;
         let flushed = tokio::time::timeout(deadline, self.links.trace_builder().send(FlushTraces)).await;
         // Everything committed and every trace computed: the next start need not recompute all.
         if drained.is_ok() && matches!(flushed, Ok(Ok(true))) {

@@ -230,7 +230,7 @@ pub fn index_once(store: &mut Store, opencode_dir: &Path, settings: &Settings, p
         }
     }
     let prices = crate::transcripts::decode_context(settings)?.prices;
-    let pricing = crate::transcripts::price_stored_rows(store, &prices)?;
+    let pricing = crate::pricing::price_stored_rows(store, &prices)?;
     let touched = store.take_touched_sessions();
     let derived = Instant::now();
     // Complete and untouched (the usual reconcile of an unchanged tree): nothing to recompute.

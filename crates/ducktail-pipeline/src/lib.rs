@@ -6,10 +6,13 @@
 //!   [`reconciler::Reconciler`], [`accumulator::Accumulator`], the [`decoder::Decoder`] pool, the
 //!   [`writer::Writer`] and the [`trace_builder::TraceBuilder`] — exchanging the typed messages of
 //!   [`messages`] — plus the [`database::DatabaseFollower`], which reads OpenCode's `opencode.db`,
-//!   and the [`spans::SpanFollower`], which reads OpenTelemetry span Parquet files; both hand
-//!   their changes to the same Writer. Each actor is a thin shell; logic that can be tested without actix lives in
-//!   plain structs and functions ([`accumulator::AccumulatorCore`], [`files::diff`],
-//!   [`watcher::translate`]).
+//!   the [`spans::SpanFollower`], which reads OpenTelemetry span Parquet files, and one
+//!   [`transcripts::TranscriptFollower`] per agent with append-only transcripts (Claude Code,
+//!   Codex CLI); all hand their changes to the same Writer. Each actor is a thin shell; logic
+//!   that can be tested without actix lives in plain structs and functions
+//!   ([`accumulator::AccumulatorCore`], [`files::diff`], [`watcher::translate`],
+//!   [`transcripts::sync_transcripts`]).
+//! - [`pricing`]: list prices applied to stored rows (`list_cost`, computed costs).
 //! - [`settings`]: the typed configuration; [`status`]: the counters health reads and the commit
 //!   feed behind server-sent events; [`metrics`]: the Prometheus registry.
 //!
@@ -26,6 +29,7 @@ pub mod files;
 pub mod index;
 pub mod messages;
 pub mod metrics;
+pub mod pricing;
 pub mod reconciler;
 pub mod settings;
 pub mod spans;

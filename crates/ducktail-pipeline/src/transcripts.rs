@@ -8,8 +8,9 @@
 //! agent: a source is a [`TranscriptFormat`] from `ducktail_sources::transcript` and its folders.
 //!
 //! A transcript that vanishes keeps its records (the agents delete and move old transcripts;
-//! history must outlive that): only its `file_index` row goes. A file moved elsewhere in the
-//! folders is read again under its new name, and its records merge into the same rows by id.
+//! history must outlive that) unless its source's `on_delete` says remove: by default only its
+//! `file_index` row goes. A file moved elsewhere in the folders is read again under its new name,
+//! and its records merge into the same rows by id.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -120,35 +121,6 @@ pub fn decode_context(settings: &Settings) -> Result<DecodeContext, IndexError> 
     let prices = if file.as_os_str().is_empty() { PriceTable::embedded() } else { PriceTable::with_overrides(file)? };
     Ok(DecodeContext { limits: crate::index::decode_limits(settings), prices: Arc::new(prices) })
 }
-
-/// Gives stored finish steps their list-price cost from `prices` (see `ducktail_store`'s
-/// `apply_list_prices`): those still without one, or every one when the table changed since it
-/// last priced them.
-pub fn price_stored_rows(store: &mut ducktail_store::Store, prices: &PriceTable) -> Result<ducktail_store::ListPricing, ducktail_store::StoreError> {
-    let fingerprint = prices.fingerprint().to_string();
-    let reader = store.reader()?;
-    let stored = reader.list_prices_fingerprint()?;
-    let all = stored.as_ref().is_some_and(|stored| *stored != fingerprint);
-    let models = reader.models_to_price(all)?;
-    drop(reader);
-    let list: Vec<ducktail_model::ListPrice> = models.iter().filter_map(|model| prices.list_price(model)).collect();
-    if list.is_empty() && stored.as_deref() == Some(fingerprint.as_str()) {
-        return Ok(ducktail_store::ListPricing::default());
-    }
-    store.apply_list_prices(&list, all, &fingerprint)
-}
-
-/// Anyone → Writer, tell. Give stored rows their list-price cost (see [`price_stored_rows`]).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct PriceStoredRows {
-    /// The price table in force.
-    pub prices: Arc<PriceTable>,
-}
-
-/// How often a running daemon prices the rows committed since the last pass: OpenCode rows
-/// arrive without a list cost, and pricing them in the commit path would slow every batch.
-pub const PRICING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the reader knows about one transcript.
 #[derive(Debug, Clone, PartialEq)]

@@ -345,11 +345,11 @@ impl Handler<crate::transcripts::WriteTranscripts> for Writer {
     }
 }
 
-impl Handler<crate::transcripts::PriceStoredRows> for Writer {
+impl Handler<crate::pricing::PriceStoredRows> for Writer {
     type Result = ();
-    fn handle(&mut self, message: crate::transcripts::PriceStoredRows, _ctx: &mut Self::Context) {
+    fn handle(&mut self, message: crate::pricing::PriceStoredRows, _ctx: &mut Self::Context) {
         let Some(store) = self.store.as_mut() else { return };
-        match crate::transcripts::price_stored_rows(store, &message.prices) {
+        match crate::pricing::price_stored_rows(store, &message.prices) {
             Ok(pricing) if !pricing.changed_sessions.is_empty() => {
                 tracing::info!(
                     steps = pricing.steps,
