@@ -569,4 +569,8 @@ fn with_no_flags_every_agent_in_the_home_folder_is_read_and_usage_shows_all_thre
     assert_eq!(keys("app"), ["claude_code", "codex", "opencode"]);
     // OpenCode's agents keep their names; the other apps' are named with their app.
     assert_eq!(keys("agent"), ["build", "claude_code/general-purpose", "claude_code/main", "codex/main", "compaction", "general"]);
+    // Two groupings: cost per day and model.
+    let by_day_and_model = keys("day,model");
+    assert!(by_day_and_model.contains(&"2026-12-07 · anthropic/claude-opus-5-5".to_owned()), "{by_day_and_model:?}");
+    assert!(by_day_and_model.contains(&"2026-12-07 · mockai/gpt-6.2-sol".to_owned()), "{by_day_and_model:?}");
 }

@@ -106,17 +106,13 @@ pub(crate) async fn trace(state: web::Data<HttpState>, id: web::Path<String>) ->
 pub(crate) async fn usage(state: web::Data<HttpState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let name = query.group_by.as_deref().unwrap_or("day");
-    let group = UsageGroup::parse(name).ok_or_else(|| ApiError::bad_request(format!("group_by must be day, model, agent, project or app, got {name:?}")))?;
-    let group_by = match group {
-        UsageGroup::Day => "day",
-        UsageGroup::Model => "model",
-        UsageGroup::Agent => "agent",
-        UsageGroup::Project => "project",
-        UsageGroup::App => "app",
-    };
+    let groups = UsageGroup::parse_list(name).ok_or_else(|| {
+        ApiError::bad_request(format!("group_by must be one or two of day, model, agent, project, app, comma-separated (day,model), got {name:?}"))
+    })?;
+    let group_by = groups.iter().map(|group| group.name()).collect::<Vec<_>>().join(",");
     let since = optional_instant("since", query.since.as_deref())?;
     let until = optional_instant("until", query.until.as_deref())?;
-    let rows = read(&state, move |reader| reader.usage(group, since, until)).await?;
+    let rows = read(&state, move |reader| reader.usage_by(&groups, since, until)).await?;
     let total = ducktail_store::usage_total(&rows);
     Ok(HttpResponse::Ok().json(UsageResponse { group_by, rows, total }))
 }

@@ -340,8 +340,8 @@ pub struct UsageQuery {
 /// `GET /api/usage`.
 #[derive(Serialize)]
 pub struct UsageResponse {
-    /// The grouping used.
-    pub group_by: &'static str,
+    /// The grouping used (`day`, or two comma-separated: `day,model`).
+    pub group_by: String,
     /// One row per group, ordered by key.
     pub rows: Vec<ducktail_store::UsageRow>,
     /// The rows summed (sessions are left out: one session can count in several groups).

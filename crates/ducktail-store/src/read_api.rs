@@ -338,21 +338,41 @@ impl UsageGroup {
         }
     }
 
-    /// What to group `session_usage r` rows by, and the key of a group `g`: a day is grouped as a
-    /// date and formatted once per group (formatting every row cost more than the grouping).
-    fn rollup_group_sql(self) -> (&'static str, &'static str) {
+    /// What to group `session_usage r` rows by, and the key of the group held in column `alias`:
+    /// a day is grouped as a date and formatted once per group (formatting every row cost more
+    /// than the grouping).
+    fn rollup_group_sql(self, alias: &str) -> (&'static str, String) {
         match self {
-            UsageGroup::Day => ("r.day", "coalesce(strftime(g, '%Y-%m-%d'), 'unknown')"),
-            other => (other.rollup_key_sql(), "g"),
+            UsageGroup::Day => ("r.day", format!("coalesce(strftime({alias}, '%Y-%m-%d'), 'unknown')")),
+            other => (other.rollup_key_sql(), alias.to_owned()),
         }
+    }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            UsageGroup::Day => "day",
+            UsageGroup::Model => "model",
+            UsageGroup::Agent => "agent",
+            UsageGroup::Project => "project",
+            UsageGroup::App => "app",
+        }
+    }
+
+    /// One grouping or two, comma-separated (`day,model`: cost per day and model), distinct.
+    pub fn parse_list(text: &str) -> Option<Vec<UsageGroup>> {
+        let groups: Vec<UsageGroup> = text.split(',').map(|name| UsageGroup::parse(name.trim())).collect::<Option<_>>()?;
+        (matches!(groups.len(), 1 | 2) && groups.first() != groups.get(1)).then_some(groups)
     }
 }
 
 /// One group of `GET /api/usage`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageRow {
-    /// The day, model, agent, project or app.
+    /// The day, model, agent, project or app; for two groupings, both joined by " · ".
     pub key: String,
+    /// The key of each grouping, in the order asked.
+    pub keys: Vec<String>,
     /// Sessions with usage in the group.
     pub sessions: i64,
     /// Finish steps.
@@ -829,35 +849,51 @@ impl Reader {
     /// `[since, until)` (µs). Bounds on UTC midnights (or none) are answered from the per-day
     /// `session_usage` rollup; other bounds cut through a day and are summed from the steps.
     pub fn usage(&self, group: UsageGroup, since_us: Option<i64>, until_us: Option<i64>) -> Result<Vec<UsageRow>> {
+        self.usage_by(&[group], since_us, until_us)
+    }
+
+    /// [`Reader::usage`] grouped by one or two groupings at once (`day` and `model`: cost per
+    /// day and model), ordered by the keys in that order.
+    pub fn usage_by(&self, groups: &[UsageGroup], since_us: Option<i64>, until_us: Option<i64>) -> Result<Vec<UsageRow>> {
         const DAY_US: i64 = 86_400_000_000;
         let on_midnight = |bound: Option<i64>| bound.is_none_or(|us| us.rem_euclid(DAY_US) == 0);
+        let positions: Vec<String> = (1..=groups.len()).map(|position| position.to_string()).collect();
+        let order = positions.join(", ");
         let sql = if on_midnight(since_us) && on_midnight(until_us) {
-            let (group_by, key) = group.rollup_group_sql();
+            let aliases: Vec<String> = (0..groups.len()).map(|index| format!("g{index}")).collect();
+            let parts: Vec<(&str, String)> = groups.iter().zip(&aliases).map(|(group, alias)| group.rollup_group_sql(alias)).collect();
+            let keys = parts.iter().map(|(_, key)| key.as_str()).collect::<Vec<_>>().join(", ");
+            let group_by = parts.iter().zip(&aliases).map(|((expression, _), alias)| format!("{expression} AS {alias}")).collect::<Vec<_>>().join(", ");
             format!(
-                "SELECT {key} AS key, * EXCLUDE (g) FROM (
-                     SELECT {group_by} AS g, count(DISTINCT r.session_id), sum(r.steps), {ROLLUP_SUMS_ACROSS_SESSIONS}
+                "SELECT {keys}, * EXCLUDE ({aliases}) FROM (
+                     SELECT {group_by}, count(DISTINCT r.session_id), sum(r.steps), {ROLLUP_SUMS_ACROSS_SESSIONS}
                      FROM session_usage r
                      WHERE ($1::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) >= $1::BIGINT)
                        AND ($2::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) < $2::BIGINT)
-                     GROUP BY 1)
-                 ORDER BY 1"
+                     GROUP BY {order})
+                 ORDER BY {order}",
+                aliases = aliases.join(", ")
             )
         } else {
             format!(
-                "SELECT {key} AS key, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
+                "SELECT {keys}, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
                  FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
                  WHERE e.event_type = 'finish'
                    AND ($1::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) >= $1::BIGINT)
                    AND ($2::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) < $2::BIGINT)
-                 GROUP BY 1 ORDER BY 1",
-                key = group.key_sql()
+                 GROUP BY {order} ORDER BY {order}",
+                keys = groups.iter().map(|group| group.key_sql()).collect::<Vec<_>>().join(", ")
             )
         };
         let parameters = [since_us.map_or(Value::Null, Value::BigInt), until_us.map_or(Value::Null, Value::BigInt)];
+        let width = groups.len();
         Ok(self
             .rows(&sql, &parameters, "summing usage")?
             .iter()
-            .map(|row| UsageRow { key: text(&row[0]).unwrap_or_default(), sessions: int(&row[1]), steps: int(&row[2]), usage: usage_at(row, 3) })
+            .map(|row| {
+                let keys: Vec<String> = row[..width].iter().map(|key| text(key).unwrap_or_default()).collect();
+                UsageRow { key: keys.join(" · "), keys, sessions: int(&row[width]), steps: int(&row[width + 1]), usage: usage_at(row, width + 2) }
+            })
             .collect())
     }
 }
@@ -902,6 +938,7 @@ mod usage_total_tests {
     fn the_usage_total_sums_every_field_and_compensates_the_cost() {
         let row = |steps, input, cost| UsageRow {
             key: String::new(),
+            keys: Vec::new(),
             sessions: 1,
             steps,
             usage: Usage { input, output: 2, reasoning: 3, cache_read: 4, cache_write: 5, cost },

@@ -510,12 +510,18 @@ fn assert_rollups_match_records(store: &Store) {
     let reader = store.reader().unwrap();
     // A bound one microsecond past the epoch is not a midnight, so it takes the raw path while
     // filtering nothing.
-    for group in [UsageGroup::Day, UsageGroup::Model, UsageGroup::Agent, UsageGroup::Project, UsageGroup::App] {
-        let rolled = reader.usage(group, None, None).unwrap();
-        let raw = reader.usage(group, Some(1), None).unwrap();
+    let pairs = [[UsageGroup::Day, UsageGroup::Model], [UsageGroup::App, UsageGroup::Agent], [UsageGroup::Project, UsageGroup::Day]];
+    let groupings = [UsageGroup::Day, UsageGroup::Model, UsageGroup::Agent, UsageGroup::Project, UsageGroup::App]
+        .map(|group| vec![group])
+        .into_iter()
+        .chain(pairs.map(Vec::from));
+    for group in groupings {
+        let rolled = reader.usage_by(&group, None, None).unwrap();
+        let raw = reader.usage_by(&group, Some(1), None).unwrap();
+        assert!(rolled.iter().all(|row| row.keys.len() == group.len() && row.key == row.keys.join(" · ")), "{group:?}");
         assert_eq!(rolled.len(), raw.len(), "{group:?}: {rolled:?} vs {raw:?}");
         for (rolled, raw) in rolled.iter().zip(&raw) {
-            assert_eq!((&rolled.key, rolled.sessions, rolled.steps), (&raw.key, raw.sessions, raw.steps), "{group:?}");
+            assert_eq!((&rolled.keys, rolled.sessions, rolled.steps), (&raw.keys, raw.sessions, raw.steps), "{group:?}");
             assert_eq!(Usage { cost: 0.0, ..rolled.usage.clone() }, Usage { cost: 0.0, ..raw.usage.clone() }, "{group:?}");
             assert!((rolled.usage.cost - raw.usage.cost).abs() < 1e-9, "{group:?}: {} vs {}", rolled.usage.cost, raw.usage.cost);
         }

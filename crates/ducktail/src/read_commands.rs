@@ -175,7 +175,8 @@ pub fn otel_trace(backend: &Backend, id: &str) -> Result<Value> {
 
 /// `GET /api/usage`, or the same from the file.
 pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<&String>) -> Result<Value> {
-    let group = UsageGroup::parse(by).ok_or_else(|| anyhow!("--by must be day, model, agent, project or app, got {by:?}"))?;
+    let groups = UsageGroup::parse_list(by)
+        .ok_or_else(|| anyhow!("--by must be one or two of day, model, agent, project, app, comma-separated (day,model), got {by:?}"))?;
     match backend {
         Backend::Daemon { base_url, token } => {
             let mut query = vec![("group_by", by.to_owned())];
@@ -184,7 +185,7 @@ pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<
             Backend::get(base_url, token, "/api/usage", &query)
         }
         Backend::Database(reader) => {
-            let rows = reader.usage(group, instant("--since", since)?, instant("--until", until)?)?;
+            let rows = reader.usage_by(&groups, instant("--since", since)?, instant("--until", until)?)?;
             let total = ducktail_store::usage_total(&rows);
             Ok(json!({ "group_by": by, "rows": rows, "total": total }))
         }
