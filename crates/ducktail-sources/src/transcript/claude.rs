@@ -49,8 +49,9 @@ impl TranscriptFormat for ClaudeCode {
         path.extension().is_some_and(|extension| extension == "jsonl")
     }
 
-    fn decoder(&self, path: &Path, state: Option<&str>, context: &DecodeContext) -> Box<dyn LineDecoder> {
-        let _ = state;
+    // Claude Code carries no state across reads: every line names its session, and the path
+    // names the rest.
+    fn decoder(&self, path: &Path, _state: Option<&str>, context: &DecodeContext) -> Box<dyn LineDecoder> {
         Box::new(ClaudeDecoder { file: FileContext::of(path), context: context.clone(), session_id: None, linked: false })
     }
 }
