@@ -153,6 +153,36 @@ fn index_rows(scratch: &Path, claude: &Path, tree: &TranscriptTotals) {
     suite::row(workload, count, "wall ms", ms(unchanged), "list + stat the tree (walkdir, in this process)", Some(ms(listing)), "≤ 1×");
     suite::row(workload, count, "wall ms", ms(unchanged), "the same on an empty folder (process start, DuckDB open, checkpoint)", Some(ms(fixed)), "");
     suite::row(workload, count, "wall ms", ms(unchanged), reread, Some(ms(report)), "");
+    let look = daemon_look(claude, &db);
+    let workload = "transcripts: `ducktail run`'s periodic look, nothing changed (in this process)";
+    suite::row(workload, count, "wall ms", ms(look), "list + stat the tree (walkdir, in this process)", Some(ms(listing)), "≤ 1×");
+}
+
+/// The running daemon's periodic look at the unchanged tree: the follower's own algorithm
+/// (`sync_transcripts`) with its view loaded from the database, in this process. Nothing is read
+/// or written; the best of three.
+fn daemon_look(claude: &Path, db: &Path) -> Duration {
+    use ducktail_pipeline::transcripts::{decode_context, sync_transcripts, transcript_sources, transcript_view};
+    let claude = std::fs::canonicalize(claude).expect("the Claude Code tree");
+    let reader = ducktail_store::Reader::open_read_only(db).expect("open the database read-only");
+    let states = reader.transcript_files("claude_code").expect("read positions");
+    drop(reader);
+    let mut settings = ducktail_pipeline::settings::Settings::default();
+    settings.sources.claude_code.paths = vec![claude];
+    settings.sources.claude_code.explicit = true;
+    settings.sources.codex.enabled = false;
+    let sources = transcript_sources(&settings).expect("the Claude Code folder");
+    let context = decode_context(&settings).expect("the shipped prices");
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let mut view = transcript_view(states.clone());
+        let started = Instant::now();
+        let summary =
+            sync_transcripts(&sources[0], &mut view, &context, None, &mut |_| Err("an unchanged tree writes nothing".to_owned())).expect("nothing to write");
+        best = best.min(started.elapsed());
+        assert_eq!((summary.stretches, summary.removed), (0, 0), "the tree is unchanged");
+    }
+    best
 }
 
 fn list_files(root: &Path) -> Vec<PathBuf> {
