@@ -12,7 +12,7 @@
 //! `file_index` row goes. A file moved elsewhere in the folders is read again under its new name,
 //! and its records merge into the same rows by id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,7 +136,8 @@ pub struct KnownTranscript {
 }
 
 /// The reader's view of a source's transcripts, by path.
-pub type TranscriptView = HashMap<PathBuf, KnownTranscript>;
+// foldhash, not std's SipHash: the periodic look hashes every path of the tree twice.
+pub type TranscriptView = foldhash::HashMap<PathBuf, KnownTranscript>;
 
 /// The view from what the store holds.
 pub fn transcript_view(states: Vec<TranscriptFileState>) -> TranscriptView {
@@ -190,7 +191,7 @@ pub fn sync_transcripts(
     let (on_disk, removed): (Vec<(PathBuf, FileStamp)>, Vec<String>) = match paths {
         None => {
             let on_disk: Vec<(PathBuf, FileStamp)> = source.roots.iter().flat_map(|root| list_transcripts(format, root)).collect();
-            let present: HashSet<&Path> = on_disk.iter().map(|(path, _)| path.as_path()).collect();
+            let present: foldhash::HashSet<&Path> = on_disk.iter().map(|(path, _)| path.as_path()).collect();
             let removed = view
                 .keys()
                 .filter(|path| !present.contains(path.as_path()) && source.roots.iter().any(|root| path.starts_with(root)))

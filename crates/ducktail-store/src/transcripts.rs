@@ -10,8 +10,8 @@
 //!
 //! - the key (`id`) and the columns of [`FIRST_WINS`] keep the first value seen (a forked file
 //!   never moves a response to its own session);
-//! - `created_at` and `started_at` keep the earliest, `updated_at`, `completed_at` and `ended_at`
-//!   the latest;
+//! - `created_at` and `started_at` keep the earliest, `updated_at`, `completed_at`, `ended_at`
+//!   and `version_ms` the latest;
 //! - every other column takes the last value that is neither NULL nor an empty text (a tool's
 //!   result fills in the status and output of its call without erasing its name and input);
 //!   `raw_size` and `raw_truncated` follow `raw`, and `content_truncated` holds if any copy was.
@@ -137,7 +137,8 @@ fn merge_sql(table: &str, columns: &[(String, String, bool)]) -> MergeStatements
             let pick = match name.as_str() {
                 "id" => quoted,
                 "created_at" | "started_at" => format!("min({quoted})"),
-                "updated_at" | "completed_at" | "ended_at" => format!("max({quoted})"),
+                // The newest line that wrote the record, whichever file was read first.
+                "updated_at" | "completed_at" | "ended_at" | "version_ms" => format!("max({quoted})"),
                 first if FIRST_WINS.contains(&first) => {
                     let present = if data_type == "VARCHAR" { format!("nullif({quoted}, '') IS NOT NULL") } else { format!("{quoted} IS NOT NULL") };
                     format!("arg_min({quoted}, seq) FILTER (WHERE {present})")
@@ -322,13 +323,13 @@ impl Store {
                 continue;
             }
             let known = &mut self.transcript_known_ids[position];
-            // The lowest version a stored copy has: the merged row keeps its last copy's version,
-            // which the map follows.
+            // The lowest version a stored copy has: the merged row keeps the highest version of
+            // its copies, which the map follows.
             let since = ids.iter().filter_map(|(id, _)| known.get(*id)).min().copied();
             // Learned before the commit; should the batch fail, the map is dropped and reloaded
             // (see `write_transcripts`).
             for (id, version) in ids {
-                known.insert(id.to_owned(), version);
+                known.entry(id.to_owned()).and_modify(|known| *known = (*known).max(version)).or_insert(version);
             }
             let run = |sql: &str, parameters: &[i64]| -> duckdb::Result<usize> {
                 self.connection.prepare_cached(sql)?.execute(duckdb::params_from_iter(parameters.iter()))
