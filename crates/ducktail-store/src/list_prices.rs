@@ -133,21 +133,7 @@ impl Store {
                 .map_err(fail("comparing computed costs"))?;
             pricing.changed_sessions.extend(sessions);
             let mut statement = self.connection.prepare_cached(&steps_sql).map_err(fail("pricing steps"))?;
-            pricing.steps += statement
-                .execute(params![
-                    standard.input,
-                    standard.output,
-                    standard.cache_read,
-                    standard.cache_write,
-                    long.input,
-                    long.output,
-                    long.cache_read,
-                    long.cache_write,
-                    price.long_above,
-                    price.model_id,
-                    all,
-                ])
-                .map_err(fail("pricing steps"))?;
+            pricing.steps += statement.execute(rates).map_err(fail("pricing steps"))?;
         }
         {
             // Summed in step order: a float sum depends on its order, and a message priced live
