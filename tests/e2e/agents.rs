@@ -35,8 +35,9 @@ fn reference_totals(claude: &Path, codex: &Path) -> Value {
     totals
 }
 
-/// The same totals from the database's finish steps.
-fn stored_totals(db: &Path) -> Value {
+/// The same totals from the database's finish steps, through `query` (a read-only connection,
+/// or a running daemon's SQL API, which holds the write lock).
+fn totals_through(query: impl Fn(&str) -> Vec<Vec<String>>) -> Value {
     const SUMS: &str = "sum(e.tokens_input), sum(e.tokens_output), sum(e.tokens_reasoning), sum(e.tokens_cache_read), sum(e.tokens_cache_write), count(*)";
     let mut totals = Map::new();
     for (key, sql) in [
@@ -49,7 +50,7 @@ fn stored_totals(db: &Path) -> Value {
             ),
         ),
     ] {
-        for row in rows(db, &sql) {
+        for row in query(&sql) {
             let number = |at: usize| row[at].parse::<i64>().unwrap();
             let entry = json!({
                 "input": number(2), "output": number(3), "reasoning": number(4),
@@ -62,12 +63,40 @@ fn stored_totals(db: &Path) -> Value {
     Value::Object(totals)
 }
 
+fn stored_totals(db: &Path) -> Value {
+    totals_through(|sql| rows(db, sql))
+}
+
+fn stored_totals_live(daemon: &Daemon) -> Value {
+    totals_through(|sql| daemon.sql(sql))
+}
+
 fn index_agents(claude: &Path, codex: &Path, db: &Path) -> String {
     let missing = db.with_extension("no-opencode");
     let output = ducktail(&["index", "--opencode", path_str(&missing), "--claude", path_str(claude), "--codex", path_str(codex), "--db", path_str(db)], None);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "index failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     stdout
+}
+
+/// `ducktail run` following `claude` and `codex` (and no OpenCode) into `db`.
+fn follow_agents(scratch: &Path, claude: &Path, codex: &Path, db: &Path, config: &Path) -> Daemon {
+    let missing_opencode = scratch.join("no-opencode");
+    Daemon::start_in(
+        Path::new("."),
+        &[
+            "--opencode",
+            path_str(&missing_opencode),
+            "--claude",
+            path_str(claude),
+            "--codex",
+            path_str(codex),
+            "--db",
+            path_str(db),
+            "--config",
+            path_str(config),
+        ],
+    )
 }
 
 #[test]
@@ -147,22 +176,7 @@ fn following_appends_half_lines_included_gives_what_a_fresh_index_gives() {
     std::fs::create_dir_all(codex.join("sessions")).unwrap();
     let db = scratch.path().join("live.duckdb");
     let config = test_config(scratch.path(), "");
-    let missing_opencode = scratch.path().join("no-opencode");
-    let daemon = Daemon::start_in(
-        Path::new("."),
-        &[
-            "--opencode",
-            path_str(&missing_opencode),
-            "--claude",
-            path_str(&claude),
-            "--codex",
-            path_str(&codex),
-            "--db",
-            path_str(&db),
-            "--config",
-            path_str(&config),
-        ],
-    );
+    let daemon = follow_agents(scratch.path(), &claude, &codex, &db, &config);
     // Every fixture file, written the way the CLIs write them: appended, a piece at a time, the
     // pieces cut mid-line. Sub-agents' meta files come first, as Claude Code writes them.
     let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -197,31 +211,6 @@ fn following_appends_half_lines_included_gives_what_a_fresh_index_gives() {
     let fresh = scratch.path().join("fresh.duckdb");
     index_agents(&claude, &codex, &fresh);
     assert_same_snapshot(&snapshot(&db), &snapshot(&fresh));
-}
-
-fn stored_totals_live(daemon: &Daemon) -> Value {
-    // The daemon holds the write lock; its SQL API answers while it runs.
-    let sessions = daemon.sql(
-        "SELECT e.app, e.session_id, sum(e.tokens_input), sum(e.tokens_output), sum(e.tokens_reasoning), sum(e.tokens_cache_read), sum(e.tokens_cache_write), count(*)
-         FROM step_events e WHERE e.event_type = 'finish' AND e.app <> 'opencode' GROUP BY ALL",
-    );
-    let models = daemon.sql(
-        "SELECT e.app, m.model_id, sum(e.tokens_input), sum(e.tokens_output), sum(e.tokens_reasoning), sum(e.tokens_cache_read), sum(e.tokens_cache_write), count(*)
-         FROM step_events e JOIN messages m ON m.id = e.message_id WHERE e.event_type = 'finish' AND e.app <> 'opencode' GROUP BY ALL",
-    );
-    let mut totals = Map::new();
-    for (key, found) in [("sessions", sessions), ("models", models)] {
-        for row in found {
-            let number = |at: usize| row[at].parse::<i64>().unwrap();
-            let entry = json!({
-                "input": number(2), "output": number(3), "reasoning": number(4),
-                "cache_read": number(5), "cache_write": number(6), "responses": number(7),
-            });
-            let agent = totals.entry(row[0].clone()).or_insert_with(|| json!({"sessions": {}, "models": {}}));
-            agent[key][&row[1]] = entry;
-        }
-    }
-    Value::Object(totals)
 }
 
 /// The Claude fixture session a) (a plain Q&A), with its session id replaced.
@@ -363,37 +352,18 @@ fn a_kill_9_during_a_large_append_loses_nothing_and_counts_nothing_twice() {
     let db = scratch.path().join("killed.duckdb");
     // Small stretches: the append is committed in many transactions, and the kill lands between.
     let config = test_config(scratch.path(), "[sources.claude_code]\nstretch_bytes = 262144");
-    let missing_opencode = scratch.path().join("no-opencode");
-    let arguments = [
-        "--opencode",
-        path_str(&missing_opencode),
-        "--claude",
-        path_str(&claude),
-        "--codex",
-        path_str(&codex),
-        "--db",
-        path_str(&db),
-        "--config",
-        path_str(&config),
-    ];
     let transcript = project.join("df67d830-1a12-4069-aa2b-c35a6395bdd0.jsonl");
     let content = long_claude_session(60);
-    let daemon = Daemon::start_in(Path::new("."), &arguments);
+    let daemon = follow_agents(scratch.path(), &claude, &codex, &db, &config);
     std::fs::write(&transcript, &content).unwrap();
     let read_offset = |daemon: &Daemon| daemon.sql("SELECT coalesce(max(read_offset), 0) FROM transcript_files")[0][0].parse::<u64>().unwrap();
     wait_until("part of the append committed", Duration::from_secs(30), || read_offset(&daemon) > 0);
     daemon.kill();
 
-    let daemon = Daemon::start_in(Path::new("."), &arguments);
+    let daemon = follow_agents(scratch.path(), &claude, &codex, &db, &config);
     wait_until("the rest read after the restart", Duration::from_secs(60), || read_offset(&daemon) == content.len() as u64);
     let reference = reference_totals(&claude, &codex);
-    let mut live = Value::Null;
-    let started = std::time::Instant::now();
-    while live != reference && started.elapsed() < Duration::from_secs(30) {
-        live = stored_totals_live(&daemon);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(live, reference);
+    wait_until("the live totals reach the reference", Duration::from_secs(30), || stored_totals_live(&daemon) == reference);
     daemon.terminate();
     let fresh = scratch.path().join("fresh.duckdb");
     index_agents(&claude, &codex, &fresh);
@@ -409,22 +379,7 @@ fn a_panicking_transcript_follower_is_restarted_and_loses_nothing() {
     std::fs::create_dir_all(&codex).unwrap();
     let db = scratch.path().join("panics.duckdb");
     let config = test_config(scratch.path(), "[faults]\npanic_actor = \"transcript_follower\"");
-    let missing_opencode = scratch.path().join("no-opencode");
-    let daemon = Daemon::start_in(
-        Path::new("."),
-        &[
-            "--opencode",
-            path_str(&missing_opencode),
-            "--claude",
-            path_str(&claude),
-            "--codex",
-            path_str(&codex),
-            "--db",
-            path_str(&db),
-            "--config",
-            path_str(&config),
-        ],
-    );
+    let daemon = follow_agents(scratch.path(), &claude, &codex, &db, &config);
     // The first look after readiness panics; the restarted follower reads the file anyway.
     copy_tree(&claude_fixtures(), &claude);
     // A line that is not JSON is skipped, and the dashboard's stats name it.

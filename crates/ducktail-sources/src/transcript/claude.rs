@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, StepEvent, Tokens};
+use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, Tokens};
 use serde_json::{Map, Value};
 
 use super::{integer, json_text, object, owned, text, timestamp, DecodeContext, LineDecoder, StretchOutput, TranscriptFormat};
@@ -195,32 +195,7 @@ impl ClaudeDecoder {
             ..MessageRecord::default()
         }));
         if !api_error && usage.is_some() {
-            let step_id = format!("{id}/usage");
-            out.push(Records::Part {
-                part: PartRecord {
-                    id: step_id.clone(),
-                    session_id: session_id.to_owned(),
-                    message_id: id.clone(),
-                    part_type: "step-finish".to_owned(),
-                    started_at: at,
-                    ended_at: at,
-                    raw: super::raw_line("{}", cap),
-                    ..PartRecord::default()
-                },
-                step: Some(StepEvent {
-                    id: step_id,
-                    session_id: session_id.to_owned(),
-                    message_id: id.clone(),
-                    event_type: "finish",
-                    reason: stop_reason,
-                    cost,
-                    cost_source,
-                    list_cost: cost,
-                    tokens,
-                    snapshot: None,
-                }),
-                file_operation: None,
-            });
+            out.push(super::usage_step(session_id, &id, stop_reason, cost, cost_source, tokens, at));
         }
         let blocks = message.get("content").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let first_index = integer(line, "apiBlockIndex").unwrap_or(0);

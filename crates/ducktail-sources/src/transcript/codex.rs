@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, StepEvent, Tokens};
+use ducktail_model::{MessageRecord, PartRecord, RawDocument, Records, Tokens};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -297,32 +297,7 @@ impl CodexDecoder {
             raw: super::raw_line(line, cap),
             ..MessageRecord::default()
         }));
-        let step_id = format!("{response_id}/usage");
-        out.push(Records::Part {
-            part: PartRecord {
-                id: step_id.clone(),
-                session_id: thread.to_owned(),
-                message_id: response_id.clone(),
-                part_type: "step-finish".to_owned(),
-                started_at: at,
-                ended_at: at,
-                raw: super::raw_line("{}", cap),
-                ..PartRecord::default()
-            },
-            step: Some(StepEvent {
-                id: step_id,
-                session_id: thread.to_owned(),
-                message_id: response_id.clone(),
-                event_type: "finish",
-                reason: None,
-                cost,
-                cost_source,
-                list_cost: cost,
-                tokens,
-                snapshot: None,
-            }),
-            file_operation: None,
-        });
+        out.push(super::usage_step(thread, &response_id, None, cost, cost_source, tokens, at));
         // The response's items were written before its usage: they are its parts.
         for part_id in std::mem::take(&mut self.state.pending_parts) {
             out.push(Records::Part {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ducktail_model::transcript::TranscriptLine;
-use ducktail_model::{RawDocument, Records, SessionRecord, Tokens, COST_COMPUTED};
+use ducktail_model::{PartRecord, RawDocument, Records, SessionRecord, StepEvent, Tokens, COST_COMPUTED};
 use serde_json::{Map, Value};
 
 use crate::opencode::decode::raw_document;
@@ -168,6 +168,45 @@ pub(crate) fn priced(prices: &PriceTable, model: Option<&str>, tokens: &Tokens, 
         cache_write_1h: count(cache_write_1h),
     };
     (Some(price.cost(&usage)), Some(COST_COMPUTED))
+}
+
+/// A response's usage as OpenCode shapes a step: a `step-finish` part and its finish step event,
+/// both `<message_id>/usage`, so usage sums, timelines and rollups read every agent alike.
+pub(crate) fn usage_step(
+    session_id: &str,
+    message_id: &str,
+    reason: Option<String>,
+    cost: Option<f64>,
+    cost_source: Option<&'static str>,
+    tokens: Tokens,
+    at: Option<i64>,
+) -> Records {
+    let id = format!("{message_id}/usage");
+    Records::Part {
+        part: PartRecord {
+            id: id.clone(),
+            session_id: session_id.to_owned(),
+            message_id: message_id.to_owned(),
+            part_type: "step-finish".to_owned(),
+            started_at: at,
+            ended_at: at,
+            raw: raw_line("{}", usize::MAX),
+            ..PartRecord::default()
+        },
+        step: Some(StepEvent {
+            id,
+            session_id: session_id.to_owned(),
+            message_id: message_id.to_owned(),
+            event_type: "finish",
+            reason,
+            cost,
+            cost_source,
+            list_cost: cost,
+            tokens,
+            snapshot: None,
+        }),
+        file_operation: None,
+    }
 }
 
 /// A value as JSON text (strings as themselves), cut to `cap` bytes.
