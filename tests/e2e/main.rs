@@ -6,6 +6,7 @@ mod dashboard;
 mod deploy;
 mod events;
 mod expected;
+mod export;
 mod hostile;
 mod index;
 mod live;

@@ -130,7 +130,14 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
         Ok(system) => system,
         Err(error) => return actix_web::ResponseError::error_response(&crate::ApiError::internal(error.to_string())),
     };
-    let problems = problems(&state.health, &pipeline, system.disk_free_bytes);
+    let mut problems = problems(&state.health, &pipeline, system.disk_free_bytes);
+    let export = ExportHealth { otlp: board.otlp(), parquet: board.parquet() };
+    if let Some(error) = &export.otlp.last_error {
+        problems.push(format!("the OTLP export fails and is retried with backoff (spans wait in the database, nothing is lost): {error}"));
+    }
+    if let Some(error) = &export.parquet.last_error {
+        problems.push(format!("the Parquet export failed (the next run retries): {error}"));
+    }
     let body = HealthDetailed {
         status: if problems.is_empty() { "healthy" } else { "degraded" },
         build: state.build.clone(),
@@ -143,6 +150,7 @@ pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse
         },
         system,
         pipeline,
+        export,
     };
     if body.status == "healthy" {
         HttpResponse::Ok().json(body)

@@ -16,6 +16,7 @@
 mod auth;
 mod dashboard;
 mod events;
+mod export_routes;
 mod health;
 mod read_routes;
 mod revalidation;
@@ -55,6 +56,10 @@ pub struct HttpState {
     pub health: ducktail_pipeline::settings::HealthSettings,
     /// What the serving binary is (version, commit, DuckDB), reported by stats and health.
     pub build: BuildInfo,
+    /// The live OTLP exporter, when `[export.otlp]` is enabled (backfills go through it).
+    pub otlp_exporter: Option<actix::Addr<ducktail_pipeline::export::OtlpExporter>>,
+    /// The `machine` of Parquet exports asked without one.
+    pub export_machine: String,
 }
 
 /// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are

@@ -22,7 +22,9 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
         .service(crate::health::health_detailed)
         .service(crate::dashboard::index)
         .service(crate::dashboard::static_asset)
-        .service(crate::dashboard::login);
+        .service(crate::dashboard::login)
+        .service(crate::export_routes::export_otlp)
+        .service(crate::export_routes::export_parquet);
     config
         .service(crate::read_routes::sessions)
         .service(crate::read_routes::session)

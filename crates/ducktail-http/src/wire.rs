@@ -188,6 +188,17 @@ pub struct HealthDetailed {
     pub database: DatabaseHealth,
     /// The live pipeline.
     pub pipeline: PipelineHealth,
+    /// The exports: OTLP (live) and Parquet (scheduled or asked for).
+    pub export: ExportHealth,
+}
+
+/// Where the exports stand.
+#[derive(Serialize)]
+pub struct ExportHealth {
+    /// The OTLP export.
+    pub otlp: ducktail_pipeline::status::OtlpExportState,
+    /// The Parquet export.
+    pub parquet: ducktail_pipeline::status::ParquetExportState,
 }
 
 /// Machine and process figures.

@@ -55,6 +55,8 @@ pub struct Daemon {
     pricing: actix_rt::task::JoinHandle<()>,
     /// The price table it applies, for the last pass at shutdown.
     prices: Arc<ducktail_sources::pricing::PriceTable>,
+    /// The OTLP exporter's ticks and the scheduled Parquet export, when configured.
+    export_tasks: Vec<actix_rt::task::JoinHandle<()>>,
 }
 
 /// Checks that a daemon has something to follow before the caller creates the database: the
@@ -216,7 +218,13 @@ impl Daemon {
             })
         });
         let prices = context.prices.clone();
-        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans, transcripts, pricing, prices })
+        let export_tasks = start_exports(settings, &readers, &links, &board, &faults);
+        Ok(Daemon { board, readers, links, watcher, checkpoints, retention, database, spans, transcripts, pricing, prices, export_tasks })
+    }
+
+    /// The OTLP exporter, when `[export.otlp]` is enabled (the HTTP API's backfill asks it).
+    pub fn otlp_exporter(&self) -> Option<Addr<crate::export::OtlpExporter>> {
+        self.links.otlp_exporter().cloned()
     }
 
     /// The pipeline's current load.
@@ -234,6 +242,9 @@ impl Daemon {
     pub async fn shutdown(self, deadline: Duration) {
         self.checkpoints.abort();
         self.pricing.abort();
+        for task in &self.export_tasks {
+            task.abort();
+        }
         if let Some(retention) = &self.retention {
             retention.abort();
         }
@@ -268,4 +279,65 @@ impl Daemon {
         self.readers.close();
         let _ = tokio::time::timeout(deadline, self.links.writer().send(CloseDatabase)).await;
     }
+}
+
+/// Starts the OTLP exporter and its ticks, and the scheduled Parquet export, as configured.
+/// A target that cannot be built was reported before the daemon started (`ducktail run` checks
+/// it); here it only disables the export, loudly.
+fn start_exports(
+    settings: &Settings,
+    readers: &ReaderPool,
+    links: &Arc<Links>,
+    board: &Arc<StatusBoard>,
+    faults: &Arc<Faults>,
+) -> Vec<actix_rt::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if settings.export.otlp.enabled {
+        match crate::export::otlp_target(settings) {
+            Ok(target) => {
+                let exporter = {
+                    let (settings, readers, links, board, faults) = (settings.clone(), readers.clone(), links.clone(), board.clone(), faults.clone());
+                    SyncArbiter::start(1, move || {
+                        crate::export::OtlpExporter::new(settings.clone(), target.clone(), readers.clone(), links.clone(), board.clone(), faults.clone())
+                    })
+                };
+                let _ = links.otlp_exporter.set(exporter.clone());
+                let interval = settings.export.otlp.interval;
+                tasks.push(actix_rt::spawn(async move {
+                    let mut ticks = tokio::time::interval(interval);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    loop {
+                        ticks.tick().await;
+                        // One tick at a time: a slow backend must not pile ticks up in the mailbox.
+                        let _ = exporter.send(crate::export::ExportTick).await;
+                    }
+                }));
+            }
+            Err(error) => tracing::error!(%error, "the OTLP export is off"),
+        }
+    }
+    let parquet = &settings.export.parquet;
+    if !parquet.dir.as_os_str().is_empty() {
+        let options = ducktail_export::parquet::ParquetOptions {
+            dir: parquet.dir.clone(),
+            since: None,
+            tables: parquet.tables.clone(),
+            machine: crate::export::machine_name(settings),
+        };
+        let (readers, board, interval) = (readers.clone(), board.clone(), parquet.interval);
+        tasks.push(actix_rt::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // After the catch-up, so the first export is of a complete database.
+                if !board.is_ready() {
+                    continue;
+                }
+                let (readers, board, options) = (readers.clone(), board.clone(), options.clone());
+                let _ = tokio::task::spawn_blocking(move || crate::export::export_parquet_now(&readers, &options, &board, true)).await;
+            }
+        }));
+    }
+    tasks
 }

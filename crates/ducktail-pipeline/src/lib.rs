@@ -25,6 +25,7 @@ pub mod accumulator;
 pub mod daemon;
 pub mod database;
 pub mod decoder;
+pub mod export;
 pub mod files;
 pub mod index;
 pub mod messages;
@@ -61,6 +62,8 @@ pub struct Links {
     database: OnceLock<Addr<database::DatabaseFollower>>,
     /// Set only when a span folder is configured.
     spans: OnceLock<Addr<spans::SpanFollower>>,
+    /// Set only when `[export.otlp]` is enabled.
+    pub(crate) otlp_exporter: OnceLock<Addr<export::OtlpExporter>>,
 }
 
 macro_rules! link_getter {
@@ -96,5 +99,10 @@ impl Links {
     /// The span follower, when a span folder is configured.
     pub fn spans(&self) -> Option<&Addr<spans::SpanFollower>> {
         self.spans.get()
+    }
+
+    /// The OTLP exporter, when `[export.otlp]` is enabled.
+    pub fn otlp_exporter(&self) -> Option<&Addr<export::OtlpExporter>> {
+        self.otlp_exporter.get()
     }
 }

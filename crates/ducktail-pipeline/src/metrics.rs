@@ -4,7 +4,7 @@
 //! server renders it. Like the board, it is observability only: nothing reads it to decide.
 //! Gauges that describe the present (backlog, database size) are set by the scrape itself.
 
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric ducktail exports.
 #[derive(Debug, Clone)]
@@ -48,6 +48,18 @@ pub struct Metrics {
     pub watch_incomplete: IntGauge,
     /// 1 while reading `opencode.db` fails (set at scrape).
     pub opencode_db_failing: IntGauge,
+    /// 1 while the OTLP backend fails; the spans wait in the database.
+    pub otlp_backend_failing: IntGauge,
+    /// Spans the OTLP backend acknowledged.
+    pub otlp_spans_sent: IntCounter,
+    /// OTLP export passes that failed.
+    pub otlp_requests_failed: IntCounter,
+    /// OTLP attempts after a failure.
+    pub otlp_retries: IntCounter,
+    /// Rows the Parquet export wrote.
+    pub parquet_rows_written: IntCounter,
+    /// Parquet exports that failed.
+    pub parquet_export_failures: IntCounter,
     /// Unix time of the last commit, in seconds; 0 before the first (set at scrape).
     pub last_commit_timestamp_seconds: Gauge,
     /// Always 1, labelled with the version, commit and DuckDB version of the binary.
@@ -57,8 +69,18 @@ pub struct Metrics {
 /// Every actor that `catch_panic` names, so each restart counter exists at 0 from the start:
 /// Prometheus sees no `increase()` in a counter whose first sample is already 1. The same holds
 /// for the other labelled series whose label values are known in advance (below).
-const SUPERVISED_ACTORS: [&str; 9] =
-    ["watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "span_follower", "transcript_follower"];
+const SUPERVISED_ACTORS: [&str; 10] = [
+    "watcher",
+    "reconciler",
+    "accumulator",
+    "decoder",
+    "writer",
+    "trace_builder",
+    "database_follower",
+    "span_follower",
+    "transcript_follower",
+    "otlp_exporter",
+];
 
 /// Buckets for durations from a millisecond to a minute.
 const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
@@ -123,6 +145,17 @@ impl Metrics {
         let commit_failing = gauge("commit_failing", "1 while commits fail and are retried with backoff.");
         let watch_incomplete = gauge("watch_incomplete", "1 while file events are incomplete (the inotify watch limit).");
         let opencode_db_failing = gauge("opencode_db_failing", "1 while reading opencode.db fails.");
+        let otlp_backend_failing = gauge("otlp_backend_failing", "1 while the OTLP backend fails (spans wait in the database).");
+        let plain_counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("a valid counter");
+            registry.register(Box::new(metric.clone())).expect("a unique counter");
+            metric
+        };
+        let otlp_spans_sent = plain_counter("otlp_spans_sent_total", "Spans the OTLP backend acknowledged.");
+        let otlp_requests_failed = plain_counter("otlp_requests_failed_total", "OTLP export passes that failed (the backend down or refusing).");
+        let otlp_retries = plain_counter("otlp_retries_total", "OTLP export attempts after a failure.");
+        let parquet_rows_written = plain_counter("parquet_rows_written_total", "Rows written by the Parquet export.");
+        let parquet_export_failures = plain_counter("parquet_export_failures_total", "Parquet exports that failed.");
         let last_commit_timestamp_seconds =
             Gauge::new("last_commit_timestamp_seconds", "Unix time of the last commit; 0 before the first.").expect("a valid gauge");
         registry.register(Box::new(last_commit_timestamp_seconds.clone())).expect("a unique gauge");
@@ -150,6 +183,12 @@ impl Metrics {
             commit_failing,
             watch_incomplete,
             opencode_db_failing,
+            otlp_backend_failing,
+            otlp_spans_sent,
+            otlp_requests_failed,
+            otlp_retries,
+            parquet_rows_written,
+            parquet_export_failures,
             last_commit_timestamp_seconds,
             build_info,
         }

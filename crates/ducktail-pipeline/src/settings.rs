@@ -32,6 +32,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// `[pricing]`: list prices for agents that log tokens and no cost.
     pub pricing: PricingSettings,
+    /// `[export]`: OTLP traces and Parquet tables for other systems (off by default).
+    pub export: ExportSettings,
     /// `[log]`: logging.
     pub log: LogSettings,
     /// `[faults]`: fault injection for tests; all off by default.
@@ -59,6 +61,95 @@ pub struct PricingSettings {
     /// A price file (the shape of the shipped snapshot) whose models replace or add to the
     /// shipped prices. Empty: the shipped snapshot alone.
     pub file: PathBuf,
+}
+
+/// `[export]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSettings {
+    /// The `machine` column of Parquet exports and `host.name` of OTLP spans. Empty: `user@host`.
+    pub machine: String,
+    /// `[export.otlp]`.
+    pub otlp: OtlpSettings,
+    /// `[export.parquet]`.
+    pub parquet: ParquetSettings,
+}
+
+/// `[export.otlp]`: agent sessions as OpenTelemetry GenAI traces (see `docs/export.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSettings {
+    /// `ducktail run` exports live.
+    pub enabled: bool,
+    /// The OTLP/HTTP endpoint (`/v1/traces` is appended). Empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4318`.
+    pub endpoint: String,
+    /// Only `http/protobuf`. Empty: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`.
+    pub protocol: String,
+    /// Request headers (added to `OTEL_EXPORTER_OTLP_HEADERS`), e.g. an API key or Phoenix's
+    /// `x-project-name`.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Per-request timeout. Zero: `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, then
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), else 10 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// `service.name` of the spans' resource.
+    pub service_name: String,
+    /// Send prompts, tool arguments and results, and titles (off: they stay on this machine).
+    pub capture_content: bool,
+    /// Each captured text is cut to this many bytes.
+    pub max_content_bytes: usize,
+    /// Most spans per request.
+    pub max_batch: usize,
+    /// How often the live export looks for spans that became final.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A session idle this long is final as it stands (its unfinished calls are sent as
+    /// interrupted).
+    #[serde(with = "humantime_serde")]
+    pub idle_final: Duration,
+    /// Longest wait between retries while the backend is down.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        OtlpSettings {
+            enabled: false,
+            endpoint: String::new(),
+            protocol: String::new(),
+            headers: std::collections::BTreeMap::new(),
+            timeout: Duration::ZERO,
+            service_name: "ducktail".to_owned(),
+            capture_content: false,
+            max_content_bytes: 4096,
+            max_batch: 512,
+            interval: Duration::from_secs(1),
+            idle_final: Duration::from_secs(600),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[export.parquet]`: the contract tables as Parquet, on a schedule from `ducktail run`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetSettings {
+    /// The export folder. Empty: no scheduled export (`ducktail export parquet DIR` still works).
+    pub dir: PathBuf,
+    /// How often `run` exports what changed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Only these tables; empty: every exported table.
+    pub tables: Vec<String>,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        ParquetSettings { dir: PathBuf::new(), interval: Duration::from_secs(900), tables: Vec::new() }
+    }
 }
 
 /// `[sources.claude_code]` and `[sources.codex]`: an agent's append-only transcripts.
@@ -399,8 +490,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct FaultSettings {
     /// Name of an actor (watcher, reconciler, accumulator, decoder, writer, trace_builder,
-    /// database_follower, transcript_follower) that panics once, while handling its first message after startup
-    /// catch-up.
+    /// database_follower, transcript_follower, otlp_exporter) that panics once, while handling
+    /// its first message after startup catch-up.
     pub panic_actor: String,
     /// The watcher drops every filesystem event (only the reconciler finds changes).
     pub drop_watch_events: bool,
@@ -451,14 +542,34 @@ impl Settings {
         if self.sources.opencode.database_poll_interval < Duration::from_millis(10) {
             return Err(format!("sources.opencode.database_poll_interval must be at least 10ms (got {:?})", self.sources.opencode.database_poll_interval));
         }
+        let otlp = &self.export.otlp;
+        if otlp.max_batch == 0 || otlp.max_content_bytes == 0 {
+            return Err(format!(
+                "export.otlp.max_batch and export.otlp.max_content_bytes must be at least 1 (got {} and {})",
+                otlp.max_batch, otlp.max_content_bytes
+            ));
+        }
+        if otlp.interval < Duration::from_millis(10) || otlp.max_backoff < otlp.interval {
+            return Err(format!(
+                "export.otlp.interval must be at least 10ms and export.otlp.max_backoff at least the interval (got {:?} and {:?})",
+                otlp.interval, otlp.max_backoff
+            ));
+        }
+        if let Some(unknown) = self.export.parquet.tables.iter().find(|name| ducktail_store::ExportTable::named(name).is_none()) {
+            let known: Vec<&str> = ducktail_store::EXPORT_TABLES.iter().map(|table| table.name).collect();
+            return Err(format!("export.parquet.tables: unknown table {unknown:?}; the tables are: {}", known.join(", ")));
+        }
+        if self.export.parquet.interval < Duration::from_secs(1) {
+            return Err(format!("export.parquet.interval must be at least 1s (got {:?})", self.export.parquet.interval));
+        }
         if self.reconcile.interval < Duration::from_millis(100) {
             return Err(format!("reconcile.interval must be at least 100ms (got {:?})", self.reconcile.interval));
         }
-        const ACTORS: [&str; 9] =
-            ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "transcript_follower"];
+        const ACTORS: [&str; 10] =
+            ["", "watcher", "reconciler", "accumulator", "decoder", "writer", "trace_builder", "database_follower", "transcript_follower", "otlp_exporter"];
         if !ACTORS.contains(&self.faults.panic_actor.as_str()) {
             return Err(format!(
-                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder, database_follower, transcript_follower (got {:?})",
+                "faults.panic_actor must be one of watcher, reconciler, accumulator, decoder, writer, trace_builder, database_follower, transcript_follower, otlp_exporter (got {:?})",
                 self.faults.panic_actor
             ));
         }

@@ -102,6 +102,52 @@ pub struct StatusBoard {
     spans_catching_up: AtomicBool,
     /// Transcript sources whose first full look has not committed yet.
     transcripts_catching_up: std::sync::atomic::AtomicUsize,
+    /// The live OTLP export.
+    otlp: Mutex<OtlpExportState>,
+    /// The scheduled (or requested) Parquet export.
+    parquet: Mutex<ParquetExportState>,
+}
+
+/// Where the OTLP export stands (`/health/detailed` shows it as is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OtlpExportState {
+    /// `[export.otlp] enabled`.
+    pub enabled: bool,
+    /// Where spans go.
+    pub endpoint: String,
+    /// The catch-up walk over every session has finished.
+    pub caught_up: bool,
+    /// Spans acknowledged since start.
+    pub spans_sent: u64,
+    /// Requests that failed since start.
+    pub requests_failed: u64,
+    /// Attempts made after a failure.
+    pub retries: u64,
+    /// Spans not final at the last pass (sent once they are).
+    pub not_final: u64,
+    /// The last failure, while the backend fails.
+    pub last_error: Option<String>,
+    /// The wait before the next attempt, while the backend fails.
+    pub retry_in_ms: Option<u64>,
+    /// Unix ms of the last pass that succeeded.
+    pub last_success_unix_ms: Option<u64>,
+}
+
+/// Where the Parquet export stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ParquetExportState {
+    /// The folder, once an export ran.
+    pub dir: Option<String>,
+    /// Exports that succeeded since start.
+    pub runs: u64,
+    /// Rows written since start.
+    pub rows_written: u64,
+    /// Unix ms of the last run.
+    pub last_run_unix_ms: Option<u64>,
+    /// How long the last run took.
+    pub last_run_ms: Option<u64>,
+    /// The last failure, until a run succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Where following OpenCode's `opencode.db` stands.
@@ -158,6 +204,26 @@ fn unix_now_ms() -> u64 {
 }
 
 impl StatusBoard {
+    /// Changes the OTLP export's state.
+    pub fn update_otlp(&self, change: impl FnOnce(&mut OtlpExportState)) {
+        change(&mut self.otlp.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    }
+
+    /// The OTLP export's state.
+    pub fn otlp(&self) -> OtlpExportState {
+        self.otlp.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Changes the Parquet export's state.
+    pub fn update_parquet(&self, change: impl FnOnce(&mut ParquetExportState)) {
+        change(&mut self.parquet.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    }
+
+    /// The Parquet export's state.
+    pub fn parquet(&self) -> ParquetExportState {
+        self.parquet.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Tells subscribers that the derived rows of `sessions` (all, when empty) were replaced: a
     /// rollup read right after the records' commit notice may have predated them.
     pub fn record_derived(&self, sessions: BTreeSet<String>) {

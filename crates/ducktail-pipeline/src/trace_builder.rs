@@ -189,6 +189,11 @@ impl TraceBuilder {
 impl Handler<BatchCommitted> for TraceBuilder {
     type Result = ();
     fn handle(&mut self, committed: BatchCommitted, ctx: &mut Self::Context) {
+        if let Some(exporter) = self.links.otlp_exporter() {
+            if !committed.touched_sessions.is_empty() {
+                exporter.do_send(crate::export::SessionsChanged(committed.touched_sessions.clone()));
+            }
+        }
         self.dirty.extend(committed.touched_sessions);
         // One queued recompute covers every commit before it (coalescing); owed scopes ride along.
         if (self.all_dirty || !self.dirty.is_empty()) && !self.compute_queued {

@@ -374,6 +374,18 @@ impl Handler<crate::pricing::PriceStoredRows> for Writer {
     }
 }
 
+impl Handler<crate::export::RecordSentSpans> for Writer {
+    type Result = ();
+    fn handle(&mut self, message: crate::export::RecordSentSpans, _ctx: &mut Self::Context) {
+        let outcome = match self.store.as_mut() {
+            Some(store) => store.record_sent_spans(&message.spans).map_err(|error| error.to_string()),
+            None => Err("the database is closed".to_owned()),
+        };
+        let _ = message.reply.send(outcome);
+        self.last_write = Instant::now();
+    }
+}
+
 impl Handler<ReplaceDerived> for Writer {
     type Result = ();
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {

@@ -26,6 +26,7 @@
 //! it receives already-decoded records and never reads a source file itself.
 
 mod arrow_rows;
+mod export_read;
 mod known_keys;
 mod list_prices;
 mod otel_read;
@@ -39,6 +40,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use export_read::{ExportDay, ExportTable, SentSpan, TraceMessage, TraceRecords, TraceSession, TraceToolCall, EXPORT_TABLES, UNDATED_DAY};
 pub use list_prices::ListPricing;
 pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{

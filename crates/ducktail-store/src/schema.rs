@@ -417,4 +417,20 @@ UPDATE messages SET list_cost = cost WHERE cost_source = 'computed';
 UPDATE step_events SET list_cost = cost WHERE cost_source = 'computed';
 "#,
     },
+    Migration {
+        version: 8,
+        name: "spans sent over OTLP",
+        // One row per span an OTLP backend acknowledged (ids as lowercase hex, derived from the
+        // records' ids, so they are the same on every export). `session_id` is the span's own
+        // session: an export looks up what a session tree already sent by it.
+        sql: r#"
+CREATE TABLE otlp_sent (
+    span_id     VARCHAR NOT NULL PRIMARY KEY,
+    trace_id    VARCHAR NOT NULL,
+    session_id  VARCHAR NOT NULL,
+    sent_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX otlp_sent_session ON otlp_sent (session_id);
+"#,
+    },
 ];

@@ -623,7 +623,7 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
              ALTER TABLE parts DROP COLUMN app; ALTER TABLE step_events DROP COLUMN app; ALTER TABLE step_events DROP COLUMN cost_source;
              CREATE INDEX parts_by_session ON parts (session_id); CREATE INDEX messages_by_session ON messages (session_id);
              CREATE INDEX step_events_by_session ON step_events (session_id);
-             DROP TABLE transcript_files; DROP TABLE transcript_lines;
+             DROP TABLE transcript_files; DROP TABLE transcript_lines; DROP TABLE otlp_sent;
              DROP TABLE session_stats; DROP TABLE session_usage; DROP TABLE session_tools;
              DROP INDEX agent_traces_by_id; DROP INDEX agent_traces_by_parent; DROP INDEX agent_traces_by_child_session;
              DELETE FROM schema_migrations WHERE version >= {};",

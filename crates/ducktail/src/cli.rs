@@ -170,6 +170,12 @@ pub enum Command {
         #[command(flatten)]
         target: ReadTarget,
     },
+    /// Export to the systems a team already runs: OTLP traces, Parquet tables (docs/export.md).
+    Export {
+        /// What to export.
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Delete the database and index everything again from the sources.
     Rebuild {
         /// Source and database.
@@ -264,8 +270,55 @@ impl Cli {
             | Command::Otel { command: OtelCommand::Services { target } | OtelCommand::Traces { target, .. } | OtelCommand::Trace { target, .. } } => {
                 resolve(&mut target.db);
             }
+            Command::Export { command: ExportCommand::Otlp { target, .. } } => resolve(&mut target.db),
+            Command::Export { command: ExportCommand::Parquet { target, dir, .. } } => {
+                resolve(&mut target.db);
+                resolver.resolve_in_place(dir);
+            }
             Command::Demo { dir, .. } => resolve(dir),
             Command::Generate { out, .. } => resolver.resolve_in_place(out),
         }
     }
+}
+
+/// `ducktail export …`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Send agent sessions as OpenTelemetry GenAI traces to an OTLP/HTTP backend, each span
+    /// once (what was sent is recorded in the database). `run` does this live when
+    /// `[export.otlp] enabled`; this backfills. With a daemon running, the daemon sends.
+    Otlp {
+        /// Only sessions created at or after (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// The OTLP/HTTP endpoint (`/v1/traces` is appended). Default: `export.otlp.endpoint`,
+        /// then `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is), then `OTEL_EXPORTER_OTLP_ENDPOINT`,
+        /// then http://localhost:4318.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Send prompts, tool arguments and results, and titles too.
+        #[arg(long)]
+        capture_content: bool,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
+    /// Write the tables as Parquet files, `DIR/<table>/date=YYYY-MM-DD/<machine>.parquet`;
+    /// a second run writes only the days that changed.
+    Parquet {
+        /// The export folder (created if missing; a bucket mounted as a folder works).
+        dir: PathBuf,
+        /// Only days at or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only these tables (comma-separated). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// The `machine` column and file name. Default: `export.machine`, else user@host.
+        #[arg(long)]
+        machine: Option<String>,
+        /// Daemon or database, and output format.
+        #[command(flatten)]
+        target: ReadTarget,
+    },
 }

@@ -7,6 +7,7 @@
 
 mod build_info;
 mod cli;
+mod export_commands;
 mod paths;
 mod read_commands;
 mod settings_loader;
@@ -22,7 +23,7 @@ use ducktail_pipeline::index::{index_once, IndexSummary};
 use ducktail_pipeline::settings::{LogFormat, Settings};
 use ducktail_store::{Reader, Store, StoreOptions};
 
-use crate::cli::{Cli, Command, OtelCommand};
+use crate::cli::{Cli, Command, ExportCommand, OtelCommand};
 use crate::paths::PathResolver;
 
 /// Every allocation of the process goes to mimalloc: Rust's through this global allocator, and
@@ -113,6 +114,10 @@ fn run(mut cli: Cli) -> Result<()> {
             let opencode = settings_loader::opencode_dir(locations.opencode.as_deref(), &settings, &paths);
             let database = settings_loader::database_file(locations.db.as_deref(), &settings, &paths);
             ducktail_pipeline::daemon::check_sources_to_follow(&opencode, &settings)?;
+            if settings.export.otlp.enabled {
+                ducktail_pipeline::export::otlp_target(&settings)
+                    .map_err(|error| anyhow::Error::new(UsageError(anyhow::anyhow!("invalid [export.otlp] configuration: {error}"))))?;
+            }
             let listen = match listen {
                 Some(address) => address.to_string(),
                 None => settings.http.listen.clone(),
@@ -159,6 +164,32 @@ fn run(mut cli: Cli) -> Result<()> {
             let backend = read_backend(&settings, &target, &paths)?;
             read_commands::print(&read_commands::sql(&backend, &sql)?, target.json, read_commands::render_sql)
         }
+        Command::Export { command } => match command {
+            ExportCommand::Otlp { since, endpoint, capture_content, target } => {
+                let mut settings = settings;
+                let overridden = endpoint.is_some() || capture_content;
+                if let Some(endpoint) = endpoint {
+                    settings.export.otlp.endpoint = endpoint;
+                }
+                settings.export.otlp.capture_content |= capture_content;
+                let database = settings_loader::database_file(target.db.as_deref(), &settings, &paths);
+                let report = export_commands::otlp(&settings, &target, &database, since.as_ref(), overridden, &store_options(&settings))?;
+                export_commands::print(&report, target.json);
+                Ok(())
+            }
+            ExportCommand::Parquet { dir, since, tables, machine, target } => {
+                let database = settings_loader::database_file(target.db.as_deref(), &settings, &paths);
+                let options = ducktail_export::parquet::ParquetOptions {
+                    dir,
+                    since,
+                    tables,
+                    machine: machine.unwrap_or_else(|| ducktail_pipeline::export::machine_name(&settings)),
+                };
+                let report = export_commands::parquet(&settings, &target, &database, &options)?;
+                export_commands::print(&report, target.json);
+                Ok(())
+            }
+        },
         Command::Demo { files, dir } => demo(&settings, files, dir),
         Command::Generate { out, files, seed, bad_files } => {
             let config = ducktail_generator::GeneratorConfig { seed, target_files: files, bad_files, ..Default::default() };
@@ -427,6 +458,8 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
             settings: settings.http.clone(),
             health: settings.health.clone(),
             build: build.clone(),
+            otlp_exporter: daemon.otlp_exporter(),
+            export_machine: ducktail_pipeline::export::machine_name(&settings),
         };
         let server = ducktail_http::serve(listener, state)?;
         let server_handle = server.handle();

@@ -14,8 +14,13 @@ use serde_json::{json, Value};
 
 use crate::cli::ReadTarget;
 
-/// How long to wait for a daemon's `/readyz` before reading the file instead.
+/// How long to wait for a daemon's `/readyz` (reads) or `/livez` (exports) before using the
+/// file instead.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a read asked of the daemon may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an export asked of the daemon may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// Where the answers come from.
 pub enum Backend {
@@ -44,19 +49,33 @@ impl Backend {
         }
     }
 
+    /// The daemon's base URL and token, if one is alive at `--daemon` (else `http.listen`),
+    /// catching up or not: it holds the database either way.
+    pub fn daemon_answering(settings: &Settings, target: &ReadTarget) -> Option<(String, String)> {
+        let address = target.daemon.clone().unwrap_or_else(|| settings.http.listen.clone());
+        let base_url = if address.starts_with("http://") || address.starts_with("https://") { address } else { format!("http://{address}") };
+        ureq::get(&format!("{base_url}/livez")).timeout(PROBE_TIMEOUT).call().is_ok().then(|| (base_url, settings.http.token.clone()))
+    }
+
+    /// POST `body` to `path` of the daemon, as JSON; API errors become their message.
+    pub fn post(base_url: &str, token: &str, path: &str, body: Value) -> Result<Value> {
+        // An export of a large database takes minutes; the daemon answers when it is done.
+        Backend::send(ureq::post(&format!("{base_url}{path}")).timeout(EXPORT_TIMEOUT), token, Some(body), base_url)
+    }
+
     /// GET `path` with `query` from the daemon, as JSON; API errors become their message.
     fn get(base_url: &str, token: &str, path: &str, query: &[(&str, String)]) -> Result<Value> {
         let mut request = ureq::get(&format!("{base_url}{path}"));
         for (key, value) in query {
             request = request.query(key, value);
         }
-        Backend::send(request, token, None, base_url)
+        Backend::send(request.timeout(READ_TIMEOUT), token, None, base_url)
     }
 
     /// Sends `request` (with `body` as JSON, if any) with the bearer token; API errors become
     /// their message.
     fn send(request: ureq::Request, token: &str, body: Option<Value>, base_url: &str) -> Result<Value> {
-        let mut request = request.timeout(Duration::from_secs(60));
+        let mut request = request;
         if !token.is_empty() {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
@@ -195,7 +214,9 @@ pub fn usage(backend: &Backend, by: &str, since: Option<&String>, until: Option<
 /// `POST /api/sql`, or the same from the file.
 pub fn sql(backend: &Backend, sql: &str) -> Result<Value> {
     match backend {
-        Backend::Daemon { base_url, token } => Backend::send(ureq::post(&format!("{base_url}/api/sql")), token, Some(json!({ "sql": sql })), base_url),
+        Backend::Daemon { base_url, token } => {
+            Backend::send(ureq::post(&format!("{base_url}/api/sql")).timeout(READ_TIMEOUT), token, Some(json!({ "sql": sql })), base_url)
+        }
         Backend::Database(reader) => {
             let rows = reader.query_json(sql, 1_000_000)?;
             Ok(json!({ "columns": rows.columns, "rows": rows.rows, "truncated": rows.truncated }))

@@ -50,7 +50,13 @@ pub fn load(explicit_file: Option<&Path>, paths: &PathResolver) -> Result<Settin
     let mut settings: Settings =
         builder.build().and_then(|built| built.try_deserialize()).map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
     settings.validate().map_err(|error| anyhow::anyhow!("invalid configuration ({origin}): {error}"))?;
-    for path in [&mut settings.sources.opencode.path, &mut settings.database.path, &mut settings.sources.spans.path, &mut settings.pricing.file] {
+    for path in [
+        &mut settings.sources.opencode.path,
+        &mut settings.database.path,
+        &mut settings.sources.spans.path,
+        &mut settings.pricing.file,
+        &mut settings.export.parquet.dir,
+    ] {
         paths.resolve_in_place(path);
     }
     for source in [&mut settings.sources.claude_code, &mut settings.sources.codex] {
