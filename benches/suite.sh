@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole benchmark suite: bulk, reconcile, read, the writer's batch, live and Claude Code
+# The whole benchmark suite: bulk, reconcile, read, the writer's batch, live, exports and Claude Code
 # transcripts, each beside its baselines, printed as one markdown table on stdout (cargo's
 # progress goes to stderr). Heavy — about 6 minutes on the 2-core machine of docs/benchmarks.md,
 # generating the trees included, and 8.6 GB of disk for the trees and databases (the transcripts
@@ -29,5 +29,9 @@ cargo bench --workspace --bench read -- --opencode "$trees/seed42-$largest" --db
 cargo bench --workspace --bench batch -- --files "$largest" --no-header
 cargo bench --workspace --bench live -- --rates 100,1000,10000 --seconds 5 --burst 20000 --no-header
 cargo bench --workspace --bench live -- --rates '' --burst 0 --new-folders 500 --opencode "$trees/seed42-$largest" --db "$trees/bench-$largest.duckdb" --no-header
+# Exports: Parquet and OTLP on the 100k tree (or the largest, if smaller), live cost at 1,000 files/s.
+export_size=100000
+[ "$largest" -lt "$export_size" ] && export_size="$largest"
+cargo bench --workspace --bench export -- --files "$export_size" --rate 1000 --seconds 5 --no-header
 # Transcripts: sizes from DUCKTAIL_BENCH_TRANSCRIPTS, DUCKTAIL_BENCH_TAIL_MB, … (benches/transcripts.rs).
 cargo bench --workspace --bench transcripts -- --no-header

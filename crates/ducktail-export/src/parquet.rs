@@ -11,11 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use ducktail_store::{ExportTable, Reader, EXPORT_TABLES};
+use ducktail_store::{ExportDay, ExportTable, Reader, EXPORT_TABLES};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -137,6 +135,39 @@ fn replace_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<(), Par
     Ok(bytes)
 }
 
+/// One day's file being written: beside its final name, renamed over it when finished.
+struct DayFile {
+    date: String,
+    temporary: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<fs::File>,
+}
+
+impl DayFile {
+    fn create(folder: &Path, stem: &str, date: &str, schema: arrow_schema::SchemaRef, properties: &WriterProperties) -> Result<DayFile, ParquetError> {
+        fs::create_dir_all(folder).map_err(io(folder))?;
+        let path = folder.join(format!("{stem}.parquet"));
+        let temporary = folder.join(format!(".{stem}.parquet.tmp"));
+        let file = fs::File::create(&temporary).map_err(io(&temporary))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(properties.clone())).map_err(|source| ParquetError::Parquet { path: path.clone(), source })?;
+        Ok(DayFile { date: date.to_owned(), temporary, path, writer })
+    }
+
+    fn write(&mut self, rows: &arrow_array::RecordBatch) -> Result<(), ParquetError> {
+        self.writer.write(rows).map_err(|source| ParquetError::Parquet { path: self.path.clone(), source })
+    }
+
+    /// Closes, syncs and renames the file over the day's old one; its size.
+    fn finish(self) -> Result<u64, ParquetError> {
+        let file = self.writer.into_inner().map_err(|source| ParquetError::Parquet { path: self.path.clone(), source })?;
+        file.sync_all().map_err(io(&self.temporary))?;
+        let bytes = file.metadata().map_err(io(&self.temporary))?.len();
+        drop(file);
+        fs::rename(&self.temporary, &self.path).map_err(io(&self.path))?;
+        Ok(bytes)
+    }
+}
+
 /// The tables `options` asks for.
 fn chosen_tables(options: &ParquetOptions) -> Result<Vec<ExportTable>, ParquetError> {
     if options.tables.is_empty() {
@@ -175,31 +206,35 @@ pub fn export_parquet(reader: &Reader, options: &ParquetOptions) -> Result<Parqu
         let mut table_report = TableReport { table: table.name.to_owned(), ..TableReport::default() };
         let days = reader.export_days(table, options.since.as_deref())?;
         let written = manifest.tables.entry(table.name.to_owned()).or_default();
-        for day in &days {
-            if written.get(&day.date) == Some(&day.fingerprint) {
-                table_report.days_unchanged += 1;
-                continue;
-            }
-            let folder = options.dir.join(table.name).join(format!("date={}", day.date));
-            fs::create_dir_all(&folder).map_err(io(&folder))?;
-            let path = folder.join(format!("{stem}.parquet"));
-            let batches = reader.export_day_rows(table, &day.date, &options.machine)?;
-            let Some(first) = batches.first() else { continue };
-            let schema = first.schema();
-            let bytes = replace_file(&path, |file| {
-                let parquet_error = |source| ParquetError::Parquet { path: path.clone(), source };
-                let mut writer =
-                    ArrowWriter::try_new(file.try_clone().map_err(io(&path))?, Arc::clone(&schema), Some(properties.clone())).map_err(parquet_error)?;
-                for batch in &batches {
-                    writer.write(batch).map_err(parquet_error)?;
+        let changed: Vec<&ExportDay> = days.iter().filter(|day| written.get(&day.date) != Some(&day.fingerprint)).collect();
+        table_report.days_unchanged = days.len() - changed.len();
+        if !changed.is_empty() {
+            let dates: Vec<String> = changed.iter().map(|day| day.date.clone()).collect();
+            // One pass over the table, one file open at a time: the rows come sorted by day.
+            let mut open: Option<DayFile> = None;
+            reader.export_rows_by_day(table, &dates, &options.machine, |date, rows| {
+                if open.as_ref().is_some_and(|file| file.date != date) {
+                    let finished = open.take().expect("checked just above");
+                    table_report.bytes_written += finished.finish()?;
                 }
-                writer.close().map_err(parquet_error)?;
-                file.flush().map_err(io(&path))
+                if open.is_none() {
+                    let folder = options.dir.join(table.name).join(format!("date={date}"));
+                    open = Some(DayFile::create(&folder, &stem, date, rows.schema(), &properties)?);
+                }
+                open.as_mut().expect("opened just above").write(&rows)
             })?;
-            written.insert(day.date.clone(), day.fingerprint.clone());
-            table_report.days_written += 1;
-            table_report.rows_written += day.rows;
-            table_report.bytes_written += bytes;
+            if let Some(finished) = open.take() {
+                table_report.bytes_written += finished.finish()?;
+            }
+            // A changed day is recorded once written; one whose rows vanished meanwhile is not,
+            // and the next run looks at it again.
+            for day in changed {
+                if options.dir.join(table.name).join(format!("date={}", day.date)).join(format!("{stem}.parquet")).is_file() {
+                    written.insert(day.date.clone(), day.fingerprint.clone());
+                    table_report.days_written += 1;
+                    table_report.rows_written += day.rows;
+                }
+            }
         }
         // Days the manifest has that the table no longer has (within `since`): their rows are gone.
         let present: std::collections::BTreeSet<&str> = days.iter().map(|day| day.date.as_str()).collect();

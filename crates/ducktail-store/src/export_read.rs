@@ -95,9 +95,17 @@ impl Reader {
             .collect())
     }
 
-    /// Every row of `table` in `date`, without the raw source text, with `machine` as a last
-    /// column, in a stable order, as Arrow batches.
-    pub fn export_day_rows(&self, table: ExportTable, date: &str, machine: &str) -> Result<Vec<RecordBatch>> {
+    /// Every row of `table` whose day is one of `dates`, without the raw source text, with
+    /// `machine` as a last column, in one pass over the table, sorted by day (then by the first
+    /// column): `each` gets the rows as Arrow batches of one day each, a day's batches one after
+    /// another, so a caller can write one file per day with bounded memory.
+    pub fn export_rows_by_day<E: From<crate::StoreError>>(
+        &self,
+        table: ExportTable,
+        dates: &[String],
+        machine: &str,
+        mut each: impl FnMut(&str, RecordBatch) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let columns = self.query_values_with(
             "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND column_name <> 'raw' ORDER BY ordinal_position",
             &[Value::Text(table.name.to_owned())],
@@ -112,16 +120,43 @@ impl Reader {
             })
             .collect();
         let sql = format!(
-            "SELECT {columns}, $2::VARCHAR AS machine FROM {name} t {from} WHERE {day} = $1::VARCHAR ORDER BY ALL",
+            "SELECT * FROM (SELECT {columns}, $2::VARCHAR AS machine, {day} AS export_day FROM {name} t {from})
+             WHERE list_contains($1::VARCHAR[], export_day) ORDER BY export_day, {first}",
             columns = columns.join(", "),
             name = table.name,
             from = table.from,
             day = table.day(),
+            first = columns.first().map_or("1", |column| column.trim_start_matches("t.")),
         );
-        let mut statement = self.connection.prepare(&sql).map_err(|source| self.query_error("exporting a day", source))?;
-        let batches = statement.query_arrow(duckdb::params![date, machine]).map_err(|source| self.query_error("exporting a day", source))?.collect();
-        Ok(batches)
+        let failed = |source| self.query_error("exporting a table", source);
+        let mut statement = self.connection.prepare(&sql).map_err(failed)?;
+        let dates = Value::List(dates.iter().map(|date| Value::Text(date.clone())).collect());
+        for batch in statement.query_arrow(duckdb::params![dates, machine]).map_err(failed)? {
+            let day_column = batch.num_columns() - 1;
+            let kept: Vec<usize> = (0..day_column).collect();
+            let days = day_strings(batch.column(day_column));
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let end = (start..batch.num_rows()).find(|&row| days[row] != days[start]).unwrap_or(batch.num_rows());
+                let rows = batch.slice(start, end - start).project(&kept).expect("the columns before the day exist");
+                each(&days[start], rows)?;
+                start = end;
+            }
+        }
+        Ok(())
     }
+}
+
+/// The day column of a batch, as text per row (DuckDB hands VARCHAR out as Utf8 or Utf8View).
+fn day_strings(column: &arrow_array::ArrayRef) -> Vec<String> {
+    use arrow_array::Array;
+    if let Some(strings) = column.as_any().downcast_ref::<arrow_array::StringArray>() {
+        return (0..strings.len()).map(|row| strings.value(row).to_owned()).collect();
+    }
+    if let Some(strings) = column.as_any().downcast_ref::<arrow_array::StringViewArray>() {
+        return (0..strings.len()).map(|row| strings.value(row).to_owned()).collect();
+    }
+    panic!("the export's day column is text, not {:?}", column.data_type());
 }
 
 /// A session of an agent trace: the tree under a root session, as the OTLP export reads it.
