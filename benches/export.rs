@@ -67,7 +67,10 @@ fn main() {
     let db = scratch.path().join("export.duckdb");
     ducktail(&["index", "--opencode", path(&tree), "--db", path(&db)]);
     parquet_rows(&db, scratch.path(), options.files);
+    let fresh = scratch.path().join("live-start.duckdb");
+    std::fs::copy(&db, &fresh).expect("copy the database");
     otlp_rows(&db, options.files);
+    live_start_rows(&tree, &fresh, scratch.path(), options.files);
     live_rows(options.rate, options.seconds);
 }
 
@@ -207,6 +210,34 @@ print(time.perf_counter() - started)
     let output = Command::new(python).arg("-c").arg(script).output().expect("run python");
     assert!(output.status.success(), "the SDK baseline failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// `ducktail run` with OTLP on, started on the indexed tree whose database has sent nothing:
+/// the time from ready until its catch-up walk has sent every final span.
+fn live_start_rows(tree: &Path, db: &Path, scratch: &Path, files: usize) {
+    let sink = otlp_sink::OtlpSink::start();
+    let config = format!("[http]\nsql_enabled = true\n[export.otlp]\nenabled = true\nendpoint = \"{}\"\n", sink.url);
+    let daemon = daemon::BenchDaemon::start(tree, db, scratch, &config, Duration::from_secs(300));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let health: serde_json::Value = match ureq::get(&format!("{}/health/detailed", daemon.base_url)).call() {
+            Ok(response) => response.into_json().unwrap(),
+            Err(ureq::Error::Status(_, response)) => response.into_json().unwrap(),
+            Err(error) => panic!("health: {error}"),
+        };
+        if health["export"]["otlp"]["caught_up"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the catch-up did not end within 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    daemon.stop();
+    let spans = sink.spans() as f64;
+    let workload = "export: OTLP live, a daemon's start on the indexed tree (nothing sent before)";
+    suite::row(workload, files, "spans/s until caught up", spans / elapsed, "", None, "");
+    suite::row(workload, files, "seconds", elapsed, "", None, "");
 }
 
 /// Live latency at `rate` files/s for `seconds`, with no export and with both exports on.

@@ -304,3 +304,62 @@ fn read_answers_revalidate_with_304_until_a_commit_changes_them() {
     assert_ne!(fresh.as_deref(), Some(tag.as_str()));
     assert!(daemon.terminate().success());
 }
+
+fn answers_reused(daemon: &Daemon) -> u64 {
+    let metrics = daemon.metrics_text();
+    metrics.lines().find_map(|line| line.strip_prefix("ducktail_api_answers_reused_total ")).and_then(|value| value.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn many_clients_polling_one_view_cost_one_computation_per_commit_and_never_see_a_stale_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
+    let path = "/api/sessions?limit=50";
+    let mut tag = String::new();
+    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
+        let current = conditional_get(&daemon, path, None).1.unwrap_or_default();
+        let settled = current == tag;
+        tag = current;
+        settled
+    });
+    let before = answers_reused(&daemon);
+    let bodies: Vec<(Option<String>, String)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    let response = ureq::get(&format!("{}{path}", daemon.base_url)).call().unwrap();
+                    let tag = response.header("etag").map(str::to_owned);
+                    (tag, response.into_string().unwrap())
+                })
+            })
+            .collect();
+        clients.into_iter().map(|client| client.join().unwrap()).collect()
+    });
+    let reused = answers_reused(&daemon) - before;
+    assert!(reused >= 8, "16 clients asking one view at one version: {reused} answers were reused");
+    for (response_tag, body) in &bodies {
+        if response_tag.as_deref() == Some(tag.as_str()) {
+            assert_eq!(body, &bodies[0].1, "one version, one answer");
+        }
+    }
+    // A commit: the next answer is computed again and shows it.
+    let session = opencode.join("storage/session/global/ses_reused00000000000000001.json");
+    std::fs::create_dir_all(session.parent().unwrap()).unwrap();
+    std::fs::write(
+        &session,
+        r#"{"id":"ses_reused00000000000000001","projectID":"global","directory":"/tmp","title":"reuse","version":"1.1.65","time":{"created":4102444800000,"updated":4102444800000}}"#,
+    )
+    .unwrap();
+    wait_until("the new session is in the reused view", std::time::Duration::from_secs(20), || {
+        let (_, body) = conditional_get_body(&daemon, path);
+        body.contains("ses_reused00000000000000001")
+    });
+    assert!(daemon.terminate().success());
+}
+
+fn conditional_get_body(daemon: &Daemon, path: &str) -> (u16, String) {
+    let response = ureq::get(&format!("{}{path}", daemon.base_url)).call().unwrap();
+    (response.status(), response.into_string().unwrap())
+}

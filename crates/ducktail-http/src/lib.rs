@@ -13,6 +13,7 @@
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
 //! writer's connection and never on the async executor. It names no DuckDB type.
 
+mod answer_cache;
 mod auth;
 mod dashboard;
 mod events;
@@ -69,32 +70,14 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
     let build = &state.build;
     state.board.metrics.build_info.with_label_values(&[&build.version, &build.commit, &build.duckdb_version]).set(1);
     let data = web::Data::new(state);
+    // One for every worker: a view polled through any of them is computed once per commit.
+    let answers = std::sync::Arc::new(answer_cache::AnswerCache::new(data.settings.reused_answers));
     let server = HttpServer::new(move || {
         let board = data.board.clone();
-        let versions = data.board.clone();
         let token = data.settings.token.clone();
         App::new()
-            // Innermost, so only authorized requests are answered, even with a 304.
-            .wrap_fn(move |request, service| {
-                let tag = revalidation::is_versioned(request.method(), request.path()).then(|| revalidation::current_tag(&versions));
-                if let Some(tag) = tag.as_ref().filter(|tag| revalidation::not_modified(request.headers().get(actix_web::http::header::IF_NONE_MATCH), tag)) {
-                    let unchanged = actix_web::HttpResponse::NotModified().insert_header((actix_web::http::header::ETAG, tag.clone())).finish();
-                    let response: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = Box::pin(std::future::ready(Ok(request.into_response(unchanged))));
-                    return response;
-                }
-                let response = actix_web::dev::Service::call(service, request);
-                Box::pin(async move {
-                    let mut response = response.await?;
-                    if let Some(tag) = tag.filter(|_| response.status() == actix_web::http::StatusCode::OK) {
-                        let headers = response.headers_mut();
-                        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&tag) {
-                            headers.insert(actix_web::http::header::ETAG, value);
-                            headers.insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-cache"));
-                        }
-                    }
-                    Ok(response)
-                })
-            })
+            // Innermost, so only authorized requests are answered, even with a 304 or a reused answer.
+            .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone() })
             .wrap_fn(move |request, service| {
                 let headers = request.headers();
                 let authorized = token.is_empty()

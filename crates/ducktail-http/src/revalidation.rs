@@ -1,6 +1,7 @@
 //! Conditional GETs of the read API: answers that are a function of the database alone carry an
 //! ETag made of the process and the board's `data_version`, and a client that sends it back
-//! while no commit happened gets `304 Not Modified` without a query being run.
+//! while no commit happened gets `304 Not Modified` without a query being run. The same version
+//! keys the answers kept for reuse ([`crate::answer_cache`]).
 //!
 //! The version is read before the answer is computed: a commit landing meanwhile can only make
 //! the tag older than the answer, so the next revalidation fetches again; never the reverse.
@@ -17,15 +18,26 @@ pub(crate) fn is_versioned(method: &actix_web::http::Method, path: &str) -> bool
         && (path.starts_with("/api/sessions") || path.starts_with("/api/traces/") || path == "/api/usage" || path.starts_with("/api/otel/"))
 }
 
-/// The validator of every versioned answer right now. The process part keeps a tag from before a
-/// restart (whose counter started again at 0) from matching.
-pub(crate) fn current_tag(board: &StatusBoard) -> String {
+/// The data version every versioned answer depends on, right now.
+pub(crate) fn current_version(board: &StatusBoard) -> u64 {
+    board.data_version.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The validator of the answers computed at `version`. The process part keeps a tag from before
+/// a restart (whose counter started again at 0) from matching.
+pub(crate) fn tag_of(version: u64) -> String {
     static PROCESS: OnceLock<u128> = OnceLock::new();
     let process = PROCESS.get_or_init(|| {
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
         started ^ u128::from(std::process::id())
     });
-    format!("W/\"{process:x}-{}\"", board.data_version.load(std::sync::atomic::Ordering::Acquire))
+    format!("W/\"{process:x}-{version}\"")
+}
+
+/// The validator of every versioned answer right now.
+#[cfg(test)]
+pub(crate) fn current_tag(board: &StatusBoard) -> String {
+    tag_of(current_version(board))
 }
 
 /// Whether `If-None-Match` names `tag` (or `*`).

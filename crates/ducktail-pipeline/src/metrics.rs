@@ -58,6 +58,8 @@ pub struct Metrics {
     pub otlp_retries: IntCounter,
     /// Rows the Parquet export wrote.
     pub parquet_rows_written: IntCounter,
+    /// Read API answers served again because no commit happened since they were computed.
+    pub api_answers_reused: IntCounter,
     /// Parquet exports that failed.
     pub parquet_export_failures: IntCounter,
     /// Unix time of the last commit, in seconds; 0 before the first (set at scrape).
@@ -155,6 +157,7 @@ impl Metrics {
         let otlp_requests_failed = plain_counter("otlp_requests_failed_total", "OTLP export passes that failed (the backend down or refusing).");
         let otlp_retries = plain_counter("otlp_retries_total", "OTLP export attempts after a failure.");
         let parquet_rows_written = plain_counter("parquet_rows_written_total", "Rows written by the Parquet export.");
+        let api_answers_reused = plain_counter("api_answers_reused_total", "Read API answers served again, no commit having changed them.");
         let parquet_export_failures = plain_counter("parquet_export_failures_total", "Parquet exports that failed.");
         let last_commit_timestamp_seconds =
             Gauge::new("last_commit_timestamp_seconds", "Unix time of the last commit; 0 before the first.").expect("a valid gauge");
@@ -188,6 +191,7 @@ impl Metrics {
             otlp_requests_failed,
             otlp_retries,
             parquet_rows_written,
+            api_answers_reused,
             parquet_export_failures,
             last_commit_timestamp_seconds,
             build_info,

@@ -440,6 +440,9 @@ pub struct HttpSettings {
     pub token: String,
     /// HTTP worker threads; 0 means one per core (at least 2).
     pub workers: usize,
+    /// Distinct read URLs whose answers are kept and served again until the next commit; 0 turns
+    /// the reuse off (every request runs its queries; conditional GETs still answer 304).
+    pub reused_answers: usize,
 }
 
 impl HttpSettings {
@@ -454,7 +457,7 @@ impl HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000, token: String::new(), workers: 0 }
+        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000, token: String::new(), workers: 0, reused_answers: 1_024 }
     }
 }
 

@@ -1,0 +1,211 @@
+//! Many readers at once: `wrk` (the HTTP load generator, `apt-get install wrk`) with 50
+//! connections on a mix of read requests — stats, the session list, usage, one session's summary
+//! and one trace tree, round-robin over the newest root sessions — against a daemon on the
+//! suite's 1M-file tree while 1,000 new files a second arrive. Run twice in one go: with the read
+//! answers reused until the next commit (the default) and with `http.reused_answers = 0` (every
+//! request runs its queries: the baseline). Prints rows of the suite's table.
+//!
+//! ```text
+//! cargo bench --workspace --bench load -- --files 1000000 --connections 50 --seconds 20 --rate 1000
+//! ```
+//!
+//! The daemon runs on a copy of `bench-trees/bench-<files>.duckdb` (made by the pipeline bench);
+//! the new files go into the tree and are removed when the bench ends. wrk, the writing thread
+//! and the daemon share the machine's cores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/suite.rs"]
+mod suite;
+
+struct Options {
+    files: usize,
+    connections: usize,
+    seconds: u64,
+    rate: u64,
+    header: bool,
+}
+
+fn options() -> Options {
+    let mut options = Options { files: 1_000_000, connections: 50, seconds: 20, rate: 1_000, header: true };
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
+        match argument.as_str() {
+            "--files" => options.files = value().parse().expect("a number of files"),
+            "--connections" => options.connections = value().parse().expect("a number of connections"),
+            "--seconds" => options.seconds = value().parse().expect("seconds"),
+            "--rate" => options.rate = value().parse().expect("files/s"),
+            "--no-header" => options.header = false,
+            _ => {}
+        }
+    }
+    options
+}
+
+/// The wrk script: requests round-robin over `paths`, and the latency percentiles printed as one
+/// JSON line at the end (wrk's own summary has no p95).
+fn wrk_script(paths: &[String]) -> String {
+    let list: Vec<String> = paths.iter().map(|path| format!("{path:?}")).collect();
+    format!(
+        r#"
+local paths = {{ {} }}
+local index = 0
+request = function()
+  index = index % #paths + 1
+  return wrk.format("GET", paths[index])
+end
+done = function(summary, latency, requests)
+  io.write(string.format('{{"requests":%d,"seconds":%f,"errors":%d,"non2xx":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}}\n',
+    summary.requests, summary.duration / 1e6, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"#,
+        list.join(", ")
+    )
+}
+
+/// Removes the files the bench added to the suite's tree, panics included.
+struct AddedFiles(Vec<PathBuf>);
+
+impl Drop for AddedFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn main() {
+    let options = options();
+    assert!(Command::new("wrk").arg("--version").output().is_ok(), "wrk is missing: apt-get install wrk");
+    let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+    if options.header {
+        suite::print_header(&format!("{cores} cores shared by wrk, the writing thread and the daemon"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let trees = target.join("bench-trees");
+    let tree = trees.join(format!("seed42-{}", options.files));
+    let source_db = trees.join(format!("bench-{}.duckdb", options.files));
+    assert!(
+        tree.join(".complete").exists() && source_db.exists(),
+        "{} and {} come from the pipeline bench: cargo bench --workspace --bench pipeline -- --files {}",
+        tree.display(),
+        source_db.display(),
+        options.files
+    );
+    let mut rows = Vec::new();
+    for reused in [true, false] {
+        rows.push((reused, run(&tree, &source_db, &options, reused)));
+    }
+    let workload = format!("read API under load: {} connections, a mix of 5 routes, {} files/s arriving", options.connections, options.rate);
+    let (with, without) = (&rows[0].1, &rows[1].1);
+    suite::row(
+        &workload,
+        options.files,
+        "requests/s, answers reused",
+        with.requests_per_second,
+        "every request computed",
+        Some(without.requests_per_second),
+        "≥ 2,000",
+    );
+    suite::row(&workload, options.files, "p95 ms, answers reused", with.p95_ms, "every request computed", Some(without.p95_ms), "≤ 50");
+    for (reused, outcome) in &rows {
+        let label = if *reused { "answers reused" } else { "every request computed" };
+        suite::row_text(
+            &workload,
+            options.files,
+            &format!("latency ms p50 / p95 / p99, {label}"),
+            &format!("{:.1} / {:.1} / {:.1}", outcome.p50_ms, outcome.p95_ms, outcome.p99_ms),
+            "",
+        );
+        suite::row_text(&workload, options.files, &format!("write → visible ms p50 / p95 / p99 meanwhile, {label}"), &outcome.ingest_latency, "p95 ≤ 50");
+        suite::row(&workload, options.files, &format!("errors and non-2xx, {label}"), outcome.failures as f64, "", None, "0");
+    }
+}
+
+struct Outcome {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    failures: u64,
+    ingest_latency: String,
+}
+
+fn run(tree: &Path, source_db: &Path, options: &Options, reused: bool) -> Outcome {
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let db = scratch.path().join("load.duckdb");
+    std::fs::copy(source_db, &db).expect("copy the database");
+    let config = format!("[http]\nsql_enabled = true\nreused_answers = {}\n", if reused { 1_024 } else { 0 });
+    let daemon = daemon::BenchDaemon::start(tree, &db, scratch.path(), &config, Duration::from_secs(900));
+    let sessions: serde_json::Value =
+        ureq::get(&format!("{}/api/sessions?root_only=true&limit=20", daemon.base_url)).call().expect("sessions").into_json().unwrap();
+    let ids: Vec<String> = sessions["sessions"].as_array().unwrap().iter().map(|session| session["id"].as_str().unwrap().to_owned()).collect();
+    assert!(!ids.is_empty(), "the tree has root sessions");
+    let mut paths = Vec::new();
+    for id in &ids {
+        paths.extend([
+            "/api/stats".to_owned(),
+            "/api/sessions?limit=50".to_owned(),
+            "/api/usage?group_by=day".to_owned(),
+            format!("/api/sessions/{id}"),
+            format!("/api/traces/{id}"),
+        ]);
+    }
+    let script = scratch.path().join("mix.lua");
+    std::fs::write(&script, wrk_script(&paths)).unwrap();
+
+    // New files meanwhile: a seeded plan of its own, into the tree, at the offered rate.
+    let files = (options.rate * (options.seconds + 2)) as usize;
+    let seed = if reused { 901 } else { 902 };
+    let plan: Vec<_> = ducktail_generator::plan(&ducktail_generator::GeneratorConfig { seed, target_files: files, ..Default::default() }).take(files).collect();
+    let added = AddedFiles(plan.iter().map(|file| tree.join(&file.relative_path)).collect());
+    let writer = {
+        let (tree, rate) = (tree.to_owned(), options.rate);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            for (index, file) in plan.iter().enumerate() {
+                let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let path = tree.join(&file.relative_path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &file.contents).unwrap();
+            }
+        })
+    };
+    // wrk starts a second in, so the ingest is under way for the whole measurement.
+    std::thread::sleep(Duration::from_secs(1));
+    let output = Command::new("wrk")
+        .args(["-t", "2", "-c", &options.connections.to_string(), "-d", &format!("{}s", options.seconds), "--timeout", "10s", "-s"])
+        .arg(&script)
+        .arg(&daemon.base_url)
+        .output()
+        .expect("run wrk");
+    writer.join().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let summary: serde_json::Value = text
+        .lines()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("wrk printed no summary:\n{text}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let stats: serde_json::Value = ureq::get(&format!("{}/api/stats", daemon.base_url)).call().expect("stats").into_json().unwrap();
+    let latency = &stats["latency_ms"];
+    let milliseconds = |key: &str| latency[key].as_f64().unwrap_or(f64::NAN);
+    daemon.stop();
+    drop(added);
+    let micros = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN) / 1_000.0;
+    Outcome {
+        requests_per_second: summary["requests"].as_f64().unwrap() / summary["seconds"].as_f64().unwrap(),
+        p50_ms: micros("p50_us"),
+        p95_ms: micros("p95_us"),
+        p99_ms: micros("p99_us"),
+        failures: summary["errors"].as_u64().unwrap_or(0) + summary["non2xx"].as_u64().unwrap_or(0),
+        ingest_latency: format!("{:.1} / {:.1} / {:.1}", milliseconds("p50"), milliseconds("p95"), milliseconds("p99")),
+    }
+}
