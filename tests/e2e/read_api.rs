@@ -363,3 +363,35 @@ fn conditional_get_body(daemon: &Daemon, path: &str) -> (u16, String) {
     let response = ureq::get(&format!("{}{path}", daemon.base_url)).call().unwrap();
     (response.status(), response.into_string().unwrap())
 }
+
+#[test]
+fn a_sessions_own_answers_hold_while_others_are_written_and_move_when_a_child_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
+    let (parent, child) = ("ses_dfe759be5ffeN6yyyalYgawUnP", "ses_dfe759aaeffeszLmECt3Igrdw7");
+    let summary = format!("/api/sessions/{parent}");
+    let mut tag = String::new();
+    wait_until("the parent's tag holds still", std::time::Duration::from_secs(20), || {
+        let current = conditional_get(&daemon, &summary, None).1.unwrap_or_default();
+        let settled = current == tag;
+        tag = current;
+        settled && conditional_get(&daemon, &summary, Some(&tag)).0 == 304
+    });
+    // Another session is written: the list moves, the parent's summary does not.
+    let list_tag = conditional_get(&daemon, "/api/sessions", None).1.unwrap();
+    let other = opencode.join("storage/part/msg_other0000000000000000000001/prt_other.json");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(&other, r#"{"id":"prt_other","sessionID":"ses_other","messageID":"msg_other0000000000000000000001","type":"text","text":"x"}"#).unwrap();
+    wait_until("the list moves", std::time::Duration::from_secs(20), || conditional_get(&daemon, "/api/sessions", Some(&list_tag)).0 == 200);
+    assert_eq!(conditional_get(&daemon, &summary, Some(&tag)).0, 304, "another session's commit leaves the parent's summary");
+    // Its child is written: the parent's summary (which shows its children) moves.
+    let message = std::fs::read_dir(opencode.join("storage/message").join(child)).unwrap().next().unwrap().unwrap().path();
+    let message_id = message.file_stem().unwrap().to_str().unwrap().to_owned();
+    let part = opencode.join("storage/part").join(&message_id).join("prt_childnew.json");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, format!(r#"{{"id":"prt_childnew","sessionID":"{child}","messageID":"{message_id}","type":"text","text":"more"}}"#)).unwrap();
+    wait_until("the parent's summary moves with its child", std::time::Duration::from_secs(20), || conditional_get(&daemon, &summary, Some(&tag)).0 == 200);
+    assert!(daemon.terminate().success());
+}

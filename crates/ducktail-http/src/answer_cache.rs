@@ -123,6 +123,9 @@ pub(crate) async fn wait(mut done: watch::Receiver<bool>) {
 pub(crate) struct ReuseAnswers {
     pub cache: Arc<AnswerCache>,
     pub board: Arc<StatusBoard>,
+    /// Read answers computed at once, at most: one per core. Fifty clients at once otherwise run
+    /// fifty sets of queries beside the Writer, and on two cores the commits waited seconds.
+    pub computing: Arc<tokio::sync::Semaphore>,
 }
 
 impl<S, B> Transform<S, ServiceRequest> for ReuseAnswers
@@ -137,7 +140,12 @@ where
     type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(ReuseAnswersService { service: Rc::new(service), cache: self.cache.clone(), board: self.board.clone() }))
+        std::future::ready(Ok(ReuseAnswersService {
+            service: Rc::new(service),
+            cache: self.cache.clone(),
+            board: self.board.clone(),
+            computing: self.computing.clone(),
+        }))
     }
 }
 
@@ -146,6 +154,7 @@ pub(crate) struct ReuseAnswersService<S> {
     service: Rc<S>,
     cache: Arc<AnswerCache>,
     board: Arc<StatusBoard>,
+    computing: Arc<tokio::sync::Semaphore>,
 }
 
 /// `answer` as a `200` with its validator; revalidated by the client on every use.
@@ -172,14 +181,16 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let (service, cache, board) = (self.service.clone(), self.cache.clone(), self.board.clone());
+        let (service, cache, board, computing) = (self.service.clone(), self.cache.clone(), self.board.clone(), self.computing.clone());
         Box::pin(async move {
             if !crate::revalidation::is_versioned(request.method(), request.path()) {
+                // The live figures are computed per request, in turn with the other reads.
+                let _turn = if request.path() == "/api/stats" { computing.acquire().await.ok() } else { None };
                 return Ok(service.call(request).await?.map_into_boxed_body());
             }
             let key = request.uri().path_and_query().map_or_else(|| request.path().to_owned(), |path| path.as_str().to_owned());
             loop {
-                let version = crate::revalidation::current_version(&board);
+                let version = crate::revalidation::version_for(&board, request.path());
                 let tag = crate::revalidation::tag_of(version);
                 if crate::revalidation::not_modified(request.headers().get(header::IF_NONE_MATCH), &tag) {
                     let unchanged = HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
@@ -192,6 +203,7 @@ where
                     }
                     Lookup::Wait(done) => wait(done).await,
                     Lookup::Compute(ticket) => {
+                        let turn = computing.acquire().await.ok();
                         let response = service.call(request).await?;
                         if response.status() != StatusCode::OK {
                             return Ok(response.map_into_boxed_body());
@@ -202,6 +214,7 @@ where
                             let error: Box<dyn std::error::Error> = error.into();
                             actix_web::error::ErrorInternalServerError(error.to_string())
                         })?;
+                        drop(turn);
                         let answer = Answer { body, content_type };
                         let response = answer_response(&answer, &tag);
                         cache.store(ticket, answer);

@@ -72,12 +72,14 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
     let data = web::Data::new(state);
     // One for every worker: a view polled through any of them is computed once per commit.
     let answers = std::sync::Arc::new(answer_cache::AnswerCache::new(data.settings.reused_answers));
+    let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+    let computing = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
     let server = HttpServer::new(move || {
         let board = data.board.clone();
         let token = data.settings.token.clone();
         App::new()
             // Innermost, so only authorized requests are answered, even with a 304 or a reused answer.
-            .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone() })
+            .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone(), computing: computing.clone() })
             .wrap_fn(move |request, service| {
                 let headers = request.headers();
                 let authorized = token.is_empty()

@@ -1,7 +1,10 @@
 //! Conditional GETs of the read API: answers that are a function of the database alone carry an
 //! ETag made of the process and the board's `data_version`, and a client that sends it back
 //! while no commit happened gets `304 Not Modified` without a query being run. The same version
-//! keys the answers kept for reuse ([`crate::answer_cache`]).
+//! keys the answers kept for reuse ([`crate::answer_cache`]). A session's own answers (summary,
+//! timeline) take that session's version instead: they move only with notices naming it (its
+//! records, or derived rows of it or of a descendant), so a dashboard on one session keeps its
+//! answers while other sessions are written.
 //!
 //! The version is read before the answer is computed: a commit landing meanwhile can only make
 //! the tag older than the answer, so the next revalidation fetches again; never the reverse.
@@ -21,6 +24,24 @@ pub(crate) fn is_versioned(method: &actix_web::http::Method, path: &str) -> bool
 /// The data version every versioned answer depends on, right now.
 pub(crate) fn current_version(board: &StatusBoard) -> u64 {
     board.data_version.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The session whose own records alone make the answer at `path`: its summary and its timeline
+/// (a summary's children figures come from derived rows, whose notices name the parents too).
+/// Lists, usage and trace trees span sessions: `None`.
+fn own_session(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/sessions/")?;
+    let id = rest.strip_suffix("/timeline").unwrap_or(rest);
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The data version the answer at `path` depends on: a session's own answers move only with
+/// notices naming that session, everything else with every notice.
+pub(crate) fn version_for(board: &StatusBoard, path: &str) -> u64 {
+    match own_session(path) {
+        Some(session) => board.session_version(session),
+        None => current_version(board),
+    }
 }
 
 /// The validator of the answers computed at `version`. The process part keeps a tag from before
@@ -63,5 +84,23 @@ mod tests {
         assert_ne!(before, after);
         assert!(!not_modified(Some(&HeaderValue::from_str(&before).unwrap()), &after));
         assert!(!not_modified(None, &after));
+    }
+
+    #[test]
+    fn a_sessions_own_answers_move_only_with_notices_naming_it() {
+        let board = StatusBoard::default();
+        let (summary, timeline, list) = ("/api/sessions/ses_a", "/api/sessions/ses_a/timeline", "/api/sessions");
+        let before = [version_for(&board, summary), version_for(&board, timeline), version_for(&board, list)];
+        board.record_commit(1, 1, &std::collections::BTreeSet::from(["ses_b".to_owned()]), &[]);
+        assert_eq!(version_for(&board, summary), before[0], "another session's commit");
+        assert_eq!(version_for(&board, timeline), before[1]);
+        assert_ne!(version_for(&board, list), before[2], "the list shows every session");
+        board.record_derived(std::collections::BTreeSet::from(["ses_a".to_owned()]));
+        assert_ne!(version_for(&board, summary), before[0], "a derived notice naming it (as a child's ancestor, say)");
+        let named = version_for(&board, summary);
+        board.record_derived(Default::default());
+        assert_ne!(version_for(&board, summary), named, "a notice naming every session");
+        assert_eq!(own_session("/api/traces/ses_a"), None);
+        assert_eq!(own_session("/api/sessions/"), None);
     }
 }

@@ -102,6 +102,11 @@ pub struct StatusBoard {
     spans_catching_up: AtomicBool,
     /// Transcript sources whose first full look has not committed yet.
     transcripts_catching_up: std::sync::atomic::AtomicUsize,
+    /// Per session, the data version of the last notice that named it (records or derived
+    /// rows): the read API reuses a session's own answers until it moves.
+    session_versions: Mutex<std::collections::HashMap<String, u64>>,
+    /// The data version of the last notice that named every session (a full recompute, a purge).
+    all_sessions_version: AtomicU64,
     /// The live OTLP export.
     otlp: Mutex<OtlpExportState>,
     /// The scheduled (or requested) Parquet export.
@@ -224,11 +229,30 @@ impl StatusBoard {
         self.parquet.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    fn name_sessions(&self, sessions: &BTreeSet<String>, version: u64) {
+        let mut versions = self.session_versions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for session in sessions {
+            versions.insert(session.clone(), version);
+        }
+    }
+
+    /// The data version one session's own answers (its summary, its timeline) depend on: that
+    /// of the last notice naming it, its ancestors' derived notices naming it too.
+    pub fn session_version(&self, session: &str) -> u64 {
+        let named = self.session_versions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(session).copied().unwrap_or(0);
+        named.max(self.all_sessions_version.load(Ordering::Acquire))
+    }
+
     /// Tells subscribers that the derived rows of `sessions` (all, when empty) were replaced: a
     /// rollup read right after the records' commit notice may have predated them.
     pub fn record_derived(&self, sessions: BTreeSet<String>) {
         let now_ms = unix_now_ms();
-        self.data_version.fetch_add(1, Ordering::AcqRel);
+        let version = self.data_version.fetch_add(1, Ordering::AcqRel) + 1;
+        if sessions.is_empty() {
+            self.all_sessions_version.store(version, Ordering::Release);
+        } else {
+            self.name_sessions(&sessions, version);
+        }
         self.commits.publish(CommitNotice { batch_id: 0, files: 0, sessions, committed_unix_ms: now_ms, derived: true });
     }
 
@@ -239,7 +263,8 @@ impl StatusBoard {
         self.files_committed.fetch_add(files as u64, Ordering::Relaxed);
         let now_ms = unix_now_ms();
         self.last_commit_unix_ms.store(now_ms, Ordering::Relaxed);
-        self.data_version.fetch_add(1, Ordering::AcqRel);
+        let version = self.data_version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.name_sessions(sessions, version);
         self.commits.publish(CommitNotice { batch_id, files, sessions: sessions.clone(), committed_unix_ms: now_ms, derived: false });
         let now = Instant::now();
         let mut window = self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -103,7 +103,13 @@ impl TraceBuilder {
         }
         let reader = self.reader.as_ref().expect("reader was just opened");
         let started = std::time::Instant::now();
-        let rows = reader.compute_derived(scope).map_err(|error| error.to_string())?;
+        let mut rows = reader.compute_derived(scope).map_err(|error| error.to_string())?;
+        // The derived notice names the ancestors too: a parent's summary and its trace tree show
+        // its children's figures, and the read API reuses a session's answers until a notice
+        // names it.
+        if let Some(scope) = &rows.scope {
+            rows.ancestors = reader.session_ancestors(scope).map_err(|error| error.to_string())?;
+        }
         let spent = started.elapsed();
         self.last_compute = (Instant::now(), spent);
         tracing::debug!(compute_ms = spent.as_millis() as u64, "derived traces computed");

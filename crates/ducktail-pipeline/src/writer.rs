@@ -391,7 +391,10 @@ impl Handler<ReplaceDerived> for Writer {
     fn handle(&mut self, message: ReplaceDerived, ctx: &mut Self::Context) {
         let board = self.board.clone();
         let started = std::time::Instant::now();
-        let scope = message.0.scope.clone();
+        let scope = message.0.scope.clone().map(|mut sessions| {
+            sessions.extend(message.0.ancestors.iter().cloned());
+            sessions
+        });
         let result = catch_panic("writer", &board, || match self.store.as_mut() {
             Some(store) => store.replace_derived(&message.0).map_err(|error| error.to_string()),
             None => Err("the writer has no database connection".to_owned()),

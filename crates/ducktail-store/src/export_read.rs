@@ -332,6 +332,22 @@ impl Reader {
         Ok(rows.iter().filter_map(|row| text(&row[0])).collect())
     }
 
+    /// Every ancestor of `sessions` (their parents, the parents' parents, …) that is present:
+    /// the sessions whose answers show figures of theirs (a summary's children, a trace tree).
+    pub fn session_ancestors(&self, sessions: &[String]) -> Result<Vec<String>> {
+        let rows = self.query_values_with(
+            "WITH RECURSIVE up(id, depth) AS (
+                 SELECT parent_id, 0 FROM sessions WHERE list_contains($1::VARCHAR[], id) AND parent_id IS NOT NULL
+                 UNION ALL
+                 SELECT s.parent_id, up.depth + 1 FROM sessions s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL AND up.depth < 64)
+             SELECT DISTINCT id FROM up ORDER BY id",
+            &[id_list(sessions)],
+            1,
+            "finding the sessions' ancestors",
+        )?;
+        Ok(rows.iter().filter_map(|row| text(&row[0])).collect())
+    }
+
     /// The records of the session trees under `roots`; texts, tool inputs and outputs only when
     /// `with_content`.
     pub fn trace_records(&self, roots: &[String], with_content: bool) -> Result<TraceRecords> {

@@ -38,6 +38,9 @@ pub struct DerivedRows {
     /// The expanded scope: rows whose `session_id` or `child_session_id` (traces) or `session_id`
     /// (delegations) is in it are replaced. `None` means every row.
     pub scope: Option<Vec<String>>,
+    /// Ancestors of the scope's sessions, filled by whoever computed the rows when it needs
+    /// them: readers of the ancestors' answers (children's figures, trace trees) are told too.
+    pub ancestors: Vec<String>,
     /// `agent_traces` rows, in table column order.
     pub traces: Vec<Vec<Value>>,
     /// `delegations` rows, in table column order.
@@ -292,6 +295,7 @@ impl Reader {
             usage: timed(session_usage_sql(&in_scope), ROLLUP_TABLES[1].1, "computing session usage")?,
             tools: timed(session_tools_sql(&in_scope), ROLLUP_TABLES[2].1, "computing session tools")?,
             scope: expanded,
+            ancestors: Vec::new(),
         };
         tracing::trace!(sessions = rows.scope.as_ref().map(Vec::len), queries_ms = %spent.join(" "), "derived rows computed");
         Ok(rows)
