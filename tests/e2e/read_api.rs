@@ -379,13 +379,16 @@ fn a_sessions_own_answers_hold_while_others_are_written_and_move_when_a_child_ch
         tag = current;
         settled && conditional_get(&daemon, &summary, Some(&tag)).0 == 304
     });
-    // Another session is written: the list moves, the parent's summary does not.
+    // Another session is written: the list moves, the parent's summary and trace tree do not.
+    let trace = format!("/api/traces/{parent}");
+    let trace_tag = conditional_get(&daemon, &trace, None).1.unwrap();
     let list_tag = conditional_get(&daemon, "/api/sessions", None).1.unwrap();
     let other = opencode.join("storage/part/msg_other0000000000000000000001/prt_other.json");
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
     std::fs::write(&other, r#"{"id":"prt_other","sessionID":"ses_other","messageID":"msg_other0000000000000000000001","type":"text","text":"x"}"#).unwrap();
     wait_until("the list moves", std::time::Duration::from_secs(20), || conditional_get(&daemon, "/api/sessions", Some(&list_tag)).0 == 200);
     assert_eq!(conditional_get(&daemon, &summary, Some(&tag)).0, 304, "another session's commit leaves the parent's summary");
+    assert_eq!(conditional_get(&daemon, &trace, Some(&trace_tag)).0, 304, "and its trace tree");
     // Its child is written: the parent's summary (which shows its children) moves.
     let message = std::fs::read_dir(opencode.join("storage/message").join(child)).unwrap().next().unwrap().unwrap().path();
     let message_id = message.file_stem().unwrap().to_str().unwrap().to_owned();
@@ -393,5 +396,6 @@ fn a_sessions_own_answers_hold_while_others_are_written_and_move_when_a_child_ch
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     std::fs::write(&part, format!(r#"{{"id":"prt_childnew","sessionID":"{child}","messageID":"{message_id}","type":"text","text":"more"}}"#)).unwrap();
     wait_until("the parent's summary moves with its child", std::time::Duration::from_secs(20), || conditional_get(&daemon, &summary, Some(&tag)).0 == 200);
+    wait_until("so does its trace tree", std::time::Duration::from_secs(20), || conditional_get(&daemon, &trace, Some(&trace_tag)).0 == 200);
     assert!(daemon.terminate().success());
 }

@@ -2,9 +2,9 @@
 //! ETag made of the process and the board's `data_version`, and a client that sends it back
 //! while no commit happened gets `304 Not Modified` without a query being run. The same version
 //! keys the answers kept for reuse ([`crate::answer_cache`]). A session's own answers (summary,
-//! timeline) take that session's version instead: they move only with notices naming it (its
-//! records, or derived rows of it or of a descendant), so a dashboard on one session keeps its
-//! answers while other sessions are written.
+//! timeline, trace tree) take that session's version instead: they move only with notices naming
+//! it (its records, or derived rows of it, of a descendant or of its parent), so a dashboard on one
+//! session keeps its answers while other sessions are written.
 //!
 //! The version is read before the answer is computed: a commit landing meanwhile can only make
 //! the tag older than the answer, so the next revalidation fetches again; never the reverse.
@@ -26,12 +26,17 @@ pub(crate) fn current_version(board: &StatusBoard) -> u64 {
     board.data_version.load(std::sync::atomic::Ordering::Acquire)
 }
 
-/// The session whose own records alone make the answer at `path`: its summary and its timeline
-/// (a summary's children figures come from derived rows, whose notices name the parents too).
-/// Lists, usage and trace trees span sessions: `None`.
+/// The session an answer at `path` is about, when every change to that answer comes with a
+/// notice naming the session: its summary and timeline (its own records; its children's figures
+/// come from derived rows, whose notices name every ancestor of what changed) and its trace tree
+/// (derived rows of it, of its descendants, whose notices name it as their ancestor, and of the
+/// call that created it, recomputed with its parent, whose notices name the parent's children).
+/// Lists and usage span every session: `None`.
 fn own_session(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/api/sessions/")?;
-    let id = rest.strip_suffix("/timeline").unwrap_or(rest);
+    let id = match path.strip_prefix("/api/sessions/") {
+        Some(rest) => rest.strip_suffix("/timeline").unwrap_or(rest),
+        None => path.strip_prefix("/api/traces/")?,
+    };
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
@@ -100,7 +105,8 @@ mod tests {
         let named = version_for(&board, summary);
         board.record_derived(Default::default());
         assert_ne!(version_for(&board, summary), named, "a notice naming every session");
-        assert_eq!(own_session("/api/traces/ses_a"), None);
+        assert_eq!(own_session("/api/traces/ses_a"), Some("ses_a"));
         assert_eq!(own_session("/api/sessions/"), None);
+        assert_eq!(own_session("/api/otel/traces/abc"), None);
     }
 }

@@ -120,6 +120,11 @@ pub struct AccumulatorCore {
     next_batch_id: u64,
     /// Set when a path was refused for lack of room: a rescan must find it later.
     refused_since_rescan: bool,
+    /// Whole-tree scans started and ended so far (see [`AccumulatorCore::full_scan`]).
+    full_scans_started: u64,
+    full_scans_ended: u64,
+    /// Per batch in flight, whether a scan ran when it was cut and how many had started.
+    cut_during_scans: HashMap<u64, (bool, u64)>,
 }
 
 impl AccumulatorCore {
@@ -135,6 +140,21 @@ impl AccumulatorCore {
             retry_attempts: HashMap::new(),
             next_batch_id: 1,
             refused_since_rescan: false,
+            full_scans_started: 0,
+            full_scans_ended: 0,
+            cut_during_scans: HashMap::new(),
+        }
+    }
+
+    /// A whole-tree scan started or ended (read the tree). A batch cut before a scan ended and
+    /// committed after it started has its paths looked at once more when it commits: it may have
+    /// read a file before the scan did, and commit a version (a removal, say) the scan could not
+    /// tell from the index's (the file moved away and back, same stamp, its events lost). Batches
+    /// cut after the scan read the tree, re-verifications included, are not: no loop.
+    pub fn full_scan(&mut self, event: FullScan) {
+        match event {
+            FullScan::Started => self.full_scans_started += 1,
+            FullScan::Ended => self.full_scans_ended = (self.full_scans_ended + 1).min(self.full_scans_started),
         }
     }
 
@@ -264,6 +284,7 @@ impl AccumulatorCore {
             self.in_flight_paths.insert(path.clone());
         }
         self.in_flight.insert(batch_id, chosen);
+        self.cut_during_scans.insert(batch_id, (self.full_scans_started > self.full_scans_ended, self.full_scans_started));
         Some(DecodeBatch { batch_id, paths })
     }
 
@@ -284,7 +305,9 @@ impl AccumulatorCore {
     /// says what the index now holds for each path; a scan's report that arrived while the path
     /// was in flight is dropped when it listed the stamp committed, else it becomes pending.
     pub fn committed(&mut self, batch_id: u64, files: &[CommittedFile], not_ready: Vec<ObservedPath>, now: Instant) {
+        let crossed_a_scan = self.cut_during_scans.remove(&batch_id).is_some_and(|(scanning, started)| scanning || started < self.full_scans_started);
         if let Some(paths) = self.in_flight.remove(&batch_id) {
+            let kinds: HashMap<&OsStr, ducktail_model::FileKind> = files.iter().map(|file| (file.path.as_os_str(), file.kind)).collect();
             let not_ready_paths: HashSet<&OsStr> = not_ready.iter().map(|observed| observed.path.as_os_str()).collect();
             let committed_stamps: HashMap<&OsStr, FileStamp> = files
                 .iter()
@@ -302,6 +325,12 @@ impl AccumulatorCore {
                             path.clone(),
                             PendingPath { kind: observed.kind, observed_at: observed.observed_at, eligible_at: now, is_retry: false, awaiting_close: false },
                         );
+                    }
+                }
+                if crossed_a_scan && !self.pending.contains_key(&path) && !not_ready_paths.contains(path.as_os_str()) {
+                    if let Some(kind) = kinds.get(path.as_os_str()) {
+                        self.pending
+                            .insert(path.clone(), PendingPath { kind: *kind, observed_at: now, eligible_at: now, is_retry: false, awaiting_close: false });
                     }
                 }
                 if !not_ready_paths.contains(path.as_os_str()) {
@@ -325,6 +354,7 @@ impl AccumulatorCore {
 
     /// A batch failed: free its paths and retry all of them with backoff.
     pub fn failed(&mut self, batch_id: u64, paths: Vec<ObservedPath>, now: Instant) {
+        self.cut_during_scans.remove(&batch_id);
         if let Some(in_flight) = self.in_flight.remove(&batch_id) {
             for path in in_flight {
                 self.in_flight_paths.remove(&path);
@@ -461,6 +491,13 @@ impl Supervised for Accumulator {
     }
 }
 
+impl Handler<FullScan> for Accumulator {
+    type Result = ();
+    fn handle(&mut self, event: FullScan, _ctx: &mut Self::Context) {
+        self.core.full_scan(event);
+    }
+}
+
 impl Handler<PathsChanged> for Accumulator {
     type Result = MessageResult<PathsChanged>;
     fn handle(&mut self, message: PathsChanged, ctx: &mut Self::Context) -> Self::Result {
@@ -556,6 +593,26 @@ mod tests {
 
     fn observed(name: &str, at: Instant) -> ObservedPath {
         ObservedPath::new(PathBuf::from(name), FileKind::Part, at)
+    }
+
+    #[test]
+    fn a_batch_in_flight_across_a_full_scan_is_looked_at_once_more() {
+        let now = Instant::now();
+        let mut core = AccumulatorCore::new(rules());
+        core.offer(vec![observed("a", now)], Origin::Watcher, now);
+        let first = core.next_batch(now, false).expect("cut at once");
+        // A scan reads the tree while the batch is in flight; the batch then commits "a" as gone.
+        core.full_scan(FullScan::Started);
+        core.full_scan(FullScan::Ended);
+        let gone = [CommittedFile { path: PathBuf::from("a"), kind: FileKind::Part, state: None }];
+        core.committed(first.batch_id, &gone, Vec::new(), now);
+        assert_eq!(core.status().pending, 1, "the scan could not have told: look again");
+        // The second look was cut after the scan read the tree: committed, it is not looked at again.
+        let later = now + Duration::from_secs(1);
+        let second = core.next_batch(later, false).expect("the second look");
+        core.committed(second.batch_id, &gone, Vec::new(), later);
+        assert_eq!(core.status().pending, 0);
+        assert!(core.is_drained());
     }
 
     #[test]

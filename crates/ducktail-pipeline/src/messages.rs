@@ -66,6 +66,20 @@ pub struct PathsChanged {
     pub origin: Origin,
 }
 
+/// Reconciler → Accumulator, tell. A whole-tree scan started, or ended (it has read the tree,
+/// or failed). A batch in flight across a scan may commit a version the scan
+/// could not see as different, because the scan compared the disk with the index before that
+/// commit: a file moved away and back (same stamp, events lost) reads as gone in the batch and
+/// as unchanged in the scan. The paths of such batches are looked at once more after they commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub enum FullScan {
+    /// The scan is about to read the tree.
+    Started,
+    /// The scan has read the tree (or failed); its differences follow.
+    Ended,
+}
+
 /// Reply to [`PathsChanged`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use crate::accumulator::{AccumulatorCore, BatchRules};
 use crate::files::{diff, IndexedState};
-use crate::messages::{CommittedFile, ObservedPath, Origin};
+use crate::messages::{CommittedFile, FullScan, ObservedPath, Origin};
 
 #[derive(Debug, Clone)]
 enum Operation {
@@ -148,10 +148,12 @@ impl Simulation {
     }
 
     fn reconcile(&mut self) {
+        self.accumulator.full_scan(FullScan::Started);
         self.scan_mark += 1;
         let on_disk: Vec<ScannedFile> =
             self.disk.iter().map(|(path, stamp)| ScannedFile { path: path.clone(), kind: FileKind::Session, stamp: *stamp }).collect();
         let differences = diff(on_disk, &mut self.index, self.scan_mark);
+        self.accumulator.full_scan(FullScan::Ended);
         let mut paths: Vec<ObservedPath> = differences
             .changed
             .into_iter()

@@ -173,6 +173,10 @@ impl Reconciler {
         let storage_root = self.storage_root.clone();
         let is_catch_up = !self.board.is_ready();
         let is_full_scan = scopes.contains(&self.storage_root);
+        if is_full_scan {
+            // Batches in flight across the scan are looked at once more (see `FullScan`).
+            self.links.accumulator().do_send(FullScan::Started);
+        }
         tracing::debug!(scopes = scopes.len(), first = %scopes[0].display(), reason, "scan started");
         let started = Instant::now();
         let scan = actix_rt::task::spawn_blocking(move || -> ScanOutcome {
@@ -202,6 +206,10 @@ impl Reconciler {
         });
         ctx.spawn(actix::fut::wrap_future(scan).map(move |result, act: &mut Reconciler, ctx: &mut Context<Self>| {
             act.scanning = false;
+            if is_full_scan {
+                // The tree is read: a batch cut from now on reads after the scan did.
+                act.links.accumulator().do_send(FullScan::Ended);
+            }
             let outcome = match result {
                 Ok(outcome) => outcome,
                 Err(join_error) => Err((None, format!("scan thread failed: {join_error}"))),
