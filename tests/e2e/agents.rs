@@ -529,3 +529,34 @@ fn with_no_flags_every_agent_in_the_home_folder_is_read_and_usage_shows_all_thre
     assert!(by_day_and_model.contains(&"2026-12-07 · anthropic/claude-opus-5-5".to_owned()), "{by_day_and_model:?}");
     assert!(by_day_and_model.contains(&"2026-12-07 · mockai/gpt-6.2-sol".to_owned()), "{by_day_and_model:?}");
 }
+
+#[test]
+fn a_rollout_codex_compressed_is_read_whole_and_counts_as_the_same_session() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (claude, codex) = (scratch.path().join("claude"), scratch.path().join("codex"));
+    std::fs::create_dir_all(&claude).unwrap();
+    copy_tree(&codex_fixtures(), &codex);
+    let db = scratch.path().join("agents.duckdb");
+    index_agents(&claude, &codex, &db);
+    let plain = stored_totals(&db);
+    // Codex compresses finished rollouts in place: the plain file goes, `….jsonl.zst` stays.
+    let rollouts: Vec<PathBuf> = walkdir::WalkDir::new(&codex)
+        .into_iter()
+        .map(Result::unwrap)
+        .map(|entry| entry.into_path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "jsonl"))
+        .collect();
+    assert!(rollouts.len() >= 2);
+    for rollout in &rollouts {
+        let compressed = zstd::stream::encode_all(std::fs::File::open(rollout).unwrap(), 3).unwrap();
+        std::fs::write(PathBuf::from(format!("{}.zst", rollout.display())), compressed).unwrap();
+        std::fs::remove_file(rollout).unwrap();
+    }
+    let summary = index_agents(&claude, &codex, &db);
+    assert!(summary.contains(&format!("{} read", rollouts.len())), "{summary}");
+    assert_eq!(stored_totals(&db), plain, "the compressed rollouts are the same sessions: nothing counted twice");
+    // And read from nothing, they give what the plain files gave.
+    let fresh = scratch.path().join("fresh.duckdb");
+    index_agents(&claude, &codex, &fresh);
+    assert_eq!(stored_totals(&fresh), plain);
+}

@@ -50,7 +50,8 @@ impl TranscriptFormat for Codex {
 
     fn is_transcript(&self, path: &Path) -> bool {
         let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-        name.starts_with("rollout-") && name.ends_with(".jsonl")
+        // Codex compresses old rollouts: the same session, read whole.
+        name.starts_with("rollout-") && (name.ends_with(".jsonl") || name.ends_with(".jsonl.zst"))
     }
 
     fn decoder(&self, path: &Path, state: Option<&str>, context: &DecodeContext) -> Box<dyn LineDecoder> {
@@ -62,9 +63,11 @@ impl TranscriptFormat for Codex {
     }
 }
 
-/// The thread id a rollout's name ends with (`rollout-<time>-<uuid>.jsonl`).
+/// The thread id a rollout's name ends with (`rollout-<time>-<uuid>.jsonl`, or `.jsonl.zst`).
 fn thread_id_of_path(path: &Path) -> Option<String> {
-    let stem = path.file_stem()?.to_str()?;
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".zst").unwrap_or(name);
+    let stem = stem.strip_suffix(".jsonl").unwrap_or(stem);
     let id = stem.get(stem.len().checked_sub(36)?..)?;
     (id.bytes().filter(|byte| *byte == b'-').count() == 4).then(|| id.to_owned())
 }
@@ -388,5 +391,8 @@ mod tests {
         let path = Path::new("/x/sessions/2026/12/07/rollout-2026-12-07T11-46-47-01a25053-ee8a-7571-9fcb-2d522f81326d.jsonl");
         assert_eq!(thread_id_of_path(path).as_deref(), Some("01a25053-ee8a-7571-9fcb-2d522f81326d"));
         assert_eq!(thread_id_of_path(Path::new("rollout-x.jsonl")), None);
+        let compressed = Path::new("/x/sessions/2026/12/07/rollout-2026-12-07T11-46-47-01a25053-ee8a-7571-9fcb-2d522f81326d.jsonl.zst");
+        assert_eq!(thread_id_of_path(compressed).as_deref(), Some("01a25053-ee8a-7571-9fcb-2d522f81326d"));
+        assert!(Codex.is_transcript(compressed));
     }
 }

@@ -68,12 +68,35 @@ fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }
 
-fn fingerprint(file: &mut File, upto: u64) -> std::io::Result<u64> {
+fn fingerprint(file: &mut dyn Source, upto: u64) -> std::io::Result<u64> {
     let length = upto.min(FINGERPRINT_BYTES as u64) as usize;
     let mut head = vec![0u8; length];
     file.seek(SeekFrom::Start(0))?;
     file.read_exact(&mut head)?;
     Ok(fnv1a(&head))
+}
+
+/// What a read goes through: the file itself, or a compressed file's content.
+trait Source: Read + Seek {}
+
+impl<T: Read + Seek> Source for T {}
+
+/// Most bytes a compressed transcript may decompress to: it is held whole in memory while read.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+
+/// Whether `path` is a compressed transcript (`….jsonl.zst`).
+pub fn is_compressed(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| extension == "zst")
+}
+
+/// The content of a zstd-compressed file, up to [`MAX_DECOMPRESSED_BYTES`].
+fn decompress(file: File) -> std::io::Result<Vec<u8>> {
+    let mut content = Vec::new();
+    zstd::stream::read::Decoder::new(file)?.take(MAX_DECOMPRESSED_BYTES + 1).read_to_end(&mut content)?;
+    if content.len() as u64 > MAX_DECOMPRESSED_BYTES {
+        return Err(std::io::Error::other(format!("it decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes; decompress it by hand to have it read")));
+    }
+    Ok(content)
 }
 
 /// Reads `path` from `known` (its cursor and decoder state from the last read), or from its start
@@ -99,7 +122,7 @@ pub fn read_stretch(
         skipped: Vec::new(),
         failure: Some(reason),
     };
-    let mut file = match open(path) {
+    let file = match open(path) {
         Ok(file) => file,
         Err(error) => return failed(FileStamp::default(), format!("cannot open {}: {error}", path.display())),
     };
@@ -109,13 +132,26 @@ pub fn read_stretch(
         Err(error) => return failed(FileStamp::default(), format!("cannot stat {}: {error}", path.display())),
     };
     let stamp = stamp_of(&metadata);
-    let size = metadata.len();
     let (device, inode) = (metadata.dev(), metadata.ino());
+    // A compressed transcript is one the agent finished with: read whole, in one stretch, its
+    // cursor counting decompressed bytes (the file's identity is the compressed file's).
+    let (mut file, size, limits): (Box<dyn Source>, u64, StretchLimits) = if is_compressed(path) {
+        match decompress(file) {
+            Ok(content) => {
+                let size = content.len() as u64;
+                (Box::new(std::io::Cursor::new(content)), size, StretchLimits { stretch_bytes: u64::MAX, ..limits })
+            }
+            Err(error) => return failed(stamp, format!("cannot decompress {}: {error}", path.display())),
+        }
+    } else {
+        (Box::new(file), metadata.len(), limits)
+    };
+    let file = &mut *file;
     let resume = known.filter(|(cursor, _)| {
         cursor.device == device
             && cursor.inode == inode
             && cursor.offset <= size
-            && (cursor.offset == 0 || fingerprint(&mut file, cursor.offset).is_ok_and(|hash| hash == cursor.fingerprint))
+            && (cursor.offset == 0 || fingerprint(file, cursor.offset).is_ok_and(|hash| hash == cursor.fingerprint))
     });
     let (start, state) = match resume {
         Some((cursor, state)) => (cursor.offset, state),
@@ -126,7 +162,7 @@ pub fn read_stretch(
     let mut skipped = Vec::new();
     let mut offset = start;
     if let Err(error) = read_lines(
-        &mut file,
+        file,
         start,
         size,
         limits,
@@ -153,7 +189,7 @@ pub fn read_stretch(
     ) {
         return failed(stamp, format!("cannot read {}: {error}", path.display()));
     }
-    let cursor_fingerprint = match fingerprint(&mut file, offset) {
+    let cursor_fingerprint = match fingerprint(file, offset) {
         Ok(hash) => hash,
         Err(error) => return failed(stamp, format!("cannot read {}: {error}", path.display())),
     };
@@ -181,7 +217,14 @@ enum Line<'b> {
 
 /// Calls `each` for every whole line in `[start, size)`, stopping after the line that crosses
 /// `limits.stretch_bytes`; `offset` ends just after the last whole line handled.
-fn read_lines(file: &mut File, start: u64, size: u64, limits: StretchLimits, each: &mut dyn FnMut(u64, Line<'_>), offset: &mut u64) -> std::io::Result<()> {
+fn read_lines(
+    file: &mut dyn Source,
+    start: u64,
+    size: u64,
+    limits: StretchLimits,
+    each: &mut dyn FnMut(u64, Line<'_>),
+    offset: &mut u64,
+) -> std::io::Result<()> {
     const BLOCK: usize = 1024 * 1024;
     file.seek(SeekFrom::Start(start))?;
     let mut pending: Vec<u8> = Vec::new();
