@@ -58,15 +58,26 @@ pub(crate) struct Ticket {
 
 /// The kept answers, shared by every HTTP worker.
 pub(crate) struct AnswerCache {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<Slots>,
     capacity: usize,
 }
+
+/// The slots and the bytes their answers hold.
+#[derive(Default)]
+struct Slots {
+    by_key: HashMap<String, Slot>,
+    bytes: usize,
+}
+
+/// Most bytes the kept answers may hold (a long session's timeline is megabytes): beyond, the
+/// kept answers are dropped, as beyond the number of URLs.
+const MAX_KEPT_BYTES: usize = 64 << 20;
 
 impl AnswerCache {
     /// At most `capacity` distinct URLs are kept; beyond that, the kept answers are dropped. With
     /// 0, nothing is kept and nobody waits: every request computes its answer.
     pub(crate) fn new(capacity: usize) -> AnswerCache {
-        AnswerCache { slots: Mutex::new(HashMap::new()), capacity }
+        AnswerCache { slots: Mutex::new(Slots::default()), capacity }
     }
 
     /// What to do for `key` (the path and query) at `version`.
@@ -75,8 +86,9 @@ impl AnswerCache {
         if self.capacity == 0 {
             return Lookup::Compute(Ticket { key: key.to_owned(), version, done: sender });
         }
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match slots.get(key) {
+        let mut guard = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slots = &mut *guard;
+        match slots.by_key.get(key) {
             Some(Slot::Ready { version: kept, answer }) if *kept == version => return Lookup::Hit(answer.clone()),
             Some(Slot::Computing { version: computing, done }) if *computing == version && !*done.borrow() => return Lookup::Wait(done.clone()),
             // A request that read the version before a commit that a newer one already saw:
@@ -86,21 +98,26 @@ impl AnswerCache {
             }
             _ => {}
         }
-        if slots.len() >= self.capacity {
-            slots.retain(|_, slot| matches!(slot, Slot::Computing { .. }));
+        if slots.by_key.len() >= self.capacity || slots.bytes > MAX_KEPT_BYTES {
+            slots.by_key.retain(|_, slot| matches!(slot, Slot::Computing { .. }));
+            slots.bytes = 0;
         }
-        slots.insert(key.to_owned(), Slot::Computing { version, done: receiver });
+        if let Some(Slot::Ready { answer, .. }) = slots.by_key.insert(key.to_owned(), Slot::Computing { version, done: receiver }) {
+            slots.bytes = slots.bytes.saturating_sub(answer.body.len());
+        }
         Lookup::Compute(Ticket { key: key.to_owned(), version, done: sender })
     }
 
     /// Keeps `answer` as the answer at the ticket's version (unless a newer computation took the
     /// slot meanwhile) and releases the waiters.
     pub(crate) fn store(&self, ticket: Ticket, answer: Answer) {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if matches!(slots.get(&ticket.key), Some(Slot::Computing { version, .. }) if *version == ticket.version) {
-            slots.insert(ticket.key.clone(), Slot::Ready { version: ticket.version, answer });
+        let mut guard = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slots = &mut *guard;
+        if matches!(slots.by_key.get(&ticket.key), Some(Slot::Computing { version, .. }) if *version == ticket.version) {
+            slots.bytes += answer.body.len();
+            slots.by_key.insert(ticket.key.clone(), Slot::Ready { version: ticket.version, answer });
         }
-        drop(slots);
+        drop(guard);
         drop(ticket);
     }
 }
@@ -274,6 +291,13 @@ mod tests {
             let Lookup::Compute(ticket) = cache.lookup(key, 1) else { panic!() };
             cache.store(ticket, answer("x"));
         }
-        assert!(cache.slots.lock().unwrap().len() <= 2);
+        assert!(cache.slots.lock().unwrap().by_key.len() <= 2);
+        let big = AnswerCache::new(8);
+        for key in ["/x", "/y"] {
+            let Lookup::Compute(ticket) = big.lookup(key, 1) else { panic!() };
+            big.store(ticket, Answer { body: Bytes::from(vec![0u8; MAX_KEPT_BYTES / 2 + 1]), content_type: None });
+        }
+        let Lookup::Compute(_) = big.lookup("/z", 1) else { panic!() };
+        assert!(big.slots.lock().unwrap().bytes == 0, "over the byte bound, the kept answers go");
     }
 }
