@@ -1,7 +1,9 @@
 //! The TraceBuilder: recomputes `agent_traces`, `delegations` and the per-session rollups
 //! (`session_stats`, `session_usage`, `session_tools`) for the sessions a batch touched (and
 //! their children), reading through its own reader connection, and hands the rows to the Writer
-//! as one [`ReplaceDerived`]. It never writes.
+//! as one [`ReplaceDerived`], with the changed sessions' ancestors, which the derived notice names
+//! too (the read API keeps a session's answers until a notice names it). It never writes. Every
+//! commit's touched sessions also go on to the OtlpExporter, when the export is on.
 //!
 //! Coalescing: a [`BatchCommitted`] only marks its sessions dirty and, if nothing was dirty,
 //! queues a [`ComputeDirtyTraces`] to itself behind the batches already waiting. A burst of
