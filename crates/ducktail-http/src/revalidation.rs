@@ -32,19 +32,45 @@ pub(crate) fn current_version(board: &StatusBoard) -> u64 {
 /// (derived rows of it, of its descendants, whose notices name it as their ancestor, and of the
 /// call that created it, recomputed with its parent, whose notices name the parent's children).
 /// Lists and usage span every session: `None`.
-fn own_session(path: &str) -> Option<&str> {
+fn own_session(path: &str) -> Option<String> {
     let id = match path.strip_prefix("/api/sessions/") {
         Some(rest) => rest.strip_suffix("/timeline").unwrap_or(rest),
         None => path.strip_prefix("/api/traces/")?,
     };
-    (!id.is_empty() && !id.contains('/')).then_some(id)
+    // The path is as sent: a Claude Code sub-agent's id (`<session>/agent-<id>`) arrives as
+    // `%2F`, and the notices name the id itself.
+    (!id.is_empty() && !id.contains('/')).then(|| percent_decoded(id))
+}
+
+/// `text` with its `%XX` escapes decoded (an invalid one is kept as is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The data version the answer at `path` depends on: a session's own answers move only with
 /// notices naming that session, everything else with every notice.
 pub(crate) fn version_for(board: &StatusBoard, path: &str) -> u64 {
     match own_session(path) {
-        Some(session) => board.session_version(session),
+        Some(session) => board.session_version(&session),
         None => current_version(board),
     }
 }
@@ -105,7 +131,8 @@ mod tests {
         let named = version_for(&board, summary);
         board.record_derived(Default::default());
         assert_ne!(version_for(&board, summary), named, "a notice naming every session");
-        assert_eq!(own_session("/api/traces/ses_a"), Some("ses_a"));
+        assert_eq!(own_session("/api/traces/ses_a").as_deref(), Some("ses_a"));
+        assert_eq!(own_session("/api/sessions/f8ad%2Fagent-ac9f/timeline").as_deref(), Some("f8ad/agent-ac9f"), "a sub-agent's id, as sent");
         assert_eq!(own_session("/api/sessions/"), None);
         assert_eq!(own_session("/api/otel/traces/abc"), None);
     }
