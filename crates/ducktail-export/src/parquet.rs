@@ -125,8 +125,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ParquetError + '_ {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 fn replace_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<(), ParquetError>) -> Result<u64, ParquetError> {
-    let temporary = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|name| name.to_str()).unwrap_or("export")));
-    let mut file = fs::File::create(&temporary).map_err(io(&temporary))?;
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("export");
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = create_exclusive(&temporary)?;
     write(&mut file)?;
     file.sync_all().map_err(io(&temporary))?;
     let bytes = file.metadata().map_err(io(&temporary))?.len();
@@ -134,6 +135,10 @@ fn replace_file(path: &Path, write: impl FnOnce(&mut fs::File) -> Result<(), Par
     fs::rename(&temporary, path).map_err(io(path))?;
     Ok(bytes)
 }
+
+/// Days read per query: DuckDB's driver holds a query's whole result, so a first export of a
+/// large `parts` table reads it a few days at a time rather than all at once.
+const DAYS_PER_QUERY: usize = 8;
 
 /// One day's file being written: beside its final name, renamed over it when finished.
 struct DayFile {
@@ -147,8 +152,8 @@ impl DayFile {
     fn create(folder: &Path, stem: &str, date: &str, schema: arrow_schema::SchemaRef, properties: &WriterProperties) -> Result<DayFile, ParquetError> {
         fs::create_dir_all(folder).map_err(io(folder))?;
         let path = folder.join(format!("{stem}.parquet"));
-        let temporary = folder.join(format!(".{stem}.parquet.tmp"));
-        let file = fs::File::create(&temporary).map_err(io(&temporary))?;
+        let temporary = folder.join(format!(".{stem}.parquet.{}.tmp", std::process::id()));
+        let file = create_exclusive(&temporary)?;
         let writer = ArrowWriter::try_new(file, schema, Some(properties.clone())).map_err(|source| ParquetError::Parquet { path: path.clone(), source })?;
         Ok(DayFile { date: date.to_owned(), temporary, path, writer })
     }
@@ -166,6 +171,16 @@ impl DayFile {
         fs::rename(&self.temporary, &self.path).map_err(io(&self.path))?;
         Ok(bytes)
     }
+}
+
+/// A new file at `path`, never an existing one and never through a symbolic link: the export
+/// folder may be shared with other people. A leftover of this process (a killed run) goes first.
+fn create_exclusive(path: &Path) -> Result<fs::File, ParquetError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_file()) {
+        let _ = fs::remove_file(path);
+    }
+    fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(io(path))
 }
 
 /// The tables `options` asks for.
@@ -210,19 +225,22 @@ pub fn export_parquet(reader: &Reader, options: &ParquetOptions) -> Result<Parqu
         table_report.days_unchanged = days.len() - changed.len();
         if !changed.is_empty() {
             let dates: Vec<String> = changed.iter().map(|day| day.date.clone()).collect();
-            // One pass over the table, one file open at a time: the rows come sorted by day.
+            // One pass over the table per few days (the driver holds a query's whole result), one
+            // file open at a time: the rows come sorted by day.
             let mut open: Option<DayFile> = None;
-            reader.export_rows_by_day(table, &dates, &options.machine, |date, rows| {
-                if open.as_ref().is_some_and(|file| file.date != date) {
-                    let finished = open.take().expect("checked just above");
-                    table_report.bytes_written += finished.finish()?;
-                }
-                if open.is_none() {
-                    let folder = options.dir.join(table.name).join(format!("date={date}"));
-                    open = Some(DayFile::create(&folder, &stem, date, rows.schema(), &properties)?);
-                }
-                open.as_mut().expect("opened just above").write(&rows)
-            })?;
+            for some_days in dates.chunks(DAYS_PER_QUERY) {
+                reader.export_rows_by_day(table, some_days, &options.machine, |date, rows| {
+                    if open.as_ref().is_some_and(|file| file.date != date) {
+                        let finished = open.take().expect("checked just above");
+                        table_report.bytes_written += finished.finish()?;
+                    }
+                    if open.is_none() {
+                        let folder = options.dir.join(table.name).join(format!("date={date}"));
+                        open = Some(DayFile::create(&folder, &stem, date, rows.schema(), &properties)?);
+                    }
+                    open.as_mut().expect("opened just above").write(&rows)
+                })?;
+            }
             if let Some(finished) = open.take() {
                 table_report.bytes_written += finished.finish()?;
             }

@@ -37,6 +37,7 @@ pub(crate) async fn export_otlp(state: web::Data<HttpState>, body: web::Json<Otl
         "already_sent": report.already_sent,
         "not_final": report.pending,
         "requests": report.requests,
+        "rejected": report.rejected,
     })))
 }
 

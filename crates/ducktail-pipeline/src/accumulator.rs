@@ -125,6 +125,8 @@ pub struct AccumulatorCore {
     full_scans_ended: u64,
     /// Per batch in flight, whether a scan ran when it was cut and how many had started.
     cut_during_scans: HashMap<u64, (bool, u64)>,
+    /// Paths to look at once more when the running scan ends (one look per path per scan).
+    reverify_after_scan: HashMap<OsString, ducktail_model::FileKind>,
 }
 
 impl AccumulatorCore {
@@ -143,6 +145,7 @@ impl AccumulatorCore {
             full_scans_started: 0,
             full_scans_ended: 0,
             cut_during_scans: HashMap::new(),
+            reverify_after_scan: HashMap::new(),
         }
     }
 
@@ -153,8 +156,25 @@ impl AccumulatorCore {
     /// cut after the scan read the tree, re-verifications included, are not: no loop.
     pub fn full_scan(&mut self, event: FullScan) {
         match event {
-            FullScan::Started => self.full_scans_started += 1,
-            FullScan::Ended => self.full_scans_ended = (self.full_scans_ended + 1).min(self.full_scans_started),
+            // Full scans run one at a time: a start also ends any scan whose end was lost (a
+            // reconciler restarted mid-scan), or every batch would count as crossing a scan.
+            FullScan::Started => {
+                self.release_reverifications();
+                self.full_scans_ended = self.full_scans_started;
+                self.full_scans_started += 1;
+            }
+            FullScan::Ended => {
+                self.full_scans_ended = self.full_scans_started;
+                self.release_reverifications();
+            }
+        }
+    }
+
+    /// The paths held for after the scan become pending.
+    fn release_reverifications(&mut self) {
+        let now = Instant::now();
+        for (path, kind) in std::mem::take(&mut self.reverify_after_scan) {
+            self.pending.entry(path).or_insert(PendingPath { kind, observed_at: now, eligible_at: now, is_retry: false, awaiting_close: false });
         }
     }
 
@@ -306,6 +326,7 @@ impl AccumulatorCore {
     /// was in flight is dropped when it listed the stamp committed, else it becomes pending.
     pub fn committed(&mut self, batch_id: u64, files: &[CommittedFile], not_ready: Vec<ObservedPath>, now: Instant) {
         let crossed_a_scan = self.cut_during_scans.remove(&batch_id).is_some_and(|(scanning, started)| scanning || started < self.full_scans_started);
+        let scanning = self.full_scans_started > self.full_scans_ended;
         if let Some(paths) = self.in_flight.remove(&batch_id) {
             let kinds: HashMap<&OsStr, ducktail_model::FileKind> = files.iter().map(|file| (file.path.as_os_str(), file.kind)).collect();
             let not_ready_paths: HashSet<&OsStr> = not_ready.iter().map(|observed| observed.path.as_os_str()).collect();
@@ -329,8 +350,14 @@ impl AccumulatorCore {
                 }
                 if crossed_a_scan && !self.pending.contains_key(&path) && !not_ready_paths.contains(path.as_os_str()) {
                     if let Some(kind) = kinds.get(path.as_os_str()) {
-                        self.pending
-                            .insert(path.clone(), PendingPath { kind: *kind, observed_at: now, eligible_at: now, is_retry: false, awaiting_close: false });
+                        if scanning {
+                            // Once the scan has read the tree: looked at now, the path would be
+                            // cut during the scan again, and again.
+                            self.reverify_after_scan.insert(path.clone(), *kind);
+                        } else {
+                            self.pending
+                                .insert(path.clone(), PendingPath { kind: *kind, observed_at: now, eligible_at: now, is_retry: false, awaiting_close: false });
+                        }
                     }
                 }
                 if !not_ready_paths.contains(path.as_os_str()) {
@@ -391,6 +418,7 @@ impl AccumulatorCore {
 
     /// Nothing pending (scheduled retries aside) and nothing in flight.
     pub fn is_drained(&self) -> bool {
+        // Paths waiting for a scan to end are not pending work: the next start's scan covers them.
         self.in_flight.is_empty() && self.pending.values().all(|pending| pending.is_retry)
     }
 

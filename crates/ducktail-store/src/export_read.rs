@@ -338,6 +338,10 @@ impl Reader {
         let rows = self.query_values_with(
             "WITH RECURSIVE up(id, depth) AS (
                  SELECT parent_id, 0 FROM sessions WHERE list_contains($1::VARCHAR[], id) AND parent_id IS NOT NULL
+                 UNION
+                 -- A session whose row is gone (its file removed) is still named by the call that
+                 -- created it, until the derived rows are replaced.
+                 SELECT session_id, 0 FROM delegations WHERE list_contains($1::VARCHAR[], child_session_id)
                  UNION ALL
                  SELECT s.parent_id, up.depth + 1 FROM sessions s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL AND up.depth < 64)
              SELECT DISTINCT id FROM up ORDER BY id",

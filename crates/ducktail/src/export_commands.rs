@@ -58,6 +58,7 @@ pub fn otlp(
         "already_sent": report.already_sent,
         "not_final": report.pending,
         "requests": report.requests,
+        "rejected": report.rejected,
     }))
 }
 

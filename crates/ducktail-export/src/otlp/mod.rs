@@ -76,6 +76,8 @@ pub enum OtlpError {
     Send {
         /// The URL.
         url: String,
+        /// The HTTP status, when the backend answered.
+        status: Option<u16>,
         /// What happened.
         detail: String,
     },
@@ -256,9 +258,9 @@ impl OtlpSender {
             }
             Err(ureq::Error::Status(code, response)) => {
                 let text = response.into_string().unwrap_or_default();
-                Err(OtlpError::Send { url: url.clone(), detail: format!("HTTP {code}: {}", text.chars().take(300).collect::<String>()) })
+                Err(OtlpError::Send { url: url.clone(), status: Some(code), detail: format!("HTTP {code}: {}", text.chars().take(300).collect::<String>()) })
             }
-            Err(error) => Err(OtlpError::Send { url: url.clone(), detail: error.to_string() }),
+            Err(error) => Err(OtlpError::Send { url: url.clone(), status: None, detail: error.to_string() }),
         }
     }
 }
@@ -288,6 +290,9 @@ pub struct PassReport {
     pub pending: usize,
     /// Requests made.
     pub requests: usize,
+    /// Spans the backend refused for good (`400`, `413`): recorded as sent, with a warning, so
+    /// one bad span cannot stop the export.
+    pub rejected: usize,
     /// Roots with spans not final yet: a live export looks at them again.
     #[serde(skip)]
     pub pending_roots: Vec<String>,
@@ -301,6 +306,7 @@ impl PassReport {
         self.already_sent += other.already_sent;
         self.pending += other.pending;
         self.requests += other.requests;
+        self.rejected += other.rejected;
         self.pending_roots.extend(other.pending_roots);
     }
 }
@@ -331,16 +337,35 @@ pub fn export_roots(
         let (sent, fresh): (Vec<AgentSpan>, Vec<AgentSpan>) = built.spans.into_iter().partition(|span| records.sent.contains(&span.span_hex()));
         report.already_sent += sent.len();
         for batch in fresh.chunks(sender.target().max_batch.max(1)) {
-            sender.send(batch)?;
-            report.requests += 1;
-            let recorded: Vec<SentSpan> =
-                batch.iter().map(|span| SentSpan { span_id: span.span_hex(), trace_id: span.trace_hex(), session_id: span.session_id.clone() }).collect();
-            ledger.record(&recorded).map_err(OtlpError::Ledger)?;
-            report.sent += batch.len();
+            send_or_split(batch, sender, ledger, &mut report)?;
         }
     }
     report.pending_roots.dedup();
     Ok(report)
+}
+
+/// Sends `batch` and records it. A batch the backend refuses for good (`400`, `413`: retrying
+/// it unchanged cannot succeed) is halved until the refused spans stand alone; those are
+/// recorded as sent with a warning, so one span cannot hold every later one back.
+fn send_or_split(batch: &[AgentSpan], sender: &OtlpSender, ledger: &mut dyn SentLedger, report: &mut PassReport) -> Result<(), OtlpError> {
+    let outcome = sender.send(batch);
+    report.requests += 1;
+    match outcome {
+        Ok(()) => report.sent += batch.len(),
+        Err(OtlpError::Send { status: Some(400 | 413), .. }) if batch.len() > 1 => {
+            let (first, second) = batch.split_at(batch.len() / 2);
+            send_or_split(first, sender, ledger, report)?;
+            return send_or_split(second, sender, ledger, report);
+        }
+        Err(OtlpError::Send { status: Some(400 | 413), detail, .. }) => {
+            tracing::warn!(span = %batch[0].span_hex(), name = %batch[0].name, %detail, "the OTLP backend refuses this span; it is skipped");
+            report.rejected += 1;
+        }
+        Err(error) => return Err(error),
+    }
+    let recorded: Vec<SentSpan> =
+        batch.iter().map(|span| SentSpan { span_id: span.span_hex(), trace_id: span.trace_hex(), session_id: span.session_id.clone() }).collect();
+    ledger.record(&recorded).map_err(OtlpError::Ledger)
 }
 
 /// Backfill: every root session created at or after `since_us`, page by page.

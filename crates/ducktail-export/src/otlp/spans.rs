@@ -13,8 +13,8 @@
 //! once it is final: a response completed (or failed) — for agents that write a response over
 //! several lines (Claude Code, Codex), once a later line of the session follows it —, a tool
 //! call completed or failed, a turn whose responses and calls are all final and which is not the
-//! last of its session or ended with a terminal finish reason. A session idle for longer than the
-//! configured time is final as it stands (an agent that crashed never completes its last
+//! last of its session or ended with a terminal finish reason. A session whose whole tree (root
+//! and sub-agents) has been idle for longer than the configured time is final as it stands (an agent that crashed never completes its last
 //! response); a prompt nothing answered then makes no span.
 
 use std::collections::HashMap;
@@ -168,6 +168,14 @@ pub fn build_spans(records: &TraceRecords, options: &BuildOptions) -> BuiltSpans
         tools_by_message.entry((&call.session_id, &call.message_id)).or_default().push(call);
     }
     let mut entries: HashMap<String, Entry> = HashMap::new();
+    // Idle is the whole tree's quiet: a parent waiting on a long sub-agent is not idle.
+    let mut tree_activity: HashMap<&str, i64> = HashMap::new();
+    let root_of = roots_of(&records.sessions);
+    for session in &records.sessions {
+        let root = root_of.get(session.id.as_str()).copied().unwrap_or(session.id.as_str());
+        let latest = tree_activity.entry(root).or_insert(i64::MIN);
+        *latest = (*latest).max(session.last_activity_us.unwrap_or(i64::MIN));
+    }
     for session in &records.sessions {
         let entry = entries.get(&session.id).copied();
         if entry.is_none() && session.parent_id.is_some() {
@@ -176,22 +184,35 @@ pub fn build_spans(records: &TraceRecords, options: &BuildOptions) -> BuiltSpans
             tracing::debug!(session = %session.id, "no tool call created this child session; its turns are traces of their own");
         }
         let messages = messages_by_session.get(session.id.as_str()).map(Vec::as_slice).unwrap_or_default();
-        session_spans(session, messages, &tools_by_message, entry, options, &mut entries, &mut built);
+        let root = root_of.get(session.id.as_str()).copied().unwrap_or(session.id.as_str());
+        let idle = tree_activity.get(root).is_some_and(|latest| *latest != i64::MIN && options.now_us - latest >= options.idle_final_us);
+        session_spans(session, messages, &tools_by_message, entry, idle, options, &mut entries, &mut built);
     }
     built
 }
 
-/// The spans of one session's turns.
+/// Each session's root within `sessions` (roots come first, as the records are read).
+fn roots_of(sessions: &[TraceSession]) -> HashMap<&str, &str> {
+    let mut roots: HashMap<&str, &str> = HashMap::new();
+    for session in sessions {
+        let root = session.parent_id.as_deref().and_then(|parent| roots.get(parent).copied()).unwrap_or(session.id.as_str());
+        roots.insert(session.id.as_str(), root);
+    }
+    roots
+}
+
+/// The spans of one session's turns; `idle`: its tree has been quiet for `idle_final`.
+#[allow(clippy::too_many_arguments)]
 fn session_spans(
     session: &TraceSession,
     messages: &[&TraceMessage],
     tools_by_message: &HashMap<(&str, &str), Vec<&TraceToolCall>>,
     entry: Option<Entry>,
+    idle: bool,
     options: &BuildOptions,
     entries: &mut HashMap<String, Entry>,
     built: &mut BuiltSpans,
 ) {
-    let idle = session.last_activity_us.is_some_and(|last| options.now_us - last >= options.idle_final_us);
     // Turns: a user message and the responses after it; responses before any user message
     // make a turn of their own, keyed by the first of them.
     let mut turns: Vec<(Option<&TraceMessage>, Vec<&TraceMessage>)> = Vec::new();

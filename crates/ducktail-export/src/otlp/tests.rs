@@ -237,3 +237,67 @@ fn https_endpoints_are_spoken() {
     // Nothing listens there: the connection fails, not the lack of a TLS client.
     assert!(!error.contains("TLS backend") && error.contains("127.0.0.1:9"), "{error}");
 }
+
+/// Records what [`export_roots`] would record.
+#[derive(Default)]
+struct Recorded(Vec<String>);
+
+impl SentLedger for Recorded {
+    fn record(&mut self, spans: &[ducktail_store::SentSpan]) -> Result<(), String> {
+        self.0.extend(spans.iter().map(|span| span.span_id.clone()));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_span_the_backend_refuses_for_good_is_skipped_alone_and_the_rest_is_sent() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    // A backend answering 400 to any request holding the span named "chat refused".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            loop {
+                let (mut line, mut length) = (String::new(), 0usize);
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                let refused = request.resource_spans[0].scope_spans[0].spans.iter().any(|span| span.name == "chat refused");
+                let status = if refused { "400 Bad Request" } else { "200 OK" };
+                let _ = writer.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            }
+        }
+    });
+    let target = OtlpTarget {
+        traces_url: url,
+        headers: Vec::new(),
+        timeout: std::time::Duration::from_secs(5),
+        service_name: "ducktail".to_owned(),
+        machine: "m".to_owned(),
+        max_batch: 8,
+    };
+    let mut spans = build_spans(&delegating_tree(), &options(20)).spans;
+    let total = spans.len();
+    spans[3].name = "chat refused".to_owned();
+    let (sender, mut ledger, mut report) = (OtlpSender::new(target), Recorded::default(), PassReport::default());
+    for batch in spans.chunks(8) {
+        send_or_split(batch, &sender, &mut ledger, &mut report).unwrap();
+    }
+    assert_eq!((report.sent, report.rejected), (total - 1, 1), "{report:?}");
+    assert_eq!(ledger.0.len(), total, "the refused span is recorded too: it is not sent again and again");
+}
