@@ -536,10 +536,21 @@ fn a_rollout_codex_compressed_is_read_whole_and_counts_as_the_same_session() {
     let (claude, codex) = (scratch.path().join("claude"), scratch.path().join("codex"));
     std::fs::create_dir_all(&claude).unwrap();
     copy_tree(&codex_fixtures(), &codex);
+    // Even with vanished rollouts' rows removed: the compressed copy still holds the session.
+    let config = scratch.path().join("remove.toml");
+    std::fs::write(&config, "[sources.codex]\non_delete = \"remove\"\n").unwrap();
+    let index = |db: &Path| {
+        let output = ducktail(
+            &["index", "--opencode", path_str(&scratch.path().join("none")), "--claude", path_str(&claude), "--codex", path_str(&codex), "--db", path_str(db)],
+            Some(&config),
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
     let db = scratch.path().join("agents.duckdb");
-    index_agents(&claude, &codex, &db);
+    index(&db);
     let plain = stored_totals(&db);
-    // Codex compresses finished rollouts in place: the plain file goes, `….jsonl.zst` stays.
+    // Codex compresses finished rollouts in place: `….jsonl.zst` is written, then the plain file goes.
     let rollouts: Vec<PathBuf> = walkdir::WalkDir::new(&codex)
         .into_iter()
         .map(Result::unwrap)
@@ -552,11 +563,11 @@ fn a_rollout_codex_compressed_is_read_whole_and_counts_as_the_same_session() {
         std::fs::write(PathBuf::from(format!("{}.zst", rollout.display())), compressed).unwrap();
         std::fs::remove_file(rollout).unwrap();
     }
-    let summary = index_agents(&claude, &codex, &db);
+    let summary = index(&db);
     assert!(summary.contains(&format!("{} read", rollouts.len())), "{summary}");
-    assert_eq!(stored_totals(&db), plain, "the compressed rollouts are the same sessions: nothing counted twice");
+    assert_eq!(stored_totals(&db), plain, "the compressed rollouts are the same sessions: nothing lost, nothing counted twice");
     // And read from nothing, they give what the plain files gave.
     let fresh = scratch.path().join("fresh.duckdb");
-    index_agents(&claude, &codex, &fresh);
+    index(&fresh);
     assert_eq!(stored_totals(&fresh), plain);
 }

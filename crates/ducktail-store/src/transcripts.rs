@@ -417,7 +417,17 @@ impl Store {
                     .and_then(|mut statement| statement.query_row([path], |row| row.get(0)))
                     .ok()
                     .flatten();
-                if let Some(session) = session {
+                // Another file may hold the same session (Codex writes a compressed copy before
+                // removing the plain one; an archived copy): then the rows stay.
+                let held_elsewhere = |session: &String| {
+                    batch.stretches.iter().any(|stretch| stretch.session_id.as_ref() == Some(session))
+                        || self
+                            .connection
+                            .prepare_cached("SELECT count(*) FROM file_index WHERE kind = 'transcript' AND record_id = $1 AND file_path <> $2")
+                            .and_then(|mut statement| statement.query_row(duckdb::params![session, path], |row| row.get::<_, i64>(0)))
+                            .is_ok_and(|others| others > 0)
+                };
+                if let Some(session) = session.filter(|session| !held_elsewhere(session)) {
                     for sql in [
                         "DELETE FROM step_events WHERE session_id = $1",
                         "DELETE FROM parts WHERE session_id = $1",
