@@ -39,31 +39,7 @@ fn own_session(path: &str) -> Option<String> {
     };
     // The path is as sent: a Claude Code sub-agent's id (`<session>/agent-<id>`) arrives as
     // `%2F`, and the notices name the id itself.
-    (!id.is_empty() && !id.contains('/')).then(|| percent_decoded(id))
-}
-
-/// `text` with its `%XX` escapes decoded (an invalid one is kept as is).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    (!id.is_empty() && !id.contains('/')).then(|| percent_encoding::percent_decode_str(id).decode_utf8_lossy().into_owned())
 }
 
 /// The data version the answer at `path` depends on: a session's own answers move only with

@@ -96,32 +96,9 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, OtlpError> {
         .filter(|entry| !entry.is_empty())
         .map(|entry| {
             let (key, value) = entry.split_once('=').ok_or_else(|| OtlpError::Header(entry.to_owned()))?;
-            Ok((key.trim().to_owned(), percent_decode(value.trim())))
+            Ok((key.trim().to_owned(), percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy().into_owned()))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The traces URL from a configured endpoint (empty: the environment, then the default).
