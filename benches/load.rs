@@ -1,9 +1,10 @@
 //! Many readers at once: `wrk` (the HTTP load generator, `apt-get install wrk`) with 50
 //! connections on a mix of read requests — stats, the session list, usage, one session's summary
 //! and one trace tree, round-robin over the newest root sessions — against a daemon on the
-//! suite's 1M-file tree while 1,000 new files a second arrive. Run twice in one go: with the read
-//! answers reused until the next commit (the default) and with `http.reused_answers = 0` (every
-//! request runs its queries: the baseline). Prints rows of the suite's table.
+//! suite's 1M-file tree while 1,000 new files a second arrive. Run three times in one go: with the
+//! defaults (answers reused, for up to `http.max_staleness` after a commit), with answers reused
+//! only until the next commit (`max_staleness = "0s"`), and with `http.reused_answers = 0`
+//! (every request runs its queries: the baseline). Prints rows of the suite's table.
 //!
 //! ```text
 //! cargo bench --workspace --bench load -- --files 1000000 --connections 50 --seconds 20 --rate 1000
@@ -99,11 +100,11 @@ fn main() {
         options.files
     );
     let mut rows = Vec::new();
-    for reused in [true, false] {
-        rows.push((reused, run(&tree, &source_db, &options, reused)));
+    for reuse in [Reuse::Defaults, Reuse::UntilCommit, Reuse::Off] {
+        rows.push((reuse, run(&tree, &source_db, &options, reuse)));
     }
     let workload = format!("read API under load: {} connections, a mix of 5 routes, {} files/s arriving", options.connections, options.rate);
-    let (with, without) = (&rows[0].1, &rows[1].1);
+    let (with, without) = (&rows[0].1, &rows[2].1);
     suite::row(
         &workload,
         options.files,
@@ -114,8 +115,17 @@ fn main() {
         "≥ 2,000",
     );
     suite::row(&workload, options.files, "p95 ms, answers reused", with.p95_ms, "every request computed", Some(without.p95_ms), "≤ 50");
-    for (reused, outcome) in &rows {
-        let label = if *reused { "answers reused" } else { "every request computed" };
+    suite::row(
+        &workload,
+        options.files,
+        "requests/s, answers reused until the next commit",
+        rows[1].1.requests_per_second,
+        "every request computed",
+        Some(without.requests_per_second),
+        "",
+    );
+    for (reuse, outcome) in &rows {
+        let label = reuse.label();
         suite::row_text(
             &workload,
             options.files,
@@ -137,11 +147,40 @@ struct Outcome {
     ingest_latency: String,
 }
 
-fn run(tree: &Path, source_db: &Path, options: &Options, reused: bool) -> Outcome {
+/// How the daemon under load reuses its answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reuse {
+    /// `[http]` as shipped: answers served for up to `max_staleness` (250 ms) after a commit.
+    Defaults,
+    /// Only answers of the newest commit (`max_staleness = "0s"`).
+    UntilCommit,
+    /// Every request runs its queries (`reused_answers = 0`).
+    Off,
+}
+
+impl Reuse {
+    fn label(self) -> &'static str {
+        match self {
+            Reuse::Defaults => "answers reused",
+            Reuse::UntilCommit => "answers reused until the next commit",
+            Reuse::Off => "every request computed",
+        }
+    }
+
+    fn config(self) -> &'static str {
+        match self {
+            Reuse::Defaults => "",
+            Reuse::UntilCommit => "max_staleness = \"0s\"\n",
+            Reuse::Off => "reused_answers = 0\n",
+        }
+    }
+}
+
+fn run(tree: &Path, source_db: &Path, options: &Options, reuse: Reuse) -> Outcome {
     let scratch = tempfile::tempdir().expect("a temp dir");
     let db = scratch.path().join("load.duckdb");
     std::fs::copy(source_db, &db).expect("copy the database");
-    let config = format!("[http]\nsql_enabled = true\nreused_answers = {}\n", if reused { 1_024 } else { 0 });
+    let config = format!("[http]\nsql_enabled = true\n{}", reuse.config());
     let daemon = daemon::BenchDaemon::start(tree, &db, scratch.path(), &config, Duration::from_secs(900));
     let sessions: serde_json::Value =
         ureq::get(&format!("{}/api/sessions?root_only=true&limit=20", daemon.base_url)).call().expect("sessions").into_json().unwrap();
@@ -162,7 +201,7 @@ fn run(tree: &Path, source_db: &Path, options: &Options, reused: bool) -> Outcom
 
     // New files meanwhile: a seeded plan of its own, into the tree, at the offered rate.
     let files = (options.rate * (options.seconds + 2)) as usize;
-    let seed = if reused { 901 } else { 902 };
+    let seed = 900 + reuse as u64;
     let plan: Vec<_> = ducktail_generator::plan(&ducktail_generator::GeneratorConfig { seed, target_files: files, ..Default::default() }).take(files).collect();
     let added = AddedFiles(plan.iter().map(|file| tree.join(&file.relative_path)).collect());
     let writer = {

@@ -311,7 +311,7 @@ fn answers_reused(daemon: &Daemon) -> u64 {
 }
 
 #[test]
-fn many_clients_polling_one_view_cost_one_computation_per_commit_and_never_see_a_stale_answer() {
+fn many_clients_polling_one_view_share_one_computation_and_then_see_the_commit() {
     let dir = tempfile::tempdir().unwrap();
     let opencode = dir.path().join("opencode");
     copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
@@ -397,5 +397,102 @@ fn a_sessions_own_answers_hold_while_others_are_written_and_move_when_a_child_ch
     std::fs::write(&part, format!(r#"{{"id":"prt_childnew","sessionID":"{child}","messageID":"{message_id}","type":"text","text":"more"}}"#)).unwrap();
     wait_until("the parent's summary moves with its child", std::time::Duration::from_secs(20), || conditional_get(&daemon, &summary, Some(&tag)).0 == 200);
     wait_until("so does its trace tree", std::time::Duration::from_secs(20), || conditional_get(&daemon, &trace, Some(&trace_tag)).0 == 200);
+    assert!(daemon.terminate().success());
+}
+
+/// GETs `path` with `Cache-Control: <cache_control>` when given: its ETag and body.
+fn get_with(daemon: &Daemon, path: &str, cache_control: Option<&str>) -> (Option<String>, String) {
+    let mut request = ureq::get(&format!("{}{path}", daemon.base_url));
+    if let Some(value) = cache_control {
+        request = request.set("Cache-Control", value);
+    }
+    let response = request.call().unwrap();
+    (response.header("etag").map(str::to_owned), response.into_string().unwrap())
+}
+
+#[test]
+fn a_kept_answer_is_served_for_max_staleness_unless_the_request_wants_the_newest_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    // A minute, so that the steps below surely run inside it.
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), "max_staleness = \"60s\""));
+    let path = "/api/sessions?limit=200";
+    let mut tag = String::new();
+    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
+        let current = get_with(&daemon, path, Some("no-cache")).0.unwrap_or_default();
+        let settled = current == tag;
+        tag = current;
+        settled
+    });
+    let (kept_tag, kept_body) = get_with(&daemon, path, None);
+    assert_eq!(kept_tag.as_deref(), Some(tag.as_str()));
+    let sessions_counted = |stats: &str| serde_json::from_str::<serde_json::Value>(stats).unwrap()["tables"]["sessions"].as_i64().unwrap();
+    let kept_sessions = sessions_counted(&get_with(&daemon, "/api/stats", None).1);
+
+    let session = opencode.join("storage/session/global/ses_staleness000000000000001.json");
+    std::fs::create_dir_all(session.parent().unwrap()).unwrap();
+    std::fs::write(
+        &session,
+        r#"{"id":"ses_staleness000000000000001","projectID":"global","directory":"/tmp","title":"staleness","version":"1.1.65","time":{"created":4102444800000,"updated":4102444800000}}"#,
+    )
+    .unwrap();
+    // Watched through SQL, which is never kept: the read answers must not be asked meanwhile.
+    wait_until("the session is committed", std::time::Duration::from_secs(20), || {
+        !daemon.sql("SELECT id FROM sessions WHERE id = 'ses_staleness000000000000001'").is_empty()
+    });
+
+    let (stale_tag, stale_body) = get_with(&daemon, path, None);
+    assert_eq!(
+        (stale_tag.as_deref(), stale_body.as_str()),
+        (Some(tag.as_str()), kept_body.as_str()),
+        "within max_staleness the kept answer is served, with its own tag"
+    );
+    assert!(!stale_body.contains("ses_staleness000000000000001"));
+    assert_eq!(conditional_get(&daemon, path, Some(&tag)).0, 304, "a client holding that answer is told it still holds");
+    assert_eq!(sessions_counted(&get_with(&daemon, "/api/stats", None).1), kept_sessions, "the database part of /api/stats is kept alike");
+
+    for wants_newest in ["no-cache", "max-age=0"] {
+        let (fresh_tag, fresh_body) = get_with(&daemon, path, Some(wants_newest));
+        assert!(fresh_body.contains("ses_staleness000000000000001"), "Cache-Control: {wants_newest} gets the newest commit");
+        assert_ne!(fresh_tag.as_deref(), Some(tag.as_str()));
+    }
+    assert_eq!(sessions_counted(&get_with(&daemon, "/api/stats", Some("no-cache")).1), kept_sessions + 1);
+    let (_, body) = get_with(&daemon, path, None);
+    assert!(body.contains("ses_staleness000000000000001"), "the newer answer is the one kept from then on");
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn the_http_workers_run_at_a_lower_priority_than_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), "workers = 3"));
+    // A query, so that a worker has spawned a blocking thread for it.
+    let _ = get_with(&daemon, "/api/sessions", Some("no-cache"));
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", daemon.child.id()));
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(&tasks).unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(name), Ok(stat)) = (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat"))) else { continue };
+        // The fields after the parenthesised name start with the state (field 3); nice is field 19.
+        let nice: i64 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse().unwrap();
+        threads.push((name.trim().to_owned(), nice));
+    }
+    // The HTTP workers are actix arbiters (`actix-rt|system:0|arbiter:N`); the queries' blocking
+    // threads are tokio's, spawned by them.
+    let lowered: Vec<&(String, i64)> = threads.iter().filter(|(_, nice)| *nice == 10).collect();
+    assert_eq!(
+        lowered.iter().filter(|(name, _)| name.starts_with("actix-rt|system")).count(),
+        3,
+        "the three HTTP workers at nice 10 (http.worker_nice): {threads:?}"
+    );
+    assert!(
+        lowered.iter().all(|(name, _)| name.starts_with("actix-rt|system") || name.starts_with("tokio-rt-worker")),
+        "only HTTP threads are lowered: {threads:?}"
+    );
+    assert!(lowered.iter().any(|(name, _)| name.starts_with("tokio-rt-worker")), "a query's blocking thread inherits its worker's priority: {threads:?}");
+    assert!(threads.iter().filter(|(name, _)| name == "ducktail").all(|(_, nice)| *nice == 0), "the pipeline keeps the priority it started with: {threads:?}");
     assert!(daemon.terminate().success());
 }

@@ -1,24 +1,33 @@
-//! Answers of the read API reused until the next commit: the daemon is the database's only
-//! writer, so an answer computed at data version `v` (see [`crate::revalidation`]) is the answer
-//! for as long as the version stays `v`. Many clients polling the same views (dashboards, Grafana,
+//! Answers of the read API reused while they are fresh enough: the daemon is the database's only
+//! writer, so an answer computed at data version `v` (see [`crate::revalidation`]) is exact for as
+//! long as the version stays `v`. Many clients polling the same views (dashboards, Grafana,
 //! scripts) then cost one computation per view per commit, not one per request.
 //!
-//! Single flight: while one request computes an answer for version `v`, others asking the same
-//! URL at `v` wait for it instead of running the same queries beside it. A request that finds an
-//! answer or a computation of an older version computes anew (the older one is never served).
+//! Under a steady stream of commits (a thousand files a second commit every few tens of
+//! milliseconds) that is still a computation per view per commit, each one reading the whole
+//! database. So an answer is also served for `http.max_staleness` (250 ms) after its computation
+//! began, whatever was committed since: a view then costs at most one computation per
+//! `max_staleness`, and an answer is never older than that. A request that needs the newest
+//! commit says so the HTTP way, `Cache-Control: no-cache` or `max-age=0` (browsers' `fetch` with
+//! `cache: 'no-store'` sends it, and so does the dashboard); `max-age=N` allows `N` seconds.
 //!
-//! Correctness rests on reading the version *before* computing, as the ETag does: a commit landing
-//! during a computation makes the version move on, so the stored answer (filed under the version
-//! read before) is never served again. Only `200` answers are kept; a computation that fails or
-//! whose client went away releases its waiters, who then compute for themselves.
+//! Single flight: while one request computes an answer, others that would accept it wait for it
+//! instead of running the same queries beside it.
+//!
+//! Correctness rests on reading the version and the clock *before* computing, as the ETag does: a
+//! commit landing during a computation can only make the answer's recorded version and age older
+//! than its content, never newer. Only `200` answers are kept; a computation that fails or whose
+//! client went away releases its waiters, who then compute for themselves.
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -26,23 +35,65 @@ use ducktail_pipeline::status::StatusBoard;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::watch;
 
-/// A kept answer: its body and content type.
+/// A kept HTTP answer: its body and content type.
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
     pub body: Bytes,
     pub content_type: Option<HeaderValue>,
 }
 
-enum Slot {
-    Ready { version: u64, answer: Answer },
-    Computing { version: u64, done: watch::Receiver<bool> },
+/// How many bytes a kept answer holds, for the cache's byte bound.
+pub(crate) trait Weigh {
+    fn bytes(&self) -> usize;
+}
+
+impl Weigh for Answer {
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// What a request accepts: the answer of the version current when it arrived, or one whose
+/// computation began at most `tolerance` ago.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Freshness {
+    pub current: u64,
+    pub tolerance: Duration,
+    pub now: Instant,
+}
+
+impl Freshness {
+    fn accepts(&self, version: u64, started: Instant) -> bool {
+        version == self.current || self.now.saturating_duration_since(started) < self.tolerance
+    }
+}
+
+/// An answer computed from the data at `version`, its computation begun at `started`.
+struct Kept<A> {
+    version: u64,
+    started: Instant,
+    answer: A,
+}
+
+/// A computation under way.
+struct Computing {
+    ticket: u64,
+    version: u64,
+    started: Instant,
+    done: watch::Receiver<bool>,
+}
+
+/// One URL's newest kept answer and the computation under way, if any.
+struct Slot<A> {
+    ready: Option<Kept<A>>,
+    computing: Option<Computing>,
 }
 
 /// What a request should do.
-pub(crate) enum Lookup {
-    /// Serve this answer.
-    Hit(Answer),
-    /// Another request computes it: wait for this, then look again.
+pub(crate) enum Lookup<A> {
+    /// Serve this answer, computed at this version.
+    Hit(A, u64),
+    /// Another request computes an answer this one accepts: wait for this, then look again.
     Wait(watch::Receiver<bool>),
     /// Compute it; report through the ticket.
     Compute(Ticket),
@@ -52,20 +103,22 @@ pub(crate) enum Lookup {
 /// away) releases the requests waiting for it.
 pub(crate) struct Ticket {
     key: String,
+    id: u64,
     version: u64,
+    started: Instant,
     done: watch::Sender<bool>,
 }
 
 /// The kept answers, shared by every HTTP worker.
-pub(crate) struct AnswerCache {
-    slots: Mutex<Slots>,
+pub(crate) struct AnswerCache<A> {
+    slots: Mutex<Slots<A>>,
     capacity: usize,
+    tickets: AtomicU64,
 }
 
 /// The slots and the bytes their answers hold.
-#[derive(Default)]
-struct Slots {
-    by_key: HashMap<String, Slot>,
+struct Slots<A> {
+    by_key: HashMap<String, Slot<A>>,
     bytes: usize,
 }
 
@@ -73,49 +126,66 @@ struct Slots {
 /// kept answers are dropped, as beyond the number of URLs.
 const MAX_KEPT_BYTES: usize = 64 << 20;
 
-impl AnswerCache {
+impl<A: Clone + Weigh> AnswerCache<A> {
     /// At most `capacity` distinct URLs are kept; beyond that, the kept answers are dropped. With
     /// 0, nothing is kept and nobody waits: every request computes its answer.
-    pub(crate) fn new(capacity: usize) -> AnswerCache {
-        AnswerCache { slots: Mutex::new(Slots::default()), capacity }
+    pub(crate) fn new(capacity: usize) -> AnswerCache<A> {
+        AnswerCache { slots: Mutex::new(Slots { by_key: HashMap::new(), bytes: 0 }), capacity, tickets: AtomicU64::new(0) }
     }
 
-    /// What to do for `key` (the path and query) at `version`.
-    pub(crate) fn lookup(&self, key: &str, version: u64) -> Lookup {
+    /// What to do for `key` (the path and query) for a request that accepts `freshness`.
+    pub(crate) fn lookup(&self, key: &str, freshness: Freshness) -> Lookup<A> {
+        let id = self.tickets.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = watch::channel(false);
+        let ticket = Ticket { key: key.to_owned(), id, version: freshness.current, started: freshness.now, done: sender };
         if self.capacity == 0 {
-            return Lookup::Compute(Ticket { key: key.to_owned(), version, done: sender });
+            return Lookup::Compute(ticket);
         }
         let mut guard = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let slots = &mut *guard;
-        match slots.by_key.get(key) {
-            Some(Slot::Ready { version: kept, answer }) if *kept == version => return Lookup::Hit(answer.clone()),
-            Some(Slot::Computing { version: computing, done }) if *computing == version && !*done.borrow() => return Lookup::Wait(done.clone()),
-            // A request that read the version before a commit that a newer one already saw:
-            // it computes for itself and leaves the slot to the newer version.
-            Some(Slot::Ready { version: newer, .. } | Slot::Computing { version: newer, .. }) if *newer > version => {
-                return Lookup::Compute(Ticket { key: key.to_owned(), version, done: sender });
+        if let Some(slot) = slots.by_key.get_mut(key) {
+            if let Some(kept) = slot.ready.as_ref().filter(|kept| freshness.accepts(kept.version, kept.started)) {
+                return Lookup::Hit(kept.answer.clone(), kept.version);
             }
-            _ => {}
+            match &slot.computing {
+                Some(computing) if !*computing.done.borrow() && freshness.accepts(computing.version, computing.started) => {
+                    return Lookup::Wait(computing.done.clone());
+                }
+                // A request that read the version before a commit that a newer one already saw:
+                // it computes for itself and leaves the slot to the newer computation.
+                Some(computing) if !*computing.done.borrow() && computing.version > freshness.current => return Lookup::Compute(ticket),
+                _ => {}
+            }
+            slot.computing = Some(Computing { ticket: id, version: freshness.current, started: freshness.now, done: receiver });
+            return Lookup::Compute(ticket);
         }
         if slots.by_key.len() >= self.capacity || slots.bytes > MAX_KEPT_BYTES {
-            slots.by_key.retain(|_, slot| matches!(slot, Slot::Computing { .. }));
+            slots.by_key.retain(|_, slot| {
+                slot.ready = None;
+                slot.computing.is_some()
+            });
             slots.bytes = 0;
         }
-        if let Some(Slot::Ready { answer, .. }) = slots.by_key.insert(key.to_owned(), Slot::Computing { version, done: receiver }) {
-            slots.bytes = slots.bytes.saturating_sub(answer.body.len());
-        }
-        Lookup::Compute(Ticket { key: key.to_owned(), version, done: sender })
+        let computing = Computing { ticket: id, version: freshness.current, started: freshness.now, done: receiver };
+        slots.by_key.insert(key.to_owned(), Slot { ready: None, computing: Some(computing) });
+        Lookup::Compute(ticket)
     }
 
-    /// Keeps `answer` as the answer at the ticket's version (unless a newer computation took the
-    /// slot meanwhile) and releases the waiters.
-    pub(crate) fn store(&self, ticket: Ticket, answer: Answer) {
+    /// Keeps `answer` as the ticket's URL's answer, unless a newer one is already kept, and
+    /// releases the waiters.
+    pub(crate) fn store(&self, ticket: Ticket, answer: A) {
         let mut guard = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let slots = &mut *guard;
-        if matches!(slots.by_key.get(&ticket.key), Some(Slot::Computing { version, .. }) if *version == ticket.version) {
-            slots.bytes += answer.body.len();
-            slots.by_key.insert(ticket.key.clone(), Slot::Ready { version: ticket.version, answer });
+        if let Some(slot) = slots.by_key.get_mut(&ticket.key) {
+            if slot.computing.as_ref().is_some_and(|computing| computing.ticket == ticket.id) {
+                slot.computing = None;
+            }
+            let newer_kept = slot.ready.as_ref().is_some_and(|kept| kept.version > ticket.version || kept.started > ticket.started);
+            if !newer_kept {
+                let added = answer.bytes();
+                let replaced = slot.ready.replace(Kept { version: ticket.version, started: ticket.started, answer }).map_or(0, |kept| kept.answer.bytes());
+                slots.bytes = (slots.bytes + added).saturating_sub(replaced);
+            }
         }
         drop(guard);
         drop(ticket);
@@ -129,6 +199,56 @@ impl Drop for Ticket {
     }
 }
 
+/// The tolerance a request states in `Cache-Control` (`no-cache` and `max-age=0` want the newest
+/// commit, `max-age=N` accepts `N` seconds), or `default`.
+pub(crate) fn tolerance_of(headers: &HeaderMap, default: Duration) -> Duration {
+    let mut tolerance = default;
+    for value in headers.get_all(header::CACHE_CONTROL).filter_map(|value| value.to_str().ok()) {
+        for directive in value.split(',').map(str::trim) {
+            if directive.eq_ignore_ascii_case("no-cache") {
+                tolerance = Duration::ZERO;
+            } else if let Some(seconds) = directive
+                .split_once('=')
+                .filter(|(name, _)| name.trim().eq_ignore_ascii_case("max-age"))
+                .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+            {
+                tolerance = tolerance.min(Duration::from_secs(seconds));
+            }
+        }
+    }
+    tolerance
+}
+
+/// Runs `compute` for `key` unless an answer `freshness` accepts is kept or being computed; at
+/// most one computation per core runs at a time (`turns`). For answers that are not a whole HTTP
+/// response (the database part of `/api/stats`).
+pub(crate) async fn reuse_or_compute<A, E, F, Fut>(
+    cache: &AnswerCache<A>,
+    turns: &tokio::sync::Semaphore,
+    key: &str,
+    freshness: impl Fn() -> Freshness,
+    compute: F,
+) -> Result<A, E>
+where
+    A: Clone + Weigh,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<A, E>>,
+{
+    loop {
+        match cache.lookup(key, freshness()) {
+            Lookup::Hit(answer, _) => return Ok(answer),
+            Lookup::Wait(done) => wait(done).await,
+            Lookup::Compute(ticket) => {
+                let turn = turns.acquire().await.ok();
+                let answer = compute().await?;
+                drop(turn);
+                cache.store(ticket, answer.clone());
+                return Ok(answer);
+            }
+        }
+    }
+}
+
 /// Waits until the computation behind `done` ended.
 pub(crate) async fn wait(mut done: watch::Receiver<bool>) {
     // An error means the ticket is gone: the computation ended either way.
@@ -138,8 +258,10 @@ pub(crate) async fn wait(mut done: watch::Receiver<bool>) {
 /// The middleware: conditional GETs (`304` while the version holds) and reused answers for the
 /// versioned routes of [`crate::revalidation`]; everything else passes through.
 pub(crate) struct ReuseAnswers {
-    pub cache: Arc<AnswerCache>,
+    pub cache: Arc<AnswerCache<Answer>>,
     pub board: Arc<StatusBoard>,
+    /// How old an answer may be served to a request that states no tolerance.
+    pub max_staleness: Duration,
     /// Read answers computed at once, at most: one per core. Fifty clients at once otherwise run
     /// fifty sets of queries beside the Writer, and on two cores the commits waited seconds.
     pub computing: Arc<tokio::sync::Semaphore>,
@@ -162,6 +284,7 @@ where
             cache: self.cache.clone(),
             board: self.board.clone(),
             computing: self.computing.clone(),
+            max_staleness: self.max_staleness,
         }))
     }
 }
@@ -169,9 +292,10 @@ where
 /// [`ReuseAnswers`] around one worker's service.
 pub(crate) struct ReuseAnswersService<S> {
     service: Rc<S>,
-    cache: Arc<AnswerCache>,
+    cache: Arc<AnswerCache<Answer>>,
     board: Arc<StatusBoard>,
     computing: Arc<tokio::sync::Semaphore>,
+    max_staleness: Duration,
 }
 
 /// `answer` as a `200` with its validator; revalidated by the client on every use.
@@ -199,22 +323,29 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let (service, cache, board, computing) = (self.service.clone(), self.cache.clone(), self.board.clone(), self.computing.clone());
+        let tolerance = tolerance_of(request.headers(), self.max_staleness);
         Box::pin(async move {
             if !crate::revalidation::is_versioned(request.method(), request.path()) {
-                // The live figures are computed per request, in turn with the other reads.
-                let _turn = if request.path() == "/api/stats" { computing.acquire().await.ok() } else { None };
                 return Ok(service.call(request).await?.map_into_boxed_body());
             }
             let key = request.uri().path_and_query().map_or_else(|| request.path().to_owned(), |path| path.as_str().to_owned());
+            let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
+            let unchanged =
+                |request: ServiceRequest, tag: String| Ok(request.into_response(HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish()));
             loop {
-                let version = crate::revalidation::version_for(&board, request.path());
-                let tag = crate::revalidation::tag_of(version);
-                if crate::revalidation::not_modified(request.headers().get(header::IF_NONE_MATCH), &tag) {
-                    let unchanged = HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
-                    return Ok(request.into_response(unchanged));
+                let freshness = Freshness { current: crate::revalidation::version_for(&board, request.path()), tolerance, now: Instant::now() };
+                let current_tag = crate::revalidation::tag_of(freshness.current);
+                if crate::revalidation::not_modified(if_none_match.as_ref(), &current_tag) {
+                    return unchanged(request, current_tag);
                 }
-                match cache.lookup(&key, version) {
-                    Lookup::Hit(answer) => {
+                match cache.lookup(&key, freshness) {
+                    Lookup::Hit(answer, version) => {
+                        // The tag names the version the answer was computed at, so a client
+                        // holding it is told 304 for as long as that answer is served.
+                        let tag = crate::revalidation::tag_of(version);
+                        if crate::revalidation::not_modified(if_none_match.as_ref(), &tag) {
+                            return unchanged(request, tag);
+                        }
                         board.metrics.api_answers_reused.inc();
                         return Ok(request.into_response(answer_response(&answer, &tag)));
                     }
@@ -233,7 +364,7 @@ where
                         })?;
                         drop(turn);
                         let answer = Answer { body, content_type };
-                        let response = answer_response(&answer, &tag);
+                        let response = answer_response(&answer, &current_tag);
                         cache.store(ticket, answer);
                         return Ok(ServiceResponse::new(request, response));
                     }
@@ -251,53 +382,99 @@ mod tests {
         Answer { body: Bytes::from_static(text.as_bytes()), content_type: None }
     }
 
-    #[test]
-    fn an_answer_is_reused_at_its_version_only() {
-        let cache = AnswerCache::new(8);
-        let Lookup::Compute(ticket) = cache.lookup("/api/usage", 3) else { panic!("the first request computes") };
-        assert!(matches!(cache.lookup("/api/usage", 3), Lookup::Wait(_)), "the same request at the same version waits");
-        cache.store(ticket, answer("three"));
-        assert!(matches!(cache.lookup("/api/usage", 3), Lookup::Hit(found) if found.body == "three"));
-        assert!(matches!(cache.lookup("/api/usage", 4), Lookup::Compute(_)), "a commit makes it stale");
-        assert!(matches!(cache.lookup("/api/usage?by=day", 3), Lookup::Compute(_)), "another query is another answer");
+    /// A request at `current` wanting the newest commit, at `now`.
+    fn exact(current: u64, now: Instant) -> Freshness {
+        Freshness { current, tolerance: Duration::ZERO, now }
     }
 
     #[test]
-    fn a_computation_overtaken_by_a_commit_is_not_kept_and_an_abandoned_one_releases_its_waiters() {
+    fn an_exact_request_is_answered_at_its_version_only() {
         let cache = AnswerCache::new(8);
-        let Lookup::Compute(old) = cache.lookup("/api/sessions", 1) else { panic!() };
-        let Lookup::Compute(new) = cache.lookup("/api/sessions", 2) else { panic!() };
+        let now = Instant::now();
+        let Lookup::Compute(ticket) = cache.lookup("/api/usage", exact(3, now)) else { panic!("the first request computes") };
+        assert!(matches!(cache.lookup("/api/usage", exact(3, now)), Lookup::Wait(_)), "the same request at the same version waits");
+        cache.store(ticket, answer("three"));
+        assert!(matches!(cache.lookup("/api/usage", exact(3, now)), Lookup::Hit(found, 3) if found.body == "three"));
+        assert!(matches!(cache.lookup("/api/usage", exact(4, now)), Lookup::Compute(_)), "a commit makes it stale");
+        assert!(matches!(cache.lookup("/api/usage?by=day", exact(3, now)), Lookup::Compute(_)), "another query is another answer");
+    }
+
+    #[test]
+    fn within_the_tolerance_an_older_answer_is_served_and_past_it_one_request_computes() {
+        let cache = AnswerCache::new(8);
+        let begun = Instant::now();
+        let Lookup::Compute(ticket) = cache.lookup("/api/sessions", exact(1, begun)) else { panic!() };
+        cache.store(ticket, answer("one"));
+        let tolerant = |current, after_ms| Freshness { current, tolerance: Duration::from_millis(250), now: begun + Duration::from_millis(after_ms) };
+        assert!(matches!(cache.lookup("/api/sessions", tolerant(5, 200)), Lookup::Hit(found, 1) if found.body == "one"), "four commits later, 200 ms on");
+        assert!(
+            matches!(cache.lookup("/api/sessions", exact(5, begun + Duration::from_millis(200))), Lookup::Compute(_)),
+            "unless the request wants the newest"
+        );
+        let Lookup::Compute(refresh) = cache.lookup("/api/sessions", tolerant(6, 300)) else { panic!("past the tolerance, computed anew") };
+        assert!(matches!(cache.lookup("/api/sessions", tolerant(7, 310)), Lookup::Wait(_)), "a computation begun 10 ms ago is fresh enough to wait for");
+        cache.store(refresh, answer("six"));
+        assert!(matches!(cache.lookup("/api/sessions", tolerant(7, 320)), Lookup::Hit(found, 6) if found.body == "six"));
+    }
+
+    #[test]
+    fn an_older_computation_never_replaces_a_newer_answer_and_an_abandoned_one_releases_its_waiters() {
+        let cache = AnswerCache::new(8);
+        let now = Instant::now();
+        let Lookup::Compute(old) = cache.lookup("/api/sessions", exact(1, now)) else { panic!() };
+        let Lookup::Compute(new) = cache.lookup("/api/sessions", exact(2, now)) else { panic!() };
+        assert!(matches!(cache.lookup("/api/sessions", exact(1, now)), Lookup::Compute(_)), "a late request does not wait for the newer one");
+        cache.store(new, answer("new"));
         cache.store(old, answer("old"));
-        assert!(matches!(cache.lookup("/api/sessions", 1), Lookup::Compute(_)), "the old answer was not kept");
-        assert!(matches!(cache.lookup("/api/sessions", 2), Lookup::Wait(_)), "nor did the late request take the newer one's slot");
-        let Lookup::Wait(mut waiting) = cache.lookup("/api/sessions", 2) else { panic!("version 2 is being computed") };
-        drop(new);
+        assert!(matches!(cache.lookup("/api/sessions", exact(2, now)), Lookup::Hit(found, 2) if found.body == "new"), "the older answer did not replace it");
+        let Lookup::Compute(abandoned) = cache.lookup("/api/sessions", exact(3, now)) else { panic!() };
+        let Lookup::Wait(mut waiting) = cache.lookup("/api/sessions", exact(3, now)) else { panic!("version 3 is being computed") };
+        drop(abandoned);
         assert!(*waiting.borrow_and_update(), "dropping the ticket releases the waiters");
+        assert!(matches!(cache.lookup("/api/sessions", exact(3, now)), Lookup::Compute(_)), "and the next one computes");
     }
 
     #[test]
     fn with_no_room_every_request_computes() {
         let cache = AnswerCache::new(0);
-        let Lookup::Compute(ticket) = cache.lookup("/api/usage", 1) else { panic!() };
-        assert!(matches!(cache.lookup("/api/usage", 1), Lookup::Compute(_)), "nobody waits");
+        let now = Instant::now();
+        let Lookup::Compute(ticket) = cache.lookup("/api/usage", exact(1, now)) else { panic!() };
+        assert!(matches!(cache.lookup("/api/usage", exact(1, now)), Lookup::Compute(_)), "nobody waits");
         cache.store(ticket, answer("x"));
-        assert!(matches!(cache.lookup("/api/usage", 1), Lookup::Compute(_)), "nothing is kept");
+        assert!(matches!(cache.lookup("/api/usage", exact(1, now)), Lookup::Compute(_)), "nothing is kept");
     }
 
     #[test]
     fn the_number_of_kept_answers_is_bounded() {
+        let now = Instant::now();
         let cache = AnswerCache::new(2);
         for key in ["/a", "/b", "/c"] {
-            let Lookup::Compute(ticket) = cache.lookup(key, 1) else { panic!() };
+            let Lookup::Compute(ticket) = cache.lookup(key, exact(1, now)) else { panic!() };
             cache.store(ticket, answer("x"));
         }
         assert!(cache.slots.lock().unwrap().by_key.len() <= 2);
         let big = AnswerCache::new(8);
         for key in ["/x", "/y"] {
-            let Lookup::Compute(ticket) = big.lookup(key, 1) else { panic!() };
+            let Lookup::Compute(ticket) = big.lookup(key, exact(1, now)) else { panic!() };
             big.store(ticket, Answer { body: Bytes::from(vec![0u8; MAX_KEPT_BYTES / 2 + 1]), content_type: None });
         }
-        let Lookup::Compute(_) = big.lookup("/z", 1) else { panic!() };
+        let Lookup::Compute(_) = big.lookup("/z", exact(1, now)) else { panic!() };
         assert!(big.slots.lock().unwrap().bytes == 0, "over the byte bound, the kept answers go");
+    }
+
+    #[test]
+    fn a_request_states_its_tolerance_in_cache_control() {
+        let default = Duration::from_millis(250);
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            tolerance_of(&headers, default)
+        };
+        assert_eq!(tolerance_of(&HeaderMap::new(), default), default);
+        assert_eq!(with("no-cache"), Duration::ZERO);
+        assert_eq!(with("max-age=0"), Duration::ZERO);
+        assert_eq!(with("Max-Age=60"), default, "a longer allowance than the daemon's changes nothing");
+        assert_eq!(with("no-store, max-age=0"), Duration::ZERO);
+        assert_eq!(with("max-stale"), default);
     }
 }

@@ -91,7 +91,7 @@ fn unix_ms_now() -> u64 {
 #[get("/health/detailed")]
 pub(crate) async fn health_detailed(state: web::Data<HttpState>) -> HttpResponse {
     let board = &state.board;
-    let status = state.pipeline_status.send(ducktail_pipeline::messages::GetPipelineStatus).await.unwrap_or_default();
+    let status = state.board.pipeline_status();
     let readers = state.readers.clone();
     let errors_last_hour = web::block(move || {
         let reader = readers.reader().ok()?;

@@ -27,9 +27,7 @@ mod wire;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix::Recipient;
 use actix_web::{web, App, HttpServer};
-use ducktail_pipeline::messages::GetPipelineStatus;
 use ducktail_pipeline::settings::HttpSettings;
 use ducktail_pipeline::status::StatusBoard;
 use ducktail_store::ReaderPool;
@@ -49,8 +47,6 @@ pub struct HttpState {
     pub readers: ReaderPool,
     /// Pipeline counters and readiness.
     pub board: Arc<StatusBoard>,
-    /// Asks the accumulator for its backlog.
-    pub pipeline_status: Recipient<GetPipelineStatus>,
     /// `[http]` settings.
     pub settings: HttpSettings,
     /// `[health]` thresholds.
@@ -61,6 +57,24 @@ pub struct HttpState {
     pub otlp_exporter: Option<actix::Addr<ducktail_pipeline::export::OtlpExporter>>,
     /// The `machine` of Parquet exports asked without one.
     pub export_machine: String,
+}
+
+/// Lowers the calling thread's scheduling priority by `increment` (Linux keeps a nice value per
+/// thread). The HTTP workers run this way so that a flood of requests takes the cores the
+/// pipeline leaves idle, not the Writer's: readers never fight the writer. Failure only logs.
+fn lower_this_threads_priority(increment: i32) {
+    if increment == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let thread = Some(rustix::thread::gettid());
+        let lowered =
+            rustix::process::getpriority_process(thread).and_then(|current| rustix::process::setpriority_process(thread, (current + increment).min(19)));
+        if let Err(error) = lowered {
+            tracing::warn!(increment, %error, "could not lower an HTTP worker's priority; requests then compete with commits for the cores");
+        }
+    }
 }
 
 /// Builds the server on `listener`. The caller runs it and stops it at shutdown; signals are
@@ -74,12 +88,18 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
     let answers = std::sync::Arc::new(answer_cache::AnswerCache::new(data.settings.reused_answers));
     let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
     let computing = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+    let live = web::Data::new(routes::LiveFigures::new(data.settings.reused_answers, computing.clone()));
+    let max_staleness = data.settings.max_staleness;
+    let worker_nice = data.settings.worker_nice;
     let server = HttpServer::new(move || {
+        // Called once on each worker's thread: its queries' blocking threads, spawned from it,
+        // inherit the priority.
+        lower_this_threads_priority(worker_nice);
         let board = data.board.clone();
         let token = data.settings.token.clone();
         App::new()
             // Innermost, so only authorized requests are answered, even with a 304 or a reused answer.
-            .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone(), computing: computing.clone() })
+            .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone(), computing: computing.clone(), max_staleness })
             .wrap_fn(move |request, service| {
                 let headers = request.headers();
                 let authorized = token.is_empty()
@@ -112,6 +132,7 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
                 }
             })
             .app_data(data.clone())
+            .app_data(live.clone())
             .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|error, _| ApiError::bad_request(error.to_string()).into()))
             .configure(routes::configure)
     })

@@ -1,9 +1,12 @@
 //! HTTP handlers.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::{get, post, web, HttpResponse};
-use ducktail_store::COUNTED_TABLES;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use ducktail_store::{IndexStatus, COUNTED_TABLES};
+
+use crate::answer_cache::{AnswerCache, Freshness, Weigh};
 
 use crate::wire::*;
 use crate::HttpState;
@@ -38,7 +41,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
 
 #[get("/metrics")]
 async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
-    let pipeline = state.pipeline_status.send(ducktail_pipeline::messages::GetPipelineStatus).await.unwrap_or_default();
+    let pipeline = state.board.pipeline_status();
     let metrics = &state.board.metrics;
     metrics.pending_files.set(pipeline.pending as i64);
     metrics.batches_in_flight.set(pipeline.in_flight as i64);
@@ -75,14 +78,44 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 /// How many of the newest failed files `/api/stats` lists.
 const RECENT_ERRORS: usize = 10;
 
+/// What `/api/stats` shares between requests: its database part (row counts, files by status,
+/// the newest errors) is reused under the read API's rules ([`crate::answer_cache`]); the
+/// pipeline's live figures are read per request.
+pub(crate) struct LiveFigures {
+    database_part: AnswerCache<Arc<IndexStatus>>,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl LiveFigures {
+    pub(crate) fn new(reused_answers: usize, turns: Arc<tokio::sync::Semaphore>) -> LiveFigures {
+        LiveFigures { database_part: AnswerCache::new(reused_answers.min(1)), turns }
+    }
+}
+
+impl Weigh for Arc<IndexStatus> {
+    fn bytes(&self) -> usize {
+        // Small and one of a kind: the byte bound is for the read API's answers.
+        0
+    }
+}
+
 #[get("/api/stats")]
-async fn stats(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
-    let readers = state.readers.clone();
-    let status = web::block(move || readers.pooled().and_then(|reader| reader.status(RECENT_ERRORS)))
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?
-        .map_err(|error| ApiError::internal(error.to_string()))?;
-    let pipeline = state.pipeline_status.send(ducktail_pipeline::messages::GetPipelineStatus).await.unwrap_or_default();
+async fn stats(request: HttpRequest, state: web::Data<HttpState>, live: web::Data<LiveFigures>) -> Result<HttpResponse, ApiError> {
+    let tolerance = crate::answer_cache::tolerance_of(request.headers(), state.settings.max_staleness);
+    let freshness = || Freshness { current: crate::revalidation::current_version(&state.board), tolerance, now: Instant::now() };
+    let status = crate::answer_cache::reuse_or_compute(&live.database_part, &live.turns, "status", freshness, || {
+        let readers = state.readers.clone();
+        async move {
+            let status = web::block(move || readers.pooled().and_then(|reader| reader.status(RECENT_ERRORS)))
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            Ok::<_, ApiError>(Arc::new(status))
+        }
+    })
+    .await?;
+    let status = IndexStatus::clone(&status);
+    let pipeline = state.board.pipeline_status();
     let latency = state.board.latency_summary();
     let millis = |duration: Duration| duration.as_secs_f64() * 1_000.0;
     let last_commit = state.board.last_commit_unix_ms.load(std::sync::atomic::Ordering::Relaxed);

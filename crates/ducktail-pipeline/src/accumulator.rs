@@ -482,6 +482,7 @@ impl Accumulator {
             }));
         }
         self.board.writer_behind.store(self.core.writer_behind(), std::sync::atomic::Ordering::Relaxed);
+        self.board.publish_pipeline_status(self.core.status());
         if self.core.below_low_water() {
             for waiter in self.capacity_waiters.drain(..) {
                 let _ = waiter.send(());
@@ -513,6 +514,7 @@ impl Supervised for Accumulator {
         // because none of them was committed.
         self.core = AccumulatorCore::new(self.core.rules.clone());
         self.board.writer_behind.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.board.publish_pipeline_status(self.core.status());
         self.capacity_waiters.clear();
         self.timer = None;
         self.links.reconciler().do_send(Rescan { scope: self.storage_root.clone(), reason: "the accumulator restarted" });
@@ -523,6 +525,7 @@ impl Handler<FullScan> for Accumulator {
     type Result = ();
     fn handle(&mut self, event: FullScan, _ctx: &mut Self::Context) {
         self.core.full_scan(event);
+        self.board.publish_pipeline_status(self.core.status());
     }
 }
 

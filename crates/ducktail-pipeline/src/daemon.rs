@@ -232,11 +232,6 @@ impl Daemon {
         self.links.accumulator().send(GetPipelineStatus).await.unwrap_or_default()
     }
 
-    /// A handle for asking the pipeline's load from elsewhere (the HTTP server).
-    pub fn status_recipient(&self) -> Recipient<GetPipelineStatus> {
-        self.links.accumulator().clone().recipient()
-    }
-
     /// Stops watching, commits everything pending, checkpoints. Gives up waiting after
     /// `deadline` (what is not committed then is found by the next start's catch-up).
     pub async fn shutdown(self, deadline: Duration) {

@@ -443,6 +443,15 @@ pub struct HttpSettings {
     /// Distinct read URLs whose answers are kept and served again until the next commit; 0 turns
     /// the reuse off (every request runs its queries; conditional GETs still answer 304).
     pub reused_answers: usize,
+    /// How long after its computation began a kept answer is still served to a request that does
+    /// not ask for the newest commit (`Cache-Control: no-cache` does); 0 serves only answers of
+    /// the newest commit.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+    /// How much lower than the pipeline's the HTTP workers' scheduling priority is (a `nice`
+    /// increment, 0–19): under a flood of requests the commits keep their pace and the readers
+    /// wait instead.
+    pub worker_nice: i32,
 }
 
 impl HttpSettings {
@@ -457,7 +466,16 @@ impl HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { listen: "127.0.0.1:7337".to_owned(), sql_enabled: false, sql_max_rows: 10_000, token: String::new(), workers: 0, reused_answers: 1_024 }
+        HttpSettings {
+            listen: "127.0.0.1:7337".to_owned(),
+            sql_enabled: false,
+            sql_max_rows: 10_000,
+            token: String::new(),
+            workers: 0,
+            reused_answers: 1_024,
+            max_staleness: Duration::from_millis(250),
+            worker_nice: 10,
+        }
     }
 }
 
@@ -521,6 +539,12 @@ impl Settings {
         }
         if self.health.max_pending_files == 0 || self.health.max_latency_p95_ms == 0 {
             return Err("health.max_pending_files and health.max_latency_p95_ms must be at least 1".to_owned());
+        }
+        if !(0..=19).contains(&self.http.worker_nice) {
+            return Err(format!("http.worker_nice must be between 0 and 19 (got {})", self.http.worker_nice));
+        }
+        if self.http.max_staleness > Duration::from_secs(60) {
+            return Err(format!("http.max_staleness must be at most 60s (got {:?}); answers older than that look broken", self.http.max_staleness));
         }
         if self.retention.interval < Duration::from_secs(1) {
             return Err(format!("retention.interval must be at least 1s (got {:?})", self.retention.interval));

@@ -88,6 +88,16 @@ pub struct StatusBoard {
     pub writer_behind: AtomicBool,
     /// Recent event→commit latencies with their commit instants, newest last.
     latencies: Mutex<VecDeque<(Instant, Duration)>>,
+    /// Bumped whenever `latencies` changes, so [`StatusBoard::latency_summary`] sorts the window
+    /// once per commit, not once per `/api/stats` request (sorting 10,000 samples per request
+    /// under load cost more than answering it).
+    latency_generation: AtomicU64,
+    /// The window's percentiles and the generation they were computed at.
+    latency_memo: Mutex<Option<(u64, LatencySummary)>>,
+    /// Paths waiting in the accumulator, as it published after its last change.
+    pending_files: AtomicU64,
+    /// Batches being decoded or written, as the accumulator published after its last change.
+    batches_in_flight: AtomicU64,
     /// Commit notices for readers (server-sent events).
     pub commits: CommitFeed,
     /// Prometheus metrics.
@@ -274,11 +284,39 @@ impl StatusBoard {
             }
             window.push_back((now, *latency));
         }
+        drop(window);
+        self.latency_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records the accumulator's load, which the HTTP routes read without asking it (a question
+    /// per request would queue in its mailbox beside the file events).
+    pub fn publish_pipeline_status(&self, status: crate::messages::PipelineStatus) {
+        self.pending_files.store(status.pending as u64, Ordering::Relaxed);
+        self.batches_in_flight.store(status.in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// The accumulator's load as of its last change.
+    pub fn pipeline_status(&self) -> crate::messages::PipelineStatus {
+        crate::messages::PipelineStatus {
+            pending: self.pending_files.load(Ordering::Relaxed) as usize,
+            in_flight: self.batches_in_flight.load(Ordering::Relaxed) as usize,
+        }
     }
 
     /// Percentiles over the recent window.
     pub fn latency_summary(&self) -> LatencySummary {
-        self.latency_summary_since(None)
+        let generation = self.latency_generation.load(Ordering::Acquire);
+        let mut memo = self.latency_memo.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *memo {
+            Some((computed_at, summary)) if computed_at == generation => summary,
+            _ => {
+                // Read the generation before the window: a commit meanwhile leaves the memo
+                // older than its content, so the next call computes again.
+                let summary = self.latency_summary_since(None);
+                *memo = Some((generation, summary));
+                summary
+            }
+        }
     }
 
     /// Percentiles over the window's commits of the last `period` (all of the window if `None`).

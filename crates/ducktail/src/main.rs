@@ -454,7 +454,6 @@ fn run_daemon(settings: Settings, opencode: &Path, database: &Path, listen: &str
         let state = ducktail_http::HttpState {
             readers: daemon.readers.clone(),
             board: daemon.board.clone(),
-            pipeline_status: daemon.status_recipient(),
             settings: settings.http.clone(),
             health: settings.health.clone(),
             build: build.clone(),

@@ -162,7 +162,9 @@ async function api(path, options = {}) {
   try {
     response = await fetch(path, {
       method: options.body ? 'POST' : 'GET',
-      headers: options.body ? { accept: 'application/json', 'content-type': 'application/json' } : { accept: 'application/json' },
+      // `no-cache`: the answer of the newest commit, never one kept for up to http.max_staleness
+      // (the page refreshes because a commit was announced, and must show it).
+      headers: options.body ? { accept: 'application/json', 'content-type': 'application/json' } : { accept: 'application/json', 'cache-control': 'no-cache' },
       body: options.body ? JSON.stringify(options.body) : undefined,
       credentials: 'same-origin',
       cache: 'no-store',
