@@ -48,7 +48,7 @@ fn options() -> Options {
     options
 }
 
-/// The wrk script: requests round-robin over `paths`, and the latency percentiles printed as one
+/// The wrk script: requests round-robin over `paths`, accepting gzip, and the latency percentiles printed as one
 /// JSON line at the end (wrk's own summary has no p95).
 fn wrk_script(paths: &[String]) -> String {
     let list: Vec<String> = paths.iter().map(|path| format!("{path:?}")).collect();
@@ -56,6 +56,8 @@ fn wrk_script(paths: &[String]) -> String {
         r#"
 local paths = {{ {} }}
 local index = 0
+-- As browsers and Grafana do: kept answers then go out gzipped.
+wrk.headers["Accept-Encoding"] = "gzip"
 request = function()
   index = index % #paths + 1
   return wrk.format("GET", paths[index])

@@ -496,3 +496,46 @@ fn the_http_workers_run_at_a_lower_priority_than_the_pipeline() {
     assert!(threads.iter().filter(|(name, _)| name == "ducktail").all(|(_, nice)| *nice == 0), "the pipeline keeps the priority it started with: {threads:?}");
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn answers_go_out_gzipped_to_clients_that_accept_it_and_the_event_stream_never_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let opencode = dir.path().join("opencode");
+    copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
+    let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
+    let get = |path: &str, gzip: bool| {
+        let mut request = ureq::get(&format!("{}{path}", daemon.base_url));
+        if gzip {
+            request = request.set("Accept-Encoding", "gzip");
+        }
+        let response = request.call().unwrap();
+        let encoding = response.header("content-encoding").unwrap_or("identity").to_owned();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        (encoding, body)
+    };
+    let gunzip = |body: &[u8]| {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut text).expect("a gzip body");
+        text
+    };
+    // A kept answer (twice: computed, then reused), a route computed per request, an asset.
+    for path in ["/api/sessions?limit=200", "/api/sessions?limit=200", "/api/stats", "/assets/app.js"] {
+        let (plain_encoding, plain) = get(path, false);
+        let (encoding, gzipped) = get(path, true);
+        assert_eq!(plain_encoding, "identity", "{path}: a client that does not ask gets it as it is");
+        assert_eq!(encoding, "gzip", "{path}");
+        assert!(gzipped.len() < plain.len(), "{path}: {} bytes gzipped, {} as it is", gzipped.len(), plain.len());
+        if path.starts_with("/api/sessions") {
+            assert_eq!(gunzip(&gzipped), plain, "{path}: the same answer");
+        } else {
+            assert!(!gunzip(&gzipped).is_empty());
+        }
+    }
+    let events = ureq::get(&format!("{}/api/events", daemon.base_url)).set("Accept-Encoding", "gzip").call().unwrap();
+    assert_ne!(events.header("content-encoding"), Some("gzip"), "a compressor would hold events back");
+    let mut first = [0u8; 13];
+    std::io::Read::read_exact(&mut events.into_reader(), &mut first).unwrap();
+    assert_eq!(&first, b"event: ready\n", "the stream's first frame arrives as it is");
+    assert!(daemon.terminate().success());
+}

@@ -35,11 +35,45 @@ use ducktail_pipeline::status::StatusBoard;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::watch;
 
-/// A kept HTTP answer: its body and content type.
+/// A kept HTTP answer: its body and content type, and the body gzipped, made the first time a
+/// client that accepts gzip asks (so a kept answer is compressed once, not per request).
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
     pub body: Bytes,
     pub content_type: Option<HeaderValue>,
+    pub gzipped: Arc<std::sync::OnceLock<Bytes>>,
+}
+
+impl Answer {
+    pub(crate) fn new(body: Bytes, content_type: Option<HeaderValue>) -> Answer {
+        Answer { body, content_type, gzipped: Arc::default() }
+    }
+
+    /// The body gzipped.
+    fn gzipped(&self) -> &Bytes {
+        self.gzipped.get_or_init(|| {
+            use std::io::Write as _;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(self.body.len() / 4), flate2::Compression::fast());
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(&self.body);
+            Bytes::from(encoder.finish().unwrap_or_default())
+        })
+    }
+}
+
+/// Bodies smaller than this go out as they are: gzip would save less than its own overhead.
+const GZIP_FROM_BYTES: usize = 1024;
+
+/// Whether `Accept-Encoding` accepts gzip (`gzip` or `*`, with a non-zero `q`).
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts.any(|parameter| {
+            parameter.split_once('=').is_some_and(|(key, q)| key.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+        });
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
 }
 
 /// How many bytes a kept answer holds, for the cache's byte bound.
@@ -298,8 +332,9 @@ pub(crate) struct ReuseAnswersService<S> {
     max_staleness: Duration,
 }
 
-/// `answer` as a `200` with its validator; revalidated by the client on every use.
-fn answer_response(answer: &Answer, tag: &str) -> HttpResponse {
+/// `answer` as a `200` with its validator, gzipped when the client accepts it; revalidated by the
+/// client on every use.
+fn answer_response(answer: &Answer, tag: &str, gzip: bool) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Some(content_type) = &answer.content_type {
         response.insert_header((header::CONTENT_TYPE, content_type.clone()));
@@ -307,7 +342,14 @@ fn answer_response(answer: &Answer, tag: &str) -> HttpResponse {
     if let Ok(tag) = HeaderValue::from_str(tag) {
         response.insert_header((header::ETAG, tag));
     }
-    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))).body(answer.body.clone())
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+    response.insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
+    if gzip && answer.body.len() >= GZIP_FROM_BYTES {
+        response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+        return response.body(answer.gzipped().clone());
+    }
+    // Set, so that the compression of the other routes leaves it as it is.
+    response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("identity"))).body(answer.body.clone())
 }
 
 impl<S, B> Service<ServiceRequest> for ReuseAnswersService<S>
@@ -324,6 +366,7 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let (service, cache, board, computing) = (self.service.clone(), self.cache.clone(), self.board.clone(), self.computing.clone());
         let tolerance = tolerance_of(request.headers(), self.max_staleness);
+        let gzip = accepts_gzip(request.headers());
         Box::pin(async move {
             if !crate::revalidation::is_versioned(request.method(), request.path()) {
                 return Ok(service.call(request).await?.map_into_boxed_body());
@@ -347,7 +390,7 @@ where
                             return unchanged(request, tag);
                         }
                         board.metrics.api_answers_reused.inc();
-                        return Ok(request.into_response(answer_response(&answer, &tag)));
+                        return Ok(request.into_response(answer_response(&answer, &tag, gzip)));
                     }
                     Lookup::Wait(done) => wait(done).await,
                     Lookup::Compute(ticket) => {
@@ -363,8 +406,8 @@ where
                             actix_web::error::ErrorInternalServerError(error.to_string())
                         })?;
                         drop(turn);
-                        let answer = Answer { body, content_type };
-                        let response = answer_response(&answer, &current_tag);
+                        let answer = Answer::new(body, content_type);
+                        let response = answer_response(&answer, &current_tag, gzip);
                         cache.store(ticket, answer);
                         return Ok(ServiceResponse::new(request, response));
                     }
@@ -379,7 +422,7 @@ mod tests {
     use super::*;
 
     fn answer(text: &'static str) -> Answer {
-        Answer { body: Bytes::from_static(text.as_bytes()), content_type: None }
+        Answer::new(Bytes::from_static(text.as_bytes()), None)
     }
 
     /// A request at `current` wanting the newest commit, at `now`.
@@ -456,10 +499,29 @@ mod tests {
         let big = AnswerCache::new(8);
         for key in ["/x", "/y"] {
             let Lookup::Compute(ticket) = big.lookup(key, exact(1, now)) else { panic!() };
-            big.store(ticket, Answer { body: Bytes::from(vec![0u8; MAX_KEPT_BYTES / 2 + 1]), content_type: None });
+            big.store(ticket, Answer::new(Bytes::from(vec![0u8; MAX_KEPT_BYTES / 2 + 1]), None));
         }
         let Lookup::Compute(_) = big.lookup("/z", exact(1, now)) else { panic!() };
         assert!(big.slots.lock().unwrap().bytes == 0, "over the byte bound, the kept answers go");
+    }
+
+    #[test]
+    fn gzip_is_offered_to_clients_that_accept_it_and_made_once_per_answer() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip, deflate, br, zstd") && with("*") && with("br;q=1.0, gzip;q=0.5"));
+        assert!(!with("br") && !with("gzip;q=0") && !with("identity") && !accepts_gzip(&HeaderMap::new()));
+        let answer = Answer::new(Bytes::from("{\"x\":1}".repeat(400)), None);
+        let copy = answer.clone();
+        let gzipped = answer.gzipped().clone();
+        assert!(gzipped.len() < answer.body.len() / 10);
+        assert!(std::ptr::eq(copy.gzipped().as_ptr(), gzipped.as_ptr()), "a clone of a kept answer shares its gzipped body");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut text).unwrap();
+        assert_eq!(text.as_bytes(), &answer.body[..]);
     }
 
     #[test]

@@ -47,7 +47,12 @@ pub(crate) async fn events(state: web::Data<HttpState>) -> HttpResponse {
             receiver,
             |mut receiver| async move { next_frame(&mut receiver).await.map(|bytes| (Ok::<_, Infallible>(bytes), receiver)) },
         );
-    HttpResponse::Ok().content_type("text/event-stream").insert_header(("Cache-Control", "no-cache")).streaming(futures_util::StreamExt::chain(hello, notices))
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        // Never compressed: a compressor holds frames back until its block fills.
+        .insert_header(("Content-Encoding", "identity"))
+        .streaming(futures_util::StreamExt::chain(hello, notices))
 }
 
 #[cfg(test)]

@@ -100,6 +100,10 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
         App::new()
             // Innermost, so only authorized requests are answered, even with a 304 or a reused answer.
             .wrap(answer_cache::ReuseAnswers { cache: answers.clone(), board: data.board.clone(), computing: computing.clone(), max_staleness })
+            // Outside the reuse (a later `wrap` is an outer one): kept answers arrive gzipped
+            // already or marked identity, and pass as they are; every other answer is compressed
+            // here for the clients that accept it.
+            .wrap(actix_web::middleware::Compress::default())
             .wrap_fn(move |request, service| {
                 let headers = request.headers();
                 let authorized = token.is_empty()
@@ -108,7 +112,8 @@ pub fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<actix_w
                     || auth::bearer_matches(headers.get(actix_web::http::header::AUTHORIZATION), &token)
                     || auth::cookie_matches(headers.get(actix_web::http::header::COOKIE), &token);
                 let response: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = if authorized {
-                    Box::pin(actix_web::dev::Service::call(service, request))
+                    let response = actix_web::dev::Service::call(service, request);
+                    Box::pin(async move { Ok(response.await?.map_into_boxed_body()) })
                 } else {
                     let refused = request.into_response(actix_web::ResponseError::error_response(&ApiError::unauthorized(
                         "this server requires Authorization: Bearer <http.token> (browsers: POST /api/login)",
