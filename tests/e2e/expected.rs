@@ -16,6 +16,10 @@ pub struct Expected {
     pub parts: BTreeSet<String>,
     /// session id → (sum input, sum output, sum cost) over step-finish parts.
     pub finish_sums: BTreeMap<String, (i64, i64, f64)>,
+    /// session id → the models (`provider/model` of their message) of its step-finish parts.
+    pub finish_models: BTreeMap<String, BTreeSet<String>>,
+    /// message id → its `provider/model`, when it names both.
+    pub message_models: BTreeMap<String, String>,
     /// (task part id, session id, child session id).
     pub delegations: BTreeSet<(String, String, String)>,
     /// Todo items in total.
@@ -93,6 +97,9 @@ impl Expected {
                     let session = string(&value, "sessionID").unwrap_or_else(|| path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned());
                     let tokens = value.pointer("/tokens/input").and_then(Value::as_f64).unwrap_or(0.0).round() as i64;
                     let cost = number(&value, "/cost");
+                    if let (Some(provider), Some(model)) = (string(&value, "providerID"), string(&value, "modelID")) {
+                        expected.message_models.insert(string(&value, "id").unwrap(), format!("{provider}/{model}"));
+                    }
                     expected.messages.insert(string(&value, "id").unwrap(), (session, tokens, cost));
                     mark(&mut expected, &path, true);
                 }
@@ -109,6 +116,9 @@ impl Expected {
                         sums.0 += number(&value, "/tokens/input").round() as i64;
                         sums.1 += number(&value, "/tokens/output").round() as i64;
                         sums.2 += number(&value, "/cost");
+                        if let Some(model) = string(&value, "messageID").and_then(|message| expected.message_models.get(&message).cloned()) {
+                            expected.finish_models.entry(session.clone()).or_default().insert(model);
+                        }
                     }
                     if value.get("tool").and_then(Value::as_str) == Some("task") {
                         if let Some(child) = value.pointer("/state/metadata/sessionId").and_then(Value::as_str) {

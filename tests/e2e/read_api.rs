@@ -106,6 +106,47 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
     assert_eq!(unique.len(), seen.len(), "a session appeared on two pages");
     assert_eq!(unique, expected.sessions.keys().cloned().collect::<BTreeSet<_>>());
 
+    // Sorted by the server across pages: by cost, largest first; by tokens, smallest first.
+    for (query, ascending) in [("sort=cost", false), ("sort=tokens&order=asc", true)] {
+        let mut keys = Vec::new();
+        let mut listed = BTreeSet::new();
+        let mut cursor = String::new();
+        loop {
+            let (code, page) = get(&daemon, &format!("/api/sessions?{query}&limit=9&cursor={cursor}"));
+            assert_eq!(code, 200, "{query}: {page}");
+            for session in page["sessions"].as_array().unwrap() {
+                let usage = &session["usage"];
+                let key = if query.contains("cost") {
+                    usage["cost"].as_f64().unwrap()
+                } else {
+                    ["input", "output", "reasoning", "cache_read", "cache_write"].iter().map(|kind| usage[kind].as_i64().unwrap()).sum::<i64>() as f64
+                };
+                keys.push(key);
+                assert!(listed.insert(session["id"].as_str().unwrap().to_owned()), "{query}: a session on two pages");
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(listed, expected.sessions.keys().cloned().collect::<BTreeSet<_>>(), "{query}: every session once");
+        let ordered = keys.windows(2).all(|pair| if ascending { pair[0] <= pair[1] + 1e-9 } else { pair[0] + 1e-9 >= pair[1] });
+        assert!(ordered, "{query}: not in order: {keys:?}");
+        assert!(keys.first() != keys.last(), "{query}: the tree has sessions of different sizes");
+    }
+    // Filtered by a model the files name: exactly the sessions with a finish step of it.
+    let model = expected.finish_models.values().flatten().next().expect("the generated tree names models").clone();
+    let (code, page) = get(&daemon, &format!("/api/sessions?model={}&limit=500", model.replace('/', "%2F")));
+    assert_eq!(code, 200, "{page}");
+    let listed: BTreeSet<String> = page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let wanted: BTreeSet<String> = expected.finish_models.iter().filter(|(_, models)| models.contains(&model)).map(|(id, _)| id.clone()).collect();
+    assert_eq!(listed, wanted, "sessions of {model}");
+    let (_, by_agent) = get(&daemon, "/api/usage?group_by=agent");
+    let agent = by_agent["rows"][0]["key"].as_str().unwrap().to_owned();
+    let (_, page) = get(&daemon, &format!("/api/sessions?agent={agent}&sort=updated&order=asc&limit=500"));
+    let sessions = page["sessions"].as_array().unwrap();
+    assert!(!sessions.is_empty() && sessions.len() < expected.sessions.len(), "agent {agent}: {} of {} sessions", sessions.len(), expected.sessions.len());
+
     let roots: BTreeSet<String> = expected.sessions.iter().filter(|(_, parent)| parent.is_none()).map(|(id, _)| id.clone()).collect();
     let (_, page) = get(&daemon, "/api/sessions?root_only=true&limit=500");
     let listed: BTreeSet<String> = page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
@@ -191,6 +232,8 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
         ("/api/sessions?since=yesterday", 400, "since"),
         ("/api/sessions?limit=0", 400, "limit"),
         ("/api/sessions?cursor=garbage", 400, "cursor"),
+        ("/api/sessions?sort=price", 400, "sort"),
+        ("/api/sessions?order=up", 400, "order"),
     ] {
         let (status, body) = get(&daemon, path);
         assert_eq!(status, code, "{path}: {body}");

@@ -5,7 +5,7 @@
 //! blocking pool.
 
 use actix_web::{get, web, HttpResponse};
-use ducktail_store::{Reader, SessionFilter, UsageGroup};
+use ducktail_store::{Reader, SessionFilter, SessionSort, UsageGroup};
 
 use crate::wire::*;
 use crate::HttpState;
@@ -61,6 +61,19 @@ pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<Sess
         root_only: query.root_only,
         title_contains: query.q.filter(|q| !q.is_empty()),
         app: query.app.filter(|app| !app.is_empty()),
+        model: query.model.filter(|model| !model.is_empty()),
+        agent: query.agent.filter(|agent| !agent.is_empty()),
+        sort: match query.sort.as_deref().filter(|sort| !sort.is_empty()) {
+            None => SessionSort::Created,
+            Some(name) => {
+                SessionSort::parse(name).ok_or_else(|| ApiError::bad_request(format!("sort must be created, updated, cost or tokens, got {name:?}")))?
+            }
+        },
+        ascending: match query.order.as_deref().filter(|order| !order.is_empty()) {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, got {other:?}"))),
+        },
         limit,
         after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(decode_cursor).transpose()?,
     };

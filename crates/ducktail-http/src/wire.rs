@@ -306,6 +306,14 @@ pub struct SessionsQuery {
     pub q: Option<String>,
     /// Only sessions of this coding agent: `opencode`, `claude_code` or `codex`.
     pub app: Option<String>,
+    /// Only sessions with a finish step of this model (`provider/model`, a key of usage by model).
+    pub model: Option<String>,
+    /// Only sessions with a finish step of this agent (a key of usage by agent).
+    pub agent: Option<String>,
+    /// `created` (default), `updated`, `cost` or `tokens`.
+    pub sort: Option<String>,
+    /// `desc` (default: newest, largest first) or `asc`.
+    pub order: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
@@ -315,9 +323,10 @@ pub struct SessionsQuery {
 /// `GET /api/sessions`.
 #[derive(Serialize)]
 pub struct SessionsPage {
-    /// Newest first.
+    /// In the asked order (newest first by default).
     pub sessions: Vec<ducktail_store::SessionListItem>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor`, with the same filters, sort and order, for the next page; absent on the
+    /// last page.
     pub next_cursor: Option<String>,
 }
 

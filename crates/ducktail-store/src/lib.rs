@@ -44,8 +44,8 @@ pub use export_read::{ExportDay, ExportTable, SentSpan, TraceMessage, TraceRecor
 pub use list_prices::ListPricing;
 pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{
-    usage_total, Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSummary, TimelineMessage, TimelinePart, TimelineStep, TimelineTool,
-    TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow, UsageTotal,
+    usage_total, Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSort, SessionSummary, TimelineMessage, TimelinePart, TimelineStep,
+    TimelineTool, TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow, UsageTotal,
 };
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use spans::{SpanBatch, SpanReport};
@@ -97,6 +97,17 @@ pub enum StoreError {
         version: i32,
         /// DuckDB's message.
         detail: String,
+    },
+    /// The database was written by an older ducktail and is opened read-only, so it cannot be
+    /// upgraded here.
+    #[error("database {path} has schema version {found}, older than this ducktail reads ({known}); run `ducktail index --db {path}` (or start `ducktail run`) once to upgrade it in place")]
+    TooOld {
+        /// The database file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i32,
+        /// Newest version this build knows.
+        known: i32,
     },
     /// The database was written by a newer ducktail.
     #[error("database {path} has schema version {found}, newer than this ducktail knows ({known}); upgrade ducktail or pass another --db")]

@@ -61,10 +61,58 @@ pub struct SessionFilter {
     pub title_contains: Option<String>,
     /// Only sessions of this coding agent (`opencode`, `claude_code`, `codex`).
     pub app: Option<String>,
+    /// Only sessions with a finish step of this model (`provider/model`, as usage by model names it).
+    pub model: Option<String>,
+    /// Only sessions with a finish step of this agent (`build`, `plan`, a sub-agent's type…).
+    pub agent: Option<String>,
+    /// What the page is ordered by.
+    pub sort: SessionSort,
+    /// Smallest first instead of largest (newest) first.
+    pub ascending: bool,
     /// Rows per page.
     pub limit: usize,
-    /// Continue after this (created key, id), from [`SessionPage::next_cursor`].
+    /// Continue after this (sort key, id), from [`SessionPage::next_cursor`] of the same sort.
     pub after: Option<(i64, String)>,
+}
+
+/// What a page of sessions is ordered by; ties go by id, in the same direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionSort {
+    /// Creation time.
+    #[default]
+    Created,
+    /// Last update.
+    Updated,
+    /// The session's own cost (its finish steps).
+    Cost,
+    /// The session's own tokens, every kind added.
+    Tokens,
+}
+
+impl SessionSort {
+    /// `created`, `updated`, `cost` or `tokens`.
+    pub fn parse(name: &str) -> Option<SessionSort> {
+        match name {
+            "created" => Some(SessionSort::Created),
+            "updated" => Some(SessionSort::Updated),
+            "cost" => Some(SessionSort::Cost),
+            "tokens" => Some(SessionSort::Tokens),
+            _ => None,
+        }
+    }
+
+    /// The key as a BIGINT over `sessions s` and its `session_stats` row `o` (cost in
+    /// nano-dollars, so that a cursor holds it exactly).
+    fn key_sql(self) -> &'static str {
+        match self {
+            SessionSort::Created => "coalesce(epoch_us(s.created_at::TIMESTAMP), 0)",
+            SessionSort::Updated => "coalesce(epoch_us(s.updated_at::TIMESTAMP), epoch_us(s.created_at::TIMESTAMP), 0)",
+            SessionSort::Cost => "CAST(round(coalesce(o.cost, 0) * 1e9) AS BIGINT)",
+            SessionSort::Tokens => {
+                "coalesce(o.tokens_input, 0) + coalesce(o.tokens_output, 0) + coalesce(o.tokens_reasoning, 0) + coalesce(o.tokens_cache_read, 0) + coalesce(o.tokens_cache_write, 0)"
+            }
+        }
+    }
 }
 
 /// One session in a list.
@@ -482,27 +530,31 @@ const ROLLUP_SUMS_ACROSS_SESSIONS: &str = "coalesce(sum(r.tokens_input), 0), coa
      coalesce(sum(r.tokens_cache_write), 0), coalesce(fsum(r.cost), 0)";
 
 /// Sessions with their counts; `{filter}` narrows `sessions s`, `{tail}` orders and cuts the page.
-fn session_list_sql(filter: &str, tail: &str) -> String {
-    session_counts_sql(filter, tail, "IN (SELECT id FROM page)")
+fn session_list_sql(filter: &str, tail: &str, sort: SessionSort, ascending: bool) -> String {
+    session_counts_sql(filter, tail, "IN (SELECT id FROM page)", sort, ascending)
 }
 
 /// [`session_list_sql`] with the child count narrowed by `{in_page}`: a page's semi-join, or
 /// `= $1::VARCHAR` for one session. Counts and totals come from the `session_stats` rollup (the
 /// TraceBuilder keeps it), so a page costs two small-table scans whatever the sessions' sizes.
-fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
+fn session_counts_sql(filter: &str, tail: &str, in_page: &str, sort: SessionSort, ascending: bool) -> String {
+    let key = sort.key_sql();
+    let direction = if ascending { "ASC" } else { "DESC" };
+    // Only a sort by the session's figures reads their rollup row before paging.
+    let figures = if matches!(sort, SessionSort::Cost | SessionSort::Tokens) { "LEFT JOIN session_stats o ON o.session_id = s.id" } else { "" };
     format!(
         "WITH page AS (
             SELECT s.id, s.project_id, s.parent_id, s.title, coalesce(s.app, 'opencode') AS app,
                    epoch_us(s.created_at::TIMESTAMP) AS created_us, epoch_us(s.updated_at::TIMESTAMP) AS updated_us,
-                   coalesce(epoch_us(s.created_at::TIMESTAMP), 0) AS created_key
-            FROM sessions s WHERE {filter}
+                   {key} AS sort_key
+            FROM sessions s {figures} WHERE {filter}
             {tail}
         ),
         kids AS (
             SELECT parent_id, count(*) AS children FROM sessions WHERE parent_id {in_page} GROUP BY parent_id
         ),
         st AS (SELECT * FROM session_stats WHERE session_id {in_page})
-        SELECT p.id, p.project_id, p.parent_id, p.title, p.created_us, p.updated_us, p.created_key,
+        SELECT p.id, p.project_id, p.parent_id, p.title, p.created_us, p.updated_us, p.sort_key,
                coalesce(st.tokens_input, 0), coalesce(st.tokens_output, 0), coalesce(st.tokens_reasoning, 0),
                coalesce(st.tokens_cache_read, 0), coalesce(st.tokens_cache_write, 0), coalesce(st.cost, 0),
                coalesce(st.messages, 0), coalesce(st.tool_calls, 0), coalesce(st.tool_errors, 0) + coalesce(st.message_errors, 0),
@@ -510,7 +562,7 @@ fn session_counts_sql(filter: &str, tail: &str, in_page: &str) -> String {
         FROM page p
         LEFT JOIN st ON st.session_id = p.id
         LEFT JOIN kids k ON k.parent_id = p.id
-        ORDER BY p.created_key DESC, p.id DESC"
+        ORDER BY p.sort_key {direction}, p.id {direction}"
     )
 }
 
@@ -604,7 +656,8 @@ impl Reader {
         self.rows(&timeline_parts_sql(false), &[session, max_chars], "reading a session's parts")
     }
 
-    /// A page of sessions, newest first (then by id), after `filter.after`.
+    /// A page of sessions in `filter.sort` order (newest first by default; ties by id), after
+    /// `filter.after`.
     pub fn sessions(&self, filter: &SessionFilter) -> Result<SessionPage> {
         let limit = filter.limit.clamp(1, 500);
         let optional_int = |value: Option<i64>| value.map_or(Value::Null, Value::BigInt);
@@ -613,15 +666,20 @@ impl Reader {
             Some((key, id)) => (Value::BigInt(*key), Value::Text(id.clone())),
             None => (Value::Null, Value::Null),
         };
-        let where_clause = "($1::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) >= $1::BIGINT)
+        let (key, direction, beyond) = (filter.sort.key_sql(), if filter.ascending { "ASC" } else { "DESC" }, if filter.ascending { ">" } else { "<" });
+        let where_clause = format!(
+            "($1::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) >= $1::BIGINT)
             AND ($2::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) < $2::BIGINT)
             AND ($3::VARCHAR IS NULL OR s.project_id = $3::VARCHAR)
             AND (NOT $4::BOOLEAN OR s.parent_id IS NULL)
             AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(s.title, '')), lower($5::VARCHAR)))
             AND ($8::VARCHAR IS NULL OR coalesce(s.app, 'opencode') = $8::VARCHAR)
-            AND ($6::BIGINT IS NULL OR coalesce(epoch_us(s.created_at::TIMESTAMP), 0) < $6::BIGINT
-                 OR (coalesce(epoch_us(s.created_at::TIMESTAMP), 0) = $6::BIGINT AND s.id < $7::VARCHAR))";
-        let tail = format!("ORDER BY created_key DESC, s.id DESC LIMIT {}", limit + 1);
+            AND ($9::VARCHAR IS NULL OR s.id IN (SELECT session_id FROM session_usage
+                 WHERE coalesce(provider_id || '/', '') || coalesce(model_id, 'unknown') = $9::VARCHAR))
+            AND ($10::VARCHAR IS NULL OR s.id IN (SELECT session_id FROM session_usage WHERE coalesce(agent, 'unknown') = $10::VARCHAR))
+            AND ($6::BIGINT IS NULL OR {key} {beyond} $6::BIGINT OR ({key} = $6::BIGINT AND s.id {beyond} $7::VARCHAR))"
+        );
+        let tail = format!("ORDER BY sort_key {direction}, s.id {direction} LIMIT {}", limit + 1);
         let parameters = [
             optional_int(filter.since_us),
             optional_int(filter.until_us),
@@ -631,8 +689,10 @@ impl Reader {
             after_key,
             after_id,
             optional_text(filter.app.as_ref()),
+            optional_text(filter.model.as_ref()),
+            optional_text(filter.agent.as_ref()),
         ];
-        let rows = self.rows(&session_list_sql(where_clause, &tail), &parameters, "listing sessions")?;
+        let rows = self.rows(&session_list_sql(&where_clause, &tail, filter.sort, filter.ascending), &parameters, "listing sessions")?;
         let mut sessions: Vec<(SessionListItem, i64)> = rows.iter().map(|row| list_item(row)).collect();
         let more = sessions.len() > limit;
         sessions.truncate(limit);
@@ -643,7 +703,7 @@ impl Reader {
     /// Everything about one session, or `None` when it is unknown.
     pub fn session_summary(&self, id: &str) -> Result<Option<SessionSummary>> {
         let id_value = [Value::Text(id.to_owned())];
-        let rows = self.rows(&session_counts_sql("s.id = $1::VARCHAR", "", "= $1::VARCHAR"), &id_value, "reading a session")?;
+        let rows = self.rows(&session_counts_sql("s.id = $1::VARCHAR", "", "= $1::VARCHAR", SessionSort::Created, false), &id_value, "reading a session")?;
         let Some(row) = rows.first() else { return Ok(None) };
         let (session, _) = list_item(row);
         // Per model and per agent from the session's few rollup rows, summed here in one fixed

@@ -139,7 +139,20 @@ impl Reader {
                 StoreError::Open { path: path.to_owned(), detail }
             }
         })?;
-        Ok(Reader::new(connection, path.to_owned()))
+        let reader = Reader::new(connection, path.to_owned());
+        // Read-only, an older schema cannot be migrated: say so, rather than fail on a missing column.
+        let found: i32 = reader
+            .connection
+            .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+            .map_err(|_| StoreError::Open { path: path.to_owned(), detail: "not a ducktail database (it has no schema_migrations table)".to_owned() })?;
+        let known = crate::schema::MIGRATIONS.last().map_or(0, |migration| migration.version);
+        if found < known {
+            return Err(StoreError::TooOld { path: path.to_owned(), found, known });
+        }
+        if found > known {
+            return Err(StoreError::TooNew { path: path.to_owned(), found, known });
+        }
+        Ok(reader)
     }
 
     pub(crate) fn query_error(&self, context: &'static str, source: duckdb::Error) -> StoreError {

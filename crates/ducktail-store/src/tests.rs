@@ -91,6 +91,30 @@ fn migrations_apply_once_and_reopen_is_a_no_op() {
 }
 
 #[test]
+fn read_only_a_database_of_another_schema_is_refused_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let latest = crate::schema::MIGRATIONS.last().unwrap().version;
+    let with_version = |name: &str, version: Option<i32>| {
+        let path = dir.path().join(name);
+        let connection = duckdb::Connection::open(&path).unwrap();
+        if let Some(version) = version {
+            connection.execute_batch(&format!("CREATE TABLE schema_migrations (version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ); INSERT INTO schema_migrations VALUES ({version}, 'x', now())")).unwrap();
+        }
+        drop(connection);
+        crate::Reader::open_read_only(&path).err().map(|error| error.to_string())
+    };
+    let older = with_version("older.duckdb", Some(latest - 1)).expect("an older schema is refused");
+    assert!(older.contains("ducktail index --db") && older.contains(&format!("({latest})")), "{older}");
+    let newer = with_version("newer.duckdb", Some(latest + 1)).expect("a newer schema is refused");
+    assert!(newer.contains("upgrade ducktail"), "{newer}");
+    let other = with_version("other.duckdb", None).expect("a database without the table is refused");
+    assert!(other.contains("not a ducktail database"), "{other}");
+    let path = dir.path().join("current.duckdb");
+    drop(Store::open(&path, &StoreOptions::default()).unwrap());
+    crate::Reader::open_read_only(&path).expect("the current schema reads");
+}
+
+#[test]
 fn rewriting_a_record_replaces_it_and_steps_follow() {
     let mut store = Store::open_in_memory().unwrap();
     store.write_batch(&batch(vec![file("/s/part/m/a.json", finish("prt_a", "ses_1", "msg_1", 10, 0.5))])).unwrap();

@@ -123,6 +123,18 @@ pub enum Command {
         /// Only this coding agent's sessions: opencode, claude_code or codex.
         #[arg(long)]
         app: Option<String>,
+        /// Only sessions that used this model (`provider/model`, as `usage --by model` names it).
+        #[arg(long)]
+        model: Option<String>,
+        /// Only sessions that ran this agent (as `usage --by agent` names it).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Order by created, updated, cost or tokens (largest, newest first).
+        #[arg(long, value_parser = ["created", "updated", "cost", "tokens"], default_value = "created")]
+        sort: String,
+        /// Smallest, oldest first.
+        #[arg(long)]
+        ascending: bool,
     },
     /// One session: usage per model and agent, tools, files, todos, diff, children.
     Session {

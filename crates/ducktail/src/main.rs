@@ -128,9 +128,9 @@ fn run(mut cli: Cli) -> Result<()> {
             let database = settings_loader::database_file(database.db.as_deref(), &settings, &paths);
             status(&database, json, errors)
         }
-        Command::Sessions { target, limit, root_only, q, since, until, project, app } => {
+        Command::Sessions { target, limit, root_only, q, since, until, project, app, model, agent, sort, ascending } => {
             let backend = read_backend(&settings, &target, &paths)?;
-            let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project, app };
+            let args = read_commands::SessionsArgs { limit, root_only, q, since, until, project, app, model, agent, sort, ascending };
             read_commands::print(&read_commands::sessions(&backend, &args)?, target.json, read_commands::render_sessions)
         }
         Command::Session { id, target } => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use ducktail_pipeline::settings::Settings;
-use ducktail_store::{Reader, SessionFilter, StoreError, UsageGroup};
+use ducktail_store::{Reader, SessionFilter, SessionSort, StoreError, UsageGroup};
 use serde_json::{json, Value};
 
 use crate::cli::ReadTarget;
@@ -107,6 +107,11 @@ pub struct SessionsArgs {
     pub until: Option<String>,
     pub project: Option<String>,
     pub app: Option<String>,
+    pub model: Option<String>,
+    pub agent: Option<String>,
+    /// `created`, `updated`, `cost` or `tokens`.
+    pub sort: String,
+    pub ascending: bool,
 }
 
 /// `GET /api/sessions`, or the same from the file.
@@ -116,8 +121,19 @@ pub fn sessions(backend: &Backend, args: &SessionsArgs) -> Result<Value> {
     }
     match backend {
         Backend::Daemon { base_url, token } => {
-            let mut query = vec![("limit", args.limit.to_string()), ("root_only", args.root_only.to_string())];
-            for (key, value) in [("q", &args.q), ("since", &args.since), ("until", &args.until), ("project", &args.project), ("app", &args.app)] {
+            let order = if args.ascending { "asc" } else { "desc" };
+            let mut query =
+                vec![("limit", args.limit.to_string()), ("root_only", args.root_only.to_string()), ("sort", args.sort.clone()), ("order", order.to_owned())];
+            let filters = [
+                ("q", &args.q),
+                ("since", &args.since),
+                ("until", &args.until),
+                ("project", &args.project),
+                ("app", &args.app),
+                ("model", &args.model),
+                ("agent", &args.agent),
+            ];
+            for (key, value) in filters {
                 if let Some(value) = value {
                     query.push((key, value.clone()));
                 }
@@ -132,6 +148,10 @@ pub fn sessions(backend: &Backend, args: &SessionsArgs) -> Result<Value> {
                 root_only: args.root_only,
                 title_contains: args.q.clone(),
                 app: args.app.clone(),
+                model: args.model.clone(),
+                agent: args.agent.clone(),
+                sort: SessionSort::parse(&args.sort).ok_or_else(|| anyhow!("--sort must be created, updated, cost or tokens, got {:?}", args.sort))?,
+                ascending: args.ascending,
                 limit: args.limit,
                 after: None,
             };

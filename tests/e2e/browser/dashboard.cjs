@@ -157,6 +157,31 @@ async function main() {
   check("an address with app=claude_code shows the Claude Code sessions", claude.length > 0 && claudeShown.length === claude.length && claudeShown.every((id) => claude.includes(id)), `${JSON.stringify(claudeShown)} vs ${JSON.stringify(claude)}`);
   check("the app menu shows the address's app", (await page.inputValue("#f-app")) === "claude_code", await page.inputValue("#f-app"));
 
+  // Sessions: a click on Cost sorts every session by the API (the first page is its top page),
+  // and the model filter shows the API's sessions of that model.
+  await page.goto(config.base_url + "/#/sessions?limit=25");
+  await loaded();
+  const byCost = (await api("/api/sessions?sort=cost&order=desc&limit=25")).body.sessions.map((session) => session.id);
+  await page.click("[data-testid='sessions-table'] th button:has-text('Cost')");
+  await page.waitForFunction((wanted) => {
+    const ids = Array.from(document.querySelectorAll("[data-testid='sessions-table'] tbody tr[data-session-id]"), (row) => row.dataset.sessionId);
+    return ids.join() === wanted.join();
+  }, byCost).catch(() => {});
+  const costShown = await rowIds();
+  check("sorting by cost shows the API's most expensive sessions, in its order", costShown.join() === byCost.join(), `${JSON.stringify(costShown.slice(0, 5))} vs ${JSON.stringify(byCost.slice(0, 5))}`);
+  check("the sort is kept in the address", (await page.evaluate(() => location.hash)).includes("sort=cost"), await page.evaluate(() => location.hash));
+  check("the sorted column says so", (await page.locator("th[aria-sort='descending']").textContent()).includes("Cost"), await page.locator("th[aria-sort='descending']").textContent());
+  const models = (await api("/api/usage?group_by=model")).body.rows.map((row) => row.key);
+  const model = models[models.length - 1];
+  const ofModel = (await api("/api/sessions?limit=500&model=" + encodeURIComponent(model))).body.sessions.map((session) => session.id);
+  await page.waitForSelector(`#f-model option[value='${model}']`, { state: "attached" }).catch(() => {});
+  await page.selectOption("#f-model", model);
+  await page.selectOption("#f-limit", "500");
+  await page.click("form[role='search'] button[type='submit']");
+  await page.waitForFunction((count) => document.querySelectorAll("[data-testid='sessions-table'] tbody tr[data-session-id]").length === count, ofModel.length).catch(() => {});
+  const modelShown = await rowIds();
+  check(`filtering by model ${model} shows the API's sessions of it`, ofModel.length > 0 && modelShown.length === ofModel.length && modelShown.every((id) => ofModel.includes(id)), `${modelShown.length} vs ${ofModel.length}`);
+
   // Usage: spend per agent app is one click, and its figures are the API's.
   await page.goto(config.base_url + "/#/usage");
   await loaded();

@@ -506,40 +506,53 @@ function viewSessions(context) {
   frame(context, 'Sessions');
   const params = context.route.params;
   const state = {
-    filters: { app: params.get('app') || '', project: params.get('project') || '', q: params.get('q') || '', since: params.get('since') || '', until: params.get('until') || '', root_only: params.get('root_only') === 'true' },
+    filters: {
+      app: params.get('app') || '', project: params.get('project') || '', model: params.get('model') || '', agent: params.get('agent') || '',
+      q: params.get('q') || '', since: params.get('since') || '', until: params.get('until') || '', root_only: params.get('root_only') === 'true',
+    },
     limit: Number(params.get('limit')) || 50,
     cursors: [null],
     next: null,
     rows: new Map(),
     order: [],
-    sort: { key: 'created', down: true },
+    // The API sorts and pages: by creation (the default), update, cost or tokens.
+    sort: { key: ['updated', 'cost', 'tokens'].includes(params.get('sort')) ? params.get('sort') : 'created', down: params.get('order') !== 'asc' },
   };
   const control = (label, node) => el('div', { class: 'field' }, el('label', { for: node.id }, label), node);
   const clear = () => {
-    [app, project, search, since, until].forEach((node) => { node.value = ''; });
+    [app, project, model, agent, search, since, until].forEach((node) => { node.value = ''; });
     rootOnly.checked = false;
     form.requestSubmit();
   };
   const app = el('select', { id: 'f-app' }, [['', 'All apps'], ...APPS].map(([key, name]) => el('option', { value: key, selected: key === state.filters.app }, name)));
   const project = el('select', { id: 'f-project' }, el('option', { value: '' }, 'All projects'),
     state.filters.project ? el('option', { value: state.filters.project, selected: true }, shortId(state.filters.project)) : null);
+  const model = el('select', { id: 'f-model' }, el('option', { value: '' }, 'All models'),
+    state.filters.model ? el('option', { value: state.filters.model, selected: true }, state.filters.model) : null);
+  const agent = el('select', { id: 'f-agent' }, el('option', { value: '' }, 'All agents'),
+    state.filters.agent ? el('option', { value: state.filters.agent, selected: true }, state.filters.agent) : null);
   const search = el('input', { id: 'f-q', type: 'search', value: state.filters.q, placeholder: 'words in the title' });
   const since = el('input', { id: 'f-since', type: 'date', value: state.filters.since });
   const until = el('input', { id: 'f-until', type: 'date', value: state.filters.until });
   const rootOnly = el('input', { id: 'f-root', type: 'checkbox', checked: state.filters.root_only });
   const limit = el('select', { id: 'f-limit' }, [25, 50, 100, 200, 500].map((count) => el('option', { value: count, selected: count === state.limit }, count)));
   const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter sessions' },
-    control('App', app), control('Project', project), control('Title contains', search), control('Created since (UTC)', since), control('Created before (UTC)', until),
+    control('App', app), control('Project', project), control('Model', model), control('Agent', agent), control('Title contains', search), control('Created since (UTC)', since), control('Created before (UTC)', until),
     el('div', { class: 'field checkbox' }, rootOnly, el('label', { for: 'f-root' }, 'Root sessions only')), control('Per page', limit),
     el('div', { class: 'field actions' }, el('button', { type: 'submit' }, 'Apply'), el('button', { type: 'button', onclick: clear }, 'Clear')));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    state.filters = { app: app.value, project: project.value, q: search.value.trim(), since: since.value, until: until.value, root_only: rootOnly.checked };
+    state.filters = { app: app.value, project: project.value, model: model.value, agent: agent.value, q: search.value.trim(), since: since.value, until: until.value, root_only: rootOnly.checked };
     state.limit = Number(limit.value);
-    history.replaceState(null, '', query('#/sessions', Object.assign({}, state.filters, { limit: state.limit === 50 ? '' : state.limit })));
+    restart();
+  });
+  /** Back to the first page of the current filters and sort, remembered in the address. */
+  function restart() {
+    const sort = { sort: state.sort.key === 'created' ? '' : state.sort.key, order: state.sort.down ? '' : 'asc' };
+    history.replaceState(null, '', query('#/sessions', Object.assign({}, state.filters, sort, { limit: state.limit === 50 ? '' : state.limit })));
     state.cursors = [null];
     refresh();
-  });
+  }
 
   const sortable = {};
   const sortHeader = (key, label, numeric) => {
@@ -547,7 +560,7 @@ function viewSessions(context) {
     const button = el('button', { type: 'button', class: 'sort' }, label, mark);
     button.addEventListener('click', () => {
       state.sort = { key, down: state.sort.key === key ? !state.sort.down : true };
-      render();
+      restart();
     });
     const th = el('th', { scope: 'col', class: numeric ? 'num' : null }, button);
     sortable[key] = { th, button, mark };
@@ -556,8 +569,8 @@ function viewSessions(context) {
   const head = (label) => el('th', { scope: 'col', class: 'num' }, label);
   const tbody = el('tbody');
   const caption = el('caption');
-  const previous = el('button', { type: 'button' }, '← Newer');
-  const next = el('button', { type: 'button' }, 'Older →');
+  const previous = el('button', { type: 'button' }, '← Previous');
+  const next = el('button', { type: 'button' }, 'Next →');
   const pageLabel = el('span', { class: 'muted', 'aria-live': 'polite' });
   previous.addEventListener('click', () => state.cursors.length > 1 && (state.cursors.pop(), refresh()));
   next.addEventListener('click', () => state.next && (state.cursors.push(state.next), refresh()));
@@ -569,7 +582,7 @@ function viewSessions(context) {
       tbody)),
     el('nav', { class: 'pager', 'aria-label': 'Pages' }, previous, pageLabel, next)]);
 
-  const pageQuery = (cursor) => query('/api/sessions', Object.assign({}, state.filters, { limit: state.limit, cursor }));
+  const pageQuery = (cursor) => query('/api/sessions', Object.assign({}, state.filters, { sort: state.sort.key, order: state.sort.down ? 'desc' : 'asc', limit: state.limit, cursor }));
   const sortValue = (session, key) => (key === 'cost' ? session.usage.cost : key === 'tokens' ? tokenSum(session.usage) : parseTime(key === 'updated' ? session.updated_at : session.created_at) || 0);
 
   /** Writes a session into its row, creating the row the first time; the <tr> is kept. */
@@ -594,16 +607,17 @@ function viewSessions(context) {
   function render() {
     const { key, down } = state.sort;
     const records = state.order.map((id) => state.rows.get(id));
-    if (key !== 'created' || !down) records.sort((a, b) => (sortValue(a.session, key) - sortValue(b.session, key)) * (down ? -1 : 1));
+    // The page comes sorted; rows a commit updated in place keep it sorted (a stable sort keeps
+    // the API's order among equals).
+    records.sort((a, b) => (sortValue(a.session, key) - sortValue(b.session, key)) * (down ? -1 : 1));
     fill(tbody, records.map((record) => record.tr));
     if (!records.length) tbody.appendChild(el('tr', null, el('td', { colspan: 11, class: 'empty' }, 'No sessions match these filters.')));
     for (const [name, { th, button, mark }] of Object.entries(sortable)) {
       th.setAttribute('aria-sort', name === key ? (down ? 'descending' : 'ascending') : 'none');
       mark.textContent = name === key ? (down ? ' ▼' : ' ▲') : '';
-      button.title = 'Sort this page by ' + name;
+      button.title = 'Sort every session by ' + name;
     }
-    caption.textContent = (key === 'created' && down ? 'Sessions, newest first as the API returns them.'
-      : `Sessions of this page sorted by ${key}, ${down ? 'descending' : 'ascending'}: the API pages newest first and cannot sort, so only this page is sorted.`)
+    caption.textContent = `Sessions sorted by ${key}, ${down ? 'largest or newest first' : 'smallest or oldest first'}, across every page.`
       + ' Tokens and cost are each session\'s own; a session\'s page adds its sub-agents.';
     fill(pageLabel, `Page ${state.cursors.length} · ${fmtInt(records.length)} sessions`);
     previous.disabled = state.cursors.length < 2;
@@ -624,10 +638,16 @@ function viewSessions(context) {
     take(await api(pageQuery(state.cursors[state.cursors.length - 1]), { signal: context.signal }));
   });
 
+  // The choices only feed the filters; the table works without them.
   api('/api/usage?group_by=project', { signal: context.signal }).then((answer) => {
     const keys = answer.rows.map((row) => row.key).filter((key) => key !== state.filters.project);
     append(project, keys.map((key) => el('option', { value: key, title: key }, shortId(key))));
-  }, () => {}); // The project list only feeds the filter; the table works without it.
+  }, () => {});
+  for (const [select, group, chosen] of [[model, 'model', state.filters.model], [agent, 'agent', state.filters.agent]]) {
+    api('/api/usage?group_by=' + group, { signal: context.signal }).then((answer) => {
+      append(select, answer.rows.map((row) => row.key).filter((key) => key !== chosen).map((key) => el('option', { value: key }, key)));
+    }, () => {});
+  }
 
   /** Re-reads only the rows a commit names; on the first page, also takes in new sessions. */
   async function onCommit(batch) {
