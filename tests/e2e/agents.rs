@@ -424,6 +424,16 @@ fn a_new_price_table_prices_stored_rows_without_reading_a_file_again() {
     // The shipped table does not know the Codex fixture's model nor OpenCode's mock model.
     assert_eq!(rows(&db, "SELECT count(*) FROM step_events WHERE app = 'codex' AND cost IS NULL AND list_cost IS NULL"), [["17"]]);
     assert_eq!(rows(&db, "SELECT count(*) FROM step_events WHERE app = 'opencode' AND list_cost IS NULL AND event_type = 'finish'"), [["13"]]);
+    // Their totals say what they leave out, rather than read as $0.00.
+    let unpriced = |app: &str| {
+        let output = ducktail(&["usage", "--by", "app", "--json", "--db", path_str(&db)], None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let usage: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let row = usage["rows"].as_array().unwrap().iter().find(|row| row["key"] == app).cloned().unwrap_or_else(|| panic!("no {app} row: {usage}"));
+        (row["unpriced_steps"].as_i64().unwrap(), usage["total"]["unpriced_steps"].as_i64().unwrap())
+    };
+    assert_eq!(unpriced("codex"), (17, 17));
+    assert_eq!(rows(&db, "SELECT sum(unpriced_steps) FROM session_stats WHERE session_id IN (SELECT id FROM sessions WHERE app = 'codex')"), [["17"]]);
 
     let prices = scratch.path().join("prices.json");
     std::fs::write(
@@ -442,6 +452,7 @@ fn a_new_price_table_prices_stored_rows_without_reading_a_file_again() {
     let codex = rows(&db, "SELECT round(sum(cost), 9), round(sum(list_cost), 9), min(cost_source) FROM step_events WHERE app = 'codex'");
     assert_eq!(codex, [[expected[0][0].clone(), expected[0][0].clone(), "computed".to_owned()]]);
     assert_eq!(rows(&db, "SELECT round(sum(cost), 9) FROM session_usage WHERE app = 'codex'"), expected);
+    assert_eq!(unpriced("codex"), (0, 0), "priced now, nothing left out");
     // OpenCode logged its cost: kept, with the list price beside it (a model priced without
     // cache rates has its cache tokens priced as input).
     let opencode_costs = rows(

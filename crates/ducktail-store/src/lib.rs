@@ -286,8 +286,9 @@ impl Store {
             StoreError::Migration { path, detail, .. } if is_corruption(&detail) => StoreError::Corrupt { path, detail },
             other => other,
         })?;
-        if (1..schema::FIRST_WITH_ROLLUPS).contains(&upgraded_from) {
-            // The rollup tables arrived empty; readers without a daemon (the CLI) need them full.
+        if (1..schema::ROLLUPS_LAST_CHANGED).contains(&upgraded_from) {
+            // The rollup tables arrived empty or hold less than they should; readers without a
+            // daemon (the CLI) need them full.
             // Marked complete, so the daemon's first start does not compute them all again.
             store.refresh_derived(&traces::TraceScope::All)?;
             store.mark_derived_complete()?;

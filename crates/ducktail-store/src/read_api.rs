@@ -142,6 +142,8 @@ pub struct SessionListItem {
     pub children: i64,
     /// The coding agent that wrote it: `opencode`, `claude_code` or `codex`.
     pub app: String,
+    /// Its finish steps without a cost (a model no price covers): `usage.cost` leaves them out.
+    pub unpriced_steps: i64,
 }
 
 /// A page of sessions, newest first.
@@ -425,6 +427,8 @@ pub struct UsageRow {
     pub sessions: i64,
     /// Finish steps.
     pub steps: i64,
+    /// Finish steps without a cost (a model no price covers): `usage.cost` leaves them out.
+    pub unpriced_steps: i64,
     /// Totals.
     pub usage: Usage,
 }
@@ -435,6 +439,8 @@ pub struct UsageRow {
 pub struct UsageTotal {
     /// Finish steps.
     pub steps: i64,
+    /// Finish steps without a cost (a model no price covers): `usage.cost` leaves them out.
+    pub unpriced_steps: i64,
     /// Tokens and cost.
     pub usage: Usage,
     /// Every token counted once: input + output + cache reads + cache writes (reasoning is
@@ -452,6 +458,7 @@ pub fn usage_total(rows: &[UsageRow]) -> UsageTotal {
     let mut compensation = 0.0;
     for row in rows {
         total.steps += row.steps;
+        total.unpriced_steps += row.unpriced_steps;
         let (sum, added) = (&mut total.usage, &row.usage);
         sum.input += added.input;
         sum.output += added.output;
@@ -558,7 +565,7 @@ fn session_counts_sql(filter: &str, tail: &str, in_page: &str, sort: SessionSort
                coalesce(st.tokens_input, 0), coalesce(st.tokens_output, 0), coalesce(st.tokens_reasoning, 0),
                coalesce(st.tokens_cache_read, 0), coalesce(st.tokens_cache_write, 0), coalesce(st.cost, 0),
                coalesce(st.messages, 0), coalesce(st.tool_calls, 0), coalesce(st.tool_errors, 0) + coalesce(st.message_errors, 0),
-               coalesce(k.children, 0), p.app
+               coalesce(k.children, 0), p.app, coalesce(st.unpriced_steps, 0)
         FROM page p
         LEFT JOIN st ON st.session_id = p.id
         LEFT JOIN kids k ON k.parent_id = p.id
@@ -580,6 +587,7 @@ fn list_item(row: &[Value]) -> (SessionListItem, i64) {
         errors: int(&row[15]),
         children: int(&row[16]),
         app: text(&row[17]).unwrap_or_default(),
+        unpriced_steps: int(&row[18]),
     };
     (item, int(&row[6]))
 }
@@ -926,7 +934,7 @@ impl Reader {
             let group_by = parts.iter().zip(&aliases).map(|((expression, _), alias)| format!("{expression} AS {alias}")).collect::<Vec<_>>().join(", ");
             format!(
                 "SELECT {keys}, * EXCLUDE ({aliases}) FROM (
-                     SELECT {group_by}, count(DISTINCT r.session_id), sum(r.steps), {ROLLUP_SUMS_ACROSS_SESSIONS}
+                     SELECT {group_by}, count(DISTINCT r.session_id), sum(r.steps), {ROLLUP_SUMS_ACROSS_SESSIONS}, coalesce(sum(r.unpriced_steps), 0)
                      FROM session_usage r
                      WHERE ($1::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) >= $1::BIGINT)
                        AND ($2::BIGINT IS NULL OR epoch_us(r.day::TIMESTAMP) < $2::BIGINT)
@@ -936,7 +944,7 @@ impl Reader {
             )
         } else {
             format!(
-                "SELECT {keys}, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}
+                "SELECT {keys}, count(DISTINCT e.session_id), count(*), {USAGE_SUMS}, count(*) FILTER (WHERE e.cost IS NULL)
                  FROM step_events e LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN sessions s ON s.id = e.session_id
                  WHERE e.event_type = 'finish'
                    AND ($1::BIGINT IS NULL OR epoch_us(m.created_at::TIMESTAMP) >= $1::BIGINT)
@@ -952,7 +960,14 @@ impl Reader {
             .iter()
             .map(|row| {
                 let keys: Vec<String> = row[..width].iter().map(|key| text(key).unwrap_or_default()).collect();
-                UsageRow { key: keys.join(" · "), keys, sessions: int(&row[width]), steps: int(&row[width + 1]), usage: usage_at(row, width + 2) }
+                UsageRow {
+                    key: keys.join(" · "),
+                    keys,
+                    sessions: int(&row[width]),
+                    steps: int(&row[width + 1]),
+                    usage: usage_at(row, width + 2),
+                    unpriced_steps: int(&row[width + 8]),
+                }
             })
             .collect())
     }
@@ -1001,10 +1016,11 @@ mod usage_total_tests {
             keys: Vec::new(),
             sessions: 1,
             steps,
+            unpriced_steps: steps - 1,
             usage: Usage { input, output: 2, reasoning: 3, cache_read: 4, cache_write: 5, cost },
         };
         let total = usage_total(&[row(1, 10, 1e16), row(2, 20, 1.0), row(3, 30, -1e16)]);
-        assert_eq!((total.steps, total.usage.input, total.usage.output, total.usage.cache_write), (6, 60, 6, 15));
+        assert_eq!((total.steps, total.unpriced_steps, total.usage.input, total.usage.output, total.usage.cache_write), (6, 3, 60, 6, 15));
         assert_eq!(total.usage.cost, 1.0, "a naive sum gives 0");
         assert_eq!((total.tokens, total.cache_hit_rate), (60 + 6 + 12 + 15, Some(12.0 / 87.0)));
         assert_eq!(usage_total(&[]), UsageTotal::default());

@@ -10,9 +10,13 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// The migration that added the per-session rollups: a database upgraded past it has them
-/// recomputed at open.
+/// The migration that added the per-session rollups (a test upgrades from before it).
+#[cfg(test)]
 pub(crate) const FIRST_WITH_ROLLUPS: i32 = 5;
+
+/// The last migration that changed what the rollup tables hold: a database upgraded from before
+/// it has them recomputed when it is opened for writing.
+pub(crate) const ROLLUPS_LAST_CHANGED: i32 = 9;
 
 /// Every migration, oldest first.
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -431,6 +435,17 @@ CREATE TABLE otlp_sent (
     sent_at     TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX otlp_sent_session ON otlp_sent (session_id);
+"#,
+    },
+    Migration {
+        version: 9,
+        name: "finish steps without a price, per rollup row",
+        // Finish steps whose cost is NULL (a model the price table does not know), so a total
+        // can say how much it leaves out instead of reading as $0.00. Filled by the recompute
+        // that follows the upgrade (`ROLLUPS_LAST_CHANGED`).
+        sql: r#"
+ALTER TABLE session_stats ADD COLUMN unpriced_steps BIGINT DEFAULT 0;
+ALTER TABLE session_usage ADD COLUMN unpriced_steps BIGINT DEFAULT 0;
 "#,
     },
 ];

@@ -662,6 +662,42 @@ fn a_database_from_before_the_rollups_has_them_filled_at_open() {
     assert_eq!((summary.session.messages, summary.session.usage.input), (1, 10));
 }
 
+#[test]
+fn a_database_from_before_the_unpriced_count_has_it_filled_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let Records::Part { part, step: Some(mut step), file_operation } = finish("prt_af1", "ses_a", "msg_a1", 10, 0.0) else { unreachable!() };
+    step.cost = None;
+    let unpriced = Records::Part { part, step: Some(step), file_operation };
+    store
+        .write_batch(&batch(vec![
+            file("/a", session("ses_a", None)),
+            file("/a1", message("msg_a1", "ses_a", "build")),
+            file("/af1", unpriced),
+            file("/af2", finish("prt_af2", "ses_a", "msg_a1", 5, 0.2)),
+        ]))
+        .unwrap();
+    store.refresh_derived(&crate::traces::TraceScope::All).unwrap();
+    assert_eq!(count(&store, "SELECT sum(unpriced_steps) FROM session_usage"), 1, "one finish step has no cost");
+    // As a version 8 database: no column, no record of migration 9.
+    store
+        .connection
+        .execute_batch(
+            "DROP INDEX session_stats_by_session; DROP INDEX session_usage_by_session;
+             ALTER TABLE session_stats DROP COLUMN unpriced_steps; ALTER TABLE session_usage DROP COLUMN unpriced_steps;
+             CREATE INDEX session_stats_by_session ON session_stats (session_id); CREATE INDEX session_usage_by_session ON session_usage (session_id);
+             DELETE FROM schema_migrations WHERE version >= 9;",
+        )
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(count(&store, "SELECT sum(unpriced_steps) FROM session_usage"), 1, "recomputed at the upgrade");
+    assert_eq!(count(&store, "SELECT sum(unpriced_steps) FROM session_stats"), 1);
+    let page = store.reader().unwrap().sessions(&SessionFilter { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!((page.sessions[0].unpriced_steps, page.sessions[0].usage.cost), (1, 0.2));
+}
+
 /// A decoded file as the decoder makes it: the path's own id comes from its name.
 fn file_named(path: &str, records: Records) -> DecodedFile {
     let stem = std::path::Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();

@@ -57,7 +57,7 @@ pub struct DerivedRows {
 const TRACE_COLUMNS: usize = 15;
 
 /// The rollup tables, with their column counts, in the order [`DerivedRows`] holds them.
-const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 12), ("session_usage", 14), ("session_tools", 6)];
+const ROLLUP_TABLES: [(&str, usize); 3] = [("session_stats", 13), ("session_usage", 15), ("session_tools", 6)];
 
 /// `table`'s `columns` for the rows whose `key` satisfies `predicate` (`IN (…)` or `IS NOT NULL`).
 ///
@@ -181,6 +181,10 @@ const STEP_SUMS: &str = "count(*) AS steps,
     coalesce(sum(e.tokens_reasoning), 0) AS tokens_reasoning, coalesce(sum(e.tokens_cache_read), 0) AS tokens_cache_read,
     coalesce(sum(e.tokens_cache_write), 0) AS tokens_cache_write, coalesce(sum(e.cost ORDER BY e.id), 0) AS cost";
 
+/// Finish steps without a cost (a model no price covers): the rollups' last column, so a sum of
+/// their `cost` can say what it leaves out.
+const UNPRICED_STEPS: &str = "count(*) FILTER (WHERE e.cost IS NULL) AS unpriced_steps";
+
 /// The rollups read only their own session's rows, so they take the already expanded scope as
 /// `{in_scope}`, a predicate on `session_id` (`IN (…)`, or `IS NOT NULL` for every session), instead
 /// of expanding it again.
@@ -189,7 +193,7 @@ const STEP_SUMS: &str = "count(*) AS steps,
 fn session_stats_sql(in_scope: &str) -> String {
     format!(
         "WITH steps AS (
-    SELECT e.session_id, {STEP_SUMS} FROM {steps} e
+    SELECT e.session_id, {STEP_SUMS}, {UNPRICED_STEPS} FROM {steps} e
     WHERE e.event_type = 'finish' GROUP BY e.session_id
 ),
 msgs AS (
@@ -203,7 +207,7 @@ tools AS (
 ids AS (SELECT session_id FROM steps UNION SELECT session_id FROM msgs UNION SELECT session_id FROM tools)
 SELECT i.session_id, coalesce(m.messages, 0), coalesce(m.errors, 0), coalesce(t.calls, 0), coalesce(t.errors, 0),
        coalesce(s.steps, 0), coalesce(s.tokens_input, 0), coalesce(s.tokens_output, 0), coalesce(s.tokens_reasoning, 0),
-       coalesce(s.tokens_cache_read, 0), coalesce(s.tokens_cache_write, 0), coalesce(s.cost, 0)
+       coalesce(s.tokens_cache_read, 0), coalesce(s.tokens_cache_write, 0), coalesce(s.cost, 0), coalesce(s.unpriced_steps, 0)
 FROM ids i LEFT JOIN steps s ON s.session_id = i.session_id LEFT JOIN msgs m ON m.session_id = i.session_id
 LEFT JOIN tools t ON t.session_id = i.session_id
 ORDER BY i.session_id",
@@ -216,7 +220,7 @@ ORDER BY i.session_id",
 fn session_usage_sql(in_scope: &str) -> String {
     format!(
         "SELECT e.session_id, s.project_id, CAST(m.created_at::TIMESTAMP AS DATE) AS day, m.provider_id, m.model_id, m.agent, {STEP_SUMS},
-       coalesce(s.app, 'opencode') AS app
+       coalesce(s.app, 'opencode') AS app, {UNPRICED_STEPS}
 FROM {steps} e
 LEFT JOIN {messages} m ON m.id = e.message_id AND m.session_id = e.session_id
 LEFT JOIN {sessions} s ON s.id = e.session_id

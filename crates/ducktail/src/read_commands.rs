@@ -256,6 +256,16 @@ fn cost(value: &Value) -> String {
     format!("{:.4}", value.as_f64().unwrap_or(0.0))
 }
 
+/// A cost that leaves out `unpriced` responses (models without a price): a lower bound, or
+/// "unpriced" when nothing was priced, as the dashboard shows it.
+fn cost_leaving_out(value: &Value, unpriced: &Value) -> String {
+    match (value.as_f64().unwrap_or(0.0), unpriced.as_i64().unwrap_or(0)) {
+        (_, 0) => cost(value),
+        (0.0, _) => "unpriced".to_owned(),
+        (_, _) => format!(">= {}", cost(value)),
+    }
+}
+
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
@@ -297,7 +307,7 @@ pub fn render_sessions(value: &Value) -> String {
             cell(&usage["input"]),
             cell(&usage["output"]),
             cell(&usage["cache_read"]),
-            cost(&usage["cost"]),
+            cost_leaving_out(&usage["cost"], &session["unpriced_steps"]),
         ]);
     }
     out.to_string()
@@ -455,7 +465,7 @@ pub fn render_usage(value: &Value) -> String {
             cell(&usage["output"]),
             cell(&usage["reasoning"]),
             cell(&usage["cache_read"]),
-            cost(&usage["cost"]),
+            cost_leaving_out(&usage["cost"], &row["unpriced_steps"]),
         ]);
     }
     out.to_string()

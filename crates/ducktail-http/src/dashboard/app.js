@@ -119,7 +119,15 @@ const shortId = (id) => (id && id.length > 14 ? id.slice(0, 12) + '…' : id || 
 const isActive = (session) => Date.now() - (parseTime(session.updated_at) || 0) <= ACTIVE_MS;
 
 // Small nodes used everywhere.
-const usdNode = (cost, attributes) => el('span', Object.assign({ title: preciseUsd(cost) }, attributes), fmtUsd(cost));
+/**
+ * A cost. With `unpriced` responses (models the price table does not know) the cost leaves them
+ * out: shown as a lower bound, "≥ $1.23", or as "unpriced" when nothing was priced.
+ */
+const usdNode = (cost, attributes, unpriced) => {
+  if (!unpriced) return el('span', Object.assign({ title: preciseUsd(cost) }, attributes), fmtUsd(cost));
+  const note = `${fmtInt(unpriced)} response${unpriced === 1 ? '' : 's'} of models without a price: not in this cost`;
+  return el('span', Object.assign({ title: `${preciseUsd(cost)}; ${note}`, 'data-unpriced': unpriced }, attributes), cost ? '≥ ' + fmtUsd(cost) : 'unpriced');
+};
 const tokensNode = (usage) => el('span', { title: usage ? tokenTitle(usage) : null }, fmtInt(tokenSum(usage)));
 const code = (text) => el('code', null, text);
 const muted = (text) => el('span', { class: 'muted small' }, text);
@@ -443,7 +451,8 @@ function viewOverview(context) {
       const total = answers[index].total;
       spend[testid].textContent = fmtUsd(total ? total.usage.cost : null);
       spend[testid].title = total ? preciseUsd(total.usage.cost) : 'no total in the answer';
-      spendNote[testid].textContent = `${notes[index]} · ${fmtInt(total ? total.steps : null)} steps`;
+      const unpriced = total && total.unpriced_steps ? ` · ${fmtInt(total.unpriced_steps)} unpriced, not in this sum` : '';
+      spendNote[testid].textContent = `${notes[index]} · ${fmtInt(total ? total.steps : null)} steps${unpriced}`;
     });
     const all = answers[0].total ? answers[0].total.usage : null;
     for (const [key] of KINDS) tokens[key].textContent = fmtInt(all ? all[key] : null);
@@ -462,7 +471,7 @@ function viewOverview(context) {
       fill(tops[kind], table({
         caption: `Top 5 by cost, all time`,
         columns: [kind[0].toUpperCase() + kind.slice(1), numCol('Sessions'), numCol('Tokens'), numCol('Cost')],
-        rows: top.map((row) => [kind === 'project' ? projectLink(row.key) : row.key, num(fmtInt(row.sessions)), num(tokensNode(row.usage)), num(usdNode(row.usage.cost))]),
+        rows: top.map((row) => [kind === 'project' ? projectLink(row.key) : row.key, num(fmtInt(row.sessions)), num(tokensNode(row.usage)), num(usdNode(row.usage.cost, null, row.unpriced_steps))]),
         empty: 'Nothing recorded yet.',
         attributes: { class: 'compact', 'data-testid': `top-${kind}s` },
       }));
@@ -473,7 +482,7 @@ function viewOverview(context) {
       rows: answers[8].sessions.map((session) => ({
         attributes: { 'data-session-id': session.id },
         cells: [{ content: [sessionLink(session.id, session.title), subAgentTag(session)], field: 'title' }, { content: timeNode(session.updated_at), field: 'updated' },
-          num(fmtInt(session.messages), 'messages'), num(tokensNode(session.usage), 'tokens'), num(usdNode(session.usage.cost), 'cost'), { content: activeNode(session), field: 'active' }],
+          num(fmtInt(session.messages), 'messages'), num(tokensNode(session.usage), 'tokens'), num(usdNode(session.usage.cost, null, session.unpriced_steps), 'cost'), { content: activeNode(session), field: 'active' }],
       })),
       empty: 'No sessions yet.',
       attributes: { 'data-testid': 'recent-sessions' },
@@ -492,9 +501,9 @@ function usageTable(rows, groupBy, caption, total, attributes) {
     rows: rows.map((row) => ({
       attributes: { 'data-key': row.key },
       cells: [{ content: groupBy === 'project' ? projectLink(row.key) : groupBy === 'app' ? appName(row.key) : row.key, field: 'key' }, ...kindCells(row.usage),
-        num(fmtInt(row.steps), 'steps'), num(fmtInt(row.sessions), 'sessions'), num(usdNode(row.usage.cost), 'cost')],
+        num(fmtInt(row.steps), 'steps'), num(fmtInt(row.sessions), 'sessions'), num(usdNode(row.usage.cost, null, row.unpriced_steps), 'cost')],
     })),
-    footer: total && ['Total', ...kindCells(total.usage), num(fmtInt(total.steps), 'steps'), num(''), num(usdNode(total.usage.cost), 'cost')],
+    footer: total && ['Total', ...kindCells(total.usage), num(fmtInt(total.steps), 'steps'), num(''), num(usdNode(total.usage.cost, null, total.unpriced_steps), 'cost')],
     empty: 'No usage in this period.',
     attributes,
   });
@@ -593,7 +602,7 @@ function viewSessions(context) {
     const cells = [
       ['title', [sessionLink(session.id, session.title), subAgentTag(session)]], ['app', appTag(session.app)], ['created', timeNode(session.created_at)], ['updated', timeNode(session.updated_at)],
       ['messages', fmtInt(session.messages), 1], ['tool-calls', fmtInt(session.tool_calls), 1], ['errors', errorCount(session.errors), 1],
-      ['children', fmtInt(session.children), 1], ['tokens', tokensNode(session.usage), 1], ['cost', usdNode(session.usage.cost), 1], ['active', activeNode(session)],
+      ['children', fmtInt(session.children), 1], ['tokens', tokensNode(session.usage), 1], ['cost', usdNode(session.usage.cost, null, session.unpriced_steps), 1], ['active', activeNode(session)],
     ];
     if (!record.tr.cells.length) cells.forEach(([field, , numeric]) => record.tr.appendChild(el('td', { 'data-field': field, class: numeric ? 'num' : null })));
     cells.forEach(([, content], index) => fill(record.tr.cells[index], content));
@@ -717,13 +726,13 @@ function viewSession(context) {
         ['Messages', fmtInt(session.messages)],
         ['Tool calls', fmtInt(session.tool_calls)],
         ['Errors', errorCount(session.errors)],
-        ['Cost (own)', usdNode(session.usage.cost, { 'data-testid': 'session-cost' })],
+        ['Cost (own)', usdNode(session.usage.cost, { 'data-testid': 'session-cost' }, session.unpriced_steps)],
         ['Tokens (own)', tokensNode(session.usage)],
       ]),
       table({
         caption: 'Tokens by kind, this session\'s own finish steps',
         columns: [...KINDS.map(([, label]) => numCol(label)), numCol('Cost')],
-        rows: [[...KINDS.map(([key]) => num(fmtInt(session.usage[key]), key)), num(usdNode(session.usage.cost), 'cost')]],
+        rows: [[...KINDS.map(([key]) => num(fmtInt(session.usage[key]), key)), num(usdNode(session.usage.cost, null, session.unpriced_steps), 'cost')]],
         attributes: { class: 'compact' },
       }));
     treeSessions = new Set([id]);
