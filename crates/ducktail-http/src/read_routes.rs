@@ -81,6 +81,12 @@ pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<Sess
     Ok(HttpResponse::Ok().json(SessionsPage { next_cursor: page.next_cursor.as_ref().map(encode_cursor), sessions: page.sessions }))
 }
 
+#[get("/api/projects")]
+pub(crate) async fn projects(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
+    let projects = read(&state, |reader| reader.projects()).await?;
+    Ok(HttpResponse::Ok().json(ProjectsPage { projects }))
+}
+
 #[get("/api/sessions/{id}")]
 pub(crate) async fn session(state: web::Data<HttpState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();

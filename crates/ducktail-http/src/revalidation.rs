@@ -18,7 +18,11 @@ use ducktail_pipeline::status::StatusBoard;
 /// health routes also report backlog, latency and the machine, which change without a commit.
 pub(crate) fn is_versioned(method: &actix_web::http::Method, path: &str) -> bool {
     method == actix_web::http::Method::GET
-        && (path.starts_with("/api/sessions") || path.starts_with("/api/traces/") || path == "/api/usage" || path.starts_with("/api/otel/"))
+        && (path.starts_with("/api/sessions")
+            || path.starts_with("/api/traces/")
+            || path == "/api/usage"
+            || path == "/api/projects"
+            || path.starts_with("/api/otel/"))
 }
 
 /// The data version every versioned answer depends on, right now.

@@ -30,6 +30,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
         .service(crate::export_routes::export_parquet);
     config
         .service(crate::read_routes::sessions)
+        .service(crate::read_routes::projects)
         .service(crate::read_routes::session)
         .service(crate::read_routes::timeline)
         .service(crate::read_routes::trace)

@@ -320,6 +320,13 @@ pub struct SessionsQuery {
     pub cursor: Option<String>,
 }
 
+/// `GET /api/projects`.
+#[derive(Serialize)]
+pub struct ProjectsPage {
+    /// By id.
+    pub projects: Vec<ducktail_store::ProjectItem>,
+}
+
 /// `GET /api/sessions`.
 #[derive(Serialize)]
 pub struct SessionsPage {

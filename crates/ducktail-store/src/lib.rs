@@ -44,8 +44,8 @@ pub use export_read::{ExportDay, ExportTable, SentSpan, TraceMessage, TraceRecor
 pub use list_prices::ListPricing;
 pub use otel_read::{span_kind_name, status_name, OtelService, OtelSpanNode, OtelTrace, OtelTraceFilter, OtelTraceSummary};
 pub use read_api::{
-    usage_total, Clipped, DiffStats, SessionFilter, SessionListItem, SessionPage, SessionSort, SessionSummary, TimelineMessage, TimelinePart, TimelineStep,
-    TimelineTool, TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow, UsageTotal,
+    usage_total, Clipped, DiffStats, ProjectItem, SessionFilter, SessionListItem, SessionPage, SessionSort, SessionSummary, TimelineMessage, TimelinePart,
+    TimelineStep, TimelineTool, TodoItem, ToolStats, TraceNode, Usage, UsageBy, UsageGroup, UsageRow, UsageTotal,
 };
 pub use reader::{rfc3339_from_micros, value_to_json, FileIndexRow, IndexStatus, JsonRows, QueryCanceller, Reader, RecentError, TableCount, COUNTED_TABLES};
 pub use spans::{SpanBatch, SpanReport};

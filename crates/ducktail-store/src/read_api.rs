@@ -115,6 +115,33 @@ impl SessionSort {
     }
 }
 
+/// A project: one a session names, or one OpenCode's project files list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectItem {
+    /// As sessions name it: OpenCode's root-commit SHA (or `global`), the working directory of
+    /// Claude Code's and Codex's sessions.
+    pub id: String,
+    /// OpenCode's `name`, when set.
+    pub name: Option<String>,
+    /// OpenCode's `worktree`.
+    pub worktree: Option<String>,
+    /// What to call it: the name, else the last folder of the worktree or of an id that is a
+    /// path, else the id.
+    pub label: String,
+    /// Sessions in it.
+    pub sessions: i64,
+}
+
+/// [`ProjectItem::label`].
+fn project_label(id: &str, name: Option<&str>, worktree: Option<&str>) -> String {
+    let last_folder = |path: &str| path.trim_end_matches('/').rsplit('/').next().filter(|folder| !folder.is_empty()).map(str::to_owned);
+    name.filter(|name| !name.trim().is_empty())
+        .map(str::to_owned)
+        .or_else(|| worktree.and_then(last_folder))
+        .or_else(|| id.contains('/').then(|| last_folder(id)).flatten())
+        .unwrap_or_else(|| id.to_owned())
+}
+
 /// One session in a list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionListItem {
@@ -708,6 +735,24 @@ impl Reader {
         Ok(SessionPage { sessions: sessions.into_iter().map(|(item, _)| item).collect(), next_cursor })
     }
 
+    /// Every project, by id, with what to call it and its sessions.
+    pub fn projects(&self) -> Result<Vec<ProjectItem>> {
+        let rows = self.rows(
+            "WITH used AS (SELECT project_id AS id, count(*) AS sessions FROM sessions WHERE project_id IS NOT NULL GROUP BY project_id)
+             SELECT coalesce(u.id, p.id), p.name, p.worktree, coalesce(u.sessions, 0)
+             FROM used u FULL JOIN projects p ON p.id = u.id ORDER BY 1",
+            &[],
+            "listing projects",
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let (id, name, worktree) = (text(&row[0]).unwrap_or_default(), text(&row[1]), text(&row[2]));
+                ProjectItem { label: project_label(&id, name.as_deref(), worktree.as_deref()), id, name, worktree, sessions: int(&row[3]) }
+            })
+            .collect())
+    }
+
     /// Everything about one session, or `None` when it is unknown.
     pub fn session_summary(&self, id: &str) -> Result<Option<SessionSummary>> {
         let id_value = [Value::Text(id.to_owned())];
@@ -1008,6 +1053,15 @@ fn build_node(rows: &[Vec<Value>], children_of: &HashMap<String, Vec<usize>>, in
 #[cfg(test)]
 mod usage_total_tests {
     use super::*;
+
+    #[test]
+    fn a_project_is_called_by_its_name_else_its_folder() {
+        assert_eq!(project_label("0090546a", Some("Ingest"), Some("/home/dev/work")), "Ingest");
+        assert_eq!(project_label("0090546a", Some(" "), Some("/home/dev/work/")), "work");
+        assert_eq!(project_label("/home/dev/code/todo-api", None, None), "todo-api", "Claude Code and Codex name a project by its folder");
+        assert_eq!(project_label("global", None, Some("/")), "global");
+        assert_eq!(project_label("0090546a", None, None), "0090546a");
+    }
 
     #[test]
     fn the_usage_total_sums_every_field_and_compensates_the_cost() {

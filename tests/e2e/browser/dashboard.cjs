@@ -120,6 +120,12 @@ async function main() {
   for (const testid of ["spend-today", "spend-7d", "spend-30d", "spend-last-hour"]) {
     check(`${testid} is dollars with two decimals`, /^\$\d[\d,]*\.\d\d$/.test(await text(`[data-testid='${testid}']`)), await text(`[data-testid='${testid}']`));
   }
+  // Overview: projects go by their names (/api/projects' labels), not their ids.
+  const projectLabels = new Map((await api("/api/projects")).body.projects.map((project) => [project.id, project.label]));
+  check("a Claude Code project is called by its folder", projectLabels.get("/home/dev/code/web-crawler") === "web-crawler", JSON.stringify(Array.from(projectLabels)));
+  const projectLinks = await page.$$eval("a[href^='#/sessions?project=']", (links) => links.map((link) => [link.title, link.textContent.trim()]));
+  const misnamed = projectLinks.filter(([id, shown]) => shown !== projectLabels.get(id));
+  check("the top projects show their labels", projectLinks.length > 0 && misnamed.length === 0, JSON.stringify({ misnamed, projectLinks }));
   if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "overview-light.png"), fullPage: true });
 
   // Sessions: a hostile title is text.

@@ -135,7 +135,20 @@ const errorText = (text) => el('span', { class: 'error-text' }, '⚠ ' + text);
 const errorCount = (count) => (count ? errorText(fmtInt(count)) : '0');
 const activeNode = (session) => (isActive(session) ? el('span', { class: 'badge badge-live' }, '● active now') : el('span', { class: 'muted' }, 'idle'));
 const sessionLink = (id, title) => el('a', { href: '#/session/' + encodeURIComponent(id) }, title || '(untitled)');
-const projectLink = (id, text) => el('a', { href: '#/sessions?project=' + encodeURIComponent(id), title: id }, text || shortId(id));
+/** Project id → what to call it (`label` of /api/projects), filled by loadProjects(). */
+const projectLabels = new Map();
+const projectLabel = (id) => projectLabels.get(id) || shortId(id);
+/** Reads /api/projects into projectLabels; a view waits for it before it draws project names. */
+async function loadProjects(signal) {
+  try {
+    const answer = await api('/api/projects', { signal });
+    for (const project of answer.projects) projectLabels.set(project.id, project.label);
+  } catch (error) {
+    if (error instanceof SignInRequired) throw error;
+    // Without labels the ids show, shortened: the view still works.
+  }
+}
+const projectLink = (id, text) => el('a', { href: '#/sessions?project=' + encodeURIComponent(id), title: id }, text || projectLabel(id));
 const appTag = (app) => (app ? el('span', { class: 'tag tag-app', title: `recorded by ${appName(app)} (app=${app})` }, appName(app)) : muted('—'));
 const subAgentTag = (session) => (session.parent_id ? el('span', { class: 'tag', title: 'started by ' + session.parent_id }, 'sub-agent') : null);
 
@@ -445,6 +458,7 @@ function viewOverview(context) {
       usage({ group_by: 'day', since: month }), usage({ group_by: 'day', since: hourAgo }),
       usage({ group_by: 'model' }), usage({ group_by: 'agent' }), usage({ group_by: 'project' }),
       api('/api/sessions?limit=10', { signal: context.signal }),
+      loadProjects(context.signal),
     ]);
     const notes = ['all time', 'since ' + utcDay(0), 'since ' + week, 'since ' + month, 'since ' + fmtLocal(Date.parse(hourAgo))];
     Object.keys(spend).forEach((testid, index) => {
@@ -535,7 +549,7 @@ function viewSessions(context) {
   };
   const app = el('select', { id: 'f-app' }, [['', 'All apps'], ...APPS].map(([key, name]) => el('option', { value: key, selected: key === state.filters.app }, name)));
   const project = el('select', { id: 'f-project' }, el('option', { value: '' }, 'All projects'),
-    state.filters.project ? el('option', { value: state.filters.project, selected: true }, shortId(state.filters.project)) : null);
+    state.filters.project ? el('option', { value: state.filters.project, selected: true, title: state.filters.project }, projectLabel(state.filters.project)) : null);
   const model = el('select', { id: 'f-model' }, el('option', { value: '' }, 'All models'),
     state.filters.model ? el('option', { value: state.filters.model, selected: true }, state.filters.model) : null);
   const agent = el('select', { id: 'f-agent' }, el('option', { value: '' }, 'All agents'),
@@ -648,9 +662,10 @@ function viewSessions(context) {
   });
 
   // The choices only feed the filters; the table works without them.
-  api('/api/usage?group_by=project', { signal: context.signal }).then((answer) => {
+  Promise.all([api('/api/usage?group_by=project', { signal: context.signal }), loadProjects(context.signal)]).then(([answer]) => {
     const keys = answer.rows.map((row) => row.key).filter((key) => key !== state.filters.project);
-    append(project, keys.map((key) => el('option', { value: key, title: key }, shortId(key))));
+    append(project, keys.map((key) => el('option', { value: key, title: key }, projectLabel(key))));
+    if (state.filters.project) project.options[1].textContent = projectLabel(state.filters.project);
   }, () => {});
   for (const [select, group, chosen] of [[model, 'model', state.filters.model], [agent, 'agent', state.filters.agent]]) {
     api('/api/usage?group_by=' + group, { signal: context.signal }).then((answer) => {
@@ -710,6 +725,7 @@ function viewSession(context) {
         throw error;
       }),
       api(path + '/timeline?max_chars=4000', { signal }),
+      loadProjects(signal),
     ]);
     if (signal.aborted) return;
     const session = summary.session;
@@ -719,7 +735,7 @@ function viewSession(context) {
       facts([
         ['Session id', code(session.id)],
         ['App', appTag(session.app)],
-        ['Project', session.project_id ? projectLink(session.project_id, code(session.project_id)) : '—'],
+        ['Project', session.project_id ? [projectLink(session.project_id), ' ', code(session.project_id)] : '—'],
         ['Started by', session.parent_id ? sessionLink(session.parent_id, session.parent_id) : 'nobody (a root session)'],
         ['Created', timeNode(session.created_at, true)],
         ['Updated', [timeNode(session.updated_at, true), ' ', activeNode(session)]],
@@ -889,12 +905,15 @@ function viewUsage(context) {
   csv.addEventListener('click', () => downloadCsv(state));
 
   const refresh = refresher(context, async () => {
-    const answer = await api(query('/api/usage', { group_by: state.group_by, since: state.since, until: state.until }), { signal: context.signal });
+    const [answer] = await Promise.all([
+      api(query('/api/usage', { group_by: state.group_by, since: state.since, until: state.until }), { signal: context.signal }),
+      state.group_by === 'project' ? loadProjects(context.signal) : null,
+    ]);
     state.rows = answer.rows;
     const day = state.group_by === 'day';
     const period = state.since || state.until ? ` from ${state.since || 'the start'} to ${state.until ? 'before ' + state.until : 'now'}` : ', all time';
     const bars = day ? answer.rows : answer.rows.slice().sort((a, b) => b.usage.cost - a.usage.cost).slice(0, 30);
-    const label = (key) => (day ? key : state.group_by === 'app' ? appName(key) : shortId(key));
+    const label = (key) => (day ? key : state.group_by === 'app' ? appName(key) : state.group_by === 'project' ? projectLabel(key) : shortId(key));
     fill(chartBox, barChart(bars.map((row) => ({ label: label(row.key), value: row.usage.cost, title: `${row.key}: ${preciseUsd(row.usage.cost)}` })),
       `Cost in USD by ${named(state.group_by)}${period}${day ? '' : ', highest first, at most 30 bars'}; the table below has every row`));
     fill(tableBox, usageTable(answer.rows, state.group_by, `Usage by ${named(state.group_by)}${period}: finish steps, tokens by kind; the total is the API's`, answer.total, { 'data-testid': 'usage-table' }));
