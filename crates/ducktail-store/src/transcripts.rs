@@ -300,6 +300,13 @@ impl Store {
         let records: Vec<(&Records, i64)> =
             batch.stretches.iter().flat_map(|stretch| stretch.records.iter().map(|records| (records, written_at(records)))).collect();
         report.records = records.len();
+        let phase_started = Instant::now();
+        let mut phases: Vec<(&'static str, f64)> = Vec::new();
+        let mut lap = |name: &'static str, since: &mut Instant| {
+            phases.push((name, since.elapsed().as_secs_f64() * 1e3));
+            *since = Instant::now();
+        };
+        let mut phase_clock = phase_started;
         let mut rest = records;
         while !rest.is_empty() {
             let mut round = Grouped::default();
@@ -314,6 +321,7 @@ impl Store {
             self.append_records(&round, batch.source, RecordTables::TranscriptStage).map_err(fail("staging transcript records"))?;
             rest = next;
         }
+        lap("stage", &mut phase_clock);
         // Only the tables this batch staged rows for are merged, and a table whose staged ids
         // are all new is appended to without reading it.
         let statements = self.transcript_merge_sql.clone().unwrap_or_default();
@@ -348,6 +356,7 @@ impl Store {
                     }
                 }
             }
+            lap(table, &mut phase_clock);
         }
         // Transcripts hold no projects, todos, diffs nor file operations; should a decoder make
         // one, it is dropped here rather than left for the next batch.
@@ -407,6 +416,7 @@ impl Store {
                 report.touched_sessions.insert(line.session_id.clone());
             }
         }
+        lap("lines", &mut phase_clock);
 
         let mut sessions_removed = false;
         for path in &batch.removed {
@@ -510,6 +520,8 @@ impl Store {
             // The known ids still name the removed rows: reloaded by the next batch.
             self.forget_learned_ids();
         }
+        lap("bookkeeping", &mut phase_clock);
+        tracing::trace!(records = report.records, phases_ms = ?phases, "transcript batch written, before its commit");
         Ok(report)
     }
 
