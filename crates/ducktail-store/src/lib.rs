@@ -242,7 +242,7 @@ pub struct Store {
     tracks_known_keys: bool,
     /// The transcript merge statements, one per merged table, built from the tables' columns the
     /// first time a transcript batch is written (see `transcripts`).
-    transcript_merge_sql: Option<Vec<transcripts::MergeStatements>>,
+    transcript_merge_sql: Option<Vec<transcripts::MergePlan>>,
     /// Per merged table (in `transcripts::MERGED_TABLES` order), the ids transcripts have
     /// written, with their rows' `version_ms`: a batch of only new ids appends without reading
     /// the table, and a merge reads only rows at least as new as its oldest stored copy.
