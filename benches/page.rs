@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "../tests/support/browser.rs"]
+mod browser;
 #[path = "support/daemon.rs"]
 mod daemon;
 #[path = "support/suite.rs"]
@@ -37,15 +39,7 @@ fn main() {
             _ => {}
         }
     }
-    let chromium = std::env::var_os("DUCKTAIL_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(chromium.is_file(), "{} is missing: apt-get install chromium, or set DUCKTAIL_CHROMIUM", chromium.display());
-    let playwright = std::env::var_os("DUCKTAIL_PLAYWRIGHT")
-        .map_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ducktail/node/node_modules/playwright-core"), PathBuf::from);
-    assert!(
-        playwright.join("package.json").is_file(),
-        "{} is missing: npm install --prefix ~/.cache/ducktail/node playwright-core@1, or set DUCKTAIL_PLAYWRIGHT",
-        playwright.display()
-    );
+    let (chromium, playwright) = (browser::chromium(), browser::playwright());
     if header {
         let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
         suite::print_header(&format!("{cores} cores shared by Chromium and the daemon; cold loads, each in a new browser context"));

@@ -7,31 +7,16 @@
 //! watched tree show within 5 s without a reload; no console error and no request to another
 //! origin. A missing browser or driver fails the test with the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::*;
 
 const HOSTILE_TITLE: &str = "<img src=x onerror=alert(1)>";
 
-/// Chromium: `$DUCKTAIL_CHROMIUM`, else Debian's.
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("DUCKTAIL_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(path.is_file(), "{} is missing: install Debian's chromium (`apt-get install chromium`; .ci/run does), or set DUCKTAIL_CHROMIUM", path.display());
-    path
-}
-
-/// playwright-core: `$DUCKTAIL_PLAYWRIGHT`, else where .ci/run installs it.
-fn playwright() -> PathBuf {
-    let path = std::env::var_os("DUCKTAIL_PLAYWRIGHT")
-        .map_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ducktail/node/node_modules/playwright-core"), PathBuf::from);
-    assert!(
-        path.join("package.json").is_file(),
-        "{} is missing: `npm install --prefix ~/.cache/ducktail/node playwright-core@1` (.ci/run does), or set DUCKTAIL_PLAYWRIGHT",
-        path.display()
-    );
-    path
-}
+#[path = "../support/browser.rs"]
+mod browser;
+use browser::{chromium, playwright};
 
 /// A session file whose title is markup, beside the fixture's sessions.
 fn write_hostile_session(storage: &Path) {

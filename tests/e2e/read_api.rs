@@ -348,6 +348,20 @@ fn read_answers_revalidate_with_304_until_a_commit_changes_them() {
     assert!(daemon.terminate().success());
 }
 
+/// The ETag of `path`'s newest answer once two in a row are the same: derived rows trail the
+/// catch-up's commit.
+fn settled_tag(daemon: &Daemon, path: &str) -> String {
+    let mut tag = String::new();
+    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
+        let response = ureq::get(&format!("{}{path}", daemon.base_url)).set("Cache-Control", "no-cache").call().unwrap();
+        let current = response.header("etag").unwrap_or_default().to_owned();
+        let settled = current == tag;
+        tag = current;
+        settled
+    });
+    tag
+}
+
 fn answers_reused(daemon: &Daemon) -> u64 {
     let metrics = daemon.metrics_text();
     metrics.lines().find_map(|line| line.strip_prefix("ducktail_api_answers_reused_total ")).and_then(|value| value.trim().parse().ok()).unwrap_or(0)
@@ -360,13 +374,7 @@ fn many_clients_polling_one_view_share_one_computation_and_then_see_the_commit()
     copy_tree(&shared_opencode_fixtures().join("generated-opencode-1.1.65"), &opencode);
     let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), ""));
     let path = "/api/sessions?limit=50";
-    let mut tag = String::new();
-    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
-        let current = conditional_get(&daemon, path, None).1.unwrap_or_default();
-        let settled = current == tag;
-        tag = current;
-        settled
-    });
+    let tag = settled_tag(&daemon, path);
     let before = answers_reused(&daemon);
     let bodies: Vec<(Option<String>, String)> = std::thread::scope(|scope| {
         let clients: Vec<_> = (0..16)
@@ -461,13 +469,7 @@ fn a_kept_answer_is_served_for_max_staleness_unless_the_request_wants_the_newest
     // A minute, so that the steps below surely run inside it.
     let daemon = Daemon::start(&opencode, &dir.path().join("db.duckdb"), &test_config(dir.path(), "max_staleness = \"60s\""));
     let path = "/api/sessions?limit=200";
-    let mut tag = String::new();
-    wait_until("the tag holds still", std::time::Duration::from_secs(20), || {
-        let current = get_with(&daemon, path, Some("no-cache")).0.unwrap_or_default();
-        let settled = current == tag;
-        tag = current;
-        settled
-    });
+    let tag = settled_tag(&daemon, path);
     let (kept_tag, kept_body) = get_with(&daemon, path, None);
     assert_eq!(kept_tag.as_deref(), Some(tag.as_str()));
     let sessions_counted = |stats: &str| serde_json::from_str::<serde_json::Value>(stats).unwrap()["tables"]["sessions"].as_i64().unwrap();
