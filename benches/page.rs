@@ -16,7 +16,6 @@
 //! copy of `bench-trees/bench-<files>.duckdb` (made by the pipeline bench).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 #[path = "../tests/support/browser.rs"]
@@ -72,15 +71,9 @@ fn main() {
             { "name": "session with its waterfall", "hash": format!("/session/{session}"), "ready": "[data-testid='waterfall'] [data-trace-id]" },
         ],
     });
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/support/page.cjs");
-    let output = Command::new("node").arg(driver).arg(settings.to_string()).output().expect("run node (the page bench needs Node.js)");
+    let driver = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/support/page.cjs");
+    let (report, _, _) = browser::run_driver(&driver, &settings);
     daemon.stop();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("the driver printed no report:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
     for view in report["views"].as_array().unwrap() {
         let name = view["name"].as_str().unwrap();
         let numbers = |key: &str| -> Vec<f64> { view[key].as_array().unwrap().iter().map(|value| value.as_f64().unwrap()).collect() };

@@ -8,7 +8,6 @@
 //! origin. A missing browser or driver fails the test with the fix.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::*;
 
@@ -83,19 +82,9 @@ fn the_dashboard_shows_the_apis_figures_live_in_a_real_browser() {
         "screenshots": screenshots,
     });
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/browser/dashboard.cjs");
-    let output = Command::new("node")
-        .arg(&driver)
-        .arg(settings.to_string())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run node ({error}): the browser tests need Node.js"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("the driver printed no report:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let (report, exited_0, stderr) = browser::run_driver(&driver, &settings);
     let failures = report["failures"].as_array().unwrap();
-    assert!(failures.is_empty() && output.status.success(), "dashboard checks failed: {failures:#?}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(failures.is_empty() && exited_0, "dashboard checks failed: {failures:#?}\nstderr: {stderr}");
     assert!(report["checks"].as_array().unwrap().len() >= 20, "too few checks ran: {report}");
     assert!(daemon.terminate().success());
 }

@@ -4,14 +4,16 @@
 //! # Layout
 //! - [`serve`] builds the actix-web server on a bound listener.
 //! - `wire` holds every request and response type; `routes` the probes, stats, SQL and
-//!   metrics; `read_routes` sessions, timelines, traces and usage; `events` the server-sent
-//!   event stream; `health` the detailed health verdict; `auth` bearer tokens and the
-//!   dashboard's token cookie; `dashboard` the embedded page, its assets and the login;
+//!   metrics; `read_routes` sessions, projects, timelines, traces and usage; `events` the
+//!   server-sent event stream; `health` the detailed health verdict; `auth` bearer tokens and
+//!   the dashboard's token cookie; `dashboard` the embedded page, its assets and the login;
 //!   `revalidation` the ETags and `304`s of the answers that only a commit can change;
+//!   `answer_cache` the answers kept, gzipped once, and served again while fresh enough;
 //!   [`ApiError`] maps failures to a status code and a JSON body.
 //!
 //! It only reads: every query runs on a reader connection on the blocking pool, never on the
-//! writer's connection and never on the async executor. It names no DuckDB type.
+//! writer's connection and never on the async executor. It names no DuckDB type. Its workers
+//! run below the pipeline's scheduling priority: it must never slow a commit.
 
 mod answer_cache;
 mod auth;

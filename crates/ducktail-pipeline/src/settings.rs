@@ -440,7 +440,7 @@ pub struct HttpSettings {
     pub token: String,
     /// HTTP worker threads; 0 means one per core (at least 2).
     pub workers: usize,
-    /// Distinct read URLs whose answers are kept and served again until the next commit; 0 turns
+    /// Distinct read URLs whose answers are kept and served again (see `max_staleness`); 0 turns
     /// the reuse off (every request runs its queries; conditional GETs still answer 304).
     pub reused_answers: usize,
     /// How long after its computation began a kept answer is still served to a request that does
