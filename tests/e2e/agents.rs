@@ -151,6 +151,17 @@ fn both_agents_index_to_the_independent_totals_per_session_and_model() {
     assert_eq!(usage["total"]["tokens"].as_i64(), Some(input + output + cache_read + cache_write));
     let rate = usage["total"]["cache_hit_rate"].as_f64().unwrap();
     assert!((rate - cache_read as f64 / (input + cache_read + cache_write) as f64).abs() < 1e-12, "{rate}");
+    // An agent as usage by agent names it (`claude_code/main`) finds that app's sessions.
+    let by_agent = ducktail(&["usage", "--db", path_str(&db), "--by", "agent", "--json"], None);
+    let by_agent: Value = serde_json::from_slice(&by_agent.stdout).expect("usage --by agent --json");
+    for agent in ["claude_code/main", "codex/main"] {
+        let row = by_agent["rows"].as_array().unwrap().iter().find(|row| row["key"] == agent).unwrap_or_else(|| panic!("no {agent}: {by_agent}"));
+        let listed = ducktail(&["sessions", "--db", path_str(&db), "--agent", agent, "--limit", "500", "--json"], None);
+        let listed: Value = serde_json::from_slice(&listed.stdout).expect("sessions --json");
+        let sessions = listed["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len() as i64, row["sessions"].as_i64().unwrap(), "{agent}: {listed}");
+        assert!(sessions.iter().all(|session| agent.starts_with(session["app"].as_str().unwrap())), "{agent}: {listed}");
+    }
     let before = snapshot(&db);
     let again = index_agents(&claude_fixtures(), &codex_fixtures(), &db);
     assert!(again.contains("claude_code: 6 transcripts on disk, 0 read"), "{again}");

@@ -194,9 +194,19 @@ impl Daemon {
             .expect("spawn ducktail run");
         let stderr = child.stderr.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
+        // The log's last lines, for the message of a daemon that never gets ready.
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<String>::new()));
+        let kept = tail.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                {
+                    let mut kept = kept.lock().unwrap();
+                    if kept.len() == 40 {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line.clone());
+                }
                 if !sent {
                     if let Some(start) = line.find("http://") {
                         let address: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
@@ -210,8 +220,22 @@ impl Daemon {
             }
         });
         let base_url = receiver.recv_timeout(Duration::from_secs(30)).expect("daemon printed its address");
-        let daemon = Daemon { child, base_url };
-        wait_until("daemon ready", Duration::from_secs(120), || daemon.get_status("/readyz") == Some(200));
+        let mut daemon = Daemon { child, base_url };
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        while daemon.get_status("/readyz") != Some(200) {
+            let exited = daemon.child.try_wait().ok().flatten();
+            if exited.is_some() || started.elapsed() > Duration::from_secs(120) {
+                let log = tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n");
+                let health = daemon.get_status("/health/detailed").map(|_| daemon.get_with_status("/health/detailed").1);
+                panic!(
+                    "the daemon did not get ready within {:?} (exited: {exited:?}); /health/detailed: {health:?}\nits last log lines:\n{log}",
+                    started.elapsed()
+                );
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
         daemon
     }
 

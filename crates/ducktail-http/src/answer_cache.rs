@@ -64,16 +64,26 @@ impl Answer {
 /// Bodies smaller than this go out as they are: gzip would save less than its own overhead.
 const GZIP_FROM_BYTES: usize = 1024;
 
-/// Whether `Accept-Encoding` accepts gzip (`gzip` or `*`, with a non-zero `q`).
+/// Whether `Accept-Encoding` accepts gzip: named, or `*`, with a non-zero `q` (`gzip;q=0`
+/// refuses it whatever `*` says).
 pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(|coding| {
-        let mut parts = coding.split(';').map(str::trim);
-        let name = parts.next().unwrap_or_default();
-        let refused = parts.any(|parameter| {
-            parameter.split_once('=').is_some_and(|(key, q)| key.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
-        });
-        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-    })
+    let codings: Vec<(String, bool)> = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let refused = parts.any(|parameter| {
+                parameter.split_once('=').is_some_and(|(key, q)| key.trim().eq_ignore_ascii_case("q") && q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (name, !refused)
+        })
+        .collect();
+    match codings.iter().find(|(name, _)| name == "gzip") {
+        Some((_, accepted)) => *accepted,
+        None => codings.iter().any(|(name, accepted)| name == "*" && *accepted),
+    }
 }
 
 /// How many bytes a kept answer holds, for the cache's byte bound.
@@ -87,8 +97,10 @@ impl Weigh for Answer {
     }
 }
 
-/// What a request accepts: the answer of the version current when it arrived, or one whose
-/// computation began at most `tolerance` ago.
+/// What a request accepts, fixed when it arrives: an answer of the version current then (or a
+/// newer one), or one whose computation began less than `tolerance` before it arrived. Fixed, so
+/// that a request that waited for a computation takes its answer even if a commit landed
+/// meanwhile (looking again with the new version would send every waiter to compute anew).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Freshness {
     pub current: u64,
@@ -98,7 +110,7 @@ pub(crate) struct Freshness {
 
 impl Freshness {
     fn accepts(&self, version: u64, started: Instant) -> bool {
-        version == self.current || self.now.saturating_duration_since(started) < self.tolerance
+        version >= self.current || self.now.saturating_duration_since(started) < self.tolerance
     }
 }
 
@@ -181,22 +193,19 @@ impl<A: Clone + Weigh> AnswerCache<A> {
             if let Some(kept) = slot.ready.as_ref().filter(|kept| freshness.accepts(kept.version, kept.started)) {
                 return Lookup::Hit(kept.answer.clone(), kept.version);
             }
-            match &slot.computing {
-                Some(computing) if !*computing.done.borrow() && freshness.accepts(computing.version, computing.started) => {
+            if let Some(computing) = slot.computing.as_ref().filter(|computing| !*computing.done.borrow()) {
+                if freshness.accepts(computing.version, computing.started) {
                     return Lookup::Wait(computing.done.clone());
                 }
-                // A request that read the version before a commit that a newer one already saw:
-                // it computes for itself and leaves the slot to the newer computation.
-                Some(computing) if !*computing.done.borrow() && computing.version > freshness.current => return Lookup::Compute(ticket),
-                _ => {}
             }
             slot.computing = Some(Computing { ticket: id, version: freshness.current, started: freshness.now, done: receiver });
             return Lookup::Compute(ticket);
         }
         if slots.by_key.len() >= self.capacity || slots.bytes > MAX_KEPT_BYTES {
+            // Only computations under way stay; a failed one (a 404, a 400) leaves nothing behind.
             slots.by_key.retain(|_, slot| {
                 slot.ready = None;
-                slot.computing.is_some()
+                slot.computing.as_ref().is_some_and(|computing| !*computing.done.borrow())
             });
             slots.bytes = 0;
         }
@@ -236,6 +245,12 @@ impl Drop for Ticket {
 /// The tolerance a request states in `Cache-Control` (`no-cache` and `max-age=0` want the newest
 /// commit, `max-age=N` accepts `N` seconds), or `default`.
 pub(crate) fn tolerance_of(headers: &HeaderMap, default: Duration) -> Duration {
+    // HTTP/1.0's way, when no Cache-Control says otherwise.
+    let pragma_no_cache =
+        headers.get(header::PRAGMA).and_then(|value| value.to_str().ok()).is_some_and(|value| value.to_ascii_lowercase().contains("no-cache"));
+    if pragma_no_cache && !headers.contains_key(header::CACHE_CONTROL) {
+        return Duration::ZERO;
+    }
     let mut tolerance = default;
     for value in headers.get_all(header::CACHE_CONTROL).filter_map(|value| value.to_str().ok()) {
         for directive in value.split(',').map(str::trim) {
@@ -260,7 +275,7 @@ pub(crate) async fn reuse_or_compute<A, E, F, Fut>(
     cache: &AnswerCache<A>,
     turns: &tokio::sync::Semaphore,
     key: &str,
-    freshness: impl Fn() -> Freshness,
+    freshness: Freshness,
     compute: F,
 ) -> Result<A, E>
 where
@@ -269,7 +284,7 @@ where
     Fut: std::future::Future<Output = Result<A, E>>,
 {
     loop {
-        match cache.lookup(key, freshness()) {
+        match cache.lookup(key, freshness) {
             Lookup::Hit(answer, _) => return Ok(answer),
             Lookup::Wait(done) => wait(done).await,
             Lookup::Compute(ticket) => {
@@ -375,12 +390,12 @@ where
             let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
             let unchanged =
                 |request: ServiceRequest, tag: String| Ok(request.into_response(HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish()));
+            let freshness = Freshness { current: crate::revalidation::version_for(&board, request.path()), tolerance, now: Instant::now() };
+            let current_tag = crate::revalidation::tag_of(freshness.current);
+            if crate::revalidation::not_modified(if_none_match.as_ref(), &current_tag) {
+                return unchanged(request, current_tag);
+            }
             loop {
-                let freshness = Freshness { current: crate::revalidation::version_for(&board, request.path()), tolerance, now: Instant::now() };
-                let current_tag = crate::revalidation::tag_of(freshness.current);
-                if crate::revalidation::not_modified(if_none_match.as_ref(), &current_tag) {
-                    return unchanged(request, current_tag);
-                }
                 match cache.lookup(&key, freshness) {
                     Lookup::Hit(answer, version) => {
                         // The tag names the version the answer was computed at, so a client
@@ -466,7 +481,7 @@ mod tests {
         let now = Instant::now();
         let Lookup::Compute(old) = cache.lookup("/api/sessions", exact(1, now)) else { panic!() };
         let Lookup::Compute(new) = cache.lookup("/api/sessions", exact(2, now)) else { panic!() };
-        assert!(matches!(cache.lookup("/api/sessions", exact(1, now)), Lookup::Compute(_)), "a late request does not wait for the newer one");
+        assert!(matches!(cache.lookup("/api/sessions", exact(1, now)), Lookup::Wait(_)), "a late request waits for the newer one");
         cache.store(new, answer("new"));
         cache.store(old, answer("old"));
         assert!(matches!(cache.lookup("/api/sessions", exact(2, now)), Lookup::Hit(found, 2) if found.body == "new"), "the older answer did not replace it");
@@ -514,6 +529,7 @@ mod tests {
         };
         assert!(with("gzip, deflate, br, zstd") && with("*") && with("br;q=1.0, gzip;q=0.5"));
         assert!(!with("br") && !with("gzip;q=0") && !with("identity") && !accepts_gzip(&HeaderMap::new()));
+        assert!(!with("*, gzip;q=0"), "named and refused, whatever * says");
         let answer = Answer::new(Bytes::from("{\"x\":1}".repeat(400)), None);
         let copy = answer.clone();
         let gzipped = answer.gzipped().clone();
@@ -538,5 +554,8 @@ mod tests {
         assert_eq!(with("Max-Age=60"), default, "a longer allowance than the daemon's changes nothing");
         assert_eq!(with("no-store, max-age=0"), Duration::ZERO);
         assert_eq!(with("max-stale"), default);
+        let mut pragma = HeaderMap::new();
+        pragma.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        assert_eq!(tolerance_of(&pragma, default), Duration::ZERO, "HTTP/1.0's Pragma, without Cache-Control");
     }
 }

@@ -103,7 +103,7 @@ impl Weigh for Arc<IndexStatus> {
 #[get("/api/stats")]
 async fn stats(request: HttpRequest, state: web::Data<HttpState>, live: web::Data<LiveFigures>) -> Result<HttpResponse, ApiError> {
     let tolerance = crate::answer_cache::tolerance_of(request.headers(), state.settings.max_staleness);
-    let freshness = || Freshness { current: crate::revalidation::current_version(&state.board), tolerance, now: Instant::now() };
+    let freshness = Freshness { current: crate::revalidation::current_version(&state.board), tolerance, now: Instant::now() };
     let status = crate::answer_cache::reuse_or_compute(&live.database_part, &live.turns, "status", freshness, || {
         let readers = state.readers.clone();
         async move {

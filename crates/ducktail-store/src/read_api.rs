@@ -702,6 +702,8 @@ impl Reader {
             None => (Value::Null, Value::Null),
         };
         let (key, direction, beyond) = (filter.sort.key_sql(), if filter.ascending { "ASC" } else { "DESC" }, if filter.ascending { ">" } else { "<" });
+        // The keys usage by model and by agent name, so a key from there finds its sessions.
+        let (model_key, agent_key) = (UsageGroup::Model.rollup_key_sql(), UsageGroup::Agent.rollup_key_sql());
         let where_clause = format!(
             "($1::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) >= $1::BIGINT)
             AND ($2::BIGINT IS NULL OR epoch_us(s.created_at::TIMESTAMP) < $2::BIGINT)
@@ -709,9 +711,8 @@ impl Reader {
             AND (NOT $4::BOOLEAN OR s.parent_id IS NULL)
             AND ($5::VARCHAR IS NULL OR contains(lower(coalesce(s.title, '')), lower($5::VARCHAR)))
             AND ($8::VARCHAR IS NULL OR coalesce(s.app, 'opencode') = $8::VARCHAR)
-            AND ($9::VARCHAR IS NULL OR s.id IN (SELECT session_id FROM session_usage
-                 WHERE coalesce(provider_id || '/', '') || coalesce(model_id, 'unknown') = $9::VARCHAR))
-            AND ($10::VARCHAR IS NULL OR s.id IN (SELECT session_id FROM session_usage WHERE coalesce(agent, 'unknown') = $10::VARCHAR))
+            AND ($9::VARCHAR IS NULL OR s.id IN (SELECT r.session_id FROM session_usage r WHERE {model_key} = $9::VARCHAR))
+            AND ($10::VARCHAR IS NULL OR s.id IN (SELECT r.session_id FROM session_usage r WHERE {agent_key} = $10::VARCHAR))
             AND ($6::BIGINT IS NULL OR {key} {beyond} $6::BIGINT OR ({key} = $6::BIGINT AND s.id {beyond} $7::VARCHAR))"
         );
         let tail = format!("ORDER BY sort_key {direction}, s.id {direction} LIMIT {}", limit + 1);

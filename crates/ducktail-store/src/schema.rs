@@ -442,10 +442,12 @@ CREATE INDEX otlp_sent_session ON otlp_sent (session_id);
         name: "finish steps without a price, per rollup row",
         // Finish steps whose cost is NULL (a model the price table does not know), so a total
         // can say how much it leaves out instead of reading as $0.00. Filled by the recompute
-        // that follows the upgrade (`ROLLUPS_LAST_CHANGED`).
+        // that follows the upgrade (`ROLLUPS_LAST_CHANGED`); the mark that derived rows are
+        // complete goes with the migration, so a recompute cut short is done again by the daemon.
         sql: r#"
 ALTER TABLE session_stats ADD COLUMN unpriced_steps BIGINT DEFAULT 0;
 ALTER TABLE session_usage ADD COLUMN unpriced_steps BIGINT DEFAULT 0;
+DELETE FROM pipeline_state WHERE key = 'derived_complete';
 "#,
     },
 ];

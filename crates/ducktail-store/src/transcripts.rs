@@ -216,7 +216,7 @@ impl MergePlan {
     /// One row from a key's copies, stored first, then in reading order.
     fn merge(&self, copies: &[Vec<duckdb::types::Value>]) -> Vec<duckdb::types::Value> {
         use duckdb::types::Value;
-        let with_raw = self.raw.and_then(|raw| copies.iter().rev().find(|copy| present(&copy[raw])));
+        let with_raw: Vec<&Vec<Value>> = self.raw.map(|raw| copies.iter().filter(|copy| present(&copy[raw])).collect()).unwrap_or_default();
         self.rules
             .iter()
             .enumerate()
@@ -227,7 +227,7 @@ impl MergePlan {
                     ColumnRule::Earliest => values.filter(|value| ordered(value).is_some()).min_by_key(|value| ordered(value)).cloned(),
                     ColumnRule::Latest => values.filter(|value| ordered(value).is_some()).max_by_key(|value| ordered(value)).cloned(),
                     ColumnRule::First => values.clone().find(|value| present(value)).cloned(),
-                    ColumnRule::WithRaw => with_raw.map(|copy| copy[column].clone()).filter(|value| !matches!(value, Value::Null)),
+                    ColumnRule::WithRaw => with_raw.iter().rev().map(|copy| &copy[column]).find(|value| !matches!(value, Value::Null)).cloned(),
                     ColumnRule::Any => {
                         let flags: Vec<bool> = values.filter_map(|value| if let Value::Boolean(flag) = value { Some(*flag) } else { None }).collect();
                         (!flags.is_empty()).then(|| Value::Boolean(flags.iter().any(|flag| *flag)))

@@ -606,7 +606,8 @@ function viewSessions(context) {
     el('nav', { class: 'pager', 'aria-label': 'Pages' }, previous, pageLabel, next)]);
 
   const pageQuery = (cursor) => query('/api/sessions', Object.assign({}, state.filters, { sort: state.sort.key, order: state.sort.down ? 'desc' : 'asc', limit: state.limit, cursor }));
-  const sortValue = (session, key) => (key === 'cost' ? session.usage.cost : key === 'tokens' ? tokenSum(session.usage) : parseTime(key === 'updated' ? session.updated_at : session.created_at) || 0);
+  // As the API orders: a session never updated counts as updated when it was created.
+  const sortValue = (session, key) => (key === 'cost' ? session.usage.cost : key === 'tokens' ? tokenSum(session.usage) : parseTime(key === 'updated' ? session.updated_at || session.created_at : session.created_at) || 0);
 
   /** Writes a session into its row, creating the row the first time; the <tr> is kept. */
   function upsert(session, flash) {
