@@ -8,7 +8,11 @@
 //!
 //! ```text
 //! cargo bench --workspace --bench load -- --files 1000000 --connections 50 --seconds 20 --rate 1000
+//! cargo bench --workspace --bench load -- --files 1000000 --connections 50 --seconds 20 --rate 1000 --delay-ms 20
 //! ```
+//!
+//! The first sends all wrk can; the second paces each connection (at most 2,500 requests/s),
+//! the budget's load.
 //!
 //! The daemon runs on a copy of `bench-trees/bench-<files>.duckdb` (made by the pipeline bench);
 //! the new files go into the tree and are removed when the bench ends. wrk, the writing thread
@@ -29,10 +33,13 @@ struct Options {
     seconds: u64,
     rate: u64,
     header: bool,
+    /// Each connection waits this long before each request (wrk's `delay()`): 50 connections
+    /// at 20 ms offer at most 2,500 requests/s, the budget's load rather than all wrk can send.
+    delay_ms: u64,
 }
 
 fn options() -> Options {
-    let mut options = Options { files: 1_000_000, connections: 50, seconds: 20, rate: 1_000, header: true };
+    let mut options = Options { files: 1_000_000, connections: 50, seconds: 20, rate: 1_000, header: true, delay_ms: 0 };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().unwrap_or_else(|| panic!("{argument} takes a value"));
@@ -42,6 +49,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--rate" => options.rate = value().parse().expect("files/s"),
             "--no-header" => options.header = false,
+            "--delay-ms" => options.delay_ms = value().parse().expect("milliseconds"),
             _ => {}
         }
     }
@@ -50,7 +58,7 @@ fn options() -> Options {
 
 /// The wrk script: requests round-robin over `paths`, accepting gzip, and the latency percentiles printed as one
 /// JSON line at the end (wrk's own summary has no p95).
-fn wrk_script(paths: &[String]) -> String {
+fn wrk_script(paths: &[String], delay_ms: u64) -> String {
     let list: Vec<String> = paths.iter().map(|path| format!("{path:?}")).collect();
     format!(
         r#"
@@ -62,13 +70,14 @@ request = function()
   index = index % #paths + 1
   return wrk.format("GET", paths[index])
 end
-done = function(summary, latency, requests)
+{}done = function(summary, latency, requests)
   io.write(string.format('{{"requests":%d,"seconds":%f,"errors":%d,"non2xx":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}}\n',
     summary.requests, summary.duration / 1e6, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     summary.errors.status, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
 "#,
-        list.join(", ")
+        list.join(", "),
+        if delay_ms > 0 { format!("delay = function()\n  return {delay_ms}\nend\n") } else { String::new() }
     )
 }
 
@@ -105,7 +114,8 @@ fn main() {
     for reuse in [Reuse::Defaults, Reuse::UntilCommit, Reuse::Off] {
         rows.push((reuse, run(&tree, &source_db, &options, reuse)));
     }
-    let workload = format!("read API under load: {} connections, a mix of 5 routes, {} files/s arriving", options.connections, options.rate);
+    let paced = if options.delay_ms > 0 { format!(", each waiting {} ms before each request", options.delay_ms) } else { String::new() };
+    let workload = format!("read API under load: {} connections{paced}, a mix of 5 routes, {} files/s arriving", options.connections, options.rate);
     let (with, without) = (&rows[0].1, &rows[2].1);
     suite::row(
         &workload,
@@ -199,7 +209,7 @@ fn run(tree: &Path, source_db: &Path, options: &Options, reuse: Reuse) -> Outcom
         ]);
     }
     let script = scratch.path().join("mix.lua");
-    std::fs::write(&script, wrk_script(&paths)).unwrap();
+    std::fs::write(&script, wrk_script(&paths, options.delay_ms)).unwrap();
 
     // New files meanwhile: a seeded plan of its own, into the tree, at the offered rate.
     let files = (options.rate * (options.seconds + 2)) as usize;
