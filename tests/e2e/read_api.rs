@@ -234,6 +234,7 @@ fn sessions_summaries_traces_and_usage_match_the_files() {
         ("/api/sessions?cursor=garbage", 400, "cursor"),
         ("/api/sessions?sort=price", 400, "sort"),
         ("/api/sessions?order=up", 400, "order"),
+        ("/api/sessions?cursor=cost:asc:1.ses_x", 400, "another sort"),
     ] {
         let (status, body) = get(&daemon, path);
         assert_eq!(status, code, "{path}: {body}");

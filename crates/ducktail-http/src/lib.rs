@@ -42,6 +42,12 @@ pub fn parse_instant(name: &str, text: &str) -> Result<i64, String> {
     read_routes::parse_instant(name, text).map_err(|error| error.to_string())
 }
 
+/// The `next_cursor` text `/api/sessions` gives for `cursor` under `sort` and order, so the
+/// CLI's own reads answer in the API's shape.
+pub fn session_cursor(cursor: &(i64, String), sort: ducktail_store::SessionSort, ascending: bool) -> String {
+    read_routes::encode_cursor(cursor, sort, ascending)
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct HttpState {

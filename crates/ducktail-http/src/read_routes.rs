@@ -24,14 +24,36 @@ fn optional_instant(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiEr
     text.filter(|text| !text.is_empty()).map(|text| parse_instant(name, text)).transpose()
 }
 
-/// Cursor text: `<created key>.<session id>`.
-fn encode_cursor((key, id): &(i64, String)) -> String {
-    format!("{key}.{id}")
+/// The name of a sort and order in a cursor, `None` for the default (newest first), whose
+/// cursors stay as they always were.
+fn cursor_order(sort: SessionSort, ascending: bool) -> Option<String> {
+    let name = match sort {
+        SessionSort::Created => "created",
+        SessionSort::Updated => "updated",
+        SessionSort::Cost => "cost",
+        SessionSort::Tokens => "tokens",
+    };
+    (sort != SessionSort::Created || ascending).then(|| format!("{name}:{}", if ascending { "asc" } else { "desc" }))
 }
 
-fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
+/// Cursor text: `[<sort>:<order>:]<sort key>.<session id>`; the sort and order are named unless
+/// they are the default, so a cursor is never read under another order.
+pub(crate) fn encode_cursor((key, id): &(i64, String), sort: SessionSort, ascending: bool) -> String {
+    match cursor_order(sort, ascending) {
+        Some(order) => format!("{order}:{key}.{id}"),
+        None => format!("{key}.{id}"),
+    }
+}
+
+fn decode_cursor(text: &str, sort: SessionSort, ascending: bool) -> Result<(i64, String), ApiError> {
     let invalid = || ApiError::bad_request(format!("cursor {text:?} is not a next_cursor this server returned"));
-    let (key, id) = text.split_once('.').ok_or_else(invalid)?;
+    let rest = match cursor_order(sort, ascending) {
+        Some(order) => text.strip_prefix(&format!("{order}:")),
+        // A default cursor starts with its key, a number.
+        None => text.starts_with(|first: char| first.is_ascii_digit() || first == '-').then_some(text),
+    }
+    .ok_or_else(|| ApiError::bad_request(format!("cursor {text:?} belongs to another sort or order; pass the sort and order it came with")))?;
+    let (key, id) = rest.split_once('.').ok_or_else(invalid)?;
     Ok((key.parse().map_err(|_| invalid())?, id.to_owned()))
 }
 
@@ -54,6 +76,15 @@ pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<Sess
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and 500, got {limit}")));
     }
+    let sort = match query.sort.as_deref().filter(|sort| !sort.is_empty()) {
+        None => SessionSort::Created,
+        Some(name) => SessionSort::parse(name).ok_or_else(|| ApiError::bad_request(format!("sort must be created, updated, cost or tokens, got {name:?}")))?,
+    };
+    let ascending = match query.order.as_deref().filter(|order| !order.is_empty()) {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, got {other:?}"))),
+    };
     let filter = SessionFilter {
         since_us: optional_instant("since", query.since.as_deref())?,
         until_us: optional_instant("until", query.until.as_deref())?,
@@ -63,22 +94,14 @@ pub(crate) async fn sessions(state: web::Data<HttpState>, query: web::Query<Sess
         app: query.app.filter(|app| !app.is_empty()),
         model: query.model.filter(|model| !model.is_empty()),
         agent: query.agent.filter(|agent| !agent.is_empty()),
-        sort: match query.sort.as_deref().filter(|sort| !sort.is_empty()) {
-            None => SessionSort::Created,
-            Some(name) => {
-                SessionSort::parse(name).ok_or_else(|| ApiError::bad_request(format!("sort must be created, updated, cost or tokens, got {name:?}")))?
-            }
-        },
-        ascending: match query.order.as_deref().filter(|order| !order.is_empty()) {
-            None | Some("desc") => false,
-            Some("asc") => true,
-            Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, got {other:?}"))),
-        },
+        sort,
+        ascending,
         limit,
-        after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(decode_cursor).transpose()?,
+        after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(|cursor| decode_cursor(cursor, sort, ascending)).transpose()?,
     };
     let page = read(&state, move |reader| reader.sessions(&filter)).await?;
-    Ok(HttpResponse::Ok().json(SessionsPage { next_cursor: page.next_cursor.as_ref().map(encode_cursor), sessions: page.sessions }))
+    let next_cursor = page.next_cursor.as_ref().map(|cursor| encode_cursor(cursor, sort, ascending));
+    Ok(HttpResponse::Ok().json(SessionsPage { next_cursor, sessions: page.sessions }))
 }
 
 #[get("/api/projects")]
@@ -182,9 +205,18 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
+    fn cursors_round_trip_and_garbage_or_another_orders_cursor_is_refused() {
         let cursor = (1_767_603_600_000_000, "ses_abc".to_owned());
-        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
-        assert!(decode_cursor("nonsense").is_err());
+        let newest = encode_cursor(&cursor, SessionSort::Created, false);
+        assert_eq!(newest, "1767603600000000.ses_abc", "the default's cursors are as they always were");
+        assert_eq!(decode_cursor(&newest, SessionSort::Created, false).unwrap(), cursor);
+        let by_cost = encode_cursor(&cursor, SessionSort::Cost, true);
+        assert_eq!(decode_cursor(&by_cost, SessionSort::Cost, true).unwrap(), cursor);
+        for (sort, ascending) in [(SessionSort::Cost, false), (SessionSort::Created, false), (SessionSort::Tokens, true)] {
+            let error = decode_cursor(&by_cost, sort, ascending).unwrap_err().to_string();
+            assert!(error.contains("another sort"), "{error}");
+        }
+        assert!(decode_cursor(&newest, SessionSort::Cost, true).is_err());
+        assert!(decode_cursor("nonsense", SessionSort::Created, false).is_err());
     }
 }

@@ -156,7 +156,8 @@ pub fn sessions(backend: &Backend, args: &SessionsArgs) -> Result<Value> {
                 after: None,
             };
             let page = reader.sessions(&filter)?;
-            Ok(json!({ "sessions": page.sessions, "next_cursor": page.next_cursor.map(|(key, id)| format!("{key}.{id}")) }))
+            let next_cursor = page.next_cursor.map(|cursor| ducktail_http::session_cursor(&cursor, filter.sort, filter.ascending));
+            Ok(json!({ "sessions": page.sessions, "next_cursor": next_cursor }))
         }
     }
 }
