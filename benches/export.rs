@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 mod daemon;
 #[path = "support/otlp_sink.rs"]
 mod otlp_sink;
+#[path = "support/paced.rs"]
+mod paced;
 #[path = "support/suite.rs"]
 mod suite;
 
@@ -264,16 +266,7 @@ fn live_rows(rate: u64, seconds: u64) {
         let daemon = daemon::BenchDaemon::start(&opencode, &scratch.path().join("live.duckdb"), scratch.path(), &config, Duration::from_secs(60));
         let plan: Vec<_> =
             ducktail_generator::plan(&ducktail_generator::GeneratorConfig { seed: 7, target_files: files, ..Default::default() }).take(files).collect();
-        let started = Instant::now();
-        for (index, file) in plan.iter().enumerate() {
-            let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            let target = opencode.join(&file.relative_path);
-            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-            std::fs::write(&target, &file.contents).unwrap();
-        }
+        paced::write_files(&opencode, plan.iter(), Some(rate), || {});
         let deadline = Instant::now() + Duration::from_secs(600);
         let indexed = || -> i64 {
             let answer: serde_json::Value = ureq::post(&format!("{}/api/sql", daemon.base_url))

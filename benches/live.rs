@@ -193,7 +193,7 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
     // Leftovers of earlier runs are gone, so every folder with the prefix is this run's.
     let _added = AddedFolders(folders.iter().filter_map(|file| Some(opencode.join(file.relative_path.parent()?))).collect());
     let before = cpu_seconds(&stat);
-    write_files(opencode, folders.iter(), Some(50), || {});
+    paced::write_files(opencode, folders.iter(), Some(50), || {});
     // The count scans a million rows, so it is asked only once nothing is pending.
     wait_until("the new folders to be committed", Duration::from_secs(300), Duration::from_millis(20), || {
         pending_files(&daemon.base_url) == Some(0)
@@ -210,31 +210,6 @@ fn new_folders_on_tree(opencode: &Path, db: &Path, count: usize) {
         None,
         "",
     );
-}
-
-/// Writes `plan`'s files under `opencode` in order — at `rate` files/s when given, else as fast as
-/// it can — calling `after_each` after every file. The pacing sleeps are the workload, not
-/// synchronisation.
-fn write_files<F: std::borrow::Borrow<ducktail_generator::GeneratedFile>>(
-    opencode: &Path,
-    plan: impl Iterator<Item = F>,
-    rate: Option<u64>,
-    mut after_each: impl FnMut(),
-) {
-    let started = Instant::now();
-    for (index, file) in plan.enumerate() {
-        let file = file.borrow();
-        if let Some(rate) = rate {
-            let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let path = opencode.join(&file.relative_path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &file.contents).unwrap();
-        after_each();
-    }
 }
 
 /// Where the written tree goes: a tmpfs (`/dev/shm`) when there is one, so the rates measure the
@@ -287,7 +262,7 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
     let pid = daemon.inner.pid();
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let steady_plan: Vec<_> = ducktail_generator::plan(&config).take(steady).collect();
-    write_files(&opencode, steady_plan.iter(), None, || {});
+    paced::write_files(&opencode, steady_plan.iter(), None, || {});
     let started = Instant::now();
     let mut next_sample = started;
     let sample = || {
@@ -301,9 +276,9 @@ fn soak(minutes: u64, rate: u64, steady: usize) {
         }
     };
     if steady > 0 {
-        write_files(&opencode, steady_plan.iter().cycle().take(files), Some(rate), sample);
+        paced::write_files(&opencode, steady_plan.iter().cycle().take(files), Some(rate), sample);
     } else {
-        write_files(&opencode, ducktail_generator::plan(&config).take(files), Some(rate), sample);
+        paced::write_files(&opencode, ducktail_generator::plan(&config).take(files), Some(rate), sample);
     }
     let latency = get_json(&daemon.base_url, "/api/stats").expect("stats")["latency_ms"].clone();
     daemon.stop();
@@ -399,7 +374,7 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     let daemon_stat = format!("/proc/{}/stat", daemon.inner.pid());
     let (daemon_cpu_before, writer_cpu_before) = (cpu_seconds(&daemon_stat), cpu_seconds("/proc/thread-self/stat"));
     let started = Instant::now();
-    write_files(&opencode, plan.iter(), rate, || {});
+    paced::write_files(&opencode, plan.iter(), rate, || {});
     let write_seconds = started.elapsed().as_secs_f64();
     let writer_cpu = cpu_seconds("/proc/thread-self/stat") - writer_cpu_before;
     wait_until("every file to be indexed", Duration::from_secs(600), Duration::from_millis(20), || {
@@ -448,6 +423,8 @@ fn get_json(base_url: &str, path: &str) -> Option<serde_json::Value> {
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/paced.rs"]
+mod paced;
 #[path = "support/suite.rs"]
 mod suite;
 

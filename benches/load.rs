@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/paced.rs"]
+mod paced;
 #[path = "support/suite.rs"]
 mod suite;
 
@@ -216,23 +218,21 @@ fn run(tree: &Path, source_db: &Path, options: &Options, reuse: Reuse) -> Outcom
     let seed = 900 + reuse as u64;
     let plan: Vec<_> = ducktail_generator::plan(&ducktail_generator::GeneratorConfig { seed, target_files: files, ..Default::default() }).take(files).collect();
     let added = AddedFiles(plan.iter().map(|file| tree.join(&file.relative_path)).collect());
+    let last_commit = || -> u64 {
+        let stats: serde_json::Value = ureq::get(&format!("{}/api/stats", daemon.base_url)).call().expect("stats").into_json().unwrap();
+        stats["last_commit_unix_ms"].as_u64().unwrap_or(0)
+    };
+    let before = last_commit();
     let writer = {
         let (tree, rate) = (tree.to_owned(), options.rate);
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            for (index, file) in plan.iter().enumerate() {
-                let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                let path = tree.join(&file.relative_path);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &file.contents).unwrap();
-            }
-        })
+        std::thread::spawn(move || paced::write_files(&tree, plan.iter(), Some(rate), || {}))
     };
-    // wrk starts a second in, so the ingest is under way for the whole measurement.
-    std::thread::sleep(Duration::from_secs(1));
+    // wrk starts once the new files commit, so the ingest is under way for the whole measurement.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_commit() == before {
+        assert!(Instant::now() < deadline, "no new file committed within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let output = Command::new("wrk")
         .args(["-t", "2", "-c", &options.connections.to_string(), "-d", &format!("{}s", options.seconds), "--timeout", "10s", "-s"])
         .arg(&script)
