@@ -77,6 +77,41 @@ impl<'r, R> ArrowRows<'r, R> {
     }
 }
 
+/// The rows of a batch [`ArrowRows`] built, as DuckDB values (what a query of the table
+/// returns), for code that works on rows rather than columns.
+pub(crate) fn values_by_row(batch: &RecordBatch) -> Vec<Vec<duckdb::types::Value>> {
+    use arrow_array::Array as _;
+    use duckdb::types::{TimeUnit as DuckUnit, Value};
+    let mut rows: Vec<Vec<Value>> = (0..batch.num_rows()).map(|_| Vec::with_capacity(batch.num_columns())).collect();
+    for column in batch.columns() {
+        let any = column.as_any();
+        let value = |row: usize| -> Value {
+            if column.is_null(row) {
+                return Value::Null;
+            }
+            if let Some(array) = any.downcast_ref::<StringArray>() {
+                Value::Text(array.value(row).to_owned())
+            } else if let Some(array) = any.downcast_ref::<Int64Array>() {
+                Value::BigInt(array.value(row))
+            } else if let Some(array) = any.downcast_ref::<Int32Array>() {
+                Value::Int(array.value(row))
+            } else if let Some(array) = any.downcast_ref::<Float64Array>() {
+                Value::Double(array.value(row))
+            } else if let Some(array) = any.downcast_ref::<BooleanArray>() {
+                Value::Boolean(array.value(row))
+            } else if let Some(array) = any.downcast_ref::<TimestampMicrosecondArray>() {
+                Value::Timestamp(DuckUnit::Microsecond, array.value(row))
+            } else {
+                unreachable!("ArrowRows builds no column of type {}", column.data_type())
+            }
+        };
+        for (row, values) in rows.iter_mut().enumerate() {
+            values.push(value(row));
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +129,32 @@ mod tests {
         assert_eq!(batch.column(1).null_count(), 1);
         let at = batch.column(2).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
         assert_eq!(at.value(0), 1_000);
+    }
+
+    #[test]
+    fn rows_read_back_as_the_values_a_query_returns() {
+        use duckdb::types::{TimeUnit as DuckUnit, Value};
+        let rows = [("a", Some(2_i64)), ("b", None)];
+        let batch = ArrowRows::new(&rows)
+            .text("name", |row| Some(row.0))
+            .int64("n", |row| row.1)
+            .int32("small", |row| row.1.map(|n| n as i32))
+            .float64("x", |row| row.1.map(|n| n as f64 / 4.0))
+            .boolean("flag", |row| row.1.map(|n| n > 0))
+            .timestamp_ms("at", |row| row.1)
+            .finish();
+        let values = values_by_row(&batch);
+        assert_eq!(
+            values[0],
+            vec![
+                Value::Text("a".into()),
+                Value::BigInt(2),
+                Value::Int(2),
+                Value::Double(0.5),
+                Value::Boolean(true),
+                Value::Timestamp(DuckUnit::Microsecond, 2_000)
+            ]
+        );
+        assert_eq!(values[1], vec![Value::Text("b".into()), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null]);
     }
 }

@@ -240,13 +240,11 @@ pub struct Store {
     known_keys: Option<known_keys::KnownKeys>,
     /// Whether this store keeps `known_keys` (not for a bulk load).
     tracks_known_keys: bool,
-    /// The transcript merge statements, one per merged table, built from the tables' columns the
-    /// first time a transcript batch is written (see `transcripts`).
-    transcript_merge_sql: Option<Vec<transcripts::MergePlan>>,
-    /// Per merged table (in `transcripts::MERGED_TABLES` order), the ids transcripts have
-    /// written, with their rows' `version_ms`: a batch of only new ids appends without reading
-    /// the table, and a merge reads only rows at least as new as its oldest stored copy.
-    transcript_known_ids: Vec<foldhash::HashMap<String, i64>>,
+    /// Per merged transcript table (in `transcripts::MERGED_TABLES` order): its merge plan, the
+    /// ids transcripts have written with their rows' `version_ms`, and the rows merged lately
+    /// (see `transcripts::MergedTable`). Loaded by the first transcript batch; dropped whenever
+    /// the tables may have changed under it (a rollback, a purge, a pricing pass).
+    transcript_tables: Option<Vec<transcripts::MergedTable>>,
 }
 
 impl Drop for Store {
@@ -306,8 +304,7 @@ impl Store {
             touched: None,
             odd_paths: None,
             derived_mark_to_clear: false,
-            transcript_merge_sql: None,
-            transcript_known_ids: Vec::new(),
+            transcript_tables: None,
             known_keys: None,
             tracks_known_keys: true,
         }
@@ -406,6 +403,8 @@ impl Store {
         match result {
             Ok(count) => {
                 self.connection.execute_batch("COMMIT").map_err(fail("committing a purge"))?;
+                // The transcript writer's ids and rows may name what was purged.
+                self.forget_learned_ids();
                 Ok(count)
             }
             Err(error) => {

@@ -59,6 +59,8 @@ impl Store {
     /// table that priced the rows.
     pub fn apply_list_prices(&mut self, prices: &[ListPrice], all: bool, fingerprint: &str) -> Result<ListPricing> {
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a pricing pass", source))?;
+        // It may change the cost columns of transcript rows the transcript writer remembers.
+        self.forget_remembered_rows();
         // Costs it computes change rollups, as any batch's records do: the derived-complete mark
         // goes with the same commit, so a crash before the rollups follow recomputes them.
         match self.clear_derived_mark_in_transaction().and_then(|()| self.apply_list_prices_in_transaction(prices, all, fingerprint)) {

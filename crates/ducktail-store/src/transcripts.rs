@@ -17,24 +17,37 @@
 //!   `raw_size` and `raw_truncated` follow `raw`, and `content_truncated` holds if any copy was.
 //!
 //! The rules are applied in memory ([`MergePlan`]), to rules made from the table's columns, so
-//! a column added by a migration is merged without code here: DuckDB reads the stored and staged
-//! copies in one statement, and takes one `DELETE` and one append per table. (The same rules as
-//! one `GROUP BY` statement cost 8 ms per table whatever the rows: DuckDB's aggregate with one
-//! filtered `arg_max` per column has that cost, and a commit merges four tables.) Transcript ids never meet OpenCode's (they come
-//! from other agents), so none of the cross-source version checks of the main writer apply.
+//! a column added by a migration is merged without code here. A batch's records become rows
+//! through the same column builders the main writer appends with, never through a table; the
+//! stored copy of a key comes from the rows this writer merged lately ([`MergedTable`]), else
+//! from one read of the table. Then one `DELETE` (only when a key is already stored) and one
+//! append per table. Following a transcript, a commit thus reads nothing: it deletes the rows
+//! it replaces and appends. (The same rules as one `GROUP BY` statement cost 8 ms per table
+//! whatever the rows: DuckDB's aggregate with one filtered `arg_max` per column has that cost,
+//! and a commit merges four tables.) Transcript ids never meet OpenCode's (they come from
+//! other agents), so none of the cross-source version checks of the main writer apply.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use duckdb::params;
+use duckdb::types::Value;
 use ducktail_model::transcript::{TranscriptCursor, TranscriptStretch};
-use ducktail_model::{app_of_source, FileStamp, FileStatus, Records};
+use ducktail_model::{app_of_source, FileStamp, FileStatus, MessageRecord, PartRecord, Records, SessionRecord, StepEvent};
+use foldhash::{HashMap, HashMapExt};
 
-use crate::writer::{Grouped, RecordTables};
+use crate::arrow_rows::values_by_row;
+use crate::writer::{message_columns, part_columns, session_columns, step_columns};
 use crate::{Reader, Result, Store};
 
 /// The record tables transcripts write, merged by `id`.
 const MERGED_TABLES: [&str; 4] = ["sessions", "messages", "parts", "step_events"];
+
+/// Most rows per table [`MergedTable::recent_rows`] keeps; past it the memory starts again
+/// empty. A followed transcript merges a few dozen rows a commit, each usually again within a
+/// few commits (a response's lines, a tool's result); a cold index merges thousands, which
+/// are not kept.
+const RECENT_ROWS_MAX: usize = 4_096;
 
 /// Columns that keep the first non-empty value seen for a key.
 const FIRST_WINS: [&str; 7] = ["session_id", "message_id", "parent_id", "project_id", "directory", "title", "version"];
@@ -95,20 +108,17 @@ pub struct TranscriptFileState {
     pub decoder_state: Option<String>,
 }
 
+/// Records a transcript's, or a skipped line's, `file_index` row.
+const RECORD_FILE: &str =
+    "INSERT OR REPLACE INTO file_index (file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, indexed_at)
+     VALUES ($1, $2, $3, make_timestamp($4 // 1000)::TIMESTAMPTZ, $4, $5, $6, $7, $8, $9, now())";
+
 /// The `file_index.file_path` of a skipped line.
 pub fn skipped_line_path(path: &str, offset: u64) -> String {
     format!("{path}#byte={offset}")
 }
 
 const TRANSCRIPT_TEMP_TABLES: &str = "
-CREATE TEMP TABLE IF NOT EXISTS stage_t_sessions AS SELECT * FROM main.sessions LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_messages AS SELECT * FROM main.messages LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_parts AS SELECT * FROM main.parts LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_step_events AS SELECT * FROM main.step_events LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_file_operations AS SELECT * FROM main.file_operations LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_projects AS SELECT * FROM main.projects LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_todos AS SELECT * FROM main.todos LIMIT 0;
-CREATE TEMP TABLE IF NOT EXISTS stage_t_file_diffs AS SELECT * FROM main.file_diffs LIMIT 0;
 CREATE TEMP TABLE IF NOT EXISTS stage_t_lines AS SELECT * FROM main.transcript_lines LIMIT 0;
 ";
 
@@ -139,15 +149,26 @@ pub(crate) struct MergePlan {
     rules: Vec<(ColumnRule, bool)>,
     /// Which column is `raw`.
     raw: Option<usize>,
-    /// The stored copies (`version_ms` at least `$1`: rows are appended roughly in line order,
-    /// so the bound lets DuckDB skip older row groups, and merging an append into a long
-    /// transcript reads what is recent, not the whole table; `$1` past every version reads
-    /// none) and the staged ones, by key, stored first, then in reading order.
+    /// Which column is `version_ms`.
+    version: usize,
+    /// The stored rows of the ids bound as `$2`, of `version_ms` at least `$1`: rows are
+    /// appended roughly in line order, so the bound lets DuckDB skip older row groups, and
+    /// merging an append into a long transcript reads what is recent, not the whole table.
     read: String,
-    /// Deletes the stored copies the merge replaces, with the same `$1`.
+    /// Deletes the same rows.
     delete: String,
-    /// Empties the stage.
-    clear: String,
+}
+
+/// One merged table as the transcript writer knows it between batches.
+#[derive(Debug)]
+pub(crate) struct MergedTable {
+    plan: MergePlan,
+    /// Every id transcripts have stored in the table, with its row's `version_ms`: an id not in
+    /// it is new, and neither read nor deleted.
+    stored_versions: HashMap<String, i64>,
+    /// The stored rows of ids merged lately, exactly as stored (the merge made them), so the
+    /// next copies of a record merge without reading the table.
+    recent_rows: HashMap<String, Vec<Value>>,
 }
 
 /// Whether a value counts as present: neither NULL nor an empty text.
@@ -202,14 +223,9 @@ impl MergePlan {
             table,
             rules,
             raw: columns.iter().position(|(name, _, _)| name == "raw"),
-            read: format!(
-                "SELECT * EXCLUDE (seq) FROM (
-                     SELECT 0 AS seq, * FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT id FROM temp.stage_t_{table})
-                     UNION ALL SELECT rowid + 1 AS seq, * FROM temp.stage_t_{table})
-                 ORDER BY id, seq"
-            ),
-            delete: format!("DELETE FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT id FROM temp.stage_t_{table})"),
-            clear: format!("DELETE FROM temp.stage_t_{table}"),
+            version: columns.iter().position(|(name, _, _)| name == "version_ms").expect("every merged table has version_ms"),
+            read: format!("SELECT * FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT unnest($2::VARCHAR[]))"),
+            delete: format!("DELETE FROM main.{table} WHERE version_ms >= $1::BIGINT AND id IN (SELECT unnest($2::VARCHAR[]))"),
         }
     }
 
@@ -244,20 +260,42 @@ impl MergePlan {
     }
 }
 
-/// The ids of one merged table's records in the batch, in reading order, with the version each
-/// copy writes.
-fn staged_ids<'b>(batch: &'b TranscriptBatch, table: &str) -> Vec<(&'b str, i64)> {
-    let records = batch.stretches.iter().flat_map(|stretch| stretch.records.iter());
-    let id = |records: &'b Records| -> Option<&'b str> {
-        match (table, records) {
-            ("sessions", Records::Session(session)) => Some(&session.id),
-            ("messages", Records::Message(message)) => Some(&message.id),
-            ("parts", Records::Part { part, .. }) => Some(&part.id),
-            ("step_events", Records::Part { step: Some(step), .. }) => Some(&step.id),
-            _ => None,
+/// Every copy of the batch's records, per merged table ([`MERGED_TABLES`] order), in reading
+/// order, as rows of the table. Projects, todos, diffs and file operations are not transcript
+/// records: should a decoder make one, it is dropped here.
+fn batch_rows(batch: &TranscriptBatch) -> [Vec<Vec<Value>>; 4] {
+    let source = batch.source;
+    let app = app_of_source(source);
+    let mut sessions: Vec<(&SessionRecord, i64)> = Vec::new();
+    let mut messages: Vec<(&MessageRecord, i64)> = Vec::new();
+    let mut parts: Vec<(&PartRecord, i64)> = Vec::new();
+    let mut steps: Vec<(&StepEvent, i64)> = Vec::new();
+    for records in batch.stretches.iter().flat_map(|stretch| stretch.records.iter()) {
+        let version = written_at(records);
+        match records {
+            Records::Session(session) => sessions.push((session, version)),
+            Records::Message(message) => messages.push((message, version)),
+            Records::Part { part, step, .. } => {
+                parts.push((part, version));
+                if let Some(step) = step {
+                    steps.push((step, version));
+                }
+            }
+            Records::Project(_) | Records::Todos { .. } | Records::FileDiffs { .. } => {}
         }
-    };
-    records.filter_map(|records| id(records).map(|id| (id, written_at(records)))).collect()
+    }
+    let rows = |batch: Option<arrow_array::RecordBatch>| batch.map(|batch| values_by_row(&batch)).unwrap_or_default();
+    [
+        rows((!sessions.is_empty()).then(|| session_columns(&sessions, source, app))),
+        rows((!messages.is_empty()).then(|| message_columns(&messages, source, app))),
+        rows((!parts.is_empty()).then(|| part_columns(&parts, source, app))),
+        rows((!steps.is_empty()).then(|| step_columns(&steps, app))),
+    ]
+}
+
+/// A list of ids bound as one `VARCHAR[]` parameter.
+fn id_list(ids: &[&str]) -> Value {
+    Value::List(ids.iter().map(|id| Value::Text((*id).to_owned())).collect())
 }
 
 /// A transcript record's `version_ms`: when its line was written, by the line's own timestamp.
@@ -279,17 +317,14 @@ impl Store {
     pub fn write_transcripts(&mut self, batch: &TranscriptBatch) -> Result<TranscriptReport> {
         let started = Instant::now();
         self.ensure_staging_tables()?;
-        if self.transcript_merge_sql.is_none() {
+        if self.transcript_tables.is_none() {
             self.connection.execute_batch(TRANSCRIPT_TEMP_TABLES).map_err(|source| self.query_error("creating transcript staging tables", source))?;
-            let mut statements = Vec::new();
-            let mut known = Vec::new();
+            let mut tables = Vec::new();
             for table in MERGED_TABLES {
                 let columns = self.table_columns(table)?;
-                statements.push(MergePlan::new(table, &columns));
-                known.push(self.transcript_ids(table)?);
+                tables.push(MergedTable { plan: MergePlan::new(table, &columns), stored_versions: self.transcript_ids(table)?, recent_rows: HashMap::new() });
             }
-            self.transcript_merge_sql = Some(statements);
-            self.transcript_known_ids = known;
+            self.transcript_tables = Some(tables);
         }
         self.connection.execute_batch("BEGIN TRANSACTION").map_err(|source| self.query_error("beginning a transcript batch", source))?;
         match self.clear_derived_mark_in_transaction().and_then(|()| self.write_transcripts_in_transaction(batch)) {
@@ -308,38 +343,62 @@ impl Store {
             }
             Err(error) => {
                 let _ = self.connection.execute_batch("ROLLBACK");
-                // The staging tables may hold half a batch.
-                let _ = self.connection.execute_batch(
-                    "DELETE FROM temp.stage_t_sessions; DELETE FROM temp.stage_t_messages; DELETE FROM temp.stage_t_parts;
-                     DELETE FROM temp.stage_t_step_events; DELETE FROM temp.stage_t_lines;",
-                );
+                // The stage may hold half a batch's lines.
+                let _ = self.connection.execute_batch("DELETE FROM temp.stage_t_lines;");
                 self.forget_learned_ids();
                 Err(error)
             }
         }
     }
 
-    /// Merges `plan`'s staged rows with their stored copies of `version_ms` at least `bound`.
-    fn merge_staged(&self, plan: &MergePlan, bound: i64) -> duckdb::Result<()> {
-        let mut read = self.connection.prepare_cached(&plan.read)?;
-        let columns = plan.rules.len();
-        let mut rows = read.query([bound])?;
-        let mut merged = Vec::new();
-        let mut copies: Vec<Vec<duckdb::types::Value>> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let copy = (0..columns).map(|index| row.get::<_, duckdb::types::Value>(index)).collect::<duckdb::Result<Vec<_>>>()?;
-            if copies.first().is_some_and(|first| first[0] != copy[0]) {
-                merged.push(plan.merge(&copies));
-                copies.clear();
+    /// Merges `copies` (rows of `table`'s table in reading order) with their stored copies,
+    /// replaces the stored rows and learns the merged ones. Returns the rows written.
+    fn merge_into(&self, table: &mut MergedTable, copies: Vec<Vec<Value>>) -> duckdb::Result<usize> {
+        let plan = &table.plan;
+        // The copies by id, ids in order of first appearance (the order rows are appended in).
+        let mut position_of: HashMap<String, usize> = HashMap::with_capacity(copies.len());
+        let mut ids: Vec<String> = Vec::new();
+        let mut groups: Vec<Vec<Vec<Value>>> = Vec::new();
+        for copy in copies {
+            let Value::Text(id) = &copy[0] else { unreachable!("a merged table's first column is its VARCHAR id") };
+            match position_of.get(id.as_str()) {
+                Some(position) => groups[*position].push(copy),
+                None => {
+                    position_of.insert(id.clone(), groups.len());
+                    ids.push(id.clone());
+                    groups.push(vec![copy]);
+                }
             }
-            copies.push(copy);
         }
-        if !copies.is_empty() {
-            merged.push(plan.merge(&copies));
+        let stored: Vec<&str> = ids.iter().map(String::as_str).filter(|id| table.stored_versions.contains_key(*id)).collect();
+        let oldest_version = |ids: &[&str]| ids.iter().map(|id| table.stored_versions[*id]).min().unwrap_or(i64::MAX);
+        let unremembered: Vec<&str> = stored.iter().copied().filter(|id| !table.recent_rows.contains_key(*id)).collect();
+        let mut read: HashMap<String, Vec<Vec<Value>>> = HashMap::new();
+        if !unremembered.is_empty() {
+            let mut statement = self.connection.prepare_cached(&plan.read)?;
+            let mut rows = statement.query(params![oldest_version(&unremembered), id_list(&unremembered)])?;
+            let columns = plan.rules.len();
+            while let Some(row) = rows.next()? {
+                let copy = (0..columns).map(|index| row.get::<_, Value>(index)).collect::<duckdb::Result<Vec<_>>>()?;
+                let Value::Text(id) = &copy[0] else { unreachable!("a merged table's first column is its VARCHAR id") };
+                read.entry(id.clone()).or_default().push(copy);
+            }
         }
-        drop(rows);
-        if bound != i64::MAX {
-            self.connection.prepare_cached(&plan.delete)?.execute([bound])?;
+        let merged: Vec<Vec<Value>> = ids
+            .iter()
+            .zip(groups)
+            .map(|(id, mut batch_copies)| {
+                let mut copies = match (table.recent_rows.get(id.as_str()), read.remove(id.as_str())) {
+                    (Some(remembered), _) => vec![remembered.clone()],
+                    (None, Some(read)) => read,
+                    (None, None) => Vec::new(),
+                };
+                copies.append(&mut batch_copies);
+                plan.merge(&copies)
+            })
+            .collect();
+        if !stored.is_empty() {
+            self.connection.prepare_cached(&plan.delete)?.execute(params![oldest_version(&stored), id_list(&stored)])?;
         }
         let mut appender = self.connection.appender(plan.table)?;
         for row in &merged {
@@ -347,16 +406,41 @@ impl Store {
         }
         appender.flush()?;
         drop(appender);
-        self.connection.prepare_cached(&plan.clear)?.execute([])?;
-        Ok(())
+        // Learned before the commit; should the batch fail, all of it is dropped and loaded
+        // again (see `write_transcripts`).
+        let remember = merged.len() <= RECENT_ROWS_MAX / 4;
+        if remember && table.recent_rows.len() + merged.len() > RECENT_ROWS_MAX {
+            table.recent_rows.clear();
+        }
+        let written = merged.len();
+        drop(stored);
+        for (id, row) in ids.into_iter().zip(merged) {
+            let version = ordered(&row[plan.version]).map_or(0, |version| version as i64);
+            table.stored_versions.insert(id.clone(), version);
+            if remember {
+                table.recent_rows.insert(id, row);
+            } else {
+                table.recent_rows.remove(&id);
+            }
+        }
+        Ok(written)
     }
 
-    /// Drops the known ids after a failed batch. They learned the batch's versions, which the
-    /// rollback undid: a merge bounded by a version newer than a stored copy's would miss that
-    /// copy and store its id twice. The next batch loads them again from the tables.
+    /// Drops what the transcript writer knows of the stored rows, after a failed batch or any
+    /// other write to the merged tables. A rolled-back batch's versions would bound a merge
+    /// past a stored copy, which would then be stored twice; a remembered row that a purge
+    /// deleted or a pricing pass changed would come back. The next batch loads the ids again.
     pub(crate) fn forget_learned_ids(&mut self) {
-        self.transcript_merge_sql = None;
-        self.transcript_known_ids.clear();
+        self.transcript_tables = None;
+    }
+
+    /// Drops the rows the transcript writer remembers, keeping the ids it knows: for writes
+    /// that may change a stored transcript row's columns but never add, remove nor re-version
+    /// one (a pricing pass).
+    pub(crate) fn forget_remembered_rows(&mut self) {
+        for table in self.transcript_tables.iter_mut().flatten() {
+            table.recent_rows.clear();
+        }
     }
 
     /// The ids a merged table holds from transcripts, with their rows' `version_ms`.
@@ -390,11 +474,6 @@ impl Store {
             let path = self.path.clone();
             move |source| crate::StoreError::Query { path, context, error: source }
         };
-        // Records go to the stage in rounds in which every key appears once (the grouping keeps
-        // one record per key); appending round after round keeps the reading order in `rowid`.
-        let records: Vec<(&Records, i64)> =
-            batch.stretches.iter().flat_map(|stretch| stretch.records.iter().map(|records| (records, written_at(records)))).collect();
-        report.records = records.len();
         let phase_started = Instant::now();
         let mut phases: Vec<(&'static str, f64)> = Vec::new();
         let mut lap = |name: &'static str, since: &mut Instant| {
@@ -402,56 +481,19 @@ impl Store {
             *since = Instant::now();
         };
         let mut phase_clock = phase_started;
-        let mut rest = records;
-        while !rest.is_empty() {
-            let mut round = Grouped::default();
-            let mut next = Vec::new();
-            for (records, version_ms) in rest {
-                if round.holds(records) {
-                    next.push((records, version_ms));
-                } else {
-                    round.add(records, version_ms);
-                }
-            }
-            self.append_records(&round, batch.source, RecordTables::TranscriptStage).map_err(fail("staging transcript records"))?;
-            rest = next;
-        }
-        lap("stage", &mut phase_clock);
-        // Only the tables this batch staged rows for are merged, and a table whose staged ids
-        // are all new is appended to without reading it.
-        let statements = self.transcript_merge_sql.clone().unwrap_or_default();
-        for (position, (table, statements)) in MERGED_TABLES.iter().zip(statements).enumerate() {
-            let ids = staged_ids(batch, table);
-            if ids.is_empty() {
+        report.records = batch.stretches.iter().map(|stretch| stretch.records.len()).sum();
+        let rows = batch_rows(batch);
+        lap("rows", &mut phase_clock);
+        // Taken out while merging; left out on error, so the next batch loads it again.
+        let mut tables = self.transcript_tables.take().expect("loaded by write_transcripts");
+        for ((table, rows), name) in tables.iter_mut().zip(rows).zip(MERGED_TABLES) {
+            if rows.is_empty() {
                 continue;
             }
-            let known = &mut self.transcript_known_ids[position];
-            // The lowest version a stored copy has: the merged row keeps the highest version of
-            // its copies, which the map follows.
-            let since = ids.iter().filter_map(|(id, _)| known.get(*id)).min().copied();
-            // Learned before the commit; should the batch fail, the map is dropped and reloaded
-            // (see `write_transcripts`).
-            for (id, version) in ids {
-                known.entry(id.to_owned()).and_modify(|known| *known = (*known).max(version)).or_insert(version);
-            }
-            // With no staged id stored yet, the stored table is not read at all: appends to a long
-            // transcript are mostly new responses and blocks, so they cost what was appended.
-            let bound = since.unwrap_or(i64::MAX);
-            self.merge_staged(&statements, bound).map_err(fail("merging transcript records"))?;
-            lap(table, &mut phase_clock);
+            self.merge_into(table, rows).map_err(fail("merging transcript records"))?;
+            lap(name, &mut phase_clock);
         }
-        // Transcripts hold no projects, todos, diffs nor file operations; should a decoder make
-        // one, it is dropped here rather than left for the next batch.
-        let unmerged = batch.stretches.iter().flat_map(|stretch| stretch.records.iter()).any(|records| {
-            matches!(records, Records::Project(_) | Records::Todos { .. } | Records::FileDiffs { .. } | Records::Part { file_operation: Some(_), .. })
-        });
-        if unmerged {
-            self.connection
-                .execute_batch(
-                    "DELETE FROM temp.stage_t_file_operations; DELETE FROM temp.stage_t_projects; DELETE FROM temp.stage_t_todos; DELETE FROM temp.stage_t_file_diffs;",
-                )
-                .map_err(fail("clearing the transcript stage"))?;
-        }
+        self.transcript_tables = Some(tables);
         for stretch in &batch.stretches {
             for records in &stretch.records {
                 if let Some(session_id) = records.session_id() {
@@ -540,8 +582,6 @@ impl Store {
         }
         for stretch in &batch.stretches {
             let path = stretch.path.to_string_lossy();
-            // A stretch read from the start replaces what the file's earlier reads recorded.
-            self.forget_transcript(&path, stretch.failure.is_none() && stretch.start_offset == 0).map_err(fail("replacing a transcript's file_index rows"))?;
             let (status, message) = match &stretch.failure {
                 None => {
                     report.indexed += 1;
@@ -552,50 +592,59 @@ impl Store {
                     (FileStatus::Error, Some(reason.as_str()))
                 }
             };
-            let mut insert = self
-                .connection
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO file_index (file_path, source, kind, mtime, mtime_ns, size, record_id, status, error_message, attempts, indexed_at)
-                     VALUES ($1, $2, $3, make_timestamp($4 // 1000)::TIMESTAMPTZ, $4, $5, $6, $7, $8, $9, now())",
-                )
-                .map_err(fail("recording a transcript in file_index"))?;
-            insert
-                .execute(params![
-                    path,
-                    batch.source,
-                    TRANSCRIPT_KIND,
-                    stretch.stamp.mtime_ns,
-                    stretch.stamp.size,
-                    stretch.session_id,
-                    status.as_str(),
-                    message,
-                    i32::from(status != FileStatus::Indexed),
-                ])
-                .map_err(fail("recording a transcript in file_index"))?;
+            // A stretch that carries on from where the file's last read stopped updates its rows
+            // in place: two statements instead of a delete and two replacing inserts.
+            let continued = stretch.failure.is_none()
+                && stretch.start_offset > 0
+                && self.record_continued_read(&path, stretch).map_err(fail("recording a transcript's read position"))?;
+            if !continued {
+                // A stretch read from the start replaces what the file's earlier reads recorded.
+                self.forget_transcript(&path, stretch.failure.is_none() && stretch.start_offset == 0)
+                    .map_err(fail("replacing a transcript's file_index rows"))?;
+                self.connection
+                    .prepare_cached(RECORD_FILE)
+                    .and_then(|mut statement| {
+                        statement.execute(params![
+                            path,
+                            batch.source,
+                            TRANSCRIPT_KIND,
+                            stretch.stamp.mtime_ns,
+                            stretch.stamp.size,
+                            stretch.session_id,
+                            status.as_str(),
+                            message,
+                            i32::from(status != FileStatus::Indexed),
+                        ])
+                    })
+                    .map_err(fail("recording a transcript in file_index"))?;
+                if stretch.failure.is_none() {
+                    let cursor = &stretch.cursor;
+                    self.connection
+                        .prepare_cached("INSERT OR REPLACE INTO transcript_files VALUES ($1, $2, $3, $4, $5, $6)")
+                        .and_then(|mut statement| {
+                            statement.execute(params![path, cursor.device, cursor.inode, cursor.offset, cursor.fingerprint, stretch.decoder_state])
+                        })
+                        .map_err(fail("recording a transcript's read position"))?;
+                }
+            }
             for skipped in &stretch.skipped {
                 report.skipped_lines += 1;
-                insert
-                    .execute(params![
-                        skipped_line_path(&path, skipped.offset),
-                        batch.source,
-                        SKIPPED_LINE_KIND,
-                        stretch.stamp.mtime_ns,
-                        stretch.stamp.size,
-                        stretch.session_id,
-                        FileStatus::Error.as_str(),
-                        skipped.reason,
-                        1i32,
-                    ])
-                    .map_err(fail("recording a skipped line in file_index"))?;
-            }
-            if stretch.failure.is_none() {
-                let cursor = &stretch.cursor;
                 self.connection
-                    .prepare_cached("INSERT OR REPLACE INTO transcript_files VALUES ($1, $2, $3, $4, $5, $6)")
+                    .prepare_cached(RECORD_FILE)
                     .and_then(|mut statement| {
-                        statement.execute(params![path, cursor.device, cursor.inode, cursor.offset, cursor.fingerprint, stretch.decoder_state])
+                        statement.execute(params![
+                            skipped_line_path(&path, skipped.offset),
+                            batch.source,
+                            SKIPPED_LINE_KIND,
+                            stretch.stamp.mtime_ns,
+                            stretch.stamp.size,
+                            stretch.session_id,
+                            FileStatus::Error.as_str(),
+                            skipped.reason,
+                            1i32,
+                        ])
                     })
-                    .map_err(fail("recording a transcript's read position"))?;
+                    .map_err(fail("recording a skipped line in file_index"))?;
             }
         }
         if sessions_removed {
@@ -605,6 +654,32 @@ impl Store {
         lap("bookkeeping", &mut phase_clock);
         tracing::trace!(records = report.records, phases_ms = ?phases, "transcript batch written, before its commit");
         Ok(report)
+    }
+
+    /// Records a stretch read on from an earlier read of the same file in place, when the
+    /// file's `file_index` row says it was read before; returns whether it did.
+    fn record_continued_read(&self, path: &str, stretch: &TranscriptStretch) -> duckdb::Result<bool> {
+        let updated = self
+            .connection
+            .prepare_cached(
+                "UPDATE file_index SET mtime = make_timestamp($2 // 1000)::TIMESTAMPTZ, mtime_ns = $2, size = $3, record_id = $4,
+                     status = 'indexed', error_message = NULL, attempts = 0, indexed_at = now()
+                 WHERE file_path = $1 AND kind = 'transcript'",
+            )?
+            .execute(params![path, stretch.stamp.mtime_ns, stretch.stamp.size, stretch.session_id])?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        let cursor = &stretch.cursor;
+        let position = params![path, cursor.device, cursor.inode, cursor.offset, cursor.fingerprint, stretch.decoder_state];
+        let moved = self
+            .connection
+            .prepare_cached("UPDATE transcript_files SET device = $2, inode = $3, read_offset = $4, fingerprint = $5, decoder_state = $6 WHERE file_path = $1")?
+            .execute(position)?;
+        if moved == 0 {
+            self.connection.prepare_cached("INSERT INTO transcript_files VALUES ($1, $2, $3, $4, $5, $6)")?.execute(position)?;
+        }
+        Ok(true)
     }
 
     /// Deletes `path`'s `file_index` row, and with `everything` its skipped lines and read
@@ -672,6 +747,7 @@ mod merge_tests {
             ("raw_size", "BIGINT", true),
             ("content_truncated", "BOOLEAN", true),
             ("title", "VARCHAR", false),
+            ("version_ms", "BIGINT", true),
         ]
         .iter()
         .map(|(name, data_type, nullable)| (name.to_string(), data_type.to_string(), *nullable))
@@ -691,6 +767,7 @@ mod merge_tests {
             Value::BigInt(7),
             Value::Boolean(false),
             Value::Null,
+            Value::BigInt(2_000),
         ];
         let patch = vec![
             text("prt_1"),
@@ -703,6 +780,7 @@ mod merge_tests {
             Value::BigInt(0),
             Value::Boolean(true),
             Value::Null,
+            Value::BigInt(3_000),
         ];
         let merged = plan.merge(&[stored, patch]);
         assert_eq!(merged[1], text("ses_a"), "the first session wins: a fork never moves a record");
@@ -712,5 +790,114 @@ mod merge_tests {
         assert_eq!((merged[6].clone(), merged[7].clone()), (text("{\"a\":1}"), Value::BigInt(7)), "raw_size follows the last raw document");
         assert_eq!(merged[8], Value::Boolean(true), "truncated if any copy was");
         assert_eq!(merged[9], text(""), "a NOT NULL text never absent");
+        assert_eq!(merged[10], Value::BigInt(3_000), "the latest version");
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+    use crate::StoreOptions;
+    use ducktail_model::{ListPrice, ListRates, RawDocument, Tokens};
+
+    const PATH: &str = "/home/u/.claude/projects/p/ses_1.jsonl";
+
+    fn raw(json: &str) -> RawDocument {
+        RawDocument { json: json.to_owned(), size_bytes: json.len() as i64, truncated: false }
+    }
+
+    /// A response read from bytes `start..end` of the transcript: its session, the message with
+    /// `output` tokens (and `finish`, when the line says), and one part carrying a finish step.
+    fn stretch(start: u64, end: u64, at_ms: i64, output: i64, finish: Option<&str>) -> TranscriptStretch {
+        let tokens = Tokens { input: 10, output, ..Tokens::default() };
+        let session = SessionRecord { id: "ses_1".into(), created_at: Some(1_000), updated_at: Some(at_ms), raw: raw("{}"), ..SessionRecord::default() };
+        let message = MessageRecord {
+            id: "msg_1".into(),
+            session_id: "ses_1".into(),
+            role: Some("assistant".into()),
+            model_id: Some("model-a".into()),
+            finish_reason: finish.map(str::to_owned),
+            tokens,
+            created_at: Some(1_000),
+            completed_at: Some(at_ms),
+            raw: raw(&format!("{{\"output\":{output}}}")),
+            ..MessageRecord::default()
+        };
+        let step =
+            StepEvent { id: "prt_1".into(), session_id: "ses_1".into(), message_id: "msg_1".into(), event_type: "finish", tokens, ..StepEvent::default() };
+        let part = PartRecord {
+            id: "prt_1".into(),
+            session_id: "ses_1".into(),
+            message_id: "msg_1".into(),
+            part_type: "step-finish".into(),
+            started_at: Some(1_000),
+            ended_at: Some(at_ms),
+            raw: raw("{}"),
+            ..PartRecord::default()
+        };
+        TranscriptStretch {
+            path: PATH.into(),
+            stamp: FileStamp { mtime_ns: at_ms * 1_000_000, size: end as i64 },
+            start_offset: start,
+            cursor: TranscriptCursor { device: 1, inode: 2, offset: end, fingerprint: 3 },
+            decoder_state: None,
+            session_id: Some("ses_1".into()),
+            records: vec![Records::Session(session), Records::Message(message), Records::Part { part, step: Some(step), file_operation: None }],
+            lines: Vec::new(),
+            skipped: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn write(store: &mut Store, stretch: TranscriptStretch) {
+        store.write_transcripts(&TranscriptBatch { source: "claude_code", stretches: vec![stretch], ..TranscriptBatch::default() }).unwrap();
+    }
+
+    fn one<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
+        store.connection.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn copies_of_a_record_over_batches_and_restarts_make_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.duckdb");
+        let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+        write(&mut store, stretch(0, 100, 2_000, 5, None));
+        // The next lines of the same response: merged with the row this writer remembers.
+        write(&mut store, stretch(100, 200, 3_000, 20, Some("end_turn")));
+        drop(store);
+        // After a restart the stored row is read from the table instead.
+        let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+        write(&mut store, stretch(200, 300, 4_000, 25, None));
+        for table in MERGED_TABLES {
+            assert_eq!(one::<i64>(&store, &format!("SELECT count(*) FROM {table}")), 1, "{table} holds its record once");
+        }
+        assert_eq!(one::<i64>(&store, "SELECT tokens_output FROM messages"), 25, "the last copy's usage");
+        assert_eq!(one::<String>(&store, "SELECT finish_reason FROM messages"), "end_turn", "a later copy's absent value does not erase");
+        assert_eq!(one::<i64>(&store, "SELECT version_ms FROM messages"), 4_000);
+        assert_eq!(one::<i64>(&store, "SELECT epoch_ms(updated_at) FROM sessions"), 4_000);
+        assert_eq!(one::<i64>(&store, "SELECT tokens_output FROM step_events"), 25);
+        // Each read after the first carries on: the file's rows are updated, not added.
+        assert_eq!(one::<i64>(&store, "SELECT count(*) FROM file_index"), 1);
+        assert_eq!(one::<i64>(&store, "SELECT size FROM file_index WHERE kind = 'transcript'"), 300);
+        assert_eq!(one::<i64>(&store, "SELECT read_offset FROM transcript_files"), 300);
+    }
+
+    #[test]
+    fn a_pricing_pass_between_batches_is_kept_by_the_next_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.duckdb"), &StoreOptions::default()).unwrap();
+        write(&mut store, stretch(0, 100, 2_000, 5, Some("end_turn")));
+        let rates = ListRates { input: 1.0, output: 2.0, cache_read: 0.0, cache_write: 0.0 };
+        let price = ListPrice { model_id: "model-a".into(), standard: rates, long_above: None, long: rates };
+        store.apply_list_prices(&[price], false, "prices-1").unwrap();
+        assert_eq!(one::<f64>(&store, "SELECT list_cost FROM messages"), 20.0, "10 input + 5 output tokens priced");
+        // A later copy of the response carries no list cost: the priced row is what it merges
+        // with, not the row as the writer last wrote it.
+        let mut later = stretch(100, 200, 3_000, 5, None);
+        later.records.retain(|records| matches!(records, Records::Message(_)));
+        write(&mut store, later);
+        assert_eq!(one::<f64>(&store, "SELECT list_cost FROM messages"), 20.0);
+        assert_eq!(one::<String>(&store, "SELECT cost_source FROM messages"), "computed");
     }
 }

@@ -25,6 +25,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Appender};
 use ducktail_model::{
@@ -109,7 +110,7 @@ pub struct BatchReport {
 /// Records of one batch grouped by table, deduplicated by key (the last one wins), each with its
 /// version.
 #[derive(Default)]
-pub(crate) struct Grouped<'a> {
+struct Grouped<'a> {
     projects: HashMap<&'a str, (&'a ProjectRecord, i64)>,
     sessions: HashMap<&'a str, (&'a SessionRecord, i64)>,
     messages: HashMap<&'a str, (&'a MessageRecord, i64)>,
@@ -154,19 +155,7 @@ impl<'a> Grouped<'a> {
         }
     }
 
-    /// Whether a record with `records`' key is already grouped.
-    pub(crate) fn holds(&self, records: &Records) -> bool {
-        match records {
-            Records::Project(project) => self.projects.contains_key(project.id.as_str()),
-            Records::Session(session) => self.sessions.contains_key(session.id.as_str()),
-            Records::Message(message) => self.messages.contains_key(message.id.as_str()),
-            Records::Part { part, .. } => self.parts.contains_key(part.id.as_str()),
-            Records::Todos { session_id, .. } => self.todos.contains_key(session_id.as_str()),
-            Records::FileDiffs { session_id, .. } => self.file_diffs.contains_key(session_id.as_str()),
-        }
-    }
-
-    pub(crate) fn add(&mut self, records: &'a Records, version_ms: i64) {
+    fn add(&mut self, records: &'a Records, version_ms: i64) {
         match records {
             Records::Project(project) => {
                 self.projects.insert(&project.id, (project, version_ms));
@@ -434,23 +423,6 @@ fn temp_appender<'c>(connection: &'c duckdb::Connection, table: &str) -> duckdb:
     connection.appender_to_catalog_and_db(table, "temp", "main")
 }
 
-/// Where [`Store::append_records`] appends: the record tables themselves, or their transcript
-/// stage copies (`temp.stage_t_<table>`, same columns), which the transcript writer merges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RecordTables {
-    Stored,
-    TranscriptStage,
-}
-
-impl RecordTables {
-    fn appender<'c>(self, connection: &'c duckdb::Connection, table: &str) -> duckdb::Result<Appender<'c>> {
-        match self {
-            RecordTables::Stored => connection.appender(table),
-            RecordTables::TranscriptStage => temp_appender(connection, &format!("stage_t_{table}")),
-        }
-    }
-}
-
 impl Store {
     /// Writes one batch in one transaction and reports what changed. On error nothing of the
     /// batch is visible and the caller may retry it.
@@ -606,7 +578,7 @@ impl Store {
         }
         report.records_by_table = grouped.row_counts();
         phases.mark("delete_replaced");
-        self.append_records(&grouped, batch.source, RecordTables::Stored).map_err(|source| self.query_error("appending records", source))?;
+        self.append_records(&grouped, batch.source).map_err(|source| self.query_error("appending records", source))?;
         if let Some(known) = self.known_keys.as_mut() {
             for (key_set, _) in REPLACED_BY_KEY {
                 for key in grouped.keys(key_set) {
@@ -761,10 +733,10 @@ impl Store {
         appender.flush()
     }
 
-    pub(crate) fn append_records(&self, grouped: &Grouped<'_>, source: &str, into: RecordTables) -> duckdb::Result<()> {
+    fn append_records(&self, grouped: &Grouped<'_>, source: &str) -> duckdb::Result<()> {
         let connection = &self.connection;
         let app = ducktail_model::app_of_source(source);
-        let appender = |table: &str| into.appender(connection, table);
+        let appender = |table: &str| connection.appender(table);
         if !grouped.projects.is_empty() {
             let mut appender = appender("projects")?;
             for (project, version) in grouped.projects.values() {
@@ -786,127 +758,33 @@ impl Store {
             appender.flush()?;
         }
         if !grouped.sessions.is_empty() {
+            let rows: Vec<(&SessionRecord, i64)> = grouped.sessions.values().map(|(session, version)| (*session, *version)).collect();
             let mut appender = appender("sessions")?;
-            for (session, version) in grouped.sessions.values() {
-                appender.append_row(params![
-                    session.id,
-                    session.project_id,
-                    session.parent_id,
-                    session.slug,
-                    session.title,
-                    session.directory,
-                    session.version,
-                    timestamp_ms(session.created_at),
-                    timestamp_ms(session.updated_at),
-                    timestamp_ms(session.archived_at),
-                    session.summary_additions,
-                    session.summary_deletions,
-                    session.summary_files,
-                    session.share_url,
-                    source,
-                    session.raw.json,
-                    session.raw.size_bytes,
-                    session.raw.truncated,
-                    version,
-                    app,
-                ])?;
-            }
+            appender.append_record_batch(session_columns(&rows, source, app))?;
             appender.flush()?;
         }
         if !grouped.messages.is_empty() {
-            let rows: Vec<&(&MessageRecord, i64)> = grouped.messages.values().collect();
-            let batch = ArrowRows::new(&rows)
-                .text("id", |(message, _)| Some(&message.id))
-                .text("session_id", |(message, _)| Some(&message.session_id))
-                .text("role", |(message, _)| message.role.as_deref())
-                .text("parent_id", |(message, _)| message.parent_id.as_deref())
-                .text("agent", |(message, _)| message.agent.as_deref())
-                .text("mode", |(message, _)| message.mode.as_deref())
-                .text("provider_id", |(message, _)| message.provider_id.as_deref())
-                .text("model_id", |(message, _)| message.model_id.as_deref())
-                .float64("cost", |(message, _)| message.cost)
-                .int64("tokens_input", |(message, _)| Some(message.tokens.input))
-                .int64("tokens_output", |(message, _)| Some(message.tokens.output))
-                .int64("tokens_reasoning", |(message, _)| Some(message.tokens.reasoning))
-                .int64("tokens_cache_read", |(message, _)| Some(message.tokens.cache_read))
-                .int64("tokens_cache_write", |(message, _)| Some(message.tokens.cache_write))
-                .int64("tokens_total", |(message, _)| message.tokens.total)
-                .text("finish_reason", |(message, _)| message.finish_reason.as_deref())
-                .text("error_name", |(message, _)| message.error_name.as_deref())
-                .text("error_message", |(message, _)| message.error_message.as_deref())
-                .boolean("is_summary", |(message, _)| Some(message.is_summary))
-                .timestamp_ms("created_at", |(message, _)| message.created_at)
-                .timestamp_ms("completed_at", |(message, _)| message.completed_at)
-                .text("source", |_| Some(source))
-                .text("raw", |(message, _)| Some(&message.raw.json))
-                .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
-                .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
-                .int64("version_ms", |(_, version)| Some(*version))
-                .text("app", |_| Some(app))
-                .text("cost_source", |(message, _)| message.cost_source)
-                .float64("list_cost", |(message, _)| message.list_cost)
-                .finish();
+            let rows: Vec<(&MessageRecord, i64)> = grouped.messages.values().map(|(message, version)| (*message, *version)).collect();
             let mut appender = appender("messages")?;
-            appender.append_record_batch(batch)?;
+            appender.append_record_batch(message_columns(&rows, source, app))?;
             appender.flush()?;
         }
         if !grouped.parts.is_empty() {
-            let rows: Vec<&GroupedPart<'_>> = grouped.parts.values().collect();
-            let batch = ArrowRows::new(&rows)
-                .text("id", |(part, ..)| Some(&part.id))
-                .text("session_id", |(part, ..)| Some(&part.session_id))
-                .text("message_id", |(part, ..)| Some(&part.message_id))
-                .text("part_type", |(part, ..)| Some(&part.part_type))
-                .text("text", |(part, ..)| part.text.as_deref())
-                .text("tool_name", |(part, ..)| part.tool_name.as_deref())
-                .text("tool_status", |(part, ..)| part.tool_status.as_deref())
-                .text("call_id", |(part, ..)| part.call_id.as_deref())
-                .text("tool_title", |(part, ..)| part.tool_title.as_deref())
-                .text("tool_input", |(part, ..)| part.tool_input.as_deref())
-                .text("tool_output", |(part, ..)| part.tool_output.as_deref())
-                .text("tool_error", |(part, ..)| part.tool_error.as_deref())
-                .text("child_session_id", |(part, ..)| part.child_session_id.as_deref())
-                .text("subagent_type", |(part, ..)| part.subagent_type.as_deref())
-                .timestamp_ms("started_at", |(part, ..)| part.started_at)
-                .timestamp_ms("ended_at", |(part, ..)| part.ended_at)
-                .boolean("content_truncated", |(part, ..)| Some(part.content_truncated))
-                .text("source", |_| Some(source))
-                .text("raw", |(part, ..)| Some(&part.raw.json))
-                .int64("raw_size", |(part, ..)| Some(part.raw.size_bytes))
-                .boolean("raw_truncated", |(part, ..)| Some(part.raw.truncated))
-                .int64("version_ms", |(.., version)| Some(*version))
-                .text("app", |_| Some(app))
-                .finish();
+            let rows: Vec<(&PartRecord, i64)> = grouped.parts.values().map(|(part, _, _, version)| (*part, *version)).collect();
             let mut parts = appender("parts")?;
-            parts.append_record_batch(batch)?;
+            parts.append_record_batch(part_columns(&rows, source, app))?;
             parts.flush()?;
-            let mut steps = appender("step_events")?;
-            let mut operations = appender("file_operations")?;
-            for (_, step, operation, version) in grouped.parts.values() {
-                if let Some(step) = step {
-                    let tokens = &step.tokens;
-                    steps.append_row(params![
-                        step.id,
-                        step.session_id,
-                        step.message_id,
-                        step.event_type,
-                        step.reason,
-                        step.cost,
-                        tokens.input,
-                        tokens.output,
-                        tokens.reasoning,
-                        tokens.cache_read,
-                        tokens.cache_write,
-                        tokens.total,
-                        step.snapshot,
-                        app,
-                        step.cost_source,
-                        step.list_cost,
-                        version,
-                    ])?;
-                }
-                if let Some(operation) = operation {
-                    operations.append_row(params![
+            let steps: Vec<(&StepEvent, i64)> = grouped.parts.values().filter_map(|(_, step, _, version)| step.map(|step| (step, *version))).collect();
+            if !steps.is_empty() {
+                let mut appender = appender("step_events")?;
+                appender.append_record_batch(step_columns(&steps, app))?;
+                appender.flush()?;
+            }
+            let operations: Vec<&FileOperation> = grouped.parts.values().filter_map(|(_, _, operation, _)| *operation).collect();
+            if !operations.is_empty() {
+                let mut appender = appender("file_operations")?;
+                for operation in operations {
+                    appender.append_row(params![
                         operation.id,
                         operation.session_id,
                         operation.message_id,
@@ -918,9 +796,8 @@ impl Store {
                         timestamp_ms(operation.started_at),
                     ])?;
                 }
+                appender.flush()?;
             }
-            steps.flush()?;
-            operations.flush()?;
         }
         if !grouped.todos.is_empty() {
             let mut appender = appender("todos")?;
@@ -1069,6 +946,119 @@ impl Store {
             sources.insert(source.to_owned());
         }
     }
+}
+
+/// `sessions` rows (a record with the version it is written at), in the table's column order.
+pub(crate) fn session_columns(rows: &[(&SessionRecord, i64)], source: &str, app: &str) -> RecordBatch {
+    ArrowRows::new(rows)
+        .text("id", |(session, _)| Some(&session.id))
+        .text("project_id", |(session, _)| session.project_id.as_deref())
+        .text("parent_id", |(session, _)| session.parent_id.as_deref())
+        .text("slug", |(session, _)| session.slug.as_deref())
+        .text("title", |(session, _)| session.title.as_deref())
+        .text("directory", |(session, _)| session.directory.as_deref())
+        .text("version", |(session, _)| session.version.as_deref())
+        .timestamp_ms("created_at", |(session, _)| session.created_at)
+        .timestamp_ms("updated_at", |(session, _)| session.updated_at)
+        .timestamp_ms("archived_at", |(session, _)| session.archived_at)
+        .int64("summary_additions", |(session, _)| session.summary_additions)
+        .int64("summary_deletions", |(session, _)| session.summary_deletions)
+        .int64("summary_files", |(session, _)| session.summary_files)
+        .text("share_url", |(session, _)| session.share_url.as_deref())
+        .text("source", |_| Some(source))
+        .text("raw", |(session, _)| Some(&session.raw.json))
+        .int64("raw_size", |(session, _)| Some(session.raw.size_bytes))
+        .boolean("raw_truncated", |(session, _)| Some(session.raw.truncated))
+        .int64("version_ms", |(_, version)| Some(*version))
+        .text("app", |_| Some(app))
+        .finish()
+}
+
+/// `messages` rows, in the table's column order.
+pub(crate) fn message_columns(rows: &[(&MessageRecord, i64)], source: &str, app: &str) -> RecordBatch {
+    ArrowRows::new(rows)
+        .text("id", |(message, _)| Some(&message.id))
+        .text("session_id", |(message, _)| Some(&message.session_id))
+        .text("role", |(message, _)| message.role.as_deref())
+        .text("parent_id", |(message, _)| message.parent_id.as_deref())
+        .text("agent", |(message, _)| message.agent.as_deref())
+        .text("mode", |(message, _)| message.mode.as_deref())
+        .text("provider_id", |(message, _)| message.provider_id.as_deref())
+        .text("model_id", |(message, _)| message.model_id.as_deref())
+        .float64("cost", |(message, _)| message.cost)
+        .int64("tokens_input", |(message, _)| Some(message.tokens.input))
+        .int64("tokens_output", |(message, _)| Some(message.tokens.output))
+        .int64("tokens_reasoning", |(message, _)| Some(message.tokens.reasoning))
+        .int64("tokens_cache_read", |(message, _)| Some(message.tokens.cache_read))
+        .int64("tokens_cache_write", |(message, _)| Some(message.tokens.cache_write))
+        .int64("tokens_total", |(message, _)| message.tokens.total)
+        .text("finish_reason", |(message, _)| message.finish_reason.as_deref())
+        .text("error_name", |(message, _)| message.error_name.as_deref())
+        .text("error_message", |(message, _)| message.error_message.as_deref())
+        .boolean("is_summary", |(message, _)| Some(message.is_summary))
+        .timestamp_ms("created_at", |(message, _)| message.created_at)
+        .timestamp_ms("completed_at", |(message, _)| message.completed_at)
+        .text("source", |_| Some(source))
+        .text("raw", |(message, _)| Some(&message.raw.json))
+        .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
+        .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
+        .int64("version_ms", |(_, version)| Some(*version))
+        .text("app", |_| Some(app))
+        .text("cost_source", |(message, _)| message.cost_source)
+        .float64("list_cost", |(message, _)| message.list_cost)
+        .finish()
+}
+
+/// `parts` rows, in the table's column order.
+pub(crate) fn part_columns(rows: &[(&PartRecord, i64)], source: &str, app: &str) -> RecordBatch {
+    ArrowRows::new(rows)
+        .text("id", |(part, _)| Some(&part.id))
+        .text("session_id", |(part, _)| Some(&part.session_id))
+        .text("message_id", |(part, _)| Some(&part.message_id))
+        .text("part_type", |(part, _)| Some(&part.part_type))
+        .text("text", |(part, _)| part.text.as_deref())
+        .text("tool_name", |(part, _)| part.tool_name.as_deref())
+        .text("tool_status", |(part, _)| part.tool_status.as_deref())
+        .text("call_id", |(part, _)| part.call_id.as_deref())
+        .text("tool_title", |(part, _)| part.tool_title.as_deref())
+        .text("tool_input", |(part, _)| part.tool_input.as_deref())
+        .text("tool_output", |(part, _)| part.tool_output.as_deref())
+        .text("tool_error", |(part, _)| part.tool_error.as_deref())
+        .text("child_session_id", |(part, _)| part.child_session_id.as_deref())
+        .text("subagent_type", |(part, _)| part.subagent_type.as_deref())
+        .timestamp_ms("started_at", |(part, _)| part.started_at)
+        .timestamp_ms("ended_at", |(part, _)| part.ended_at)
+        .boolean("content_truncated", |(part, _)| Some(part.content_truncated))
+        .text("source", |_| Some(source))
+        .text("raw", |(part, _)| Some(&part.raw.json))
+        .int64("raw_size", |(part, _)| Some(part.raw.size_bytes))
+        .boolean("raw_truncated", |(part, _)| Some(part.raw.truncated))
+        .int64("version_ms", |(_, version)| Some(*version))
+        .text("app", |_| Some(app))
+        .finish()
+}
+
+/// `step_events` rows (a step takes its part's version), in the table's column order.
+pub(crate) fn step_columns(rows: &[(&StepEvent, i64)], app: &str) -> RecordBatch {
+    ArrowRows::new(rows)
+        .text("id", |(step, _)| Some(&step.id))
+        .text("session_id", |(step, _)| Some(&step.session_id))
+        .text("message_id", |(step, _)| Some(&step.message_id))
+        .text("event_type", |(step, _)| Some(step.event_type))
+        .text("reason", |(step, _)| step.reason.as_deref())
+        .float64("cost", |(step, _)| step.cost)
+        .int64("tokens_input", |(step, _)| Some(step.tokens.input))
+        .int64("tokens_output", |(step, _)| Some(step.tokens.output))
+        .int64("tokens_reasoning", |(step, _)| Some(step.tokens.reasoning))
+        .int64("tokens_cache_read", |(step, _)| Some(step.tokens.cache_read))
+        .int64("tokens_cache_write", |(step, _)| Some(step.tokens.cache_write))
+        .int64("tokens_total", |(step, _)| step.tokens.total)
+        .text("snapshot", |(step, _)| step.snapshot.as_deref())
+        .text("app", |_| Some(app))
+        .text("cost_source", |(step, _)| step.cost_source)
+        .float64("list_cost", |(step, _)| step.list_cost)
+        .int64("version_ms", |(_, version)| Some(*version))
+        .finish()
 }
 
 /// A file's `file_index` row, as far as the file decides it.
