@@ -13,6 +13,7 @@
 //! and its records merge into the same rows by id.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,15 +137,16 @@ pub struct KnownTranscript {
 }
 
 /// The reader's view of a source's transcripts, by path.
-// foldhash, not std's SipHash: the periodic look hashes every path of the tree twice.
-pub type TranscriptView = foldhash::HashMap<PathBuf, KnownTranscript>;
+// Keyed by the path's bytes with foldhash: a `Path` hashes component by component, and std's
+// SipHash is slow on short keys; the periodic look hashes every path of the tree.
+pub type TranscriptView = foldhash::HashMap<OsString, KnownTranscript>;
 
 /// The view from what the store holds.
 pub fn transcript_view(states: Vec<TranscriptFileState>) -> TranscriptView {
     states
         .into_iter()
         .map(|state| {
-            (PathBuf::from(state.path), KnownTranscript { stamp: state.stamp, status: state.status, cursor: state.cursor, decoder_state: state.decoder_state })
+            (OsString::from(state.path), KnownTranscript { stamp: state.stamp, status: state.status, cursor: state.cursor, decoder_state: state.decoder_state })
         })
         .collect()
 }
@@ -188,16 +190,15 @@ pub fn sync_transcripts(
     write: &mut dyn FnMut(TranscriptBatch) -> Result<TranscriptReport, String>,
 ) -> Result<TranscriptSyncSummary, String> {
     let format = source.format.as_ref();
-    let (on_disk, removed): (Vec<(PathBuf, FileStamp)>, Vec<String>) = match paths {
+    let (on_disk, mut removed): (Vec<(PathBuf, FileStamp)>, Vec<String>) = match paths {
         None => {
-            let on_disk: Vec<(PathBuf, FileStamp)> = source.roots.iter().flat_map(|root| list_transcripts(format, root)).collect();
-            let present: foldhash::HashSet<&Path> = on_disk.iter().map(|(path, _)| path.as_path()).collect();
-            let removed = view
-                .keys()
-                .filter(|path| !present.contains(path.as_path()) && source.roots.iter().any(|root| path.starts_with(root)))
-                .map(|path| path.to_string_lossy().into_owned())
-                .collect();
-            (on_disk, removed)
+            let mut on_disk: Vec<(PathBuf, FileStamp)> = source.roots.iter().flat_map(|root| list_transcripts(format, root)).collect();
+            if source.roots.len() > 1 {
+                // Folders may nest (`CLAUDE_CONFIG_DIR` can name both): each file is read once.
+                on_disk.sort_by(|(left, _), (right, _)| left.as_os_str().as_encoded_bytes().cmp(right.as_os_str().as_encoded_bytes()));
+                on_disk.dedup_by(|(left, _), (right, _)| left == right);
+            }
+            (on_disk, Vec::new())
         }
         Some(paths) => {
             let mut on_disk = Vec::new();
@@ -205,7 +206,7 @@ pub fn sync_transcripts(
             for path in paths.iter().filter(|path| format.is_transcript(path)) {
                 match std::fs::symlink_metadata(path) {
                     Ok(metadata) if metadata.is_file() => on_disk.push((path.clone(), ducktail_sources::opencode::stamp_of(&metadata))),
-                    _ if view.contains_key(path) => removed.push(path.to_string_lossy().into_owned()),
+                    _ if view.contains_key(path.as_os_str()) => removed.push(path.to_string_lossy().into_owned()),
                     _ => {}
                 }
             }
@@ -213,14 +214,37 @@ pub fn sync_transcripts(
         }
     };
     let mut summary = TranscriptSyncSummary { files: on_disk.len(), ..TranscriptSyncSummary::default() };
-    let changed: Vec<&(PathBuf, FileStamp)> =
-        on_disk.iter().filter(|(path, stamp)| view.get(path).is_none_or(|known| known.stamp != *stamp || known.status == FileStatus::Pending)).collect();
+    let mut listed_known = 0usize;
+    let mut changed: Vec<&(PathBuf, FileStamp)> = on_disk
+        .iter()
+        .filter(|(path, stamp)| match view.get(path.as_os_str()) {
+            Some(known) => {
+                listed_known += 1;
+                known.stamp != *stamp || known.status == FileStatus::Pending
+            }
+            None => true,
+        })
+        .collect();
+    // Read in the order of the paths' bytes (not `Path`'s component-wise order, which costs
+    // several times as much): a session's file (`<id>.jsonl`) comes before its `<id>/subagents/`
+    // folder, the order the agent wrote them in.
+    changed.sort_by(|(left, _), (right, _)| left.as_os_str().as_encoded_bytes().cmp(right.as_os_str().as_encoded_bytes()));
+    // On a full look, every known path listed again (the usual case) means none vanished: the
+    // set of what was listed is built only when some known path was not.
+    if paths.is_none() && listed_known != view.len() {
+        let present: foldhash::HashSet<&OsStr> = on_disk.iter().map(|(path, _)| path.as_os_str()).collect();
+        removed = view
+            .keys()
+            .filter(|path| !present.contains(path.as_os_str()) && source.roots.iter().any(|root| Path::new(path).starts_with(root)))
+            .map(|path| path.to_string_lossy().into_owned())
+            .collect();
+    }
 
     let mut batch = TranscriptBatch { source: format.source(), removed, on_delete: source.on_delete, ..TranscriptBatch::default() };
     let mut batch_bytes = 0u64;
     let mut learned: Vec<(PathBuf, KnownTranscript)> = Vec::new();
     for (path, listed) in changed {
-        let mut known = view.get(path).and_then(|known| known.cursor.map(|cursor| (cursor, known.decoder_state.clone())));
+        let mut known = view.get(path.as_os_str()).and_then(|known| known.cursor.map(|cursor| (cursor, known.decoder_state.clone())));
         loop {
             let stretch = read_stretch(format, path, known.as_ref().map(|(cursor, state)| (*cursor, state.as_deref())), context, source.limits);
             let read = stretch.cursor.offset.saturating_sub(stretch.start_offset);
@@ -282,19 +306,19 @@ fn commit(
     summary.stretches += stretches;
     summary.add(&report);
     for (path, known) in learned.drain(..) {
-        match view.get_mut(&path) {
+        match view.get_mut(path.as_os_str()) {
             // An error keeps the cursor of the last good read.
             Some(existing) if known.cursor.is_none() => {
                 existing.stamp = known.stamp;
                 existing.status = known.status;
             }
             _ => {
-                view.insert(path, known);
+                view.insert(path.into_os_string(), known);
             }
         }
     }
     for path in removed {
-        view.remove(&path);
+        view.remove(path.as_os_str());
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -40,27 +39,35 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Every transcript of `format` under `root`, with its stamp, sorted by path (a session's own
-/// file sorts before its sub-agents' folder). Symbolic links are not followed.
+/// Every transcript of `format` under `root`, with its stamp, in no particular order. Symbolic
+/// links are not followed.
+///
+/// std's `read_dir` rather than walkdir: std's `DirEntry::metadata` stats a name relative to
+/// the directory it has open (`statx` on the directory's descriptor), where walkdir's stats the
+/// whole path again, a lookup of every folder on the way. On a 10,000-transcript tree the
+/// listing is most of what a look at an unchanged tree costs (see `docs/benchmarks.md`).
 pub fn list_transcripts(format: &dyn TranscriptFormat, root: &Path) -> Vec<(PathBuf, FileStamp)> {
     let mut found = Vec::new();
-    for folder in format.folders(root) {
-        if !folder.is_dir() {
-            continue;
-        }
-        for entry in walkdir::WalkDir::new(&folder).follow_links(false).into_iter().filter_map(Result::ok) {
-            if !entry.file_type().is_file() || !format.is_transcript(entry.path()) {
-                continue;
-            }
-            if let Ok(metadata) = entry.metadata() {
-                found.push((entry.into_path(), stamp_of(&metadata)));
+    let mut folders: Vec<PathBuf> = format.folders(root).into_iter().filter(|folder| folder.is_dir()).collect();
+    // One directory open at a time, however deep the tree.
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            // The entry's own type: a symbolic link is neither a folder nor a file here.
+            let Ok(file_type) = entry.file_type() else { continue };
+            if file_type.is_dir() {
+                folders.push(entry.path());
+            } else if file_type.is_file() {
+                let path = entry.path();
+                if !format.is_transcript(&path) {
+                    continue;
+                }
+                if let Ok(metadata) = entry.metadata() {
+                    found.push((path, stamp_of(&metadata)));
+                }
             }
         }
     }
-    // By bytes, not by `Path`'s component-wise order, which costs several times as much on a
-    // 10,000-file listing. Bytes also put a session's file (`<id>.jsonl`) before its
-    // `<id>/subagents/` folder, the order the agent wrote them in.
-    found.sort_by(|(left, _), (right, _)| left.as_os_str().as_bytes().cmp(right.as_os_str().as_bytes()));
     found
 }
 
