@@ -230,9 +230,9 @@ impl MergePlan {
     }
 
     /// One row from a key's copies, stored first, then in reading order.
-    fn merge(&self, copies: &[Vec<duckdb::types::Value>]) -> Vec<duckdb::types::Value> {
+    fn merge(&self, copies: &[&[duckdb::types::Value]]) -> Vec<duckdb::types::Value> {
         use duckdb::types::Value;
-        let with_raw: Vec<&Vec<Value>> = self.raw.map(|raw| copies.iter().filter(|copy| present(&copy[raw])).collect()).unwrap_or_default();
+        let with_raw: Vec<&[Value]> = self.raw.map(|raw| copies.iter().copied().filter(|copy| present(&copy[raw])).collect()).unwrap_or_default();
         self.rules
             .iter()
             .enumerate()
@@ -257,6 +257,29 @@ impl MergePlan {
                 chosen
             })
             .collect()
+    }
+
+    /// What [`merge`](Self::merge) makes of a single copy, without copying it: a new key read
+    /// once, most rows of a cold index.
+    fn settle(&self, mut row: Vec<duckdb::types::Value>) -> Vec<duckdb::types::Value> {
+        use duckdb::types::Value;
+        let raw_present = self.raw.is_none_or(|raw| present(&row[raw]));
+        for (value, (rule, empty_text)) in row.iter_mut().zip(&self.rules) {
+            let kept = match rule {
+                ColumnRule::Key => true,
+                ColumnRule::Earliest | ColumnRule::Latest => ordered(value).is_some(),
+                ColumnRule::First | ColumnRule::Last => present(value),
+                ColumnRule::WithRaw => raw_present,
+                ColumnRule::Any => matches!(value, Value::Boolean(_)),
+            };
+            if !kept {
+                *value = Value::Null;
+            }
+            if *empty_text && matches!(value, Value::Null) {
+                *value = Value::Text(String::new());
+            }
+        }
+        row
     }
 }
 
@@ -388,12 +411,12 @@ impl Store {
             .iter()
             .zip(groups)
             .map(|(id, mut batch_copies)| {
-                let mut copies = match (table.recent_rows.get(id.as_str()), read.remove(id.as_str())) {
-                    (Some(remembered), _) => vec![remembered.clone()],
-                    (None, Some(read)) => read,
-                    (None, None) => Vec::new(),
-                };
-                copies.append(&mut batch_copies);
+                let remembered = table.recent_rows.get(id.as_str());
+                let read = read.remove(id.as_str()).unwrap_or_default();
+                if remembered.is_none() && read.is_empty() && batch_copies.len() == 1 {
+                    return plan.settle(batch_copies.pop().expect("one copy"));
+                }
+                let copies: Vec<&[Value]> = remembered.into_iter().chain(&read).chain(&batch_copies).map(Vec::as_slice).collect();
                 plan.merge(&copies)
             })
             .collect();
@@ -782,7 +805,10 @@ mod merge_tests {
             Value::Null,
             Value::BigInt(3_000),
         ];
-        let merged = plan.merge(&[stored, patch]);
+        for copy in [&stored, &patch] {
+            assert_eq!(plan.settle(copy.clone()), plan.merge(&[copy]), "a single copy settles as it merges");
+        }
+        let merged = plan.merge(&[&stored, &patch]);
         assert_eq!(merged[1], text("ses_a"), "the first session wins: a fork never moves a record");
         assert_eq!((merged[2].clone(), merged[3].clone()), (at(1_000), at(3_000)), "the earliest start, the latest update");
         assert_eq!(merged[4], text("completed"), "the last present value");
