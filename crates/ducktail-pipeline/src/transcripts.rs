@@ -190,11 +190,23 @@ pub fn sync_transcripts(
     write: &mut dyn FnMut(TranscriptBatch) -> Result<TranscriptReport, String>,
 ) -> Result<TranscriptSyncSummary, String> {
     let format = source.format.as_ref();
+    // A folder that could not be read hides what it holds; nothing under the roots is taken
+    // for removed then.
+    let mut complete_listing = true;
     let (on_disk, mut removed): (Vec<(PathBuf, FileStamp)>, Vec<String>) = match paths {
         None => {
-            let mut on_disk: Vec<(PathBuf, FileStamp)> = source.roots.iter().flat_map(|root| list_transcripts(format, root)).collect();
+            let mut on_disk: Vec<(PathBuf, FileStamp)> = Vec::new();
+            for root in &source.roots {
+                let listing = list_transcripts(format, root);
+                on_disk.extend(listing.files);
+                for folder in listing.unreadable {
+                    tracing::warn!(folder = %folder.display(), "cannot read a transcript folder; its transcripts are kept as they were until it can be read (check its permissions)");
+                    complete_listing = false;
+                }
+            }
+            // Roots may nest (`CLAUDE_CONFIG_DIR` can name both): each file is read once. One
+            // root's folders never overlap, and the removal check below counts on it.
             if source.roots.len() > 1 {
-                // Folders may nest (`CLAUDE_CONFIG_DIR` can name both): each file is read once.
                 on_disk.sort_by(|(left, _), (right, _)| left.as_os_str().as_encoded_bytes().cmp(right.as_os_str().as_encoded_bytes()));
                 on_disk.dedup_by(|(left, _), (right, _)| left == right);
             }
@@ -231,7 +243,7 @@ pub fn sync_transcripts(
     changed.sort_by(|(left, _), (right, _)| left.as_os_str().as_encoded_bytes().cmp(right.as_os_str().as_encoded_bytes()));
     // On a full look, every known path listed again (the usual case) means none vanished: the
     // set of what was listed is built only when some known path was not.
-    if paths.is_none() && listed_known != view.len() {
+    if paths.is_none() && complete_listing && listed_known != view.len() {
         let present: foldhash::HashSet<&OsStr> = on_disk.iter().map(|(path, _)| path.as_os_str()).collect();
         removed = view
             .keys()

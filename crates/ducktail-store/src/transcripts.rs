@@ -43,11 +43,24 @@ use crate::{Reader, Result, Store};
 /// The record tables transcripts write, merged by `id`.
 const MERGED_TABLES: [&str; 4] = ["sessions", "messages", "parts", "step_events"];
 
-/// Most rows per table [`MergedTable::recent_rows`] keeps; past it the memory starts again
-/// empty. A followed transcript merges a few dozen rows a commit, each usually again within a
-/// few commits (a response's lines, a tool's result); a cold index merges thousands, which
-/// are not kept.
+/// Most rows per table [`MergedTable::recent_rows`] keeps; past it, or past
+/// [`RECENT_BYTES_MAX`], the memory starts again empty. A followed transcript merges a few dozen
+/// rows a commit, each usually again within a few commits (a response's lines, a tool's
+/// result); a cold index merges thousands, which are not kept.
 const RECENT_ROWS_MAX: usize = 4_096;
+
+/// Most bytes of text per table [`MergedTable::recent_rows`] keeps: a part's tool output or raw
+/// line may be up to the decoder's 1 MiB limit.
+const RECENT_BYTES_MAX: usize = 16 << 20;
+
+/// A row larger than this is not kept: reading it again when its next copy comes costs less
+/// than holding it.
+const RECENT_ROW_BYTES_MAX: usize = 256 << 10;
+
+/// What a row holds in memory, roughly: its texts and a word per value.
+fn row_bytes(row: &[Value]) -> usize {
+    row.iter().map(|value| if let Value::Text(text) = value { text.len() + 16 } else { 16 }).sum()
+}
 
 /// Columns that keep the first non-empty value seen for a key.
 const FIRST_WINS: [&str; 7] = ["session_id", "message_id", "parent_id", "project_id", "directory", "title", "version"];
@@ -169,6 +182,8 @@ pub(crate) struct MergedTable {
     /// The stored rows of ids merged lately, exactly as stored (the merge made them), so the
     /// next copies of a record merge without reading the table.
     recent_rows: HashMap<String, Vec<Value>>,
+    /// [`row_bytes`] of `recent_rows`.
+    recent_bytes: usize,
 }
 
 /// Whether a value counts as present: neither NULL nor an empty text.
@@ -263,7 +278,8 @@ impl MergePlan {
     /// once, most rows of a cold index.
     fn settle(&self, mut row: Vec<duckdb::types::Value>) -> Vec<duckdb::types::Value> {
         use duckdb::types::Value;
-        let raw_present = self.raw.is_none_or(|raw| present(&row[raw]));
+        // As in `merge`: without a raw column no copy has a raw document.
+        let raw_present = self.raw.is_some_and(|raw| present(&row[raw]));
         for (value, (rule, empty_text)) in row.iter_mut().zip(&self.rules) {
             let kept = match rule {
                 ColumnRule::Key => true,
@@ -345,7 +361,12 @@ impl Store {
             let mut tables = Vec::new();
             for table in MERGED_TABLES {
                 let columns = self.table_columns(table)?;
-                tables.push(MergedTable { plan: MergePlan::new(table, &columns), stored_versions: self.transcript_ids(table)?, recent_rows: HashMap::new() });
+                tables.push(MergedTable {
+                    plan: MergePlan::new(table, &columns),
+                    stored_versions: self.transcript_ids(table)?,
+                    recent_rows: HashMap::new(),
+                    recent_bytes: 0,
+                });
             }
             self.transcript_tables = Some(tables);
         }
@@ -432,18 +453,24 @@ impl Store {
         // Learned before the commit; should the batch fail, all of it is dropped and loaded
         // again (see `write_transcripts`).
         let remember = merged.len() <= RECENT_ROWS_MAX / 4;
-        if remember && table.recent_rows.len() + merged.len() > RECENT_ROWS_MAX {
+        let sizes: Vec<usize> = merged.iter().map(|row| row_bytes(row)).collect();
+        if remember && (table.recent_rows.len() + merged.len() > RECENT_ROWS_MAX || table.recent_bytes + sizes.iter().sum::<usize>() > RECENT_BYTES_MAX) {
             table.recent_rows.clear();
+            table.recent_bytes = 0;
         }
         let written = merged.len();
         drop(stored);
-        for (id, row) in ids.into_iter().zip(merged) {
+        for ((id, row), size) in ids.into_iter().zip(merged).zip(sizes) {
             let version = ordered(&row[plan.version]).map_or(0, |version| version as i64);
             table.stored_versions.insert(id.clone(), version);
-            if remember {
-                table.recent_rows.insert(id, row);
+            let replaced = if remember && size <= RECENT_ROW_BYTES_MAX {
+                table.recent_bytes += size;
+                table.recent_rows.insert(id, row)
             } else {
-                table.recent_rows.remove(&id);
+                table.recent_rows.remove(&id)
+            };
+            if let Some(replaced) = replaced {
+                table.recent_bytes = table.recent_bytes.saturating_sub(row_bytes(&replaced));
             }
         }
         Ok(written)
@@ -463,6 +490,7 @@ impl Store {
     pub(crate) fn forget_remembered_rows(&mut self) {
         for table in self.transcript_tables.iter_mut().flatten() {
             table.recent_rows.clear();
+            table.recent_bytes = 0;
         }
     }
 
@@ -907,6 +935,56 @@ mod writer_tests {
         assert_eq!(one::<i64>(&store, "SELECT count(*) FROM file_index"), 1);
         assert_eq!(one::<i64>(&store, "SELECT size FROM file_index WHERE kind = 'transcript'"), 300);
         assert_eq!(one::<i64>(&store, "SELECT read_offset FROM transcript_files"), 300);
+    }
+
+    #[test]
+    fn the_rows_remembered_stay_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.duckdb"), &StoreOptions::default()).unwrap();
+        let part = |id: String, text_bytes: usize| Records::Part {
+            part: PartRecord {
+                id,
+                session_id: "ses_1".into(),
+                message_id: "msg_1".into(),
+                part_type: "text".into(),
+                text: Some("x".repeat(text_bytes)),
+                raw: raw("{}"),
+                ..PartRecord::default()
+            },
+            step: None,
+            file_operation: None,
+        };
+        for round in 0..5u64 {
+            let mut batch = stretch(round * 100, round * 100 + 100, 2_000 + round as i64, 5, None);
+            // 6.4 MB of parts a batch: the third batch passes the budget.
+            batch.records.extend((0..100).map(|index| part(format!("prt_{round}_{index}"), 64 << 10)));
+            batch.records.push(part(format!("prt_big_{round}"), RECENT_ROW_BYTES_MAX));
+            write(&mut store, batch);
+            let parts = &store.transcript_tables.as_ref().unwrap()[2];
+            assert_eq!(parts.recent_bytes, parts.recent_rows.values().map(|row| row_bytes(row)).sum::<usize>(), "the count follows the rows");
+            assert!(parts.recent_bytes <= RECENT_BYTES_MAX, "round {round}: {} bytes remembered", parts.recent_bytes);
+            assert!(parts.recent_rows.contains_key(&format!("prt_{round}_99")), "the batch just merged is remembered");
+            assert!(!parts.recent_rows.contains_key(&format!("prt_big_{round}")), "a row over the limit is read again instead");
+        }
+        // Each batch also carries the response's own part, the same record every time.
+        assert_eq!(one::<i64>(&store, "SELECT count(*) FROM parts"), 5 * 101 + 1);
+    }
+
+    #[test]
+    fn the_column_builders_make_the_tables_columns_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.duckdb"), &StoreOptions::default()).unwrap();
+        let builders = [
+            ("sessions", session_columns(&[], "", "")),
+            ("messages", message_columns(&[], "", "")),
+            ("parts", part_columns(&[], "", "")),
+            ("step_events", step_columns(&[], "")),
+        ];
+        for (table, batch) in builders {
+            let built: Vec<String> = batch.schema().fields().iter().map(|field| field.name().clone()).collect();
+            let stored: Vec<String> = store.table_columns(table).unwrap().into_iter().map(|(name, _, _)| name).collect();
+            assert_eq!(built, stored, "{table}: a migration added a column its builder in writer.rs does not make");
+        }
     }
 
     #[test]

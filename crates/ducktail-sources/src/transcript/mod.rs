@@ -25,7 +25,7 @@ use crate::opencode::decode::raw_document;
 use crate::opencode::DecodeLimits;
 use crate::pricing::{PriceTable, TokenCounts};
 
-pub use read::{fnv1a, list_transcripts, read_stretch, StretchLimits};
+pub use read::{fnv1a, list_transcripts, read_stretch, StretchLimits, TranscriptListing};
 
 /// One kind of append-only transcript.
 pub trait TranscriptFormat: Send + Sync {

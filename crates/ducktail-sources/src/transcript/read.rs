@@ -39,19 +39,31 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
-/// Every transcript of `format` under `root`, with its stamp, in no particular order. Symbolic
-/// links are not followed.
+/// What [`list_transcripts`] found under a root.
+#[derive(Debug, Default)]
+pub struct TranscriptListing {
+    /// Every transcript, with its stamp, in no particular order.
+    pub files: Vec<(PathBuf, FileStamp)>,
+    /// Folders that could not be read (permissions, too many open files): what they hold is
+    /// unknown, not gone.
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// Every transcript of `format` under `root`, with its stamp. Symbolic links are not followed.
 ///
 /// std's `read_dir` rather than walkdir: std's `DirEntry::metadata` stats a name relative to
 /// the directory it has open (`statx` on the directory's descriptor), where walkdir's stats the
 /// whole path again, a lookup of every folder on the way. On a 10,000-transcript tree the
 /// listing is most of what a look at an unchanged tree costs (see `docs/benchmarks.md`).
-pub fn list_transcripts(format: &dyn TranscriptFormat, root: &Path) -> Vec<(PathBuf, FileStamp)> {
-    let mut found = Vec::new();
+pub fn list_transcripts(format: &dyn TranscriptFormat, root: &Path) -> TranscriptListing {
+    let mut listing = TranscriptListing::default();
     let mut folders: Vec<PathBuf> = format.folders(root).into_iter().filter(|folder| folder.is_dir()).collect();
     // One directory open at a time, however deep the tree.
     while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            listing.unreadable.push(folder);
+            continue;
+        };
         for entry in entries.filter_map(Result::ok) {
             // The entry's own type: a symbolic link is neither a folder nor a file here.
             let Ok(file_type) = entry.file_type() else { continue };
@@ -63,12 +75,12 @@ pub fn list_transcripts(format: &dyn TranscriptFormat, root: &Path) -> Vec<(Path
                     continue;
                 }
                 if let Ok(metadata) = entry.metadata() {
-                    found.push((path, stamp_of(&metadata)));
+                    listing.files.push((path, stamp_of(&metadata)));
                 }
             }
         }
     }
-    found
+    listing
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
