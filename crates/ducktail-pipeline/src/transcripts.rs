@@ -252,11 +252,75 @@ pub fn sync_transcripts(
             .collect();
     }
 
-    let mut batch = TranscriptBatch { source: format.source(), removed, on_delete: source.on_delete, ..TranscriptBatch::default() };
+    // What is known of each changed file, taken now: the reading below may run on its own
+    // thread while the view takes in each commit.
+    let to_read: Vec<ChangedTranscript> = changed
+        .into_iter()
+        .map(|(path, listed)| ChangedTranscript {
+            path,
+            listed: *listed,
+            known: view.get(path.as_os_str()).and_then(|known| known.cursor.map(|cursor| (cursor, known.decoder_state.clone()))),
+        })
+        .collect();
+    let unread: u64 = to_read
+        .iter()
+        .map(|file| u64::try_from(file.listed.size).unwrap_or(0).saturating_sub(file.known.as_ref().map_or(0, |(cursor, _)| cursor.offset)))
+        .sum();
+    let first = TranscriptBatch { source: format.source(), removed, on_delete: source.on_delete, ..TranscriptBatch::default() };
+    if unread <= source.limits.stretch_bytes {
+        // One batch at most (a followed file's append): read and commit on this thread.
+        read_changed(source, context, &to_read, first, &mut |read| commit(read, view, &mut summary, write))?;
+    } else {
+        // Several batches (a catch-up, a cold index): the next one is read and decoded while
+        // this one is written, on the two threads, one batch ahead at most.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<ReadBatch>(1);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // A send fails once the committing side stopped on an error: nothing more to read.
+                let _ = read_changed(source, context, &to_read, first, &mut |read| sender.send(read).map_err(|_| String::new()));
+                drop(sender);
+            });
+            let committed = receiver.iter().try_for_each(|read| commit(read, view, &mut summary, write));
+            // Dropped before the scope waits for the reader: a reader blocked handing over its
+            // next batch then sees the receiver gone and stops, instead of waiting forever.
+            drop(receiver);
+            committed
+        })?;
+    }
+    Ok(summary)
+}
+
+/// A changed transcript to read: its listing's stamp and its cursor, if it was read before.
+struct ChangedTranscript<'p> {
+    path: &'p PathBuf,
+    listed: FileStamp,
+    known: Option<(TranscriptCursor, Option<String>)>,
+}
+
+/// A batch read and decoded, with what the view learns once it is committed.
+struct ReadBatch {
+    batch: TranscriptBatch,
+    learned: Vec<(PathBuf, KnownTranscript)>,
+    bytes: u64,
+}
+
+/// Reads `files`, each on from its cursor, in batches of at most
+/// `source.limits.stretch_bytes` bytes or [`BATCH_STRETCHES`] stretches, handing each to `emit`
+/// in reading order; `first` (the look's removed files) starts the first batch.
+fn read_changed(
+    source: &TranscriptSource,
+    context: &DecodeContext,
+    files: &[ChangedTranscript<'_>],
+    first: TranscriptBatch,
+    emit: &mut dyn FnMut(ReadBatch) -> Result<(), String>,
+) -> Result<(), String> {
+    let format = source.format.as_ref();
+    let mut batch = first;
     let mut batch_bytes = 0u64;
     let mut learned: Vec<(PathBuf, KnownTranscript)> = Vec::new();
-    for (path, listed) in changed {
-        let mut known = view.get(path.as_os_str()).and_then(|known| known.cursor.map(|cursor| (cursor, known.decoder_state.clone())));
+    for file in files {
+        let (path, listed) = (file.path, &file.listed);
+        let mut known = file.known.clone();
         loop {
             let stretch = read_stretch(format, path, known.as_ref().map(|(cursor, state)| (*cursor, state.as_deref())), context, source.limits);
             let read = stretch.cursor.offset.saturating_sub(stretch.start_offset);
@@ -285,13 +349,12 @@ pub fn sync_transcripts(
                     decoder_state: stretch.decoder_state.clone(),
                 },
             ));
-            summary.bytes += read;
             batch_bytes += read;
             batch.stretches.push(stretch);
             if batch_bytes >= source.limits.stretch_bytes || batch.stretches.len() >= BATCH_STRETCHES {
                 let full =
                     std::mem::replace(&mut batch, TranscriptBatch { source: format.source(), on_delete: source.on_delete, ..TranscriptBatch::default() });
-                commit(full, &mut learned, view, &mut summary, write)?;
+                emit(ReadBatch { batch: full, learned: std::mem::take(&mut learned), bytes: batch_bytes })?;
                 batch_bytes = 0;
             }
             if caught_up {
@@ -300,24 +363,26 @@ pub fn sync_transcripts(
         }
     }
     if !batch.stretches.is_empty() || !batch.removed.is_empty() {
-        commit(batch, &mut learned, view, &mut summary, write)?;
+        emit(ReadBatch { batch, learned, bytes: batch_bytes })?;
     }
-    Ok(summary)
+    Ok(())
 }
 
+/// Commits one batch read, then has the view take in what it learned.
 fn commit(
-    batch: TranscriptBatch,
-    learned: &mut Vec<(PathBuf, KnownTranscript)>,
+    read: ReadBatch,
     view: &mut TranscriptView,
     summary: &mut TranscriptSyncSummary,
     write: &mut dyn FnMut(TranscriptBatch) -> Result<TranscriptReport, String>,
 ) -> Result<(), String> {
+    let ReadBatch { batch, learned, bytes } = read;
     let removed: Vec<PathBuf> = batch.removed.iter().map(PathBuf::from).collect();
     let stretches = batch.stretches.len();
     let report = write(batch)?;
     summary.stretches += stretches;
+    summary.bytes += bytes;
     summary.add(&report);
-    for (path, known) in learned.drain(..) {
+    for (path, known) in learned {
         match view.get_mut(path.as_os_str()) {
             // An error keeps the cursor of the last good read.
             Some(existing) if known.cursor.is_none() => {
@@ -584,4 +649,89 @@ pub(crate) fn commit_transcripts(
     };
     let _ = reply.send(result);
     committed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ducktail_model::transcript::TranscriptStretch;
+
+    /// A Claude Code folder of `files` transcripts of 20 lines each, and a source over it that
+    /// commits every 2 KB, so a look takes several batches.
+    fn tree(files: usize) -> (tempfile::TempDir, TranscriptSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("projects/-home-u-p");
+        std::fs::create_dir_all(&project).unwrap();
+        for file in 0..files {
+            let lines: String = (0..20)
+                .map(|line| {
+                    format!(
+                        "{{\"type\":\"user\",\"sessionId\":\"s{file}\",\"uuid\":\"u{file}-{line}\",\"message\":{{\"role\":\"user\",\"content\":\"{}\"}}}}\n",
+                        "x".repeat(100)
+                    )
+                })
+                .collect();
+            std::fs::write(project.join(format!("s{file}.jsonl")), lines).unwrap();
+        }
+        let source = TranscriptSource {
+            format: Arc::new(ClaudeCode),
+            roots: vec![dir.path().to_owned()],
+            limits: StretchLimits { stretch_bytes: 2_048, ..StretchLimits::default() },
+            poll_interval: Duration::from_secs(60),
+            on_delete: ducktail_store::OnDelete::Keep,
+        };
+        (dir, source)
+    }
+
+    #[test]
+    fn a_look_of_several_batches_commits_them_in_order_and_stops_at_a_failed_one() {
+        let (_dir, source) = tree(12);
+        let context = decode_context(&Settings::default()).unwrap();
+        let mut view = TranscriptView::default();
+        // The batch that reaches s7 fails: the look stops there (it does not wait on the reader
+        // ahead of it), and the view holds what the batches before committed.
+        let read_of = |stretch: &TranscriptStretch| stretch.cursor.offset - stretch.start_offset;
+        let mut committed: Vec<PathBuf> = Vec::new();
+        let mut committed_bytes = 0;
+        let mut write = |batch: TranscriptBatch| {
+            if batch.stretches.iter().any(|stretch| stretch.path.ends_with("s7.jsonl")) {
+                return Err("disk full".to_owned());
+            }
+            for stretch in &batch.stretches {
+                committed_bytes += read_of(stretch);
+                if committed.last() != Some(&stretch.path) {
+                    committed.push(stretch.path.clone());
+                }
+            }
+            Ok(TranscriptReport::default())
+        };
+        // A look that waited on its reader forever would hang the test run: fail it instead.
+        let (finished, watched) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if watched.recv_timeout(Duration::from_secs(60)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                eprintln!("a look whose commit failed did not return within 60 s: it waits on its reader");
+                std::process::abort();
+            }
+        });
+        let failed = sync_transcripts(&source, &mut view, &context, None, &mut write);
+        drop(finished);
+        assert_eq!(failed.unwrap_err(), "disk full");
+        assert!(committed.len() >= 3, "several batches were committed before the failed one: {committed:?}");
+        assert_eq!(view.len(), committed.len(), "the view holds the files committed, and only those");
+        let mut sorted = committed.clone();
+        sorted.sort_by(|left, right| left.as_os_str().as_encoded_bytes().cmp(right.as_os_str().as_encoded_bytes()));
+        assert_eq!(committed, sorted, "files are read in the order of their paths, each in one run of stretches");
+
+        // The next look reads the rest, from where each file's committed reads stopped.
+        let mut rest_bytes = 0;
+        let summary = sync_transcripts(&source, &mut view, &context, None, &mut |batch: TranscriptBatch| {
+            rest_bytes += batch.stretches.iter().map(read_of).sum::<u64>();
+            Ok(TranscriptReport::default())
+        })
+        .unwrap();
+        let total: u64 = (0..12).map(|file| std::fs::metadata(source.roots[0].join(format!("projects/-home-u-p/s{file}.jsonl"))).unwrap().len()).sum();
+        assert_eq!(committed_bytes + rest_bytes, total, "every byte is read once across the two looks");
+        assert_eq!(summary.bytes, rest_bytes);
+        assert_eq!(view.len(), 12);
+    }
 }
