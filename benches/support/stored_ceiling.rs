@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use duckdb::arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use ducktail_model::{
-    DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord, ProjectRecord, Records, SessionRecord, StepEvent,
-    TodoRecord,
-};
+use ducktail_model::{DecodedFile, FileOutcome, FileStatus, Records};
 use ducktail_pipeline::files::{resolve_path, Resolved, OPENCODE_JSON_SOURCE};
 use ducktail_sources::opencode::{classify, DecodeLimits};
-use ducktail_store::{Store, StoreOptions};
+use ducktail_store::{columns, Store, StoreOptions};
 
 /// The tables a cold index appends to, in the order they are created.
 pub const TABLES: [&str; 9] = ["projects", "sessions", "messages", "parts", "step_events", "file_operations", "todos", "file_diffs", "file_index"];
@@ -149,7 +146,7 @@ fn append_batch(connection: &duckdb::Connection, files: &[DecodedFile], checked:
             Records::Message(message) => messages.push((message, version)),
             Records::Part { part, step, file_operation } => {
                 parts.push((part, version));
-                steps.extend(step.as_ref());
+                steps.extend(step.as_ref().map(|step| (step, version)));
                 operations.extend(file_operation.as_ref());
             }
             Records::Todos { items, .. } => todos.extend(items.iter().map(|item| (item, version))),
@@ -157,16 +154,18 @@ fn append_batch(connection: &duckdb::Connection, files: &[DecodedFile], checked:
         }
     }
     let source = OPENCODE_JSON_SOURCE;
+    let app = ducktail_model::app_of_source(source);
     let indexed_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_micros() as i64);
+    // The writer's own column builders: the ceiling stores exactly the rows `index` stores.
     let batches = [
-        ("projects", project_rows(&projects, source)),
-        ("sessions", session_rows(&sessions, source)),
-        ("messages", message_rows(&messages, source)),
-        ("parts", part_rows(&parts, source)),
-        ("step_events", step_rows(&steps)),
-        ("file_operations", operation_rows(&operations)),
-        ("todos", todo_rows(&todos, source)),
-        ("file_diffs", diff_rows(&diffs, source)),
+        ("projects", columns::project_columns(&projects, source)),
+        ("sessions", columns::session_columns(&sessions, source, app)),
+        ("messages", columns::message_columns(&messages, source, app)),
+        ("parts", columns::part_columns(&parts, source, app)),
+        ("step_events", columns::step_columns(&steps, app)),
+        ("file_operations", columns::operation_columns(&operations)),
+        ("todos", columns::todo_columns(&todos, source)),
+        ("file_diffs", columns::diff_columns(&diffs, source)),
         ("file_index", file_index_rows(files, source, indexed_at)),
     ];
     connection.execute_batch("BEGIN;").expect("begin a ceiling batch");
@@ -194,7 +193,8 @@ fn assert_same_columns(connection: &duckdb::Connection, table: &str, batch: &Rec
     assert_eq!(fields, columns, "the ceiling's {table} columns are ducktail's (update benches/support/stored_ceiling.rs after a migration)");
 }
 
-/// An Arrow batch built a column at a time over `rows`, as ducktail's writer builds its own.
+/// An Arrow batch built a column at a time over `rows`, for the `file_index` rows (the records'
+/// come from `ducktail_store::columns`).
 struct Columns<'r, R> {
     rows: &'r [R],
     fields: Vec<Field>,
@@ -227,188 +227,15 @@ impl<'r, R> Columns<'r, R> {
         self.column(name, DataType::Int32, Arc::new(array))
     }
 
-    fn float64(self, name: &str, pick: impl Fn(&'r R) -> Option<f64>) -> Self {
-        let array: Float64Array = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Float64, Arc::new(array))
-    }
-
-    fn boolean(self, name: &str, pick: impl Fn(&'r R) -> Option<bool>) -> Self {
-        let array: BooleanArray = self.rows.iter().map(pick).collect();
-        self.column(name, DataType::Boolean, Arc::new(array))
-    }
-
     /// A `TIMESTAMPTZ` column from Unix microseconds.
     fn timestamp_us(self, name: &str, pick: impl Fn(&'r R) -> Option<i64>) -> Self {
         let array = self.rows.iter().map(pick).collect::<TimestampMicrosecondArray>().with_timezone("UTC");
         self.column(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), Arc::new(array))
     }
 
-    /// A `TIMESTAMPTZ` column from Unix milliseconds (how records carry their times).
-    fn timestamp_ms(self, name: &str, pick: impl Fn(&'r R) -> Option<i64>) -> Self {
-        self.timestamp_us(name, move |row| pick(row).map(|ms| ms.saturating_mul(1_000)))
-    }
-
     fn finish(self) -> RecordBatch {
         RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays).expect("every column has one value per row")
     }
-}
-
-fn project_rows(rows: &[(&ProjectRecord, i64)], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |(project, _)| Some(&project.id))
-        .text("worktree", |(project, _)| project.worktree.as_deref())
-        .text("vcs", |(project, _)| project.vcs.as_deref())
-        .text("name", |(project, _)| project.name.as_deref())
-        .timestamp_ms("created_at", |(project, _)| project.created_at)
-        .timestamp_ms("updated_at", |(project, _)| project.updated_at)
-        .timestamp_ms("initialized_at", |(project, _)| project.initialized_at)
-        .text("source", |_| Some(source))
-        .text("raw", |(project, _)| Some(&project.raw.json))
-        .int64("raw_size", |(project, _)| Some(project.raw.size_bytes))
-        .boolean("raw_truncated", |(project, _)| Some(project.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
-}
-
-fn session_rows(rows: &[(&SessionRecord, i64)], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |(session, _)| Some(&session.id))
-        .text("project_id", |(session, _)| session.project_id.as_deref())
-        .text("parent_id", |(session, _)| session.parent_id.as_deref())
-        .text("slug", |(session, _)| session.slug.as_deref())
-        .text("title", |(session, _)| session.title.as_deref())
-        .text("directory", |(session, _)| session.directory.as_deref())
-        .text("version", |(session, _)| session.version.as_deref())
-        .timestamp_ms("created_at", |(session, _)| session.created_at)
-        .timestamp_ms("updated_at", |(session, _)| session.updated_at)
-        .timestamp_ms("archived_at", |(session, _)| session.archived_at)
-        .int64("summary_additions", |(session, _)| session.summary_additions)
-        .int64("summary_deletions", |(session, _)| session.summary_deletions)
-        .int64("summary_files", |(session, _)| session.summary_files)
-        .text("share_url", |(session, _)| session.share_url.as_deref())
-        .text("source", |_| Some(source))
-        .text("raw", |(session, _)| Some(&session.raw.json))
-        .int64("raw_size", |(session, _)| Some(session.raw.size_bytes))
-        .boolean("raw_truncated", |(session, _)| Some(session.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
-}
-
-fn message_rows(rows: &[(&MessageRecord, i64)], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |(message, _)| Some(&message.id))
-        .text("session_id", |(message, _)| Some(&message.session_id))
-        .text("role", |(message, _)| message.role.as_deref())
-        .text("parent_id", |(message, _)| message.parent_id.as_deref())
-        .text("agent", |(message, _)| message.agent.as_deref())
-        .text("mode", |(message, _)| message.mode.as_deref())
-        .text("provider_id", |(message, _)| message.provider_id.as_deref())
-        .text("model_id", |(message, _)| message.model_id.as_deref())
-        .float64("cost", |(message, _)| message.cost)
-        .int64("tokens_input", |(message, _)| Some(message.tokens.input))
-        .int64("tokens_output", |(message, _)| Some(message.tokens.output))
-        .int64("tokens_reasoning", |(message, _)| Some(message.tokens.reasoning))
-        .int64("tokens_cache_read", |(message, _)| Some(message.tokens.cache_read))
-        .int64("tokens_cache_write", |(message, _)| Some(message.tokens.cache_write))
-        .int64("tokens_total", |(message, _)| message.tokens.total)
-        .text("finish_reason", |(message, _)| message.finish_reason.as_deref())
-        .text("error_name", |(message, _)| message.error_name.as_deref())
-        .text("error_message", |(message, _)| message.error_message.as_deref())
-        .boolean("is_summary", |(message, _)| Some(message.is_summary))
-        .timestamp_ms("created_at", |(message, _)| message.created_at)
-        .timestamp_ms("completed_at", |(message, _)| message.completed_at)
-        .text("source", |_| Some(source))
-        .text("raw", |(message, _)| Some(&message.raw.json))
-        .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
-        .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
-}
-
-fn part_rows(rows: &[(&PartRecord, i64)], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |(part, _)| Some(&part.id))
-        .text("session_id", |(part, _)| Some(&part.session_id))
-        .text("message_id", |(part, _)| Some(&part.message_id))
-        .text("part_type", |(part, _)| Some(&part.part_type))
-        .text("text", |(part, _)| part.text.as_deref())
-        .text("tool_name", |(part, _)| part.tool_name.as_deref())
-        .text("tool_status", |(part, _)| part.tool_status.as_deref())
-        .text("call_id", |(part, _)| part.call_id.as_deref())
-        .text("tool_title", |(part, _)| part.tool_title.as_deref())
-        .text("tool_input", |(part, _)| part.tool_input.as_deref())
-        .text("tool_output", |(part, _)| part.tool_output.as_deref())
-        .text("tool_error", |(part, _)| part.tool_error.as_deref())
-        .text("child_session_id", |(part, _)| part.child_session_id.as_deref())
-        .text("subagent_type", |(part, _)| part.subagent_type.as_deref())
-        .timestamp_ms("started_at", |(part, _)| part.started_at)
-        .timestamp_ms("ended_at", |(part, _)| part.ended_at)
-        .boolean("content_truncated", |(part, _)| Some(part.content_truncated))
-        .text("source", |_| Some(source))
-        .text("raw", |(part, _)| Some(&part.raw.json))
-        .int64("raw_size", |(part, _)| Some(part.raw.size_bytes))
-        .boolean("raw_truncated", |(part, _)| Some(part.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
-}
-
-fn step_rows(rows: &[&StepEvent]) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |step| Some(&step.id))
-        .text("session_id", |step| Some(&step.session_id))
-        .text("message_id", |step| Some(&step.message_id))
-        .text("event_type", |step| Some(step.event_type))
-        .text("reason", |step| step.reason.as_deref())
-        .float64("cost", |step| step.cost)
-        .int64("tokens_input", |step| Some(step.tokens.input))
-        .int64("tokens_output", |step| Some(step.tokens.output))
-        .int64("tokens_reasoning", |step| Some(step.tokens.reasoning))
-        .int64("tokens_cache_read", |step| Some(step.tokens.cache_read))
-        .int64("tokens_cache_write", |step| Some(step.tokens.cache_write))
-        .int64("tokens_total", |step| step.tokens.total)
-        .text("snapshot", |step| step.snapshot.as_deref())
-        .finish()
-}
-
-fn operation_rows(rows: &[&FileOperation]) -> RecordBatch {
-    Columns::new(rows)
-        .text("id", |operation| Some(&operation.id))
-        .text("session_id", |operation| Some(&operation.session_id))
-        .text("message_id", |operation| Some(&operation.message_id))
-        .text("operation", |operation| Some(&operation.operation))
-        .text("file_path", |operation| operation.file_path.as_deref())
-        .text("status", |operation| operation.status.as_deref())
-        .int64("additions", |operation| operation.additions)
-        .int64("deletions", |operation| operation.deletions)
-        .timestamp_ms("started_at", |operation| operation.started_at)
-        .finish()
-}
-
-fn todo_rows(rows: &[(&TodoRecord, i64)], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("session_id", |(item, _)| Some(&item.session_id))
-        .int32("position", |(item, _)| i32::try_from(item.position).ok())
-        .text("todo_id", |(item, _)| item.todo_id.as_deref())
-        .text("content", |(item, _)| item.content.as_deref())
-        .text("status", |(item, _)| item.status.as_deref())
-        .text("priority", |(item, _)| item.priority.as_deref())
-        .text("source", |_| Some(source))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
-}
-
-fn diff_rows(rows: &[&FileDiffRecord], source: &str) -> RecordBatch {
-    Columns::new(rows)
-        .text("session_id", |item| Some(&item.session_id))
-        .int32("position", |item| i32::try_from(item.position).ok())
-        .text("file", |item| item.file.as_deref())
-        .text("status", |item| item.status.as_deref())
-        .int64("additions", |item| item.additions)
-        .int64("deletions", |item| item.deletions)
-        .int64("before_bytes", |item| item.before_bytes)
-        .int64("after_bytes", |item| item.after_bytes)
-        .text("source", |_| Some(source))
-        .finish()
 }
 
 /// One `file_index` row per file, as a cold index writes it: a decoded file is `indexed` under

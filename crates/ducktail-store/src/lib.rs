@@ -26,6 +26,7 @@
 //! it receives already-decoded records and never reads a source file itself.
 
 mod arrow_rows;
+pub mod columns;
 mod export_read;
 mod known_keys;
 mod list_prices;

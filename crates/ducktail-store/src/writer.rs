@@ -25,8 +25,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
-use duckdb::types::{TimeUnit, Value};
+use duckdb::types::Value;
 use duckdb::{params, Appender};
 use ducktail_model::{
     DecodedFile, FileDiffRecord, FileOperation, FileOutcome, FileStatus, MessageRecord, PartRecord, ProjectRecord, Records, RejectedRow, RemovedRecord,
@@ -35,6 +34,7 @@ use ducktail_model::{
 use foldhash::{HashMap, HashMapExt};
 
 use crate::arrow_rows::ArrowRows;
+use crate::columns;
 use crate::known_keys::KnownKeys;
 use crate::{Result, Store};
 
@@ -415,10 +415,6 @@ impl Phases {
     }
 }
 
-fn timestamp_ms(ms: Option<i64>) -> Option<Value> {
-    ms.map(|ms| Value::Timestamp(TimeUnit::Millisecond, ms))
-}
-
 fn temp_appender<'c>(connection: &'c duckdb::Connection, table: &str) -> duckdb::Result<Appender<'c>> {
     connection.appender_to_catalog_and_db(table, "temp", "main")
 }
@@ -734,97 +730,31 @@ impl Store {
     }
 
     fn append_records(&self, grouped: &Grouped<'_>, source: &str) -> duckdb::Result<()> {
-        let connection = &self.connection;
         let app = ducktail_model::app_of_source(source);
-        let appender = |table: &str| connection.appender(table);
-        if !grouped.projects.is_empty() {
-            let mut appender = appender("projects")?;
-            for (project, version) in grouped.projects.values() {
-                appender.append_row(params![
-                    project.id,
-                    project.worktree,
-                    project.vcs,
-                    project.name,
-                    timestamp_ms(project.created_at),
-                    timestamp_ms(project.updated_at),
-                    timestamp_ms(project.initialized_at),
-                    source,
-                    project.raw.json,
-                    project.raw.size_bytes,
-                    project.raw.truncated,
-                    version,
-                ])?;
+        let append = |table: &str, batch: arrow_array::RecordBatch| -> duckdb::Result<()> {
+            if batch.num_rows() == 0 {
+                return Ok(());
             }
-            appender.flush()?;
-        }
-        if !grouped.sessions.is_empty() {
-            let rows: Vec<(&SessionRecord, i64)> = grouped.sessions.values().map(|(session, version)| (*session, *version)).collect();
-            let mut appender = appender("sessions")?;
-            appender.append_record_batch(session_columns(&rows, source, app))?;
-            appender.flush()?;
-        }
-        if !grouped.messages.is_empty() {
-            let rows: Vec<(&MessageRecord, i64)> = grouped.messages.values().map(|(message, version)| (*message, *version)).collect();
-            let mut appender = appender("messages")?;
-            appender.append_record_batch(message_columns(&rows, source, app))?;
-            appender.flush()?;
-        }
-        if !grouped.parts.is_empty() {
-            let rows: Vec<(&PartRecord, i64)> = grouped.parts.values().map(|(part, _, _, version)| (*part, *version)).collect();
-            let mut parts = appender("parts")?;
-            parts.append_record_batch(part_columns(&rows, source, app))?;
-            parts.flush()?;
-            let steps: Vec<(&StepEvent, i64)> = grouped.parts.values().filter_map(|(_, step, _, version)| step.map(|step| (step, *version))).collect();
-            if !steps.is_empty() {
-                let mut appender = appender("step_events")?;
-                appender.append_record_batch(step_columns(&steps, app))?;
-                appender.flush()?;
-            }
-            let operations: Vec<&FileOperation> = grouped.parts.values().filter_map(|(_, _, operation, _)| *operation).collect();
-            if !operations.is_empty() {
-                let mut appender = appender("file_operations")?;
-                for operation in operations {
-                    appender.append_row(params![
-                        operation.id,
-                        operation.session_id,
-                        operation.message_id,
-                        operation.operation,
-                        operation.file_path,
-                        operation.status,
-                        operation.additions,
-                        operation.deletions,
-                        timestamp_ms(operation.started_at),
-                    ])?;
-                }
-                appender.flush()?;
-            }
-        }
-        if !grouped.todos.is_empty() {
-            let mut appender = appender("todos")?;
-            for (items, version) in grouped.todos.values() {
-                for item in items.iter() {
-                    appender.append_row(params![item.session_id, item.position, item.todo_id, item.content, item.status, item.priority, source, version,])?;
-                }
-            }
-            appender.flush()?;
-        }
-        if !grouped.file_diffs.is_empty() {
-            let mut appender = appender("file_diffs")?;
-            for item in grouped.file_diffs.values().flat_map(|items| items.iter()) {
-                appender.append_row(params![
-                    item.session_id,
-                    item.position,
-                    item.file,
-                    item.status,
-                    item.additions,
-                    item.deletions,
-                    item.before_bytes,
-                    item.after_bytes,
-                    source,
-                ])?;
-            }
-            appender.flush()?;
-        }
+            let mut appender = self.connection.appender(table)?;
+            appender.append_record_batch(batch)?;
+            appender.flush()
+        };
+        let projects: Vec<(&ProjectRecord, i64)> = grouped.projects.values().map(|(project, version)| (*project, *version)).collect();
+        append("projects", columns::project_columns(&projects, source))?;
+        let sessions: Vec<(&SessionRecord, i64)> = grouped.sessions.values().map(|(session, version)| (*session, *version)).collect();
+        append("sessions", columns::session_columns(&sessions, source, app))?;
+        let messages: Vec<(&MessageRecord, i64)> = grouped.messages.values().map(|(message, version)| (*message, *version)).collect();
+        append("messages", columns::message_columns(&messages, source, app))?;
+        let parts: Vec<(&PartRecord, i64)> = grouped.parts.values().map(|(part, _, _, version)| (*part, *version)).collect();
+        append("parts", columns::part_columns(&parts, source, app))?;
+        let steps: Vec<(&StepEvent, i64)> = grouped.parts.values().filter_map(|(_, step, _, version)| step.map(|step| (step, *version))).collect();
+        append("step_events", columns::step_columns(&steps, app))?;
+        let operations: Vec<&FileOperation> = grouped.parts.values().filter_map(|(_, _, operation, _)| *operation).collect();
+        append("file_operations", columns::operation_columns(&operations))?;
+        let todos: Vec<(&TodoRecord, i64)> = grouped.todos.values().flat_map(|(items, version)| items.iter().map(move |item| (item, *version))).collect();
+        append("todos", columns::todo_columns(&todos, source))?;
+        let diffs: Vec<&FileDiffRecord> = grouped.file_diffs.values().flat_map(|items| items.iter()).collect();
+        append("file_diffs", columns::diff_columns(&diffs, source))?;
         Ok(())
     }
 
@@ -946,119 +876,6 @@ impl Store {
             sources.insert(source.to_owned());
         }
     }
-}
-
-/// `sessions` rows (a record with the version it is written at), in the table's column order.
-pub(crate) fn session_columns(rows: &[(&SessionRecord, i64)], source: &str, app: &str) -> RecordBatch {
-    ArrowRows::new(rows)
-        .text("id", |(session, _)| Some(&session.id))
-        .text("project_id", |(session, _)| session.project_id.as_deref())
-        .text("parent_id", |(session, _)| session.parent_id.as_deref())
-        .text("slug", |(session, _)| session.slug.as_deref())
-        .text("title", |(session, _)| session.title.as_deref())
-        .text("directory", |(session, _)| session.directory.as_deref())
-        .text("version", |(session, _)| session.version.as_deref())
-        .timestamp_ms("created_at", |(session, _)| session.created_at)
-        .timestamp_ms("updated_at", |(session, _)| session.updated_at)
-        .timestamp_ms("archived_at", |(session, _)| session.archived_at)
-        .int64("summary_additions", |(session, _)| session.summary_additions)
-        .int64("summary_deletions", |(session, _)| session.summary_deletions)
-        .int64("summary_files", |(session, _)| session.summary_files)
-        .text("share_url", |(session, _)| session.share_url.as_deref())
-        .text("source", |_| Some(source))
-        .text("raw", |(session, _)| Some(&session.raw.json))
-        .int64("raw_size", |(session, _)| Some(session.raw.size_bytes))
-        .boolean("raw_truncated", |(session, _)| Some(session.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .text("app", |_| Some(app))
-        .finish()
-}
-
-/// `messages` rows, in the table's column order.
-pub(crate) fn message_columns(rows: &[(&MessageRecord, i64)], source: &str, app: &str) -> RecordBatch {
-    ArrowRows::new(rows)
-        .text("id", |(message, _)| Some(&message.id))
-        .text("session_id", |(message, _)| Some(&message.session_id))
-        .text("role", |(message, _)| message.role.as_deref())
-        .text("parent_id", |(message, _)| message.parent_id.as_deref())
-        .text("agent", |(message, _)| message.agent.as_deref())
-        .text("mode", |(message, _)| message.mode.as_deref())
-        .text("provider_id", |(message, _)| message.provider_id.as_deref())
-        .text("model_id", |(message, _)| message.model_id.as_deref())
-        .float64("cost", |(message, _)| message.cost)
-        .int64("tokens_input", |(message, _)| Some(message.tokens.input))
-        .int64("tokens_output", |(message, _)| Some(message.tokens.output))
-        .int64("tokens_reasoning", |(message, _)| Some(message.tokens.reasoning))
-        .int64("tokens_cache_read", |(message, _)| Some(message.tokens.cache_read))
-        .int64("tokens_cache_write", |(message, _)| Some(message.tokens.cache_write))
-        .int64("tokens_total", |(message, _)| message.tokens.total)
-        .text("finish_reason", |(message, _)| message.finish_reason.as_deref())
-        .text("error_name", |(message, _)| message.error_name.as_deref())
-        .text("error_message", |(message, _)| message.error_message.as_deref())
-        .boolean("is_summary", |(message, _)| Some(message.is_summary))
-        .timestamp_ms("created_at", |(message, _)| message.created_at)
-        .timestamp_ms("completed_at", |(message, _)| message.completed_at)
-        .text("source", |_| Some(source))
-        .text("raw", |(message, _)| Some(&message.raw.json))
-        .int64("raw_size", |(message, _)| Some(message.raw.size_bytes))
-        .boolean("raw_truncated", |(message, _)| Some(message.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .text("app", |_| Some(app))
-        .text("cost_source", |(message, _)| message.cost_source)
-        .float64("list_cost", |(message, _)| message.list_cost)
-        .finish()
-}
-
-/// `parts` rows, in the table's column order.
-pub(crate) fn part_columns(rows: &[(&PartRecord, i64)], source: &str, app: &str) -> RecordBatch {
-    ArrowRows::new(rows)
-        .text("id", |(part, _)| Some(&part.id))
-        .text("session_id", |(part, _)| Some(&part.session_id))
-        .text("message_id", |(part, _)| Some(&part.message_id))
-        .text("part_type", |(part, _)| Some(&part.part_type))
-        .text("text", |(part, _)| part.text.as_deref())
-        .text("tool_name", |(part, _)| part.tool_name.as_deref())
-        .text("tool_status", |(part, _)| part.tool_status.as_deref())
-        .text("call_id", |(part, _)| part.call_id.as_deref())
-        .text("tool_title", |(part, _)| part.tool_title.as_deref())
-        .text("tool_input", |(part, _)| part.tool_input.as_deref())
-        .text("tool_output", |(part, _)| part.tool_output.as_deref())
-        .text("tool_error", |(part, _)| part.tool_error.as_deref())
-        .text("child_session_id", |(part, _)| part.child_session_id.as_deref())
-        .text("subagent_type", |(part, _)| part.subagent_type.as_deref())
-        .timestamp_ms("started_at", |(part, _)| part.started_at)
-        .timestamp_ms("ended_at", |(part, _)| part.ended_at)
-        .boolean("content_truncated", |(part, _)| Some(part.content_truncated))
-        .text("source", |_| Some(source))
-        .text("raw", |(part, _)| Some(&part.raw.json))
-        .int64("raw_size", |(part, _)| Some(part.raw.size_bytes))
-        .boolean("raw_truncated", |(part, _)| Some(part.raw.truncated))
-        .int64("version_ms", |(_, version)| Some(*version))
-        .text("app", |_| Some(app))
-        .finish()
-}
-
-/// `step_events` rows (a step takes its part's version), in the table's column order.
-pub(crate) fn step_columns(rows: &[(&StepEvent, i64)], app: &str) -> RecordBatch {
-    ArrowRows::new(rows)
-        .text("id", |(step, _)| Some(&step.id))
-        .text("session_id", |(step, _)| Some(&step.session_id))
-        .text("message_id", |(step, _)| Some(&step.message_id))
-        .text("event_type", |(step, _)| Some(step.event_type))
-        .text("reason", |(step, _)| step.reason.as_deref())
-        .float64("cost", |(step, _)| step.cost)
-        .int64("tokens_input", |(step, _)| Some(step.tokens.input))
-        .int64("tokens_output", |(step, _)| Some(step.tokens.output))
-        .int64("tokens_reasoning", |(step, _)| Some(step.tokens.reasoning))
-        .int64("tokens_cache_read", |(step, _)| Some(step.tokens.cache_read))
-        .int64("tokens_cache_write", |(step, _)| Some(step.tokens.cache_write))
-        .int64("tokens_total", |(step, _)| step.tokens.total)
-        .text("snapshot", |(step, _)| step.snapshot.as_deref())
-        .text("app", |_| Some(app))
-        .text("cost_source", |(step, _)| step.cost_source)
-        .float64("list_cost", |(step, _)| step.list_cost)
-        .int64("version_ms", |(_, version)| Some(*version))
-        .finish()
 }
 
 /// A file's `file_index` row, as far as the file decides it.
