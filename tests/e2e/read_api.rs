@@ -476,6 +476,10 @@ fn a_kept_answer_is_served_for_max_staleness_unless_the_request_wants_the_newest
     let sessions_counted = |stats: &str| serde_json::from_str::<serde_json::Value>(stats).unwrap()["tables"]["sessions"].as_i64().unwrap();
     let kept_sessions = sessions_counted(&get_with(&daemon, "/api/stats", None).1);
 
+    // Another answer's tag names the data version the HTTP side knows: it moves once the
+    // writer has announced the commit, a moment after the row is visible to SQL.
+    let probe = "/api/usage?group_by=day";
+    let probe_tag = get_with(&daemon, probe, Some("no-cache")).0;
     let session = opencode.join("storage/session/global/ses_staleness000000000000001.json");
     std::fs::create_dir_all(session.parent().unwrap()).unwrap();
     std::fs::write(
@@ -487,6 +491,7 @@ fn a_kept_answer_is_served_for_max_staleness_unless_the_request_wants_the_newest
     wait_until("the session is committed", std::time::Duration::from_secs(20), || {
         !daemon.sql("SELECT id FROM sessions WHERE id = 'ses_staleness000000000000001'").is_empty()
     });
+    wait_until("the commit is announced", std::time::Duration::from_secs(20), || get_with(&daemon, probe, Some("no-cache")).0 != probe_tag);
 
     let (stale_tag, stale_body) = get_with(&daemon, path, None);
     assert_eq!(
