@@ -126,6 +126,10 @@ async function main() {
   const projectLinks = await page.$$eval("a[href^='#/sessions?project=']", (links) => links.map((link) => [link.title, link.textContent.trim()]));
   const misnamed = projectLinks.filter(([id, shown]) => shown !== projectLabels.get(id));
   check("the top projects show their labels", projectLinks.length > 0 && misnamed.length === 0, JSON.stringify({ misnamed, projectLinks }));
+  // At 1280 px every table of the overview fits its card: no column is cut off.
+  const overflowing = await page.$$eval("main section", (sections) =>
+    sections.filter((section) => section.querySelector("table") && section.scrollWidth > section.clientWidth + 1).map((section) => section.querySelector("h2")?.textContent));
+  check("every overview table fits its card at 1280 px", overflowing.length === 0, JSON.stringify(overflowing));
   if (config.screenshots) await page.screenshot({ path: path.join(config.screenshots, "overview-light.png"), fullPage: true });
 
   // Sessions: a hostile title is text.
