@@ -263,6 +263,46 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|error| StoreError::Open { path: path.to_owned(), detail: format!("cannot create directory {}: {error}", parent.display()) })?;
         }
+        if !path.exists() {
+            Store::create_whole(path, options)?;
+        }
+        Store::open_at(path, options)
+    }
+
+    /// Creates the database at `path` whole or not at all: built and migrated under
+    /// `<path>.creating`, checkpointed, then renamed into place. A process killed while DuckDB
+    /// writes a new file's first blocks leaves a file DuckDB refuses ever after ("not a valid
+    /// DuckDB database file"); killed here, it leaves only `<path>.creating`, which the next
+    /// creation replaces.
+    fn create_whole(path: &Path, options: &StoreOptions) -> Result<()> {
+        let mut creating = path.as_os_str().to_owned();
+        creating.push(".creating");
+        let creating = PathBuf::from(creating);
+        let wal_of = |path: &Path| {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push(".wal");
+            PathBuf::from(wal)
+        };
+        let cannot =
+            |error: std::io::Error| StoreError::Open { path: path.to_owned(), detail: format!("cannot create it through {}: {error}", creating.display()) };
+        for leftover in [creating.clone(), wal_of(&creating)] {
+            match std::fs::remove_file(&leftover) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(cannot(error)),
+                _ => {}
+            }
+        }
+        let store = Store::open_at(&creating, options)?;
+        store.checkpoint()?;
+        drop(store);
+        if wal_of(&creating).exists() {
+            std::fs::rename(wal_of(&creating), wal_of(path)).map_err(cannot)?;
+        }
+        std::fs::rename(&creating, path).map_err(cannot)
+    }
+
+    /// Opens the database at `path`, creating it in place if it does not exist, and brings its
+    /// schema up to date.
+    fn open_at(path: &Path, options: &StoreOptions) -> Result<Store> {
         // SQL never needs the filesystem or network here (records arrive through the Appender),
         // so user SQL through the API cannot read files either.
         let mut config = duckdb::Config::default().enable_external_access(false).map_err(|error| open_error(path, error))?;
