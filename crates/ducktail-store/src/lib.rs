@@ -263,7 +263,8 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|error| StoreError::Open { path: path.to_owned(), detail: format!("cannot create directory {}: {error}", parent.display()) })?;
         }
-        if !path.exists() {
+        // Not `exists()`: a link to a database yet to be made is opened through, as DuckDB would.
+        if std::fs::symlink_metadata(path).is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound) {
             Store::create_whole(path, options)?;
         }
         Store::open_at(path, options)
