@@ -286,7 +286,9 @@ impl Store {
         };
         let cannot =
             |error: std::io::Error| StoreError::Open { path: path.to_owned(), detail: format!("cannot create it through {}: {error}", creating.display()) };
-        for leftover in [creating.clone(), wal_of(&creating)] {
+        // With no database at `path`, a WAL beside it is an orphan (a creation killed between
+        // its two renames) that DuckDB would replay into the new file.
+        for leftover in [creating.clone(), wal_of(&creating), wal_of(path)] {
             match std::fs::remove_file(&leftover) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(cannot(error)),
                 _ => {}
