@@ -401,15 +401,6 @@ fn run(files: usize, rate: Option<u64>, dashboard: bool) -> Outcome {
     }
 }
 
-/// Polls `done` every `interval` until it holds; panics naming `what` after `within`.
-fn wait_until(what: &str, within: Duration, interval: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        std::thread::sleep(interval);
-    }
-}
-
 /// The accumulator's backlog, from `/metrics`: it touches no database, unlike `/api/stats`, whose
 /// table counts at 50 requests a second took 18 % of the daemon's CPU in this bench.
 fn pending_files(base_url: &str) -> Option<u64> {
@@ -423,6 +414,7 @@ fn get_json(base_url: &str, path: &str) -> Option<serde_json::Value> {
 
 #[path = "support/daemon.rs"]
 mod daemon;
+use daemon::wait_until;
 #[path = "support/paced.rs"]
 mod paced;
 #[path = "support/suite.rs"]

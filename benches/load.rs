@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "support/daemon.rs"]
 mod daemon;
@@ -228,11 +228,7 @@ fn run(tree: &Path, source_db: &Path, options: &Options, reuse: Reuse) -> Outcom
         std::thread::spawn(move || paced::write_files(&tree, plan.iter(), Some(rate), || {}))
     };
     // wrk starts once the new files commit, so the ingest is under way for the whole measurement.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while last_commit() == before {
-        assert!(Instant::now() < deadline, "no new file committed within a minute");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    daemon::wait_until("a new file to be committed", Duration::from_secs(60), Duration::from_millis(20), || last_commit() != before);
     let output = Command::new("wrk")
         .args(["-t", "2", "-c", &options.connections.to_string(), "-d", &format!("{}s", options.seconds), "--timeout", "10s", "-s"])
         .arg(&script)

@@ -43,6 +43,7 @@ use ducktail_generator::transcripts::{generate_claude_transcripts, TokenTotals, 
 
 #[path = "support/daemon.rs"]
 mod daemon;
+use daemon::wait_until;
 #[path = "support/suite.rs"]
 mod suite;
 
@@ -525,15 +526,6 @@ fn sql_string(text: &str) -> String {
 
 fn toml_string(path: &Path) -> String {
     serde_json::Value::from(path.display().to_string()).to_string()
-}
-
-/// Polls `done` every `interval` until it holds; panics naming `what` after `within`.
-fn wait_until(what: &str, within: Duration, interval: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        std::thread::sleep(interval);
-    }
 }
 
 /// CPU seconds (user + system) from a `/proc/…/stat` file: fields 14 and 15, after the name.

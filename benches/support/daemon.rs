@@ -58,11 +58,7 @@ impl BenchDaemon {
         // Owned before anything can panic, so a failed start does not leave the daemon running.
         let mut daemon = BenchDaemon { child, base_url: String::new() };
         daemon.base_url = receiver.recv_timeout(Duration::from_secs(60)).expect("the daemon printed its address");
-        let deadline = Instant::now() + ready_within;
-        while ureq::get(&format!("{}/readyz", daemon.base_url)).call().is_err() {
-            assert!(Instant::now() < deadline, "the daemon did not become ready within {ready_within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("the daemon to become ready", ready_within, Duration::from_millis(20), || ureq::get(&format!("{}/readyz", daemon.base_url)).call().is_ok());
         daemon
     }
 
@@ -86,5 +82,14 @@ impl Drop for BenchDaemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Polls `done` every `interval` until it holds; panics naming `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, interval: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(interval);
     }
 }
